@@ -1,0 +1,81 @@
+"""The one interface every CRM sits behind, and the plain values that cross it.
+
+Playbooks and jobs speak only this; HubSpot, Salesforce and the sandbox each implement it in their own
+package, translating their SDK's errors into integration.errors.CrmError subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Protocol
+
+FieldValue = str | int | float | bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class CrmAccount:
+    """A HubSpot company or Salesforce Account, as much of it as playbooks need."""
+
+    crm_id: str
+    name: str
+    owner_id: str | None
+    product_account_id: str | None = None
+    domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CrmContact:
+    crm_id: str
+    email: str
+    name: str
+    account_crm_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FieldUpdate:
+    """Values to write on one account; keys are CRM field names from the config's mapping."""
+
+    crm_id: str
+    values: Mapping[str, FieldValue]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    written: tuple[str, ...] = ()
+    rejected: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """A native CRM task for an owner, tied to the account and, for people signals, the contact."""
+
+    subject: str
+    body: str
+    due_date: date
+    priority: str
+    task_type: str
+    owner_id: str | None
+    account_crm_id: str
+    contact_crm_id: str | None = None
+
+
+class CrmAdapter(Protocol):
+    """What the service needs from a CRM. Batch methods take many records per call."""
+
+    name: str
+
+    def find_accounts(self, product_account_ids: Sequence[str]) -> dict[str, CrmAccount]:
+        """Map product account ids to CRM accounts; ids the CRM lacks are left out."""
+        ...
+
+    def find_account_by_domain(self, domain: str) -> CrmAccount | None: ...
+
+    def find_contact(self, email: str) -> CrmContact | None: ...
+
+    def write_fields(self, updates: Sequence[FieldUpdate]) -> WriteResult: ...
+
+    def create_task(self, task: TaskRequest) -> str:
+        """Create the task and return its CRM id."""
+        ...

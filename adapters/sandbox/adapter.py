@@ -1,0 +1,204 @@
+"""The sandbox CRM: companies, contacts and tasks in a local SQLite file.
+
+It lets the whole service run with no CRM account (the demo, the end-to-end tests), and it behaves
+like the real ones where that matters: records must exist before they are found, fields are written
+in batches, and it never deduplicates tasks for us.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adapters.protocol import CrmAccount, CrmContact, FieldUpdate, TaskRequest, WriteResult
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+create table if not exists owners (id text primary key, name text not null, email text);
+create table if not exists companies (
+    id text primary key, name text not null, domain text, owner_id text,
+    properties text not null default '{}'
+);
+create table if not exists contacts (
+    id text primary key, email text not null unique, name text not null, company_id text
+);
+create table if not exists tasks (
+    id text primary key, subject text not null, body text not null, due_date text not null,
+    priority text not null, task_type text not null, status text not null, owner_id text,
+    company_id text not null, contact_id text, created_at text not null
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxTask:
+    crm_id: str
+    subject: str
+    body: str
+    due_date: str
+    priority: str
+    task_type: str
+    status: str
+    owner_id: str | None
+    company_id: str
+    contact_id: str | None
+
+
+class SandboxCrm:
+    """CrmAdapter over SQLite; safe to share between a web process and several workers."""
+
+    name = "sandbox"
+
+    def __init__(self, path: Path, match_field: str) -> None:
+        self.path = path
+        self.match_field = match_field
+
+    @classmethod
+    def open(cls, path: Path, match_field: str, seed_file: Path | None = None) -> SandboxCrm:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        crm = cls(path, match_field)
+        with crm._db() as db:
+            db.execute("pragma journal_mode=wal")
+            db.executescript(_SCHEMA)
+        if seed_file is not None:
+            crm.seed(yaml.safe_load(seed_file.read_text(encoding="utf-8")) or {})
+        return crm
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30)
+        db.row_factory = sqlite3.Row
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def seed(self, data: dict[str, Any]) -> None:
+        """Add owners, companies and contacts that are not there yet (ids are kept)."""
+        with self._db() as db:
+            for owner in data.get("owners", []):
+                db.execute(
+                    "insert or ignore into owners values (?, ?, ?)",
+                    (str(owner["id"]), owner["name"], owner.get("email")),
+                )
+            for company in data.get("companies", []):
+                db.execute(
+                    "insert or ignore into companies values (?, ?, ?, ?, ?)",
+                    (
+                        str(company["id"]),
+                        company["name"],
+                        company.get("domain"),
+                        company.get("owner_id"),
+                        json.dumps(company.get("properties", {})),
+                    ),
+                )
+            for contact in data.get("contacts", []):
+                db.execute(
+                    "insert or ignore into contacts values (?, ?, ?, ?)",
+                    (str(contact["id"]), contact["email"].lower(), contact["name"],
+                     contact.get("company_id")),
+                )
+
+    def find_accounts(self, product_account_ids: Sequence[str]) -> dict[str, CrmAccount]:
+        if not product_account_ids:
+            return {}
+        marks = ",".join("?" * len(product_account_ids))
+        path = json.dumps(self.match_field)
+        with self._db() as db:
+            rows = db.execute(
+                f"select *, json_extract(properties, '$.' || ?) as product_id from companies "  # noqa: S608 - only placeholders are interpolated
+                f"where json_extract(properties, '$.' || ?) in ({marks})",
+                (path, path, *product_account_ids),
+            ).fetchall()
+        return {str(row["product_id"]): self._account(row) for row in rows}
+
+    def find_account_by_domain(self, domain: str) -> CrmAccount | None:
+        with self._db() as db:
+            row = db.execute(
+                "select *, json_extract(properties, '$.' || ?) as product_id from companies "
+                "where lower(domain) = lower(?) order by id limit 1",
+                (json.dumps(self.match_field), domain),
+            ).fetchone()
+        return self._account(row) if row else None
+
+    def _account(self, row: sqlite3.Row) -> CrmAccount:
+        product_id = row["product_id"]
+        return CrmAccount(
+            crm_id=row["id"],
+            name=row["name"],
+            owner_id=row["owner_id"],
+            product_account_id=str(product_id) if product_id is not None else None,
+            domain=row["domain"],
+        )
+
+    def find_contact(self, email: str) -> CrmContact | None:
+        with self._db() as db:
+            row = db.execute("select * from contacts where email = ?", (email.lower(),)).fetchone()
+        if row is None:
+            return None
+        return CrmContact(row["id"], row["email"], row["name"], row["company_id"])
+
+    def write_fields(self, updates: Sequence[FieldUpdate]) -> WriteResult:
+        written, rejected = [], {}
+        with self._db() as db:
+            for update in updates:
+                row = db.execute(
+                    "select properties from companies where id = ?", (update.crm_id,)
+                ).fetchone()
+                if row is None:
+                    rejected[update.crm_id] = "no company with this id"
+                    continue
+                properties = json.loads(row["properties"]) | dict(update.values)
+                db.execute(
+                    "update companies set properties = ? where id = ?",
+                    (json.dumps(properties), update.crm_id),
+                )
+                written.append(update.crm_id)
+        return WriteResult(tuple(written), rejected)
+
+    def create_task(self, task: TaskRequest) -> str:
+        crm_id = uuid.uuid4().hex[:12]
+        with self._db() as db:
+            db.execute(
+                "insert into tasks values (?, ?, ?, ?, ?, ?, 'NOT_STARTED', ?, ?, ?, ?)",
+                (
+                    crm_id, task.subject, task.body, task.due_date.isoformat(), task.priority,
+                    task.task_type, task.owner_id, task.account_crm_id, task.contact_crm_id,
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+        logger.info("sandbox task created", extra={"crm_id": crm_id, "crm": self.name})
+        return crm_id
+
+    # Read-outs for the demo report and the end-to-end tests; not part of the CRM protocol.
+    def tasks(self) -> list[SandboxTask]:
+        with self._db() as db:
+            rows = db.execute(
+                "select id, subject, body, due_date, priority, task_type, status, owner_id, "
+                "company_id, contact_id from tasks order by created_at, id"
+            ).fetchall()
+        return [SandboxTask(*row) for row in rows]
+
+    def company_properties(self, crm_id: str) -> dict[str, Any]:
+        with self._db() as db:
+            row = db.execute("select properties from companies where id = ?", (crm_id,)).fetchone()
+        return json.loads(row["properties"]) if row else {}
+
+    def owner_name(self, owner_id: str | None) -> str:
+        if owner_id is None:
+            return "(no owner)"
+        with self._db() as db:
+            row = db.execute("select name from owners where id = ?", (owner_id,)).fetchone()
+        return str(row["name"]) if row else owner_id

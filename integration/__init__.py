@@ -1,0 +1,1 @@
+"""The core: config, signals, rollups, risk rules, jobs and the CLI."""

@@ -1,0 +1,141 @@
+"""The `integration` command: validate a config, run a worker, replay samples, report, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rq import Queue
+from rq.worker import SimpleWorker
+
+from integration import jobs, keys
+from integration.bootstrap import build_context, read_config
+from integration.config import Config
+from integration.errors import ConfigErrors
+from integration.logs import configure_logging
+from integration.queues import QUEUE_NAMES
+from integration.settings import Settings
+
+CONFIG_OPTION = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), envvar="INTEGRATION_CONFIG",
+    default=Path("config.yaml"), show_default=True,
+    help="The YAML config (or set INTEGRATION_CONFIG).",
+)
+
+
+@click.group()
+def main() -> None:
+    """Customer-success playbooks inside the CRM."""
+
+
+@main.command()
+@click.argument("config_file", required=False, type=click.Path(path_type=Path))
+@CONFIG_OPTION
+def validate(config_file: Path | None, config_path: Path) -> None:
+    """Check a config file; print every error with its YAML path, or a summary."""
+    path = config_file or config_path
+    try:
+        config = read_config(path)
+    except ConfigErrors as exc:
+        click.echo(f"{path}: {len(exc.errors)} error(s)", err=True)
+        for error in exc.errors:
+            click.echo(f"  {error.yaml_path or '(file)'}: {error.message}", err=True)
+            if error.hint:
+                click.echo(f"      hint: {error.hint}", err=True)
+        sys.exit(1)
+    click.echo(_summary(path, config))
+
+
+def _summary(path: Path, config: Config) -> str:
+    fields = ", ".join(f"{name} -> {crm_field}"
+                       for name, crm_field in config.fields.model_dump().items() if crm_field)
+    playbooks = ", ".join(config.playbooks) or "all shipped playbooks"
+    rules = ", ".join(name for name, rule in config.risk if rule.enabled)
+    return "\n".join([
+        f"{path}: valid",
+        f"  crm: {config.crm.kind} (accounts matched on {config.account_match.crm_field})",
+        f"  fields: {fields}",
+        f"  risk rules: {rules}",
+        f"  playbooks: {playbooks}",
+        f"  webhook secrets from: {config.webhooks.usage.secret_env}, "
+        f"{config.webhooks.job_changes.secret_env}",
+    ])
+
+
+def _settings(config_path: Path) -> Settings:
+    return Settings(config=config_path)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+def worker(config_path: Path, burst: bool) -> None:
+    """Run an RQ worker (in-process jobs, with RQ's scheduler for retries)."""
+    settings = _settings(config_path)
+    configure_logging(settings.log_level)
+    context = build_context(settings)
+    jobs.install_context(context)
+    queues = [Queue(name, connection=context.redis) for name in QUEUE_NAMES]
+    SimpleWorker(queues, connection=context.redis).work(burst=burst, with_scheduler=not burst)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--url", required=True, help="Base URL of the running web app.")
+@CONFIG_OPTION
+@click.option("--twice", is_flag=True, help="Post every file a second time, as a retrying sender.")
+def replay(folder: Path, url: str, config_path: Path, twice: bool) -> None:
+    """Sign and post the sample signals in FOLDER, shifted so the newest day is yesterday."""
+    from integration.replay import replay_folder
+
+    config = read_config(config_path)
+    for line in replay_folder(folder, url.rstrip("/"), config, twice=twice):
+        click.echo(line)
+
+
+@main.command()
+@CONFIG_OPTION
+def report(config_path: Path) -> None:
+    """Print each account's risk flags and the CRM tasks created for them."""
+    from integration.report import render_report
+
+    context = build_context(_settings(config_path))
+    click.echo(render_report(context))
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--limit", default=50, show_default=True)
+def unmatched(config_path: Path, limit: int) -> None:
+    """List signals whose account the CRM does not have (newest first)."""
+    context = build_context(_settings(config_path))
+    entries = context.redis.lrange(keys.unmatched(), 0, limit - 1)
+    if not entries:
+        click.echo("no unmatched signals")
+    for raw in entries:
+        entry = json.loads(raw)
+        click.echo(f"{entry['at']}  {entry['kind']:<11} {entry['reference']}  {entry['signal_id']}")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--account", "account_id", required=True)
+def assessment(config_path: Path, account_id: str) -> None:
+    """Print the last stored risk assessment of one account as JSON."""
+    context = build_context(_settings(config_path))
+    raw = context.redis.get(keys.assessment(account_id))
+    if raw is None:
+        click.echo(f"no assessment for account {account_id!r} yet", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(json.loads(raw), indent=2))
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Keep the demo's sandbox CRM and Redis data.")
+def demo(keep: bool) -> None:
+    """Run the whole service on the sandbox CRM with the samples in examples/."""
+    from integration.demo import run_demo
+
+    sys.exit(run_demo(keep=keep))

@@ -1,0 +1,248 @@
+"""The admin's YAML config: schema, loading, and errors that name the YAML path.
+
+The schema forbids unknown keys, because in a file an admin edits by hand a typo is an error, not a
+default. Secrets never live in the file: it names environment variables and loading checks they are set.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from integration.errors import ConfigError, ConfigErrors
+
+CrmKind = Literal["sandbox", "hubspot", "salesforce"]
+Priority = Literal["low", "medium", "high"]
+# The CRMs whose adapter ships in this build; the others are accepted by the schema so the error
+# can say plainly that the adapter is missing rather than that the word is wrong.
+AVAILABLE_CRMS = frozenset({"sandbox"})
+SECRET_PREFIX = "whsec_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SandboxCrm(_Strict):
+    path: Path = Path("var/sandbox-crm.sqlite3")
+    seed_file: Path | None = None
+
+
+class CrmConfig(_Strict):
+    kind: CrmKind = "sandbox"
+    sandbox: SandboxCrm = SandboxCrm()
+
+
+class AccountMatch(_Strict):
+    crm_field: str = Field(
+        "product_account_id",
+        description="HubSpot company property or Salesforce Account external-id field that "
+        "holds the product's account id.",
+        min_length=1,
+    )
+
+
+class FieldMap(_Strict):
+    """CRM field that receives each computed value; null means do not write it."""
+
+    risk_level: str | None = "churn_risk_level"
+    risk_reasons: str | None = "churn_risk_reasons"
+    usage_trend_pct: str | None = "usage_trend_pct"
+    license_utilization_pct: str | None = "license_utilization_pct"
+    last_active_date: str | None = "last_product_activity_date"
+
+
+class Owners(_Strict):
+    fallback_owner: str | None = None
+
+
+class WebhookSource(_Strict):
+    secret_env: str = Field(min_length=1)
+
+
+class Webhooks(_Strict):
+    usage: WebhookSource = WebhookSource(secret_env="USAGE_WEBHOOK_SECRET")
+    job_changes: WebhookSource = WebhookSource(secret_env="JOB_CHANGES_WEBHOOK_SECRET")
+    max_events_per_request: int = Field(1000, ge=1, le=10_000)
+
+
+class UsageDropRule(_Strict):
+    enabled: bool = True
+    drop_pct: float = Field(40, gt=0, le=100)
+    window_days: int = Field(7, ge=1, le=60)
+    baseline_days: int = Field(28, ge=7, le=120)
+    min_baseline_daily_users: float = Field(1.0, ge=0)
+    small_account_max_users: float = Field(5, ge=0)
+    small_account_window_days: int = Field(21, ge=1, le=60)
+
+
+class ChampionLeftRule(_Strict):
+    enabled: bool = True
+    champion_labels: tuple[str, ...] = ("champion",)
+    remember_days: int = Field(90, ge=1, le=730)
+
+
+class RiskConfig(_Strict):
+    usage_drop: UsageDropRule = UsageDropRule()
+    champion_left: ChampionLeftRule = ChampionLeftRule()
+
+
+class PlaybookSettings(_Strict):
+    """Per-playbook overrides of what the shipped definition says."""
+
+    enabled: bool = True
+    due_in_days: int | None = Field(None, ge=0, le=365)
+    priority: Priority | None = None
+    cooldown_days: int | None = Field(None, ge=0, le=365)
+
+
+class Config(_Strict):
+    crm: CrmConfig = CrmConfig()
+    account_match: AccountMatch = AccountMatch()
+    fields: FieldMap = FieldMap()
+    owners: Owners = Owners()
+    webhooks: Webhooks = Webhooks()
+    risk: RiskConfig = RiskConfig()
+    playbooks: dict[str, PlaybookSettings] = Field(default_factory=dict)
+
+    _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def secret(self, env_name: str) -> str:
+        """The value of a secret the config names; loading has checked it is set."""
+        return self._secrets[env_name]
+
+
+def load_config(
+    path: Path,
+    lookup_env: Callable[[str], str | None],
+    playbook_names: Iterable[str],
+) -> Config:
+    """Read, validate and resolve a config file, raising every problem at once as ConfigErrors."""
+    raw = _read_yaml(path)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigErrors([_config_error(error) for error in exc.errors()]) from exc
+    errors = [
+        *_check_crm(config),
+        *_check_playbooks(config, frozenset(playbook_names)),
+        *_resolve_secrets(config, lookup_env),
+    ]
+    if errors:
+        raise ConfigErrors(errors)
+    return config
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot read config file {str(path)!r}: {exc.strerror}"
+        hint = "pass --config PATH or set INTEGRATION_CONFIG; config.example.yaml is a start"
+        raise ConfigErrors([ConfigError("", msg, hint)]) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        msg = f"not valid YAML at {where}: {getattr(exc, 'problem', exc)}"
+        raise ConfigErrors([ConfigError("", msg)]) from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        msg = f"expected a mapping of sections at the top, got {type(raw).__name__}"
+        raise ConfigErrors([ConfigError("", msg)])
+    return raw
+
+
+def _yaml_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _config_error(error: Mapping[str, Any]) -> ConfigError:
+    loc = tuple(error["loc"])
+    path = _yaml_path(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return _unknown_key(loc)
+    if kind == "missing":
+        return ConfigError(path, "required key is missing")
+    got = error.get("input")
+    return ConfigError(path, f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}")
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> ConfigError:
+    model: Any = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field.annotation if field else None
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if model is None:
+            break
+    key = str(loc[-1])
+    allowed = sorted(model.model_fields) if model is not None else []
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint += f"allowed keys: {', '.join(allowed)}" if allowed else ""
+    return ConfigError(_yaml_path(loc), f"unknown key {key!r}", hint)
+
+
+def _check_crm(config: Config) -> list[ConfigError]:
+    if config.crm.kind in AVAILABLE_CRMS:
+        return []
+    msg = f"the {config.crm.kind} adapter is not part of this build yet"
+    return [ConfigError("crm.kind", msg, f"use one of: {', '.join(sorted(AVAILABLE_CRMS))}")]
+
+
+def _check_playbooks(config: Config, known: frozenset[str]) -> list[ConfigError]:
+    errors = []
+    for name in config.playbooks:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            errors.append(
+                ConfigError(
+                    f"playbooks.{name}",
+                    f"unknown playbook {name!r}",
+                    f"{hint}known playbooks: {', '.join(sorted(known))}",
+                )
+            )
+    return errors
+
+
+def _resolve_secrets(config: Config, lookup_env: Callable[[str], str | None]) -> list[ConfigError]:
+    errors = []
+    sources = {"usage": config.webhooks.usage, "job_changes": config.webhooks.job_changes}
+    for name, source in sources.items():
+        path = f"webhooks.{name}.secret_env"
+        value = lookup_env(source.secret_env)
+        if not value:
+            msg = f"environment variable {source.secret_env} is not set"
+            hint = f"export {source.secret_env}=whsec_<base64 secret shared with the sender>"
+            errors.append(ConfigError(path, msg, hint))
+        elif not _is_standard_webhooks_secret(value):
+            msg = f"environment variable {source.secret_env} is not a Standard Webhooks secret"
+            hint = "expected 'whsec_' followed by base64, as Standard Webhooks libraries generate"
+            errors.append(ConfigError(path, msg, hint))
+        else:
+            config._secrets[source.secret_env] = value  # noqa: SLF001 - filling our own private store
+    return errors
+
+
+def _is_standard_webhooks_secret(value: str) -> bool:
+    if not value.startswith(SECRET_PREFIX):
+        return False
+    try:
+        return bool(base64.b64decode(value[len(SECRET_PREFIX) :] + "==", validate=False))
+    except (binascii.Error, ValueError):
+        return False

@@ -1,0 +1,72 @@
+"""Every Redis key the service writes, built from one prefix.
+
+Per-account keys carry a hash tag (`{acct:ID}`) so a Redis Cluster keeps one account's keys together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "ci"
+
+
+def account_tag(account_id: str) -> str:
+    return f"{{acct:{account_id}}}"
+
+
+def delivery_seen(source: str, delivery_id: str) -> str:
+    """Set when a webhook delivery was taken, so a re-delivery is dropped."""
+    return f"{PREFIX}:delivery:{source}:{delivery_id}"
+
+
+def daily_metric(account_id: str, metric: str) -> str:
+    """A string of u16 counters, one per day in a ring (see rollups.RING_DAYS)."""
+    return f"{PREFIX}:{account_tag(account_id)}:daily:{metric}"
+
+
+def day_users(account_id: str, day_number: int) -> str:
+    """The distinct users seen on one day; short-lived, it only makes the daily count distinct."""
+    return f"{PREFIX}:{account_tag(account_id)}:users:{day_number}"
+
+
+def account_meta(account_id: str) -> str:
+    """Hash: first and last day seen, seats, last activity."""
+    return f"{PREFIX}:{account_tag(account_id)}:meta"
+
+
+def user_last_seen(account_id: str) -> str:
+    """Sorted set: user id scored by the last time it was active (license utilization)."""
+    return f"{PREFIX}:{account_tag(account_id)}:user_last_seen"
+
+
+def people_signals(account_id: str) -> str:
+    """Hash: people-signal dedupe id -> the signal (JSON); one entry however often it is sent."""
+    return f"{PREFIX}:{account_tag(account_id)}:people"
+
+
+def assessment(account_id: str) -> str:
+    """The last risk assessment written for the account (JSON)."""
+    return f"{PREFIX}:{account_tag(account_id)}:assessment"
+
+
+def action_done(idempotency_key: str) -> str:
+    """Claimed before an action runs, then holds the CRM id it produced.
+
+    The key is hashed because idempotency keys may hold a person's email.
+    """
+    return f"{PREFIX}:action:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+
+
+def playbook_last_fired(account_id: str) -> str:
+    """Hash: playbook name -> ISO date it last created work for the account (cooldowns)."""
+    return f"{PREFIX}:{account_tag(account_id)}:playbook_last_fired"
+
+
+def dirty_accounts() -> str:
+    """Set of accounts with new usage since their last evaluation."""
+    return f"{PREFIX}:dirty_accounts"
+
+
+def unmatched() -> str:
+    """List of signals whose account or contact the CRM did not have (JSON), newest first."""
+    return f"{PREFIX}:unmatched"

@@ -1,0 +1,36 @@
+"""A plain-text report of flags and tasks in the sandbox CRM, for the demo and for admins."""
+
+from __future__ import annotations
+
+import json
+
+from adapters.sandbox.adapter import SandboxCrm
+from integration import keys
+from integration.bootstrap import Context
+from integration.risk import assessment_from_json
+
+
+def render_report(context: Context) -> str:
+    crm = context.crm
+    if not isinstance(crm, SandboxCrm):
+        return "the report reads the sandbox CRM; open your CRM to see tasks"
+    assessments = []
+    for key in sorted(context.redis.scan_iter(match=keys.assessment("*"), count=1000)):
+        assessments.append(assessment_from_json(json.loads(context.redis.get(key) or "{}")))
+    accounts = crm.find_accounts([a.account_id for a in assessments])
+    tasks = crm.tasks()
+    lines = []
+    for item in assessments:
+        account = accounts.get(item.account_id)
+        name = account.name if account else item.account_id
+        trend = f", usage trend {item.usage_trend_pct:+.0f}%" if item.usage_trend_pct is not None else ""
+        lines.append(f"{name} ({item.account_id}): risk {item.level.value.upper()}, "
+                     f"score {item.score}{trend}")
+        lines.extend(f"  flag: {reason.text}" for reason in item.reasons)
+        for task in (t for t in tasks if account and t.company_id == account.crm_id):
+            lines.append(f"  task for {crm.owner_name(task.owner_id)}, due {task.due_date}, "
+                         f"{task.priority} priority: {task.subject}")
+            lines.extend(f"      {line}" for line in task.body.splitlines() if line.strip())
+        lines.append("")
+    lines.append(f"{len(tasks)} task(s) in the sandbox CRM at {crm.path}")
+    return "\n".join(lines)

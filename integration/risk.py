@@ -1,0 +1,231 @@
+"""Risk rules: pure functions from an account's state to reasons a rep can believe.
+
+No Redis, no HTTP, no clock: the caller passes `now`. Each rule returns the reasons it found (with the
+numbers behind them); `assess` combines them into one RiskAssessment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from integration.config import ChampionLeftRule, RiskConfig, UsageDropRule
+from integration.rollups import UsageHistory
+from integration.signals import ChangeType, JobChanged
+
+
+class RiskLevel(StrEnum):
+    NONE = "none"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+_RANK = {RiskLevel.NONE: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
+_SCORE = {RiskLevel.NONE: 0, RiskLevel.LOW: 15, RiskLevel.MEDIUM: 35, RiskLevel.HIGH: 60}
+# A drop this many times the configured threshold (capped at 100%) makes the flag high, not medium.
+HIGH_DROP_FACTOR = 1.5
+LEAVING_CHANGES = frozenset({ChangeType.COMPANY_CHANGE, ChangeType.LEFT_COMPANY})
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why an account is at risk: `key` tells flags apart (one per champion), `text` is for the rep."""
+
+    code: str
+    key: str
+    text: str
+    severity: RiskLevel
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """Everything the rules look at for one account, loaded by the job."""
+
+    account_id: str
+    usage: UsageHistory
+    people: tuple[JobChanged, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RiskAssessment:
+    account_id: str
+    level: RiskLevel
+    score: int
+    reasons: tuple[Reason, ...]
+    usage_trend_pct: float | None
+    license_utilization_pct: float | None
+    last_active_date: date | None
+
+    @property
+    def reason_keys(self) -> frozenset[str]:
+        return frozenset(reason.key for reason in self.reasons)
+
+
+def history_days_needed(rules: RiskConfig) -> int:
+    """How many days of usage the rules read, so the job loads exactly that."""
+    rule = rules.usage_drop
+    return max(rule.window_days, rule.small_account_window_days) + rule.baseline_days
+
+
+def usage_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[Reason]:
+    """Active users over the recent window against the account's own normal just before it.
+
+    Guards: an account whose normal is below `min_baseline_daily_users` cannot drop, an account
+    without a full baseline of history is not judged, and a small account (normal at most
+    `small_account_max_users` a day) must stay down for `small_account_window_days`, so one or
+    two people on vacation in a three-seat account is not a churn risk while a sustained drop is.
+    """
+    trend = _usage_trend(state.usage, rule)
+    if trend is None:
+        return []
+    window, baseline, recent = trend
+    drop_pct = (baseline - recent) / baseline * 100
+    if baseline < rule.min_baseline_daily_users or drop_pct < rule.drop_pct:
+        return []
+    high = drop_pct >= min(100.0, rule.drop_pct * HIGH_DROP_FACTOR)
+    text = (
+        f"Daily active users fell {drop_pct:.0f}% below their {rule.baseline_days}-day normal "
+        f"({recent:.1f} vs {baseline:.1f} a day) over the last {window} days."
+    )
+    details = {
+        "metric": "daily_active_users",
+        "observed": round(recent, 2),
+        "baseline": round(baseline, 2),
+        "drop_pct": round(drop_pct, 1),
+        "window_days": window,
+        "baseline_days": rule.baseline_days,
+    }
+    severity = RiskLevel.HIGH if high else RiskLevel.MEDIUM
+    return [Reason("usage_drop", "usage_drop", text, severity, details)]
+
+
+def _usage_trend(usage: UsageHistory, rule: UsageDropRule) -> tuple[int, float, float] | None:
+    """(window days, baseline per day, recent per day), or None without a full baseline."""
+    days = usage.daily_active_users
+    for window in (rule.window_days, rule.small_account_window_days):
+        needed = window + rule.baseline_days
+        if usage.first_day is None or len(days) < needed:
+            return None
+        if (usage.last_day - usage.first_day).days + 1 < needed:
+            return None
+        recent_days = days[len(days) - window :]
+        baseline_days = days[len(days) - window - rule.baseline_days : len(days) - window]
+        baseline = sum(baseline_days) / len(baseline_days)
+        recent = sum(recent_days) / len(recent_days)
+        if baseline > rule.small_account_max_users or window == rule.small_account_window_days:
+            return window, baseline, recent
+    return None
+
+
+def champion_left(state: AccountState, rule: ChampionLeftRule, now: datetime) -> list[Reason]:
+    """A champion of this account left it (changed company or left) within `remember_days`."""
+    labels = {label.lower() for label in rule.champion_labels}
+    reasons = []
+    for person in state.people:
+        is_champion = person.is_champion or (person.relationship_type or "").lower() in labels
+        if not is_champion or person.change_type not in LEAVING_CHANGES:
+            continue
+        if person.previous_account_id != state.account_id:
+            continue
+        if now - person.detected_at > timedelta(days=rule.remember_days):
+            continue
+        role = f", {person.previous_job_title}," if person.previous_job_title else ""
+        where = f" for {person.current_company_name}" if person.current_company_name else ""
+        text = (
+            f"Champion {person.full_name}{role} left the account"
+            f"{where} (reported by {person.source} on {person.detected_at.date().isoformat()})."
+        )
+        details = {
+            "person": person.full_name,
+            "email": person.email,
+            "previous_title": person.previous_job_title,
+            "new_company": person.current_company_name,
+            "new_title": person.current_job_title,
+            "source": person.source,
+        }
+        key = f"champion_left:{person.email or person.full_name}"
+        reasons.append(Reason("champion_left", key, text, RiskLevel.HIGH, details))
+    return reasons
+
+
+RULES: dict[str, Callable[[AccountState, Any, datetime], list[Reason]]] = {
+    "usage_drop": usage_drop,
+    "champion_left": champion_left,
+}
+
+
+def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessment:
+    """Run every enabled rule and combine: level is the worst reason, score adds up, capped."""
+    reasons: list[Reason] = []
+    for name, rule_function in RULES.items():
+        rule = getattr(rules, name)
+        if rule.enabled:
+            reasons.extend(rule_function(state, rule, now))
+    level = max((r.severity for r in reasons), key=_RANK.__getitem__, default=RiskLevel.NONE)
+    trend = _usage_trend(state.usage, rules.usage_drop)
+    return RiskAssessment(
+        account_id=state.account_id,
+        level=level,
+        score=min(100, sum(_SCORE[r.severity] for r in reasons)),
+        reasons=tuple(reasons),
+        usage_trend_pct=_trend_pct(trend),
+        license_utilization_pct=_utilization_pct(state.usage),
+        last_active_date=state.usage.last_active.date() if state.usage.last_active else None,
+    )
+
+
+def _trend_pct(trend: tuple[int, float, float] | None) -> float | None:
+    if trend is None or trend[1] == 0:
+        return None
+    _, baseline, recent = trend
+    return round((recent - baseline) / baseline * 100, 1)
+
+
+def _utilization_pct(usage: UsageHistory) -> float | None:
+    if not usage.seats:
+        return None
+    return round(usage.active_users_30d / usage.seats * 100, 1)
+
+
+def reasons_text(reasons: Sequence[Reason]) -> str:
+    """All reasons as one field value, one sentence per line."""
+    return "\n".join(reason.text for reason in reasons)
+
+
+def assessment_to_json(assessment: RiskAssessment) -> dict[str, Any]:
+    return {
+        "account_id": assessment.account_id,
+        "level": assessment.level.value,
+        "score": assessment.score,
+        "reasons": [
+            {"code": r.code, "key": r.key, "text": r.text, "severity": r.severity.value,
+             "details": r.details}
+            for r in assessment.reasons
+        ],
+        "usage_trend_pct": assessment.usage_trend_pct,
+        "license_utilization_pct": assessment.license_utilization_pct,
+        "last_active_date": (
+            assessment.last_active_date.isoformat() if assessment.last_active_date else None
+        ),
+    }
+
+
+def assessment_from_json(data: dict[str, Any]) -> RiskAssessment:
+    last_active = data.get("last_active_date")
+    return RiskAssessment(
+        account_id=data["account_id"],
+        level=RiskLevel(data["level"]),
+        score=int(data["score"]),
+        reasons=tuple(
+            Reason(r["code"], r["key"], r["text"], RiskLevel(r["severity"]), r["details"])
+            for r in data["reasons"]
+        ),
+        usage_trend_pct=data.get("usage_trend_pct"),
+        license_utilization_pct=data.get("license_utilization_pct"),
+        last_active_date=date.fromisoformat(last_active) if last_active else None,
+    )

@@ -1,0 +1,1 @@
+"""Playbooks: which CRM work a risk flag or people signal creates."""

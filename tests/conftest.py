@@ -1,0 +1,162 @@
+"""Shared fixtures: a real Redis (empty database, flushed around each test) and a real RQ worker."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from redis import Redis
+from rq import Queue, SimpleWorker
+
+from integration import jobs
+from integration.bootstrap import Context, build_context, read_config
+from integration.devredis import empty_database_url, find_or_start
+from integration.queues import QUEUE_NAMES
+from integration.settings import DEFAULT_REDIS_URL, Settings
+from webhooks.app import create_app
+
+USAGE_SECRET_ENV = "TEST_USAGE_SECRET"
+PEOPLE_SECRET_ENV = "TEST_PEOPLE_SECRET"
+
+
+@pytest.fixture(scope="session")
+def redis_server_url() -> Iterator[str]:
+    server = find_or_start(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    url = empty_database_url(redis_server_url)
+    client = Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Redis:
+    return Redis.from_url(redis_url)
+
+
+def whsec() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+@pytest.fixture
+def webhook_secrets(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {USAGE_SECRET_ENV: whsec(), PEOPLE_SECRET_ENV: whsec()}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+SEED = {
+    "owners": [
+        {"id": "owner-ana", "name": "Ana Ortiz", "email": "ana@vendor.example"},
+        {"id": "owner-ben", "name": "Ben Cole", "email": "ben@vendor.example"},
+    ],
+    "companies": [
+        {"id": "1001", "name": "Acme Analytics", "domain": "acme.example", "owner_id": "owner-ana",
+         "properties": {"product_account_id": "acme"}},
+        {"id": "1002", "name": "Globex", "domain": "globex.example", "owner_id": "owner-ben",
+         "properties": {"product_account_id": "globex"}},
+        {"id": "1003", "name": "Initech", "domain": "initech.example", "owner_id": None,
+         "properties": {"product_account_id": "initech"}},
+    ],
+    "contacts": [
+        {"id": "2001", "email": "priya@globex.example", "name": "Priya Natarajan",
+         "company_id": "1002"},
+    ],
+}
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, webhook_secrets: dict[str, str]) -> Path:
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(yaml.safe_dump(SEED))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "crm": {"kind": "sandbox",
+                "sandbox": {"path": str(tmp_path / "crm.sqlite3"), "seed_file": str(seed)}},
+        "owners": {"fallback_owner": "owner-ana"},
+        "webhooks": {"usage": {"secret_env": USAGE_SECRET_ENV},
+                     "job_changes": {"secret_env": PEOPLE_SECRET_ENV}},
+    }))
+    return path
+
+
+@pytest.fixture
+def settings(config_file: Path, redis_url: str) -> Settings:
+    return Settings(config=config_file, redis_url=redis_url)
+
+
+@pytest.fixture
+def context(settings: Settings) -> Iterator[Context]:
+    built = build_context(settings, read_config(settings.config))
+    jobs.install_context(built)
+    yield built
+    jobs.install_context(None)
+
+
+@pytest.fixture
+def client(settings: Settings, context: Context) -> Any:
+    return create_app(settings, context.config).test_client()
+
+
+def drain(redis: Redis) -> bool:
+    """Run every queued job in this process with a real RQ worker, then stop."""
+    queues = [Queue(name, connection=redis) for name in QUEUE_NAMES]
+    return SimpleWorker(queues, connection=redis).work(burst=True)
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks v1 signature, computed here rather than by the library under test."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def signed_headers(secret: str, body: bytes, msg_id: str | None = None,
+                   timestamp: int | None = None) -> dict[str, str]:
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, msg_id, timestamp, body),
+            "content-type": "application/json"}
+
+
+def post_signed(client: Any, path: str, secret: str, payload: Any,
+                msg_id: str | None = None) -> Any:
+    body = json.dumps(payload).encode()
+    return client.post(path, data=body, headers=signed_headers(secret, body, msg_id))
+
+
+def daily_usage(account_id: str, users_per_day: list[int], end: datetime | None = None,
+                seats: int | None = None) -> list[dict[str, Any]]:
+    """Login events: users_per_day[i] distinct users on day i, the last entry on `end`'s day."""
+    end = end or datetime.now(UTC) - timedelta(days=1)
+    events = []
+    for offset, users in enumerate(reversed(users_per_day)):
+        day = (end - timedelta(days=offset)).replace(hour=12, minute=0, second=0, microsecond=0)
+        for user in range(users):
+            event = {"account_id": account_id, "user_id": f"{account_id}-user-{user}",
+                     "event": "login", "timestamp": day.isoformat()}
+            if seats is not None:
+                event["seats"] = seats
+            events.append(event)
+    return events

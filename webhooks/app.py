@@ -1,0 +1,37 @@
+"""The Flask app factory: one blueprint per source, plus /healthz."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify
+from redis.exceptions import RedisError
+
+from integration.bootstrap import connect_redis, read_config
+from integration.config import Config
+from integration.logs import configure_logging
+from integration.settings import Settings
+from webhooks import people, usage
+from webhooks.edge import redis, register_error_handlers
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, config: Config | None = None) -> Flask:
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["integration.config"] = config or read_config(settings.config)
+    app.extensions["integration.redis"] = connect_redis(settings.redis_url)
+    register_error_handlers(app)
+    app.register_blueprint(usage.bp)
+    app.register_blueprint(people.bp)
+    app.add_url_rule("/healthz", view_func=healthz)
+    return app
+
+
+def healthz() -> tuple[Response, int]:
+    try:
+        redis().ping()
+    except RedisError:
+        return jsonify(status="unavailable", redis="unreachable"), 503
+    return jsonify(status="ok", redis="ok"), 200

@@ -1,0 +1,58 @@
+"""What every signed JSON endpoint does before its own work: verify, parse, and answer errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import Flask, Response, current_app, jsonify, request
+from redis import Redis
+from redis.exceptions import RedisError
+
+from integration.config import Config
+from integration.errors import PayloadError, SignatureError, StorageUnavailableError
+from webhooks.signatures import verify_standard_webhook
+
+logger = logging.getLogger(__name__)
+
+
+def config() -> Config:
+    return current_app.extensions["integration.config"]  # type: ignore[no-any-return]
+
+
+def redis() -> Redis:
+    return current_app.extensions["integration.redis"]  # type: ignore[no-any-return]
+
+
+def signed_json(secret_env: str) -> tuple[str, Any]:
+    """Verify the Standard Webhooks signature, then parse the body; return (delivery id, JSON)."""
+    body = request.get_data(cache=True)
+    delivery_id = verify_standard_webhook(config().secret(secret_env), body, request.headers)
+    try:
+        return delivery_id, json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError(request.blueprint or "webhook", "(body)", f"not valid JSON: {exc}") from exc
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(SignatureError, _signature_error)
+    app.register_error_handler(PayloadError, _payload_error)
+    app.register_error_handler(StorageUnavailableError, _storage_error)
+    app.register_error_handler(RedisError, _storage_error)
+
+
+def _signature_error(exc: SignatureError) -> tuple[Response, int]:
+    logger.warning("webhook signature rejected", extra={"path": request.path, "why": str(exc)})
+    return jsonify(error="invalid_signature", message=str(exc)), 401
+
+
+def _payload_error(exc: PayloadError) -> tuple[Response, int]:
+    return jsonify(error="invalid_payload", field=exc.field, message=exc.message), 400
+
+
+def _storage_error(exc: Exception) -> tuple[Response, int]:
+    logger.error("could not store webhook; sender will retry", extra={"path": request.path,
+                                                                      "error": type(exc).__name__})
+    message = "signal storage is unavailable; nothing was accepted, please retry"
+    return jsonify(error="unavailable", message=message), 503

@@ -1,0 +1,39 @@
+"""Standard Webhooks signature checks (https://www.standardwebhooks.com/).
+
+The library raises ValueError or binascii.Error on malformed headers, which would be a 500; every
+failure here becomes a SignatureError (401) that says which part was wrong.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Mapping
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from integration.errors import SignatureError
+
+REQUIRED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+
+
+def verify_standard_webhook(secret: str, body: bytes, headers: Mapping[str, str]) -> str:
+    """Check the signature and timestamp (5 minutes either way); return the delivery id."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    missing = [name for name in REQUIRED_HEADERS if not lowered.get(name)]
+    if missing:
+        msg = f"missing header {', '.join(missing)}"
+        raise SignatureError(msg)
+    try:
+        Webhook(secret).verify(body, {name: lowered[name] for name in REQUIRED_HEADERS},
+                               json_parse=False)
+    except WebhookVerificationError as exc:
+        reason = str(exc)
+        if "timestamp" in reason.lower():
+            msg = "webhook-timestamp is more than 5 minutes from our clock or not a number"
+            raise SignatureError(msg) from exc
+        msg = "webhook-signature does not match the body for any v1 signature"
+        raise SignatureError(msg) from exc
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        msg = "webhook-signature is malformed: expected 'v1,<base64>' entries separated by spaces"
+        raise SignatureError(msg) from exc
+    return lowered["webhook-id"]
