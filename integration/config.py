@@ -11,7 +11,7 @@ import binascii
 import difflib
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
@@ -126,17 +126,23 @@ def load_config(
 ) -> Config:
     """Read, validate and resolve a config file, raising every problem at once as ConfigErrors."""
     raw = _read_yaml(path)
+    errors: list[ConfigError] = []
+    config = None
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigErrors([_config_error(error) for error in exc.errors()]) from exc
-    errors = [
-        *_check_crm(config),
-        *_check_playbooks(config, frozenset(playbook_names)),
-        *_resolve_secrets(config, lookup_env),
-    ]
-    if errors:
+        errors.extend(_config_error(error) for error in exc.errors())
+    reported = {error.yaml_path for error in errors}
+    secrets, secret_errors = _resolve_secrets(raw, lookup_env)
+    errors.extend(
+        error
+        for error in (*_check_crm(raw), *_check_playbooks(raw, frozenset(playbook_names)),
+                      *secret_errors)
+        if error.yaml_path not in reported
+    )
+    if errors or config is None:
         raise ConfigErrors(errors)
+    config._secrets.update(secrets)  # noqa: SLF001 - filling our own private store
     return config
 
 
@@ -183,9 +189,13 @@ def _config_error(error: Mapping[str, Any]) -> ConfigError:
 
 def _unknown_key(loc: tuple[int | str, ...]) -> ConfigError:
     model: Any = Config
-    for part in loc[:-1]:
+    parts = iter(loc[:-1])
+    for part in parts:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = field.annotation if field else None
+        if get_origin(annotation) is dict:  # e.g. playbooks: {name: PlaybookSettings}
+            annotation = get_args(annotation)[1]
+            next(parts, None)
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
         if model is None:
             break
@@ -197,18 +207,27 @@ def _unknown_key(loc: tuple[int | str, ...]) -> ConfigError:
     return ConfigError(_yaml_path(loc), f"unknown key {key!r}", hint)
 
 
-def _check_crm(config: Config) -> list[ConfigError]:
-    if config.crm.kind in AVAILABLE_CRMS:
+def _section(raw: Mapping[str, Any], *path: str) -> Mapping[str, Any]:
+    """A nested mapping of the raw YAML, or {} where the file has something else there."""
+    node: Any = raw
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, Mapping) else {}
+
+
+def _check_crm(raw: Mapping[str, Any]) -> list[ConfigError]:
+    kind = _section(raw, "crm").get("kind", "sandbox")
+    if not isinstance(kind, str) or kind in AVAILABLE_CRMS or kind not in get_args(CrmKind):
         return []
-    msg = f"the {config.crm.kind} adapter is not part of this build yet"
+    msg = f"the {kind} adapter is not part of this build yet"
     return [ConfigError("crm.kind", msg, f"use one of: {', '.join(sorted(AVAILABLE_CRMS))}")]
 
 
-def _check_playbooks(config: Config, known: frozenset[str]) -> list[ConfigError]:
+def _check_playbooks(raw: Mapping[str, Any], known: frozenset[str]) -> list[ConfigError]:
     errors = []
-    for name in config.playbooks:
+    for name in _section(raw, "playbooks"):
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
+            close = difflib.get_close_matches(str(name), known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             errors.append(
                 ConfigError(
@@ -220,23 +239,29 @@ def _check_playbooks(config: Config, known: frozenset[str]) -> list[ConfigError]
     return errors
 
 
-def _resolve_secrets(config: Config, lookup_env: Callable[[str], str | None]) -> list[ConfigError]:
-    errors = []
-    sources = {"usage": config.webhooks.usage, "job_changes": config.webhooks.job_changes}
-    for name, source in sources.items():
+def _resolve_secrets(
+    raw: Mapping[str, Any], lookup_env: Callable[[str], str | None]
+) -> tuple[dict[str, str], list[ConfigError]]:
+    secrets, errors = {}, []
+    for name, field in Webhooks.model_fields.items():
+        if not isinstance(field.default, WebhookSource):
+            continue
+        env_name = _section(raw, "webhooks", name).get("secret_env", field.default.secret_env)
+        if not isinstance(env_name, str) or not env_name:
+            continue
         path = f"webhooks.{name}.secret_env"
-        value = lookup_env(source.secret_env)
+        value = lookup_env(env_name)
         if not value:
-            msg = f"environment variable {source.secret_env} is not set"
-            hint = f"export {source.secret_env}=whsec_<base64 secret shared with the sender>"
+            msg = f"environment variable {env_name} is not set"
+            hint = f"export {env_name}=whsec_<base64 secret shared with the sender>"
             errors.append(ConfigError(path, msg, hint))
         elif not _is_standard_webhooks_secret(value):
-            msg = f"environment variable {source.secret_env} is not a Standard Webhooks secret"
+            msg = f"environment variable {env_name} is not a Standard Webhooks secret"
             hint = "expected 'whsec_' followed by base64, as Standard Webhooks libraries generate"
             errors.append(ConfigError(path, msg, hint))
         else:
-            config._secrets[source.secret_env] = value  # noqa: SLF001 - filling our own private store
-    return errors
+            secrets[env_name] = value
+    return secrets, errors
 
 
 def _is_standard_webhooks_secret(value: str) -> bool:

@@ -84,8 +84,10 @@ def usage_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[
     if trend is None:
         return []
     window, baseline, recent = trend
+    if baseline <= 0 or baseline < rule.min_baseline_daily_users:
+        return []
     drop_pct = (baseline - recent) / baseline * 100
-    if baseline < rule.min_baseline_daily_users or drop_pct < rule.drop_pct:
+    if drop_pct < rule.drop_pct:
         return []
     high = drop_pct >= min(100.0, rule.drop_pct * HIGH_DROP_FACTOR)
     text = (

@@ -213,13 +213,14 @@ def parse_job_changes(body: Any, now: datetime, max_events: int) -> list[JobChan
 
 def _job_changed(parsed: JobChangeIn, now: datetime) -> JobChanged:
     name = parsed.full_name or " ".join(p for p in (parsed.first_name, parsed.last_name) if p)
+    email = parsed.email.lower() if parsed.email else None
     return JobChanged(
         event_id=parsed.event_id,
         source=parsed.source.lower(),
         change_type=parsed.change_type,
         detected_at=(parsed.detected_at or now).astimezone(UTC),
-        email=parsed.email.lower() if parsed.email else None,
-        full_name=name or parsed.email or parsed.linkedin_url or "unknown person",
+        email=email,
+        full_name=name or email or parsed.linkedin_url or "unknown person",
         previous_company_name=parsed.previous_company_name,
         previous_company_domain=_domain(parsed.previous_company_domain),
         previous_job_title=parsed.previous_job_title,

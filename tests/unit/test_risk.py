@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from integration.config import ChampionLeftRule, RiskConfig, UsageDropRule
+from integration.risk import AccountState, RiskLevel, assess, champion_left, usage_drop
+from integration.rollups import UsageHistory
+from integration.signals import ChangeType, JobChanged
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+YESTERDAY = date(2026, 11, 22)
+RULE = UsageDropRule()
+
+
+def history(daily: list[int], seats: int | None = None, history_days: int | None = None,
+            active_30d: int = 0) -> UsageHistory:
+    held = history_days if history_days is not None else len(daily)
+    return UsageHistory(
+        account_id="acct-1",
+        last_day=YESTERDAY,
+        daily_active_users=tuple(daily),
+        daily_events=tuple(daily),
+        first_day=YESTERDAY - timedelta(days=held - 1) if held else None,
+        seats=seats,
+        active_users_30d=active_30d,
+        last_active=NOW - timedelta(hours=20),
+    )
+
+
+def state(daily: list[int], **kwargs: object) -> AccountState:
+    return AccountState("acct-1", history(daily, **kwargs))  # type: ignore[arg-type]
+
+
+def test_usage_drop_flags_a_fall_below_the_accounts_own_normal() -> None:
+    reasons = usage_drop(state([10] * 42 + [4] * 7), RULE, NOW)
+    assert [r.text for r in reasons] == [
+        "Daily active users fell 60% below their 28-day normal (4.0 vs 10.0 a day) "
+        "over the last 7 days."
+    ]
+    assert reasons[0].severity is RiskLevel.HIGH
+    assert reasons[0].details["baseline"] == 10.0
+
+
+def test_a_drop_just_over_the_threshold_is_medium() -> None:
+    reasons = usage_drop(state([10] * 42 + [5] * 7), RULE, NOW)
+    assert [r.severity for r in reasons] == [RiskLevel.MEDIUM]
+
+
+@pytest.mark.parametrize(
+    ("daily", "why"),
+    [
+        ([10] * 49, "steady usage"),
+        ([10] * 42 + [7] * 7, "a 30% dip is under the 40% threshold"),
+        ([0] * 42 + [0] * 7, "no usage at all cannot drop"),
+        ([1] * 20 + [0] * 22 + [0] * 7, "a normal under one user a day is below the volume guard"),
+        ([10] * 42 + [12] * 7, "growth"),
+    ],
+)
+def test_usage_drop_stays_quiet(daily: list[int], why: str) -> None:
+    assert usage_drop(state(daily), RULE, NOW) == [], why
+
+
+def test_an_account_without_a_full_baseline_is_not_judged() -> None:
+    # 49 days in the window, but the account only started 20 days ago: the zeros are "before".
+    assert usage_drop(state([0] * 29 + [10] * 13 + [1] * 7, history_days=20), RULE, NOW) == []
+
+
+def test_a_vacation_dip_in_a_three_seat_account_is_not_a_flag() -> None:
+    two_of_three_away_for_a_week = [3] * 42 + [1] * 7
+    assert usage_drop(state(two_of_three_away_for_a_week, seats=3), RULE, NOW) == []
+
+
+def test_a_sustained_drop_in_a_three_seat_account_is_still_a_flag() -> None:
+    down_for_three_weeks = [3] * 28 + [1] * 21
+    reasons = usage_drop(state(down_for_three_weeks, seats=3), RULE, NOW)
+    assert [r.text for r in reasons] == [
+        "Daily active users fell 67% below their 28-day normal (1.0 vs 3.0 a day) "
+        "over the last 21 days."
+    ]
+
+
+def person(**overrides: object) -> JobChanged:
+    values: dict[str, object] = {
+        "event_id": "evt-1", "source": "clay", "change_type": ChangeType.COMPANY_CHANGE,
+        "detected_at": NOW - timedelta(days=2), "email": "priya@globex.example",
+        "full_name": "Priya Natarajan", "previous_company_name": "Globex",
+        "previous_company_domain": "globex.example", "previous_job_title": "Director of Ops",
+        "current_company_name": "Umbrella Corp", "current_company_domain": "umbrella.example",
+        "current_job_title": "VP Operations", "relationship_type": None, "is_champion": True,
+        "previous_account_id": "acct-1",
+    }
+    return JobChanged(**(values | overrides))  # type: ignore[arg-type]
+
+
+def people_state(*people: JobChanged) -> AccountState:
+    return AccountState("acct-1", history([5] * 49), tuple(people))
+
+
+def test_champion_leaving_is_a_high_risk_reason_naming_the_person() -> None:
+    reasons = champion_left(people_state(person()), ChampionLeftRule(), NOW)
+    assert [(r.key, r.severity, r.text) for r in reasons] == [(
+        "champion_left:priya@globex.example",
+        RiskLevel.HIGH,
+        "Champion Priya Natarajan, Director of Ops, left the account for Umbrella Corp "
+        "(reported by clay on 2026-11-21).",
+    )]
+
+
+def test_relationship_type_from_the_config_marks_a_champion() -> None:
+    labelled = person(is_champion=False, relationship_type="Champion")
+    assert len(champion_left(people_state(labelled), ChampionLeftRule(), NOW)) == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        ({"is_champion": False}, "not a champion"),
+        ({"change_type": ChangeType.PROMOTION}, "a promotion inside the account is not leaving"),
+        ({"previous_account_id": "another"}, "left a different account"),
+        ({"detected_at": NOW - timedelta(days=91)}, "older than remember_days"),
+    ],
+)
+def test_champion_left_ignores(overrides: dict[str, object], why: str) -> None:
+    assert champion_left(people_state(person(**overrides)), ChampionLeftRule(), NOW) == [], why
+
+
+def test_assessment_combines_reasons_and_computes_the_crm_values() -> None:
+    account = AccountState("acct-1", history([10] * 42 + [4] * 7, seats=20, active_30d=11),
+                           (person(),))
+    result = assess(account, RiskConfig(), NOW)
+    assert result.level is RiskLevel.HIGH
+    assert [r.code for r in result.reasons] == ["usage_drop", "champion_left"]
+    assert result.score == 100
+    assert result.usage_trend_pct == -60.0
+    assert result.license_utilization_pct == 55.0
+    assert result.last_active_date == date(2026, 11, 22)
+
+
+def test_disabled_rules_do_not_run() -> None:
+    rules = RiskConfig(usage_drop=UsageDropRule(enabled=False))
+    result = assess(state([10] * 42 + [4] * 7), rules, NOW)
+    assert result.level is RiskLevel.NONE
+    assert result.reasons == ()

@@ -1,0 +1,118 @@
+"""`integration validate`: every error with its YAML path and a hint, exit 1; a summary when valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from integration.cli import main
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
+
+
+def run_validate(tmp_path: Path, text: str, env: dict[str, str]) -> tuple[int, str]:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(main, ["validate", str(path)], env=env)
+    return result.exit_code, result.output.replace(str(path), "config.yaml")
+
+
+BOTH_SECRETS = {"USAGE_WEBHOOK_SECRET": SECRET, "JOB_CHANGES_WEBHOOK_SECRET": SECRET}
+
+
+def test_the_shipped_example_is_valid_and_summarised() -> None:
+    result = CliRunner().invoke(main, ["validate", "--config", str(EXAMPLE)], env=BOTH_SECRETS)
+    assert result.exit_code == 0
+    assert result.output.splitlines()[1:] == [
+        "  crm: sandbox (accounts matched on product_account_id)",
+        "  fields: risk_level -> churn_risk_level, risk_reasons -> churn_risk_reasons, "
+        "usage_trend_pct -> usage_trend_pct, license_utilization_pct -> license_utilization_pct, "
+        "last_active_date -> last_product_activity_date",
+        "  risk rules: usage_drop, champion_left",
+        "  playbooks: usage_drop_checkin, champion_left_multithread",
+        "  webhook secrets from: USAGE_WEBHOOK_SECRET, JOB_CHANGES_WEBHOOK_SECRET",
+    ]
+
+
+def test_the_config_is_found_through_the_environment_variable() -> None:
+    env = BOTH_SECRETS | {"INTEGRATION_CONFIG": str(EXAMPLE)}
+    result = CliRunner().invoke(main, ["validate"], env=env)
+    assert (result.exit_code, result.output.splitlines()[0]) == (0, f"{EXAMPLE}: valid")
+
+
+def test_every_error_is_printed_at_once_with_path_and_hint(tmp_path: Path) -> None:
+    text = """
+crm: {kind: hubspot}
+risk:
+  usage_drop: {drop_pc: 40, window_days: seven}
+webhooks:
+  usage: {secret_env: NOPE_SECRET}
+playbooks:
+  usage_drop_checkn: {}
+fields: {risk_level: 5}
+"""
+    code, output = run_validate(tmp_path, text, {"JOB_CHANGES_WEBHOOK_SECRET": SECRET})
+    assert code == 1
+    assert output.splitlines() == [
+        "config.yaml: 6 error(s)",
+        "  fields.risk_level: input should be a valid string, got 5",
+        "  risk.usage_drop.window_days: input should be a valid integer, unable to parse string "
+        "as an integer, got 'seven'",
+        "  risk.usage_drop.drop_pc: unknown key 'drop_pc'",
+        "      hint: did you mean 'drop_pct'? allowed keys: baseline_days, drop_pct, enabled, "
+        "min_baseline_daily_users, small_account_max_users, small_account_window_days, "
+        "window_days",
+        "  crm.kind: the hubspot adapter is not part of this build yet",
+        "      hint: use one of: sandbox",
+        "  playbooks.usage_drop_checkn: unknown playbook 'usage_drop_checkn'",
+        "      hint: did you mean 'usage_drop_checkin'? known playbooks: "
+        "champion_left_multithread, usage_drop_checkin",
+        "  webhooks.usage.secret_env: environment variable NOPE_SECRET is not set",
+        "      hint: export NOPE_SECRET=whsec_<base64 secret shared with the sender>",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("risk: {usage_drop: {drop_pct: fifty}}", BOTH_SECRETS,
+         "  risk.usage_drop.drop_pct: input should be a valid number, unable to parse string as "
+         "a number, got 'fifty'"),
+        ("risk: {usage_drop: {drop_pct: 140}}", BOTH_SECRETS,
+         "  risk.usage_drop.drop_pct: input should be less than or equal to 100, got 140"),
+        ("crm: {kind: pipedrive}", BOTH_SECRETS,
+         "  crm.kind: input should be 'sandbox', 'hubspot' or 'salesforce', got 'pipedrive'"),
+        ("playbooks: {usage_drop_checkin: {priorty: high}}", BOTH_SECRETS,
+         "  playbooks.usage_drop_checkin.priorty: unknown key 'priorty'"),
+        ("owners: {fallback_owner: ana}", {"USAGE_WEBHOOK_SECRET": SECRET,
+                                           "JOB_CHANGES_WEBHOOK_SECRET": "hunter2"},
+         "  webhooks.job_changes.secret_env: environment variable JOB_CHANGES_WEBHOOK_SECRET is "
+         "not a Standard Webhooks secret"),
+        ("crm: [sandbox", BOTH_SECRETS,
+         "  (file): not valid YAML at line 1, column 14: expected ',' or ']', but got "
+         "'<stream end>'"),
+        ("- just\n- a list", BOTH_SECRETS,
+         "  (file): expected a mapping of sections at the top, got list"),
+    ],
+)
+def test_each_kind_of_mistake_is_named(tmp_path: Path, text: str, env: dict[str, str],
+                                       expected: str) -> None:
+    code, output = run_validate(tmp_path, text, env)
+    assert code == 1
+    assert output.splitlines()[1] == expected
+
+
+def test_a_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "nope.yaml")], env=BOTH_SECRETS)
+    assert result.exit_code == 1
+    assert "hint: pass --config PATH or set INTEGRATION_CONFIG" in result.output
+
+
+def test_the_secret_value_is_never_printed(tmp_path: Path) -> None:
+    env = {"USAGE_WEBHOOK_SECRET": "not-a-secret-format-xyz", "JOB_CHANGES_WEBHOOK_SECRET": SECRET}
+    code, output = run_validate(tmp_path, "{}", env)
+    assert code == 1
+    assert "not-a-secret-format-xyz" not in output
