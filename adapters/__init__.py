@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from adapters.protocol import CrmAdapter
 from integration.config import Config
 from integration.errors import ConfigError
-
-from adapters.protocol import CrmAdapter
 
 
 def build_adapter(config: Config) -> CrmAdapter:
@@ -13,7 +12,10 @@ def build_adapter(config: Config) -> CrmAdapter:
     if config.crm.kind == "sandbox":
         from adapters.sandbox.adapter import SandboxCrm
 
-        return SandboxCrm.open(config.crm.sandbox.path, config.account_match.crm_field,
-                               seed_file=config.crm.sandbox.seed_file)
-    msg = f"the {config.crm.kind} adapter is not part of this build yet"
-    raise ConfigError("crm.kind", msg)
+        return SandboxCrm.open(
+            config.crm.sandbox.path,
+            config.account_match.crm_field,
+            seed_file=config.crm.sandbox.seed_file,
+        )
+    path, msg = "crm.kind", f"the {config.crm.kind} adapter is not part of this build yet"
+    raise ConfigError(path, msg)

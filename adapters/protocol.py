@@ -1,7 +1,7 @@
 """The one interface every CRM sits behind, and the plain values that cross it.
 
-Playbooks and jobs speak only this; HubSpot, Salesforce and the sandbox each implement it in their own
-package, translating their SDK's errors into integration.errors.CrmError subclasses.
+Playbooks and jobs speak only this; HubSpot, Salesforce and the sandbox each implement it in their
+own package, translating their SDK's errors into integration.errors.CrmError subclasses.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ knows which adapter and which playbooks go with the core.
 
 from __future__ import annotations
 
-
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -13,14 +13,18 @@ from rq.worker import SimpleWorker
 from integration import jobs, keys
 from integration.bootstrap import build_context, read_config
 from integration.config import Config
-from integration.errors import ConfigErrors
+from integration.errors import InvalidConfigError
 from integration.logs import configure_logging
 from integration.queues import QUEUE_NAMES
 from integration.settings import Settings
 
 CONFIG_OPTION = click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), envvar="INTEGRATION_CONFIG",
-    default=Path("config.yaml"), show_default=True,
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    envvar="INTEGRATION_CONFIG",
+    default=Path("config.yaml"),
+    show_default=True,
     help="The YAML config (or set INTEGRATION_CONFIG).",
 )
 
@@ -38,7 +42,7 @@ def validate(config_file: Path | None, config_path: Path) -> None:
     path = config_file or config_path
     try:
         config = read_config(path)
-    except ConfigErrors as exc:
+    except InvalidConfigError as exc:
         click.echo(f"{path}: {len(exc.errors)} error(s)", err=True)
         for error in exc.errors:
             click.echo(f"  {error.yaml_path or '(file)'}: {error.message}", err=True)
@@ -49,19 +53,24 @@ def validate(config_file: Path | None, config_path: Path) -> None:
 
 
 def _summary(path: Path, config: Config) -> str:
-    fields = ", ".join(f"{name} -> {crm_field}"
-                       for name, crm_field in config.fields.model_dump().items() if crm_field)
+    fields = ", ".join(
+        f"{name} -> {crm_field}"
+        for name, crm_field in config.fields.model_dump().items()
+        if crm_field
+    )
     playbooks = ", ".join(config.playbooks) or "all shipped playbooks"
     rules = ", ".join(name for name, rule in config.risk if rule.enabled)
-    return "\n".join([
-        f"{path}: valid",
-        f"  crm: {config.crm.kind} (accounts matched on {config.account_match.crm_field})",
-        f"  fields: {fields}",
-        f"  risk rules: {rules}",
-        f"  playbooks: {playbooks}",
-        f"  webhook secrets from: {config.webhooks.usage.secret_env}, "
-        f"{config.webhooks.job_changes.secret_env}",
-    ])
+    return "\n".join(
+        [
+            f"{path}: valid",
+            f"  crm: {config.crm.kind} (accounts matched on {config.account_match.crm_field})",
+            f"  fields: {fields}",
+            f"  risk rules: {rules}",
+            f"  playbooks: {playbooks}",
+            f"  webhook secrets from: {config.webhooks.usage.secret_env}, "
+            f"{config.webhooks.job_changes.secret_env}",
+        ]
+    )
 
 
 def _settings(config_path: Path) -> Settings:

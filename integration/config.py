@@ -1,7 +1,8 @@
 """The admin's YAML config: schema, loading, and errors that name the YAML path.
 
 The schema forbids unknown keys, because in a file an admin edits by hand a typo is an error, not a
-default. Secrets never live in the file: it names environment variables and loading checks they are set.
+default. Secrets never live in the file: it names environment variables and loading checks
+they are set.
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from integration.errors import ConfigError, ConfigErrors
+from integration.errors import ConfigError, InvalidConfigError
 
 CrmKind = Literal["sandbox", "hubspot", "salesforce"]
 Priority = Literal["low", "medium", "high"]
 # The CRMs whose adapter ships in this build; the others are accepted by the schema so the error
 # can say plainly that the adapter is missing rather than that the word is wrong.
 AVAILABLE_CRMS = frozenset({"sandbox"})
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 
 
 class _Strict(BaseModel):
@@ -68,8 +69,9 @@ class WebhookSource(_Strict):
 
 
 class Webhooks(_Strict):
-    usage: WebhookSource = WebhookSource(secret_env="USAGE_WEBHOOK_SECRET")
-    job_changes: WebhookSource = WebhookSource(secret_env="JOB_CHANGES_WEBHOOK_SECRET")
+    # Names of environment variables, not secrets.
+    usage: WebhookSource = WebhookSource(secret_env="USAGE_WEBHOOK_SECRET")  # noqa: S106
+    job_changes: WebhookSource = WebhookSource(secret_env="JOB_CHANGES_WEBHOOK_SECRET")  # noqa: S106
     max_events_per_request: int = Field(1000, ge=1, le=10_000)
 
 
@@ -124,7 +126,7 @@ def load_config(
     lookup_env: Callable[[str], str | None],
     playbook_names: Iterable[str],
 ) -> Config:
-    """Read, validate and resolve a config file, raising every problem at once as ConfigErrors."""
+    """Load and resolve a config file; raise all its problems in one InvalidConfigError."""
     raw = _read_yaml(path)
     errors: list[ConfigError] = []
     config = None
@@ -136,12 +138,15 @@ def load_config(
     secrets, secret_errors = _resolve_secrets(raw, lookup_env)
     errors.extend(
         error
-        for error in (*_check_crm(raw), *_check_playbooks(raw, frozenset(playbook_names)),
-                      *secret_errors)
+        for error in (
+            *_check_crm(raw),
+            *_check_playbooks(raw, frozenset(playbook_names)),
+            *secret_errors,
+        )
         if error.yaml_path not in reported
     )
     if errors or config is None:
-        raise ConfigErrors(errors)
+        raise InvalidConfigError(errors)
     config._secrets.update(secrets)  # noqa: SLF001 - filling our own private store
     return config
 
@@ -152,19 +157,19 @@ def _read_yaml(path: Path) -> Mapping[str, Any]:
     except OSError as exc:
         msg = f"cannot read config file {str(path)!r}: {exc.strerror}"
         hint = "pass --config PATH or set INTEGRATION_CONFIG; config.example.yaml is a start"
-        raise ConfigErrors([ConfigError("", msg, hint)]) from exc
+        raise InvalidConfigError([ConfigError("", msg, hint)]) from exc
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
         msg = f"not valid YAML at {where}: {getattr(exc, 'problem', exc)}"
-        raise ConfigErrors([ConfigError("", msg)]) from exc
+        raise InvalidConfigError([ConfigError("", msg)]) from exc
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         msg = f"expected a mapping of sections at the top, got {type(raw).__name__}"
-        raise ConfigErrors([ConfigError("", msg)])
+        raise InvalidConfigError([ConfigError("", msg)])
     return raw
 
 
@@ -196,7 +201,11 @@ def _unknown_key(loc: tuple[int | str, ...]) -> ConfigError:
         if get_origin(annotation) is dict:  # e.g. playbooks: {name: PlaybookSettings}
             annotation = get_args(annotation)[1]
             next(parts, None)
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        model = (
+            annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
         if model is None:
             break
     key = str(loc[-1])

@@ -45,13 +45,40 @@ def run_demo(keep: bool = False) -> int:
     processes: list[subprocess.Popen[bytes]] = []
     try:
         port = free_port()
-        processes.append(_start("web", [sys.executable, "-m", "gunicorn", "--bind",
-                                        f"127.0.0.1:{port}", "--workers", "2",
-                                        "webhooks.app:create_app()"], env))
-        processes.append(_start("worker", [sys.executable, "-m", "rq.cli", "worker",
-                                           "--url", redis_url, "--with-scheduler",
-                                           "--worker-class", "rq.worker.SimpleWorker",
-                                           *QUEUE_NAMES], env))
+        processes.append(
+            _start(
+                "web",
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    "2",
+                    "webhooks.app:create_app()",
+                ],
+                env,
+            )
+        )
+        processes.append(
+            _start(
+                "worker",
+                [
+                    sys.executable,
+                    "-m",
+                    "rq.cli",
+                    "worker",
+                    "--url",
+                    redis_url,
+                    "--with-scheduler",
+                    "--worker-class",
+                    "rq.worker.SimpleWorker",
+                    *QUEUE_NAMES,
+                ],
+                env,
+            )
+        )
         base_url = f"http://127.0.0.1:{port}"
         _wait_healthy(base_url, processes)
         os.environ.update(env)
@@ -80,16 +107,21 @@ def _demo_env(redis_url: str) -> dict[str, str]:
     crm_file = DEMO_DIR / "crm.sqlite3"
     for leftover in DEMO_DIR.glob("crm.sqlite3*"):
         leftover.unlink()
-    example["crm"]["sandbox"] = {"path": str(crm_file),
-                                 "seed_file": str(ROOT / "examples" / "crm-seed.yaml")}
+    example["crm"]["sandbox"] = {
+        "path": str(crm_file),
+        "seed_file": str(ROOT / "examples" / "crm-seed.yaml"),
+    }
     config_path = DEMO_DIR / "config.yaml"
     config_path.write_text(yaml.safe_dump(example, sort_keys=False))
     env = dict(os.environ)
     for source in ("usage", "job_changes"):
         secret_env = example["webhooks"][source]["secret_env"]
         env[secret_env] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    env |= {"INTEGRATION_CONFIG": str(config_path), "REDIS_URL": redis_url,
-            "INTEGRATION_LOG_LEVEL": "INFO"}
+    env |= {
+        "INTEGRATION_CONFIG": str(config_path),
+        "REDIS_URL": redis_url,
+        "INTEGRATION_LOG_LEVEL": "INFO",
+    }
     return env
 
 

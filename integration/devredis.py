@@ -58,8 +58,19 @@ def find_or_start(url: str) -> DevRedis:
     port = free_port()
     workdir = tempfile.TemporaryDirectory(prefix="cs-redis-")
     process = subprocess.Popen(  # noqa: S603 - our own argument list, no shell
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir.name],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir.name,
+        ],
         stdout=subprocess.DEVNULL,
     )
     private = DevRedis(f"redis://127.0.0.1:{port}/0", process, workdir)

@@ -18,7 +18,7 @@ class ConfigError(IntegrationError):
         super().__init__(f"{text} (hint: {hint})" if hint else text)
 
 
-class ConfigErrors(IntegrationError):
+class InvalidConfigError(IntegrationError):
     """Every problem found in one config file, so the admin fixes them in one pass."""
 
     def __init__(self, errors: list[ConfigError]) -> None:
@@ -73,7 +73,7 @@ class CrmFatalError(CrmError):
     """Other 4xx or auth: a human must fix something; never retried."""
 
 
-class CrmRecordRejected(CrmError):
+class CrmRecordRejected(CrmError):  # noqa: N818 - the name STYLE.md gives this error
     """One record of a batch was refused; the rest of the batch goes on."""
 
     def __init__(self, crm: str, operation: str, message: str, record_key: str) -> None:

@@ -16,11 +16,11 @@ from redis import Redis
 
 from adapters.protocol import CrmAccount, FieldUpdate, FieldValue, TaskRequest
 from integration import keys, rollups
+from integration.accounts import AccountState
 from integration.bootstrap import Context, build_context
 from integration.config import FieldMap
 from integration.errors import CrmFatalError, CrmRetriableError
 from integration.risk import (
-    AccountState,
     RiskAssessment,
     assess,
     assessment_from_json,
@@ -73,12 +73,19 @@ def process_job_change(change_json: dict[str, object]) -> str:
     """Remember a people signal on the account it concerns, then re-evaluate that account."""
     context = current_context()
     change = JobChanged.from_json(change_json)
-    account_id = change.previous_account_id or _account_by_domain(context, change.previous_company_domain)
+    account_id = change.previous_account_id or _account_by_domain(
+        context, change.previous_company_domain
+    )
     if account_id is None:
-        _record_unmatched(context.redis, "job_change", change.previous_company_domain or "", change.event_id)
+        _record_unmatched(
+            context.redis, "job_change", change.previous_company_domain or "", change.event_id
+        )
         return "unmatched"
-    context.redis.hset(keys.people_signals(account_id), change.dedupe_id,
-                       json.dumps(change.to_json() | {"previous_account_id": account_id}))
+    context.redis.hset(
+        keys.people_signals(account_id),
+        change.dedupe_id,
+        json.dumps(change.to_json() | {"previous_account_id": account_id}),
+    )
     evaluate_accounts(context, [account_id], datetime.now(UTC))
     return account_id
 
@@ -101,22 +108,35 @@ def evaluate_accounts(context: Context, account_ids: Sequence[str], now: datetim
     for missing in sorted(set(account_ids) - set(found)):
         _record_unmatched(context.redis, "account", missing, "")
     evaluated = [
-        _Evaluated(account, _load_assessment(context.redis, account_id),
-                   assess(load_state(context.redis, account_id, now, context), context.config.risk, now))
+        _Evaluated(
+            account,
+            _load_assessment(context.redis, account_id),
+            assess(load_state(context.redis, account_id, now, context), context.config.risk, now),
+        )
         for account_id, account in sorted(found.items())
     ]
     _write_fields(context, evaluated)
     for item in evaluated:
         last_fired = _last_fired(context.redis, item.after.account_id)
-        actions = plan_actions(item.before, item.after, item.account, context.playbooks, last_fired,
-                               now.date(), context.config.owners.fallback_owner)
+        actions = plan_actions(
+            item.before,
+            item.after,
+            item.account,
+            context.playbooks,
+            last_fired,
+            now.date(),
+            context.config.owners.fallback_owner,
+        )
         for action in actions:
             run_action(context, action, now.date())
-        context.redis.set(keys.assessment(item.after.account_id),
-                          json.dumps(assessment_to_json(item.after)))
+        context.redis.set(
+            keys.assessment(item.after.account_id), json.dumps(assessment_to_json(item.after))
+        )
         if item.after.reason_keys != (item.before.reason_keys if item.before else frozenset()):
-            logger.info("risk changed", extra={"account_id": item.after.account_id,
-                                               "level": item.after.level.value})
+            logger.info(
+                "risk changed",
+                extra={"account_id": item.after.account_id, "level": item.after.level.value},
+            )
 
 
 def load_state(redis: Redis, account_id: str, now: datetime, context: Context) -> AccountState:
@@ -154,19 +174,22 @@ def _write_fields(context: Context, evaluated: Sequence[_Evaluated]) -> None:
     updates = [
         FieldUpdate(item.account.crm_id, field_values(item.after, fields))
         for item in evaluated
-        if item.before is None or field_values(item.before, fields) != field_values(item.after, fields)
+        if item.before is None
+        or field_values(item.before, fields) != field_values(item.after, fields)
     ]
     if not updates:
         return
     result = context.crm.write_fields(updates)
     for crm_id, message in result.rejected.items():
-        logger.error("CRM refused field update", extra={"crm_id": crm_id, "error": message,
-                                                        "crm": context.crm.name})
+        logger.error(
+            "CRM refused field update",
+            extra={"crm_id": crm_id, "error": message, "crm": context.crm.name},
+        )
 
 
 def _last_fired(redis: Redis, account_id: str) -> dict[str, date]:
     raw = redis.hgetall(keys.playbook_last_fired(account_id))
-    return {name.decode(): date.fromisoformat(day.decode()) for name, day in raw.items()}
+    return {keys.text(name): date.fromisoformat(keys.text(day)) for name, day in raw.items()}
 
 
 def run_action(context: Context, action: CreateTask, today: date) -> str | None:
@@ -176,31 +199,42 @@ def run_action(context: Context, action: CreateTask, today: date) -> str | None:
         held = redis.get(key)
         if held == _PENDING.encode():
             msg = "another worker is creating this task; trying again after its claim expires"
-            raise CrmRetriableError(context.crm.name, "create_task", msg,
-                                    retry_after_seconds=ACTION_CLAIM_SECONDS)
-        return held.decode() if held else None
+            raise CrmRetriableError(
+                context.crm.name, "create_task", msg, retry_after_seconds=ACTION_CLAIM_SECONDS
+            )
+        return keys.text(held) if held else None
     try:
         crm_id = _create_task(context, action)
     except CrmFatalError:
         redis.delete(key)
-        logger.exception("task not created", extra={"account_id": action.account_id,
-                                                      "playbook": action.playbook})
+        logger.exception(
+            "task not created", extra={"account_id": action.account_id, "playbook": action.playbook}
+        )
         return None
     except Exception:
         redis.delete(key)
         raise
     redis.set(key, crm_id, ex=ACTION_MEMORY_SECONDS)
     redis.hset(keys.playbook_last_fired(action.account_id), action.playbook, today.isoformat())
-    logger.info("task created", extra={"account_id": action.account_id, "crm_id": crm_id,
-                                       "playbook": action.playbook, "crm": context.crm.name})
+    logger.info(
+        "task created",
+        extra={
+            "account_id": action.account_id,
+            "crm_id": crm_id,
+            "playbook": action.playbook,
+            "crm": context.crm.name,
+        },
+    )
     return crm_id
 
 
 def _create_task(context: Context, action: CreateTask) -> str:
     contact = context.crm.find_contact(action.contact_email) if action.contact_email else None
     if action.owner_id is None:
-        logger.warning("task has no owner: set owners.fallback_owner",
-                       extra={"account_id": action.account_id, "playbook": action.playbook})
+        logger.warning(
+            "task has no owner: set owners.fallback_owner",
+            extra={"account_id": action.account_id, "playbook": action.playbook},
+        )
     return context.crm.create_task(
         TaskRequest(
             subject=action.subject,
@@ -217,11 +251,14 @@ def _create_task(context: Context, action: CreateTask) -> str:
 
 def _record_unmatched(redis: Redis, kind: str, reference: str, signal_id: str) -> None:
     """Keep what the CRM could not place, for an admin to list; never drop it silently."""
-    entry = {"kind": kind, "reference": reference, "signal_id": signal_id,
-             "at": datetime.now(UTC).isoformat()}
+    entry = {
+        "kind": kind,
+        "reference": reference,
+        "signal_id": signal_id,
+        "at": datetime.now(UTC).isoformat(),
+    }
     pipe = redis.pipeline()
     pipe.lpush(keys.unmatched(), json.dumps(entry))
     pipe.ltrim(keys.unmatched(), 0, UNMATCHED_KEEP - 1)
     pipe.execute()
     logger.warning("no CRM record for signal", extra={"kind": kind, "signal_id": signal_id})
-

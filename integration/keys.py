@@ -1,6 +1,7 @@
 """Every Redis key the service writes, built from one prefix.
 
-Per-account keys carry a hash tag (`{acct:ID}`) so a Redis Cluster keeps one account's keys together.
+Per-account keys carry a hash tag (`{acct:ID}`) so a Redis Cluster keeps one account's keys
+together.
 """
 
 from __future__ import annotations
@@ -70,3 +71,8 @@ def dirty_accounts() -> str:
 def unmatched() -> str:
     """List of signals whose account or contact the CRM did not have (JSON), newest first."""
     return f"{PREFIX}:unmatched"
+
+
+def text(reply: bytes | str | int) -> str:
+    """A Redis reply as text (RQ needs clients that return bytes, so we decode where we read)."""
+    return reply.decode() if isinstance(reply, bytes) else str(reply)

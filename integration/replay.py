@@ -22,13 +22,15 @@ USAGE_CHUNK = 500
 HTTP_TIMEOUT_SECONDS = 30
 
 
-def replay_folder(folder: Path, base_url: str, config: Config, twice: bool = False) -> Iterator[str]:
+def replay_folder(
+    folder: Path, base_url: str, config: Config, twice: bool = False
+) -> Iterator[str]:
     usage_files = sorted((folder / "usage").glob("*.json"))
     people_files = sorted((folder / "job-changes").glob("*.json"))
     usage = {path: json.loads(path.read_text()) for path in usage_files}
     people = {path: json.loads(path.read_text()) for path in people_files}
     shift = _shift_to_yesterday(usage)
-    deliveries = []
+    deliveries: list[tuple[str, Path, object]] = []
     for path, events in usage.items():
         shifted = [_shifted(event, "timestamp", shift) for event in events]
         for start in range(0, len(shifted), USAGE_CHUNK):
@@ -36,10 +38,13 @@ def replay_folder(folder: Path, base_url: str, config: Config, twice: bool = Fal
     for path, body in people.items():
         items = body if isinstance(body, list) else [body]
         shifted_people = [_shifted(item, "detected_at", shift) for item in items]
-        deliveries.append(("job-changes", path, shifted_people if isinstance(body, list)
-                           else shifted_people[0]))
-    secrets = {"usage": config.secret(config.webhooks.usage.secret_env),
-               "job-changes": config.secret(config.webhooks.job_changes.secret_env)}
+        deliveries.append(
+            ("job-changes", path, shifted_people if isinstance(body, list) else shifted_people[0])
+        )
+    secrets = {
+        "usage": config.secret(config.webhooks.usage.secret_env),
+        "job-changes": config.secret(config.webhooks.job_changes.secret_env),
+    }
     sent = [(kind, path, payload, f"msg_{uuid.uuid4().hex}") for kind, path, payload in deliveries]
     for round_number in range(2 if twice else 1):
         label = "re-sent" if round_number else "sent"
@@ -48,7 +53,7 @@ def replay_folder(folder: Path, base_url: str, config: Config, twice: bool = Fal
             yield f"{label} {path.name} -> {answer.status_code} {answer.text.strip()}"
 
 
-def _post(url: str, secret: str, payload: Any, msg_id: str) -> requests.Response:
+def _post(url: str, secret: str, payload: object, msg_id: str) -> requests.Response:
     body = json.dumps(payload)
     now = datetime.now(UTC)
     headers = {
@@ -61,7 +66,9 @@ def _post(url: str, secret: str, payload: Any, msg_id: str) -> requests.Response
 
 
 def _shift_to_yesterday(usage: dict[Path, list[dict[str, Any]]]) -> timedelta:
-    days = [datetime.fromisoformat(e["timestamp"]).date() for events in usage.values() for e in events]
+    days = [
+        datetime.fromisoformat(e["timestamp"]).date() for events in usage.values() for e in events
+    ]
     if not days:
         return timedelta(0)
     yesterday: date = datetime.now(UTC).date() - timedelta(days=1)

@@ -23,13 +23,21 @@ def render_report(context: Context) -> str:
     for item in assessments:
         account = accounts.get(item.account_id)
         name = account.name if account else item.account_id
-        trend = f", usage trend {item.usage_trend_pct:+.0f}%" if item.usage_trend_pct is not None else ""
-        lines.append(f"{name} ({item.account_id}): risk {item.level.value.upper()}, "
-                     f"score {item.score}{trend}")
+        trend = (
+            f", usage trend {item.usage_trend_pct:+.0f}%"
+            if item.usage_trend_pct is not None
+            else ""
+        )
+        lines.append(
+            f"{name} ({item.account_id}): risk {item.level.value.upper()}, "
+            f"score {item.score}{trend}"
+        )
         lines.extend(f"  flag: {reason.text}" for reason in item.reasons)
         for task in (t for t in tasks if account and t.company_id == account.crm_id):
-            lines.append(f"  task for {crm.owner_name(task.owner_id)}, due {task.due_date}, "
-                         f"{task.priority} priority: {task.subject}")
+            lines.append(
+                f"  task for {crm.owner_name(task.owner_id)}, due {task.due_date}, "
+                f"{task.priority} priority: {task.subject}"
+            )
             lines.extend(f"      {line}" for line in task.body.splitlines() if line.strip())
         lines.append("")
     lines.append(f"{len(tasks)} task(s) in the sandbox CRM at {crm.path}")

@@ -1,7 +1,7 @@
 """Risk rules: pure functions from an account's state to reasons a rep can believe.
 
-No Redis, no HTTP, no clock: the caller passes `now`. Each rule returns the reasons it found (with the
-numbers behind them); `assess` combines them into one RiskAssessment.
+No Redis, no HTTP, no clock: the caller passes `now`. Each rule returns the reasons it found (with
+the numbers behind them); `assess` combines them into one RiskAssessment.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from integration.accounts import AccountState, UsageHistory
 from integration.config import ChampionLeftRule, RiskConfig, UsageDropRule
-from integration.rollups import UsageHistory
-from integration.signals import ChangeType, JobChanged
+from integration.signals import ChangeType
 
 
 class RiskLevel(StrEnum):
@@ -33,22 +33,13 @@ LEAVING_CHANGES = frozenset({ChangeType.COMPANY_CHANGE, ChangeType.LEFT_COMPANY}
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """Why an account is at risk: `key` tells flags apart (one per champion), `text` is for the rep."""
+    """Why an account is at risk: `key` tells flags apart (one per champion); `text` is for reps."""
 
     code: str
     key: str
     text: str
     severity: RiskLevel
     details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class AccountState:
-    """Everything the rules look at for one account, loaded by the job."""
-
-    account_id: str
-    usage: UsageHistory
-    people: tuple[JobChanged, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +196,13 @@ def assessment_to_json(assessment: RiskAssessment) -> dict[str, Any]:
         "level": assessment.level.value,
         "score": assessment.score,
         "reasons": [
-            {"code": r.code, "key": r.key, "text": r.text, "severity": r.severity.value,
-             "details": r.details}
+            {
+                "code": r.code,
+                "key": r.key,
+                "text": r.text,
+                "severity": r.severity.value,
+                "details": r.details,
+            }
             for r in assessment.reasons
         ],
         "usage_trend_pct": assessment.usage_trend_pct,

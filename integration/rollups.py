@@ -18,6 +18,7 @@ from typing import Any
 from redis import Redis
 
 from integration import keys
+from integration.accounts import UsageHistory
 from integration.signals import UsageEvent
 
 RING_DAYS = 512
@@ -33,20 +34,6 @@ _FOLD_SCRIPT_PATH = Path(__file__).with_name("fold_usage.lua")
 class FoldResult:
     duplicate: bool
     dirty_was_empty: bool
-
-
-@dataclass(frozen=True, slots=True)
-class UsageHistory:
-    """Daily counts ending on `last_day` (oldest first) plus the account facts kept beside them."""
-
-    account_id: str
-    last_day: date
-    daily_active_users: tuple[int, ...]
-    daily_events: tuple[int, ...]
-    first_day: date | None
-    seats: int | None
-    active_users_30d: int
-    last_active: datetime | None
 
 
 def day_number(day: date) -> int:
@@ -111,11 +98,11 @@ def _new_group(account_id: str, number: int) -> dict[str, Any]:
 def take_dirty_accounts(redis: Redis, limit: int) -> list[str]:
     """Pop up to `limit` accounts that have new usage since they were last evaluated."""
     popped = redis.spop(keys.dirty_accounts(), limit)
-    return sorted(item.decode() for item in popped or [])
+    return sorted(keys.text(item) for item in popped or [])
 
 
 def load_history(redis: Redis, account_id: str, last_day: date, days: int) -> UsageHistory:
-    """Read `days` of daily counts ending on `last_day`, plus the account facts, in one round trip."""
+    """Read `days` of daily counts ending on `last_day`, plus account facts, in one round trip."""
     since = datetime.combine(last_day, datetime.min.time(), UTC) - UTILIZATION_WINDOW
     pipe = redis.pipeline(transaction=False)
     pipe.get(keys.daily_metric(account_id, "active_users"))
@@ -136,7 +123,9 @@ def load_history(redis: Redis, account_id: str, last_day: date, days: int) -> Us
         seats=int(meta["seats"]) if "seats" in meta else None,
         active_users_30d=int(active_30d),
         last_active=(
-            datetime.fromtimestamp(float(meta["last_active"]), UTC) if "last_active" in meta else None
+            datetime.fromtimestamp(float(meta["last_active"]), UTC)
+            if "last_active" in meta
+            else None
         ),
     )
 

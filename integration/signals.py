@@ -1,7 +1,7 @@
 """Signals: what the outside world tells us, parsed at the edge and kept as plain facts in the core.
 
-Payload models are pydantic (vendors and senders add fields, so usage ignores unknown keys; job changes
-keep them in `raw`). What the core works with are frozen dataclasses.
+Payload models are pydantic (vendors and senders add fields, so usage ignores unknown keys; job
+changes keep them in `raw`). What the core works with are frozen dataclasses.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from integration.errors import PayloadError
 MAX_CLOCK_SKEW = timedelta(days=1)
 # Older usage than this cannot be placed in the daily rollups (see rollups.RING_DAYS).
 MAX_EVENT_AGE = timedelta(days=400)
+# Source names used in error answers.
+USAGE = "usage"
+JOB_CHANGES = "job_changes"
 
 
 class ChangeType(StrEnum):
@@ -81,12 +84,12 @@ def _check_job_change(parsed: JobChangeIn, prefix: str) -> None:
     """Rules across fields, raised with the field a sender should fix."""
     if not (parsed.email or parsed.linkedin_url):
         msg = "is required when linkedin_url is missing: we need one of them to find the person"
-        raise PayloadError("job_changes", _join(prefix, "email"), msg)
+        raise PayloadError(JOB_CHANGES, _join(prefix, "email"), msg)
     for name in ("previous_job_end_date", "current_job_start_date"):
         value = getattr(parsed, name)
         if value and not _PARTIAL_DATE.match(value) and not _is_iso_datetime(value):
             msg = f"expected YYYY, YYYY-MM, YYYY-MM-DD or ISO-8601, got {value!r}"
-            raise PayloadError("job_changes", _join(prefix, name), msg)
+            raise PayloadError(JOB_CHANGES, _join(prefix, name), msg)
 
 
 def _is_iso_datetime(value: str) -> bool:
@@ -163,49 +166,49 @@ class JobChanged:
         return cls(**values)
 
 
-def parse_usage(body: Any, now: datetime, max_events: int) -> list[UsageEvent]:
-    """Parse one event object or a JSON array of them; raise PayloadError naming the first bad field."""
+def parse_usage(body: object, now: datetime, max_events: int) -> list[UsageEvent]:
+    """Parse one event or a JSON array of them; raise PayloadError naming the first bad field."""
     items = body if isinstance(body, list) else [body]
     if not items:
-        raise PayloadError("usage", "(body)", "the batch is empty")
+        raise PayloadError(USAGE, "(body)", "the batch is empty")
     if len(items) > max_events:
         msg = f"a batch holds at most {max_events} events, got {len(items)}"
-        raise PayloadError("usage", "(body)", msg)
+        raise PayloadError(USAGE, "(body)", msg)
     events = []
     for index, item in enumerate(items):
         prefix = f"[{index}]" if isinstance(body, list) else ""
         try:
             parsed = UsageEventIn.model_validate(item)
         except ValidationError as exc:
-            raise _payload_error("usage", prefix, exc) from exc
+            raise _payload_error(USAGE, prefix, exc) from exc
         occurred_at = parsed.timestamp.astimezone(UTC)
         if occurred_at > now + MAX_CLOCK_SKEW:
             msg = f"is in the future ({parsed.timestamp.isoformat()}); send seconds-based ISO-8601"
-            raise PayloadError("usage", _join(prefix, "timestamp"), msg)
+            raise PayloadError(USAGE, _join(prefix, "timestamp"), msg)
         if occurred_at < now - MAX_EVENT_AGE:
             msg = f"is more than {MAX_EVENT_AGE.days} days old; use the bulk import for history"
-            raise PayloadError("usage", _join(prefix, "timestamp"), msg)
+            raise PayloadError(USAGE, _join(prefix, "timestamp"), msg)
         events.append(
             UsageEvent(parsed.account_id, parsed.user_id, parsed.event, occurred_at, parsed.seats)
         )
     return events
 
 
-def parse_job_changes(body: Any, now: datetime, max_events: int) -> list[JobChanged]:
+def parse_job_changes(body: object, now: datetime, max_events: int) -> list[JobChanged]:
     """Parse one job-change object or an array of them."""
     items = body if isinstance(body, list) else [body]
     if not items:
-        raise PayloadError("job_changes", "(body)", "the batch is empty")
+        raise PayloadError(JOB_CHANGES, "(body)", "the batch is empty")
     if len(items) > max_events:
         msg = f"a batch holds at most {max_events} job changes, got {len(items)}"
-        raise PayloadError("job_changes", "(body)", msg)
+        raise PayloadError(JOB_CHANGES, "(body)", msg)
     changes = []
     for index, item in enumerate(items):
         prefix = f"[{index}]" if isinstance(body, list) else ""
         try:
             parsed = JobChangeIn.model_validate(item)
         except ValidationError as exc:
-            raise _payload_error("job_changes", prefix, exc) from exc
+            raise _payload_error(JOB_CHANGES, prefix, exc) from exc
         _check_job_change(parsed, prefix)
         changes.append(_job_changed(parsed, now))
     return changes

@@ -83,7 +83,10 @@ def resolve_playbooks(
         definition = catalogue[name]
         overrides = {
             key: value
-            for key, value in (("priority", settings.priority), ("due_in_days", settings.due_in_days))
+            for key, value in (
+                ("priority", settings.priority),
+                ("due_in_days", settings.due_in_days),
+            )
             if value is not None
         }
         task = definition.task.model_copy(update=overrides)
@@ -121,8 +124,9 @@ def plan_actions(
                 continue
             others = [other for other in after.reasons if other.key != reason.key]
             actions.append(
-                _create_task(playbook, reason, others, after.account_id, account, today,
-                             fallback_owner)
+                _create_task(
+                    playbook, reason, others, after.account_id, account, today, fallback_owner
+                )
             )
     return actions
 

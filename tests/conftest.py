@@ -71,16 +71,35 @@ SEED = {
         {"id": "owner-ben", "name": "Ben Cole", "email": "ben@vendor.example"},
     ],
     "companies": [
-        {"id": "1001", "name": "Acme Analytics", "domain": "acme.example", "owner_id": "owner-ana",
-         "properties": {"product_account_id": "acme"}},
-        {"id": "1002", "name": "Globex", "domain": "globex.example", "owner_id": "owner-ben",
-         "properties": {"product_account_id": "globex"}},
-        {"id": "1003", "name": "Initech", "domain": "initech.example", "owner_id": None,
-         "properties": {"product_account_id": "initech"}},
+        {
+            "id": "1001",
+            "name": "Acme Analytics",
+            "domain": "acme.example",
+            "owner_id": "owner-ana",
+            "properties": {"product_account_id": "acme"},
+        },
+        {
+            "id": "1002",
+            "name": "Globex",
+            "domain": "globex.example",
+            "owner_id": "owner-ben",
+            "properties": {"product_account_id": "globex"},
+        },
+        {
+            "id": "1003",
+            "name": "Initech",
+            "domain": "initech.example",
+            "owner_id": None,
+            "properties": {"product_account_id": "initech"},
+        },
     ],
     "contacts": [
-        {"id": "2001", "email": "priya@globex.example", "name": "Priya Natarajan",
-         "company_id": "1002"},
+        {
+            "id": "2001",
+            "email": "priya@globex.example",
+            "name": "Priya Natarajan",
+            "company_id": "1002",
+        },
     ],
 }
 
@@ -90,13 +109,21 @@ def config_file(tmp_path: Path, webhook_secrets: dict[str, str]) -> Path:
     seed = tmp_path / "seed.yaml"
     seed.write_text(yaml.safe_dump(SEED))
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({
-        "crm": {"kind": "sandbox",
-                "sandbox": {"path": str(tmp_path / "crm.sqlite3"), "seed_file": str(seed)}},
-        "owners": {"fallback_owner": "owner-ana"},
-        "webhooks": {"usage": {"secret_env": USAGE_SECRET_ENV},
-                     "job_changes": {"secret_env": PEOPLE_SECRET_ENV}},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "crm": {
+                    "kind": "sandbox",
+                    "sandbox": {"path": str(tmp_path / "crm.sqlite3"), "seed_file": str(seed)},
+                },
+                "owners": {"fallback_owner": "owner-ana"},
+                "webhooks": {
+                    "usage": {"secret_env": USAGE_SECRET_ENV},
+                    "job_changes": {"secret_env": PEOPLE_SECRET_ENV},
+                },
+            }
+        )
+    )
     return path
 
 
@@ -131,31 +158,41 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
-def signed_headers(secret: str, body: bytes, msg_id: str | None = None,
-                   timestamp: int | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str, body: bytes, msg_id: str | None = None, timestamp: int | None = None
+) -> dict[str, str]:
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     timestamp = int(time.time()) if timestamp is None else timestamp
-    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, msg_id, timestamp, body),
-            "content-type": "application/json"}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, msg_id, timestamp, body),
+        "content-type": "application/json",
+    }
 
 
-def post_signed(client: Any, path: str, secret: str, payload: Any,
-                msg_id: str | None = None) -> Any:
+def post_signed(
+    client: Any, path: str, secret: str, payload: Any, msg_id: str | None = None
+) -> Any:
     body = json.dumps(payload).encode()
     return client.post(path, data=body, headers=signed_headers(secret, body, msg_id))
 
 
-def daily_usage(account_id: str, users_per_day: list[int], end: datetime | None = None,
-                seats: int | None = None) -> list[dict[str, Any]]:
+def daily_usage(
+    account_id: str, users_per_day: list[int], end: datetime | None = None, seats: int | None = None
+) -> list[dict[str, Any]]:
     """Login events: users_per_day[i] distinct users on day i, the last entry on `end`'s day."""
     end = end or datetime.now(UTC) - timedelta(days=1)
     events = []
     for offset, users in enumerate(reversed(users_per_day)):
         day = (end - timedelta(days=offset)).replace(hour=12, minute=0, second=0, microsecond=0)
         for user in range(users):
-            event = {"account_id": account_id, "user_id": f"{account_id}-user-{user}",
-                     "event": "login", "timestamp": day.isoformat()}
+            event = {
+                "account_id": account_id,
+                "user_id": f"{account_id}-user-{user}",
+                "event": "login",
+                "timestamp": day.isoformat(),
+            }
             if seats is not None:
                 event["seats"] = seats
             events.append(event)

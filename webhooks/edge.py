@@ -28,11 +28,13 @@ def redis() -> Redis:
 def signed_json(secret_env: str) -> tuple[str, Any]:
     """Verify the Standard Webhooks signature, then parse the body; return (delivery id, JSON)."""
     body = request.get_data(cache=True)
-    delivery_id = verify_standard_webhook(config().secret(secret_env), body, request.headers)
+    delivery_id = verify_standard_webhook(config().secret(secret_env), body, dict(request.headers))
     try:
         return delivery_id, json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(request.blueprint or "webhook", "(body)", f"not valid JSON: {exc}") from exc
+        raise PayloadError(
+            request.blueprint or "webhook", "(body)", f"not valid JSON: {exc}"
+        ) from exc
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -52,7 +54,9 @@ def _payload_error(exc: PayloadError) -> tuple[Response, int]:
 
 
 def _storage_error(exc: Exception) -> tuple[Response, int]:
-    logger.error("could not store webhook; sender will retry", extra={"path": request.path,
-                                                                      "error": type(exc).__name__})
+    logger.error(
+        "could not store webhook; sender will retry",
+        extra={"path": request.path, "error": type(exc).__name__},
+    )
     message = "signal storage is unavailable; nothing was accepted, please retry"
     return jsonify(error="unavailable", message=message), 503

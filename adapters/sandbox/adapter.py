@@ -107,8 +107,12 @@ class SandboxCrm:
             for contact in data.get("contacts", []):
                 db.execute(
                     "insert or ignore into contacts values (?, ?, ?, ?)",
-                    (str(contact["id"]), contact["email"].lower(), contact["name"],
-                     contact.get("company_id")),
+                    (
+                        str(contact["id"]),
+                        contact["email"].lower(),
+                        contact["name"],
+                        contact.get("company_id"),
+                    ),
                 )
 
     def find_accounts(self, product_account_ids: Sequence[str]) -> dict[str, CrmAccount]:
@@ -174,8 +178,15 @@ class SandboxCrm:
             db.execute(
                 "insert into tasks values (?, ?, ?, ?, ?, ?, 'NOT_STARTED', ?, ?, ?, ?)",
                 (
-                    crm_id, task.subject, task.body, task.due_date.isoformat(), task.priority,
-                    task.task_type, task.owner_id, task.account_crm_id, task.contact_crm_id,
+                    crm_id,
+                    task.subject,
+                    task.body,
+                    task.due_date.isoformat(),
+                    task.priority,
+                    task.task_type,
+                    task.owner_id,
+                    task.account_crm_id,
+                    task.contact_crm_id,
                     datetime.now(UTC).isoformat(),
                 ),
             )

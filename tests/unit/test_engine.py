@@ -9,19 +9,39 @@ from playbooks.engine import load_catalogue, next_working_day, plan_actions, res
 
 TODAY = date(2026, 11, 20)  # a Friday
 ACCOUNT = CrmAccount(crm_id="1001", name="Acme Analytics", owner_id="owner-ana")
-DROP = Reason("usage_drop", "usage_drop",
-              "Daily active users fell 59% below their 28-day normal (4.0 vs 9.7 a day) over the "
-              "last 7 days.", RiskLevel.MEDIUM, {"drop_pct": 58.8})
-CHAMPION = Reason("champion_left", "champion_left:sam@acme.example",
-                  "Champion Sam Lee left the account.", RiskLevel.HIGH,
-                  {"person": "Sam Lee", "email": "sam@acme.example", "new_title": "CTO",
-                   "new_company": "Initech"})
+DROP = Reason(
+    "usage_drop",
+    "usage_drop",
+    "Daily active users fell 59% below their 28-day normal (4.0 vs 9.7 a day) over the "
+    "last 7 days.",
+    RiskLevel.MEDIUM,
+    {"drop_pct": 58.8},
+)
+CHAMPION = Reason(
+    "champion_left",
+    "champion_left:sam@acme.example",
+    "Champion Sam Lee left the account.",
+    RiskLevel.HIGH,
+    {
+        "person": "Sam Lee",
+        "email": "sam@acme.example",
+        "new_title": "CTO",
+        "new_company": "Initech",
+    },
+)
 PLAYBOOKS = resolve_playbooks(load_catalogue(), {})
 
 
 def assessed(*reasons: Reason) -> RiskAssessment:
-    return RiskAssessment("acme", RiskLevel.HIGH if reasons else RiskLevel.NONE, 35,
-                          tuple(reasons), -59.0, 40.0, TODAY)
+    return RiskAssessment(
+        "acme",
+        RiskLevel.HIGH if reasons else RiskLevel.NONE,
+        35,
+        tuple(reasons),
+        -59.0,
+        40.0,
+        TODAY,
+    )
 
 
 def test_a_new_usage_drop_plans_one_check_in_task_for_the_owner() -> None:
@@ -43,18 +63,23 @@ def test_the_cooldown_stops_a_flapping_flag_from_creating_a_second_task() -> Non
     fired = {"usage_drop_checkin": date(2026, 11, 10)}
     assert plan_actions(None, assessed(DROP), ACCOUNT, PLAYBOOKS, fired, TODAY, None) == []
     fired_long_ago = {"usage_drop_checkin": date(2026, 10, 1)}
-    assert len(plan_actions(None, assessed(DROP), ACCOUNT, PLAYBOOKS, fired_long_ago, TODAY,
-                            None)) == 1
+    assert (
+        len(plan_actions(None, assessed(DROP), ACCOUNT, PLAYBOOKS, fired_long_ago, TODAY, None))
+        == 1
+    )
 
 
 def test_champion_left_plans_a_multithread_task_tied_to_the_contact() -> None:
-    [task] = plan_actions(assessed(DROP), assessed(DROP, CHAMPION), ACCOUNT, PLAYBOOKS, {},
-                          TODAY, None)
+    [task] = plan_actions(
+        assessed(DROP), assessed(DROP, CHAMPION), ACCOUNT, PLAYBOOKS, {}, TODAY, None
+    )
     assert task.subject == "Sam Lee left Acme Analytics: find a new champion"
     assert task.contact_email == "sam@acme.example"
     assert "New role: CTO at Initech." in task.body
     assert "Also on this account:\n- Daily active users fell 59%" in task.body
-    assert task.idempotency_key == "champion_left_multithread:acme:champion_left:sam@acme.example:once"
+    assert (
+        task.idempotency_key == "champion_left_multithread:acme:champion_left:sam@acme.example:once"
+    )
 
 
 def test_an_account_without_owner_goes_to_the_fallback_owner() -> None:
@@ -64,8 +89,10 @@ def test_an_account_without_owner_goes_to_the_fallback_owner() -> None:
 
 
 def test_admin_overrides_and_disabled_playbooks_apply() -> None:
-    chosen = {"usage_drop_checkin": PlaybookSettings(priority="low", due_in_days=0),
-              "champion_left_multithread": PlaybookSettings(enabled=False)}
+    chosen = {
+        "usage_drop_checkin": PlaybookSettings(priority="low", due_in_days=0),
+        "champion_left_multithread": PlaybookSettings(enabled=False),
+    }
     playbooks = resolve_playbooks(load_catalogue(), chosen)
     actions = plan_actions(None, assessed(DROP, CHAMPION), ACCOUNT, playbooks, {}, TODAY, None)
     assert [(a.playbook, a.priority, a.due_date) for a in actions] == [

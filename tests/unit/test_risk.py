@@ -4,9 +4,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from integration.accounts import AccountState, UsageHistory
 from integration.config import ChampionLeftRule, RiskConfig, UsageDropRule
-from integration.risk import AccountState, RiskLevel, assess, champion_left, usage_drop
-from integration.rollups import UsageHistory
+from integration.risk import RiskLevel, assess, champion_left, usage_drop
 from integration.signals import ChangeType, JobChanged
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -14,8 +14,9 @@ YESTERDAY = date(2026, 11, 22)
 RULE = UsageDropRule()
 
 
-def history(daily: list[int], seats: int | None = None, history_days: int | None = None,
-            active_30d: int = 0) -> UsageHistory:
+def history(
+    daily: list[int], seats: int | None = None, history_days: int | None = None, active_30d: int = 0
+) -> UsageHistory:
     held = history_days if history_days is not None else len(daily)
     return UsageHistory(
         account_id="acct-1",
@@ -83,12 +84,20 @@ def test_a_sustained_drop_in_a_three_seat_account_is_still_a_flag() -> None:
 
 def person(**overrides: object) -> JobChanged:
     values: dict[str, object] = {
-        "event_id": "evt-1", "source": "clay", "change_type": ChangeType.COMPANY_CHANGE,
-        "detected_at": NOW - timedelta(days=2), "email": "priya@globex.example",
-        "full_name": "Priya Natarajan", "previous_company_name": "Globex",
-        "previous_company_domain": "globex.example", "previous_job_title": "Director of Ops",
-        "current_company_name": "Umbrella Corp", "current_company_domain": "umbrella.example",
-        "current_job_title": "VP Operations", "relationship_type": None, "is_champion": True,
+        "event_id": "evt-1",
+        "source": "clay",
+        "change_type": ChangeType.COMPANY_CHANGE,
+        "detected_at": NOW - timedelta(days=2),
+        "email": "priya@globex.example",
+        "full_name": "Priya Natarajan",
+        "previous_company_name": "Globex",
+        "previous_company_domain": "globex.example",
+        "previous_job_title": "Director of Ops",
+        "current_company_name": "Umbrella Corp",
+        "current_company_domain": "umbrella.example",
+        "current_job_title": "VP Operations",
+        "relationship_type": None,
+        "is_champion": True,
         "previous_account_id": "acct-1",
     }
     return JobChanged(**(values | overrides))  # type: ignore[arg-type]
@@ -100,12 +109,14 @@ def people_state(*people: JobChanged) -> AccountState:
 
 def test_champion_leaving_is_a_high_risk_reason_naming_the_person() -> None:
     reasons = champion_left(people_state(person()), ChampionLeftRule(), NOW)
-    assert [(r.key, r.severity, r.text) for r in reasons] == [(
-        "champion_left:priya@globex.example",
-        RiskLevel.HIGH,
-        "Champion Priya Natarajan, Director of Ops, left the account for Umbrella Corp "
-        "(reported by clay on 2026-11-21).",
-    )]
+    assert [(r.key, r.severity, r.text) for r in reasons] == [
+        (
+            "champion_left:priya@globex.example",
+            RiskLevel.HIGH,
+            "Champion Priya Natarajan, Director of Ops, left the account for Umbrella Corp "
+            "(reported by clay on 2026-11-21).",
+        )
+    ]
 
 
 def test_relationship_type_from_the_config_marks_a_champion() -> None:
@@ -127,8 +138,9 @@ def test_champion_left_ignores(overrides: dict[str, object], why: str) -> None:
 
 
 def test_assessment_combines_reasons_and_computes_the_crm_values() -> None:
-    account = AccountState("acct-1", history([10] * 42 + [4] * 7, seats=20, active_30d=11),
-                           (person(),))
+    account = AccountState(
+        "acct-1", history([10] * 42 + [4] * 7, seats=20, active_30d=11), (person(),)
+    )
     result = assess(account, RiskConfig(), NOW)
     assert result.level is RiskLevel.HIGH
     assert [r.code for r in result.reasons] == ["usage_drop", "champion_left"]

@@ -9,8 +9,12 @@ from integration.errors import PayloadError
 from integration.signals import ChangeType, parse_job_changes, parse_usage
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-EVENT = {"account_id": "acme", "user_id": "u1", "event": "login",
-         "timestamp": "2026-11-23T10:00:00Z"}
+EVENT = {
+    "account_id": "acme",
+    "user_id": "u1",
+    "event": "login",
+    "timestamp": "2026-11-23T10:00:00Z",
+}
 
 
 def test_one_event_or_an_array_of_events_is_accepted() -> None:
@@ -23,12 +27,21 @@ def test_one_event_or_an_array_of_events_is_accepted() -> None:
     [
         ({**EVENT, "account_id": ""}, "account_id", "String should have at least 1 character"),
         ({k: v for k, v in EVENT.items() if k != "user_id"}, "user_id", "is required"),
-        ({**EVENT, "timestamp": "2026-11-23T10:00:00"}, "timestamp",
-         "Input should have timezone info"),
-        ({**EVENT, "timestamp": "yesterday"}, "timestamp",
-         "Input should be a valid datetime or date, input is too short"),
-        ({**EVENT, "timestamp": "2027-01-01T00:00:00Z"}, "timestamp",
-         "is in the future (2027-01-01T00:00:00+00:00); send seconds-based ISO-8601"),
+        (
+            {**EVENT, "timestamp": "2026-11-23T10:00:00"},
+            "timestamp",
+            "Input should have timezone info",
+        ),
+        (
+            {**EVENT, "timestamp": "yesterday"},
+            "timestamp",
+            "Input should be a valid datetime or date, input is too short",
+        ),
+        (
+            {**EVENT, "timestamp": "2027-01-01T00:00:00Z"},
+            "timestamp",
+            "is in the future (2027-01-01T00:00:00+00:00); send seconds-based ISO-8601",
+        ),
         ({**EVENT, "seats": -1}, "seats", "Input should be greater than or equal to 0"),
         ([EVENT, {**EVENT, "event": None}], "[1].event", "Input should be a valid string"),
         ([], "(body)", "the batch is empty"),
@@ -46,8 +59,13 @@ def test_too_many_events_in_one_request_is_refused() -> None:
         parse_usage([EVENT] * 3, NOW, 2)
 
 
-CHANGE = {"event_id": "e1", "change_type": "left_company", "email": "Ada@OldCo.example",
-          "previous_company_domain": "https://www.OldCo.example/about", "custom_score": 7}
+CHANGE = {
+    "event_id": "e1",
+    "change_type": "left_company",
+    "email": "Ada@OldCo.example",
+    "previous_company_domain": "https://www.OldCo.example/about",
+    "custom_score": 7,
+}
 
 
 def test_job_change_is_normalised_and_keeps_unknown_keys() -> None:
@@ -64,14 +82,26 @@ def test_job_change_is_normalised_and_keeps_unknown_keys() -> None:
     ("body", "field", "message"),
     [
         ({k: v for k, v in CHANGE.items() if k != "event_id"}, "event_id", "is required"),
-        ({**CHANGE, "change_type": "fired"}, "change_type",
-         "Input should be 'company_change', 'promotion' or 'left_company'"),
-        ({k: v for k, v in CHANGE.items() if k != "email"}, "email",
-         "is required when linkedin_url is missing: we need one of them to find the person"),
-        ({**CHANGE, "current_job_start_date": "March"}, "current_job_start_date",
-         "expected YYYY, YYYY-MM, YYYY-MM-DD or ISO-8601, got 'March'"),
-        ([CHANGE, {**CHANGE, "is_champion": "perhaps"}], "[1].is_champion",
-         "Input should be a valid boolean, unable to interpret input"),
+        (
+            {**CHANGE, "change_type": "fired"},
+            "change_type",
+            "Input should be 'company_change', 'promotion' or 'left_company'",
+        ),
+        (
+            {k: v for k, v in CHANGE.items() if k != "email"},
+            "email",
+            "is required when linkedin_url is missing: we need one of them to find the person",
+        ),
+        (
+            {**CHANGE, "current_job_start_date": "March"},
+            "current_job_start_date",
+            "expected YYYY, YYYY-MM, YYYY-MM-DD or ISO-8601, got 'March'",
+        ),
+        (
+            [CHANGE, {**CHANGE, "is_champion": "perhaps"}],
+            "[1].is_champion",
+            "Input should be a valid boolean, unable to interpret input",
+        ),
     ],
 )
 def test_bad_job_change_names_the_field(body: Any, field: str, message: str) -> None:

@@ -1,4 +1,4 @@
-"""`integration validate`: every error with its YAML path and a hint, exit 1; a summary when valid."""
+"""`integration validate`: every error with its YAML path and hint, exit 1; a summary if valid."""
 
 from __future__ import annotations
 
@@ -78,28 +78,49 @@ fields: {risk_level: 5}
 @pytest.mark.parametrize(
     ("text", "env", "expected"),
     [
-        ("risk: {usage_drop: {drop_pct: fifty}}", BOTH_SECRETS,
-         "  risk.usage_drop.drop_pct: input should be a valid number, unable to parse string as "
-         "a number, got 'fifty'"),
-        ("risk: {usage_drop: {drop_pct: 140}}", BOTH_SECRETS,
-         "  risk.usage_drop.drop_pct: input should be less than or equal to 100, got 140"),
-        ("crm: {kind: pipedrive}", BOTH_SECRETS,
-         "  crm.kind: input should be 'sandbox', 'hubspot' or 'salesforce', got 'pipedrive'"),
-        ("playbooks: {usage_drop_checkin: {priorty: high}}", BOTH_SECRETS,
-         "  playbooks.usage_drop_checkin.priorty: unknown key 'priorty'"),
-        ("owners: {fallback_owner: ana}", {"USAGE_WEBHOOK_SECRET": SECRET,
-                                           "JOB_CHANGES_WEBHOOK_SECRET": "hunter2"},
-         "  webhooks.job_changes.secret_env: environment variable JOB_CHANGES_WEBHOOK_SECRET is "
-         "not a Standard Webhooks secret"),
-        ("crm: [sandbox", BOTH_SECRETS,
-         "  (file): not valid YAML at line 1, column 14: expected ',' or ']', but got "
-         "'<stream end>'"),
-        ("- just\n- a list", BOTH_SECRETS,
-         "  (file): expected a mapping of sections at the top, got list"),
+        (
+            "risk: {usage_drop: {drop_pct: fifty}}",
+            BOTH_SECRETS,
+            "  risk.usage_drop.drop_pct: input should be a valid number, unable to parse string as "
+            "a number, got 'fifty'",
+        ),
+        (
+            "risk: {usage_drop: {drop_pct: 140}}",
+            BOTH_SECRETS,
+            "  risk.usage_drop.drop_pct: input should be less than or equal to 100, got 140",
+        ),
+        (
+            "crm: {kind: pipedrive}",
+            BOTH_SECRETS,
+            "  crm.kind: input should be 'sandbox', 'hubspot' or 'salesforce', got 'pipedrive'",
+        ),
+        (
+            "playbooks: {usage_drop_checkin: {priorty: high}}",
+            BOTH_SECRETS,
+            "  playbooks.usage_drop_checkin.priorty: unknown key 'priorty'",
+        ),
+        (
+            "owners: {fallback_owner: ana}",
+            {"USAGE_WEBHOOK_SECRET": SECRET, "JOB_CHANGES_WEBHOOK_SECRET": "hunter2"},
+            "  webhooks.job_changes.secret_env: environment variable JOB_CHANGES_WEBHOOK_SECRET is "
+            "not a Standard Webhooks secret",
+        ),
+        (
+            "crm: [sandbox",
+            BOTH_SECRETS,
+            "  (file): not valid YAML at line 1, column 14: expected ',' or ']', but got "
+            "'<stream end>'",
+        ),
+        (
+            "- just\n- a list",
+            BOTH_SECRETS,
+            "  (file): expected a mapping of sections at the top, got list",
+        ),
     ],
 )
-def test_each_kind_of_mistake_is_named(tmp_path: Path, text: str, env: dict[str, str],
-                                       expected: str) -> None:
+def test_each_kind_of_mistake_is_named(
+    tmp_path: Path, text: str, env: dict[str, str], expected: str
+) -> None:
     code, output = run_validate(tmp_path, text, env)
     assert code == 1
     assert output.splitlines()[1] == expected

@@ -1,0 +1,31 @@
+"""What the service knows about one product account, as plain values the risk rules read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from integration.signals import JobChanged
+
+
+@dataclass(frozen=True, slots=True)
+class UsageHistory:
+    """Daily counts ending on `last_day` (oldest first) plus the account facts kept beside them."""
+
+    account_id: str
+    last_day: date
+    daily_active_users: tuple[int, ...]
+    daily_events: tuple[int, ...]
+    first_day: date | None
+    seats: int | None
+    active_users_30d: int
+    last_active: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """Everything the rules look at for one account, loaded by the job."""
+
+    account_id: str
+    usage: UsageHistory
+    people: tuple[JobChanged, ...] = ()

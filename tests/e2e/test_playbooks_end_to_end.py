@@ -1,0 +1,195 @@
+"""What a rep sees: signals posted to the web app, a real RQ worker, tasks in the sandbox CRM."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from click.testing import CliRunner
+from redis import Redis
+
+from adapters.sandbox.adapter import SandboxCrm
+from integration import jobs
+from integration.bootstrap import Context
+from integration.cli import main
+from playbooks.actions import CreateTask
+from tests.conftest import (
+    PEOPLE_SECRET_ENV,
+    USAGE_SECRET_ENV,
+    daily_usage,
+    drain,
+    post_signed,
+)
+
+DROPPING = [10] * 42 + [4] * 7  # ten people a day, then four for the last week
+STEADY = [10] * 49
+
+CHAMPION_LEFT = {
+    "event_id": "clay-row-1",
+    "source": "clay",
+    "change_type": "company_change",
+    "email": "priya@globex.example",
+    "first_name": "Priya",
+    "last_name": "Natarajan",
+    "previous_company_domain": "globex.example",
+    "previous_job_title": "Director of Operations",
+    "current_company_name": "Umbrella Corp",
+    "current_job_title": "VP Operations",
+    "relationship_type": "Champion",
+}
+
+
+def crm(context: Context) -> SandboxCrm:
+    assert isinstance(context.crm, SandboxCrm)
+    return context.crm
+
+
+def post_usage(
+    client: Any, secrets: dict[str, str], events: list[dict[str, Any]], msg_id: str | None = None
+) -> Any:
+    return post_signed(client, "/webhooks/usage", secrets[USAGE_SECRET_ENV], events, msg_id)
+
+
+def test_a_usage_drop_creates_one_check_in_task_for_the_owner_with_the_numbers(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    assert (
+        post_usage(client, webhook_secrets, daily_usage("acme", DROPPING, seats=20)).status_code
+        == 202
+    )
+    assert drain(redis)
+
+    [task] = crm(context).tasks()
+    assert task.subject == "Check in with Acme Analytics: product usage is down 60%"
+    assert (task.owner_id, task.company_id, task.contact_id) == ("owner-ana", "1001", None)
+    assert task.body.startswith(
+        "Why: Daily active users fell 60% below their 28-day normal (4.0 vs 10.0 a day) over the "
+        "last 7 days.\n"
+    )
+    assert (task.priority, task.task_type, task.status) == ("high", "call", "NOT_STARTED")
+    fields = crm(context).company_properties("1001")
+    assert fields == {
+        "product_account_id": "acme",
+        "churn_risk_level": "high",
+        "churn_risk_reasons": "Daily active users fell 60% below their 28-day normal "
+        "(4.0 vs 10.0 a day) over the last 7 days.",
+        "usage_trend_pct": -60.0,
+        "license_utilization_pct": 50.0,
+        "last_product_activity_date": (datetime.now(UTC) - timedelta(days=1)).date().isoformat(),
+    }
+
+
+def test_the_same_usage_delivered_twice_and_more_usage_later_still_make_one_task(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    events = daily_usage("acme", DROPPING)
+    post_usage(client, webhook_secrets, events, msg_id="msg_1")
+    drain(redis)
+    assert post_usage(client, webhook_secrets, events, msg_id="msg_1").status_code == 200
+    today = [
+        {
+            "account_id": "acme",
+            "user_id": "acme-user-0",
+            "event": "login",
+            "timestamp": datetime.now(UTC).isoformat(),
+        }
+    ]
+    assert post_usage(client, webhook_secrets, today).status_code == 202
+    drain(redis)
+    assert len(crm(context).tasks()) == 1
+
+
+def test_steady_usage_creates_no_task_and_writes_no_risk(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    post_usage(client, webhook_secrets, daily_usage("globex", STEADY, seats=40))
+    drain(redis)
+    assert crm(context).tasks() == []
+    fields = crm(context).company_properties("1002")
+    assert (
+        fields["churn_risk_level"],
+        fields["churn_risk_reasons"],
+        fields["usage_trend_pct"],
+    ) == ("none", "", 0.0)
+
+
+def test_champion_leaving_creates_one_multithread_task_for_the_owner_tied_to_the_contact(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    secret = webhook_secrets[PEOPLE_SECRET_ENV]
+    assert post_signed(client, "/webhooks/job-changes", secret, CHAMPION_LEFT).status_code == 202
+    drain(redis)
+    # Re-delivered under a new delivery id, and the same departure reported by another source.
+    post_signed(client, "/webhooks/job-changes", secret, CHAMPION_LEFT)
+    post_signed(
+        client,
+        "/webhooks/job-changes",
+        secret,
+        CHAMPION_LEFT | {"event_id": "pdl-99", "source": "pdl"},
+    )
+    drain(redis)
+
+    [task] = crm(context).tasks()
+    assert task.subject == "Priya Natarajan left Globex: find a new champion"
+    assert (task.owner_id, task.company_id, task.contact_id) == ("owner-ben", "1002", "2001")
+    today = datetime.now(UTC).date().isoformat()
+    assert task.body.startswith(
+        "Why: Champion Priya Natarajan, Director of Operations, left the account for Umbrella "
+        f"Corp (reported by clay on {today}).\nNew role: VP Operations at Umbrella Corp.\n"
+    )
+    assert crm(context).company_properties("1002")["churn_risk_level"] == "high"
+
+
+def test_a_promotion_is_remembered_but_creates_no_task(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    promotion = CHAMPION_LEFT | {"change_type": "promotion", "event_id": "z-1"}
+    post_signed(client, "/webhooks/job-changes", webhook_secrets[PEOPLE_SECRET_ENV], promotion)
+    drain(redis)
+    assert crm(context).tasks() == []
+
+
+def test_signals_for_accounts_the_crm_lacks_are_listed_not_dropped(
+    client: Any,
+    context: Context,
+    redis: Redis,
+    webhook_secrets: dict[str, str],
+    settings: Any,
+) -> None:
+    post_usage(client, webhook_secrets, daily_usage("hooli", DROPPING))
+    post_signed(
+        client,
+        "/webhooks/job-changes",
+        webhook_secrets[PEOPLE_SECRET_ENV],
+        CHAMPION_LEFT | {"event_id": "x-1", "previous_company_domain": "nowhere.example"},
+    )
+    drain(redis)
+    assert crm(context).tasks() == []
+    result = CliRunner().invoke(
+        main, ["unmatched", "--config", str(settings.config)], env={"REDIS_URL": settings.redis_url}
+    )
+    assert result.exit_code == 0
+    lines = [line.split(maxsplit=1)[1] for line in result.output.splitlines()]
+    assert sorted(" ".join(line.split()) for line in lines) == [
+        "account hooli",
+        "job_change nowhere.example x-1",
+    ]
+
+
+def test_one_action_run_by_two_workers_creates_one_task(context: Context) -> None:
+    action = CreateTask(
+        idempotency_key="usage_drop_checkin:acme:usage_drop:2026-11-23",
+        playbook="usage_drop_checkin",
+        account_id="acme",
+        account_crm_id="1001",
+        owner_id="owner-ana",
+        subject="Check in",
+        body="Why: test",
+        due_date=date(2026, 11, 25),
+        priority="high",
+        task_type="call",
+    )
+    first = jobs.run_action(context, action, date(2026, 11, 23))
+    second = jobs.run_action(context, action, date(2026, 11, 23))
+    assert first == second
+    assert len(crm(context).tasks()) == 1
