@@ -183,37 +183,41 @@ def _yaml_path(loc: tuple[int | str, ...]) -> str:
 def _config_error(error: Mapping[str, Any]) -> ConfigError:
     loc = tuple(error["loc"])
     path = _yaml_path(loc)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return _unknown_key(loc)
-    if kind == "missing":
+    model = _model_at(loc[:-1])
+    fields = model.model_fields if model is not None else {}
+    key = str(loc[-1]) if loc else ""
+    if error["type"] == "extra_forbidden":
+        allowed = sorted(fields)
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint += f"allowed keys: {', '.join(allowed)}" if allowed else ""
+        return ConfigError(path, f"unknown key {key!r}", hint)
+    if error["type"] == "missing":
         return ConfigError(path, "required key is missing")
-    got = error.get("input")
-    return ConfigError(path, f"{error['msg'][0].lower()}{error['msg'][1:]}, got {got!r}")
+    message = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {error.get('input')!r}"
+    field = fields.get(key)
+    default = field.get_default(call_default_factory=True) if field is not None else None
+    hint = f"the default is {default!r}; leave the key out to use it" if default is not None else ""
+    return ConfigError(path, message, hint)
 
 
-def _unknown_key(loc: tuple[int | str, ...]) -> ConfigError:
-    model: Any = Config
-    parts = iter(loc[:-1])
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The config model that holds the key at `loc`, for hints naming its keys and defaults."""
+    model: type[BaseModel] | None = Config
+    parts = iter(loc)
     for part in parts:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
+        field = (
+            model.model_fields.get(part) if model is not None and isinstance(part, str) else None
+        )
         annotation = field.annotation if field else None
         if get_origin(annotation) is dict:  # e.g. playbooks: {name: PlaybookSettings}
             annotation = get_args(annotation)[1]
             next(parts, None)
-        model = (
-            annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
-            else None
-        )
-        if model is None:
-            break
-    key = str(loc[-1])
-    allowed = sorted(model.model_fields) if model is not None else []
-    close = difflib.get_close_matches(key, allowed, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    hint += f"allowed keys: {', '.join(allowed)}" if allowed else ""
-    return ConfigError(_yaml_path(loc), f"unknown key {key!r}", hint)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            model = None
+    return model
 
 
 def _section(raw: Mapping[str, Any], *path: str) -> Mapping[str, Any]:

@@ -44,7 +44,8 @@ class RedisNotFoundError(RuntimeError):
 
 def answers(url: str) -> bool:
     try:
-        return bool(Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+        with Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
+            return bool(client.ping())
     except RedisError:
         return False
 

@@ -64,7 +64,12 @@ def evaluate_dirty_accounts() -> int:
     context = current_context()
     total = 0
     while batch := rollups.take_dirty_accounts(context.redis, EVALUATION_BATCH):
-        evaluate_accounts(context, batch, datetime.now(UTC))
+        try:
+            evaluate_accounts(context, batch, datetime.now(UTC))
+        except Exception:
+            # Put the batch back so RQ's retry (or the cron sweep) evaluates it; nothing is lost.
+            rollups.mark_dirty(context.redis, batch)
+            raise
         total += len(batch)
     return total
 

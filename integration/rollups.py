@@ -101,6 +101,11 @@ def take_dirty_accounts(redis: Redis, limit: int) -> list[str]:
     return sorted(keys.text(item) for item in popped or [])
 
 
+def mark_dirty(redis: Redis, account_ids: Sequence[str]) -> None:
+    if account_ids:
+        redis.sadd(keys.dirty_accounts(), *account_ids)
+
+
 def load_history(redis: Redis, account_id: str, last_day: date, days: int) -> UsageHistory:
     """Read `days` of daily counts ending on `last_day`, plus account facts, in one round trip."""
     since = datetime.combine(last_day, datetime.min.time(), UTC) - UTILIZATION_WINDOW

@@ -49,8 +49,9 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def redis(redis_url: str) -> Redis:
-    return Redis.from_url(redis_url)
+def redis(redis_url: str) -> Iterator[Redis]:
+    with Redis.from_url(redis_url) as client:
+        yield client
 
 
 def whsec() -> str:
@@ -138,11 +139,14 @@ def context(settings: Settings) -> Iterator[Context]:
     jobs.install_context(built)
     yield built
     jobs.install_context(None)
+    built.redis.close()
 
 
 @pytest.fixture
-def client(settings: Settings, context: Context) -> Any:
-    return create_app(settings, context.config).test_client()
+def client(settings: Settings, context: Context) -> Iterator[Any]:
+    app = create_app(settings, context.config)
+    yield app.test_client()
+    app.extensions["integration.redis"].close()
 
 
 def drain(redis: Redis) -> bool:

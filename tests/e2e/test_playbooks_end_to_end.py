@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from click.testing import CliRunner
 from redis import Redis
 
+from adapters.protocol import TaskRequest
 from adapters.sandbox.adapter import SandboxCrm
 from integration import jobs
 from integration.bootstrap import Context
 from integration.cli import main
+from integration.errors import CrmRetriableError
 from playbooks.actions import CreateTask
 from tests.conftest import (
     PEOPLE_SECRET_ENV,
@@ -193,3 +196,29 @@ def test_one_action_run_by_two_workers_creates_one_task(context: Context) -> Non
     second = jobs.run_action(context, action, date(2026, 11, 23))
     assert first == second
     assert len(crm(context).tasks()) == 1
+
+
+class CrmDownOnce(SandboxCrm):
+    """The sandbox CRM, answering its first task creation as HubSpot does under a 503."""
+
+    failures = 1
+
+    def create_task(self, task: TaskRequest) -> str:
+        if self.failures:
+            self.failures -= 1
+            raise CrmRetriableError(self.name, "create_task", "service unavailable", 503)
+        return super().create_task(task)
+
+
+def test_a_crm_outage_during_evaluation_loses_no_account_and_later_creates_one_task(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    flaky = CrmDownOnce(crm(context).path, crm(context).match_field)
+    jobs.install_context(replace(context, crm=flaky))
+    post_usage(client, webhook_secrets, daily_usage("acme", DROPPING))
+    drain(redis)
+    assert flaky.tasks() == []
+    assert redis.smembers("ci:dirty_accounts") == {b"acme"}  # back in line for the retry
+
+    assert jobs.evaluate_dirty_accounts() == 1
+    assert len(flaky.tasks()) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,9 +218,11 @@ def test_a_redelivered_job_change_is_queued_once(
 
 
 @pytest.fixture
-def client_without_redis(config_file: Path, context: Any) -> Any:
+def client_without_redis(config_file: Path, context: Any) -> Iterator[Any]:
     down = Settings(config=config_file, redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    return create_app(down, context.config).test_client()
+    app = create_app(down, context.config)
+    yield app.test_client()
+    app.extensions["integration.redis"].close()
 
 
 def test_when_redis_is_down_webhooks_answer_503_so_the_sender_retries(

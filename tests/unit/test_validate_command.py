@@ -59,8 +59,10 @@ fields: {risk_level: 5}
     assert output.splitlines() == [
         "config.yaml: 6 error(s)",
         "  fields.risk_level: input should be a valid string, got 5",
+        "      hint: the default is 'churn_risk_level'; leave the key out to use it",
         "  risk.usage_drop.window_days: input should be a valid integer, unable to parse string "
         "as an integer, got 'seven'",
+        "      hint: the default is 7; leave the key out to use it",
         "  risk.usage_drop.drop_pc: unknown key 'drop_pc'",
         "      hint: did you mean 'drop_pct'? allowed keys: baseline_days, drop_pct, enabled, "
         "min_baseline_daily_users, small_account_max_users, small_account_window_days, "
