@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +25,9 @@ MAX_EVENT_AGE = timedelta(days=400)
 # Source names used in error answers.
 USAGE = "usage"
 JOB_CHANGES = "job_changes"
+
+
+PayloadT = TypeVar("PayloadT", bound=BaseModel)
 
 
 class ChangeType(StrEnum):
@@ -168,25 +171,14 @@ class JobChanged:
 
 def parse_usage(body: object, now: datetime, max_events: int) -> list[UsageEvent]:
     """Parse one event or a JSON array of them; raise PayloadError naming the first bad field."""
-    items = body if isinstance(body, list) else [body]
-    if not items:
-        raise PayloadError(USAGE, "(body)", "the batch is empty")
-    if len(items) > max_events:
-        msg = f"a batch holds at most {max_events} events, got {len(items)}"
-        raise PayloadError(USAGE, "(body)", msg)
     events = []
-    for index, item in enumerate(items):
-        prefix = f"[{index}]" if isinstance(body, list) else ""
-        try:
-            parsed = UsageEventIn.model_validate(item)
-        except ValidationError as exc:
-            raise _payload_error(USAGE, prefix, exc) from exc
+    for prefix, parsed in _validated(USAGE, body, UsageEventIn, max_events, "events"):
         occurred_at = parsed.timestamp.astimezone(UTC)
         if occurred_at > now + MAX_CLOCK_SKEW:
             msg = f"is in the future ({parsed.timestamp.isoformat()}); send seconds-based ISO-8601"
             raise PayloadError(USAGE, _join(prefix, "timestamp"), msg)
         if occurred_at < now - MAX_EVENT_AGE:
-            msg = f"is more than {MAX_EVENT_AGE.days} days old; use the bulk import for history"
+            msg = f"is more than {MAX_EVENT_AGE.days} days old, older than the rollups keep"
             raise PayloadError(USAGE, _join(prefix, "timestamp"), msg)
         events.append(
             UsageEvent(parsed.account_id, parsed.user_id, parsed.event, occurred_at, parsed.seats)
@@ -196,22 +188,29 @@ def parse_usage(body: object, now: datetime, max_events: int) -> list[UsageEvent
 
 def parse_job_changes(body: object, now: datetime, max_events: int) -> list[JobChanged]:
     """Parse one job-change object or an array of them."""
-    items = body if isinstance(body, list) else [body]
-    if not items:
-        raise PayloadError(JOB_CHANGES, "(body)", "the batch is empty")
-    if len(items) > max_events:
-        msg = f"a batch holds at most {max_events} job changes, got {len(items)}"
-        raise PayloadError(JOB_CHANGES, "(body)", msg)
     changes = []
-    for index, item in enumerate(items):
-        prefix = f"[{index}]" if isinstance(body, list) else ""
-        try:
-            parsed = JobChangeIn.model_validate(item)
-        except ValidationError as exc:
-            raise _payload_error(JOB_CHANGES, prefix, exc) from exc
+    for prefix, parsed in _validated(JOB_CHANGES, body, JobChangeIn, max_events, "job changes"):
         _check_job_change(parsed, prefix)
         changes.append(_job_changed(parsed, now))
     return changes
+
+
+def _validated(
+    source: str, body: object, model: type[PayloadT], max_items: int, noun: str
+) -> Iterator[tuple[str, PayloadT]]:
+    """Each item of one object or a JSON array, validated, with its path prefix (`[3]`)."""
+    items = body if isinstance(body, list) else [body]
+    if not items:
+        raise PayloadError(source, "(body)", "the batch is empty")
+    if len(items) > max_items:
+        msg = f"a batch holds at most {max_items} {noun}, got {len(items)}"
+        raise PayloadError(source, "(body)", msg)
+    for index, item in enumerate(items):
+        prefix = f"[{index}]" if isinstance(body, list) else ""
+        try:
+            yield prefix, model.model_validate(item)
+        except ValidationError as exc:
+            raise _payload_error(source, prefix, exc) from exc
 
 
 def _job_changed(parsed: JobChangeIn, now: datetime) -> JobChanged:
