@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from integration.errors import ConfigError, InvalidConfigError
 
@@ -84,6 +85,16 @@ class UsageDropRule(_Strict):
     small_account_max_users: float = Field(5, ge=0)
     small_account_window_days: int = Field(21, ge=1, le=60)
 
+    @model_validator(mode="after")
+    def _small_accounts_wait_longer(self) -> UsageDropRule:
+        if self.small_account_window_days < self.window_days:
+            msg = (
+                f"small_account_window_days ({self.small_account_window_days}) must be at least "
+                f"window_days ({self.window_days}): small accounts must stay down longer"
+            )
+            raise ValueError(msg)
+        return self
+
 
 class ChampionLeftRule(_Strict):
     enabled: bool = True
@@ -142,6 +153,7 @@ def load_config(
             *_check_crm(raw),
             *_check_playbooks(raw, frozenset(playbook_names)),
             *secret_errors,
+            *(_check_sandbox_files(config.crm.sandbox) if config else []),
         )
         if error.yaml_path not in reported
     )
@@ -194,9 +206,13 @@ def _config_error(error: Mapping[str, Any]) -> ConfigError:
         return ConfigError(path, f"unknown key {key!r}", hint)
     if error["type"] == "missing":
         return ConfigError(path, "required key is missing")
+    if error["type"] == "value_error":
+        return ConfigError(path, str(error["msg"]).removeprefix("Value error, "))
     message = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {error.get('input')!r}"
     field = fields.get(key)
-    default = field.get_default(call_default_factory=True) if field is not None else None
+    default = None
+    if field is not None and not field.is_required():
+        default = field.get_default(call_default_factory=True)
     hint = f"the default is {default!r}; leave the key out to use it" if default is not None else ""
     return ConfigError(path, message, hint)
 
@@ -234,6 +250,21 @@ def _check_crm(raw: Mapping[str, Any]) -> list[ConfigError]:
         return []
     msg = f"the {kind} adapter is not part of this build yet"
     return [ConfigError("crm.kind", msg, f"use one of: {', '.join(sorted(AVAILABLE_CRMS))}")]
+
+
+def _check_sandbox_files(sandbox: SandboxCrm) -> list[ConfigError]:
+    errors = []
+    if sandbox.seed_file is not None and not sandbox.seed_file.is_file():
+        msg = f"no file at {str(sandbox.seed_file)!r}"
+        hint = "paths are relative to the directory the service starts in"
+        errors.append(ConfigError("crm.sandbox.seed_file", msg, hint))
+    folder = next(
+        (p for p in (sandbox.path.resolve(), *sandbox.path.resolve().parents) if p.exists()), None
+    )
+    if folder is None or not os.access(folder if folder.is_dir() else folder.parent, os.W_OK):
+        msg = f"cannot create or write {str(sandbox.path)!r} (no write access to {folder})"
+        errors.append(ConfigError("crm.sandbox.path", msg))
+    return errors
 
 
 def _check_playbooks(raw: Mapping[str, Any], known: frozenset[str]) -> list[ConfigError]:

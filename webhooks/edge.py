@@ -27,14 +27,20 @@ def redis() -> Redis:
 
 def signed_json(secret_env: str) -> tuple[str, Any]:
     """Verify the Standard Webhooks signature, then parse the body; return (delivery id, JSON)."""
+    source = request.blueprint or "webhook"
     body = request.get_data(cache=True)
-    delivery_id = verify_standard_webhook(config().secret(secret_env), body, dict(request.headers))
     try:
-        return delivery_id, json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PayloadError(
-            request.blueprint or "webhook", "(body)", f"not valid JSON: {exc}"
-        ) from exc
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        msg = f"not UTF-8 text (byte {exc.start}); send JSON encoded as UTF-8"
+        raise PayloadError(source, "(body)", msg) from exc
+    delivery_id = verify_standard_webhook(config().secret(secret_env), text, dict(request.headers))
+    try:
+        return delivery_id, json.loads(text)
+    except ValueError as exc:
+        raise PayloadError(source, "(body)", f"not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise PayloadError(source, "(body)", "JSON nested too deeply") from exc
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -92,6 +92,22 @@ fields: {risk_level: 5}
             "  risk.usage_drop.drop_pct: input should be less than or equal to 100, got 140",
         ),
         (
+            "risk: {usage_drop: {window_days: 30, small_account_window_days: 7}}",
+            BOTH_SECRETS,
+            "  risk.usage_drop: small_account_window_days (7) must be at least window_days (30): "
+            "small accounts must stay down longer",
+        ),
+        (
+            "webhooks: {usage: {secret_env: 5}}",
+            BOTH_SECRETS,
+            "  webhooks.usage.secret_env: input should be a valid string, got 5",
+        ),
+        (
+            "crm: {sandbox: {seed_file: no/such/seed.yaml}}",
+            BOTH_SECRETS,
+            "  crm.sandbox.seed_file: no file at 'no/such/seed.yaml'",
+        ),
+        (
             "crm: {kind: pipedrive}",
             BOTH_SECRETS,
             "  crm.kind: input should be 'sandbox', 'hubspot' or 'salesforce', got 'pipedrive'",
@@ -126,6 +142,7 @@ def test_each_kind_of_mistake_is_named(
     code, output = run_validate(tmp_path, text, env)
     assert code == 1
     assert output.splitlines()[1] == expected
+    assert "PydanticUndefined" not in output
 
 
 def test_a_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
