@@ -59,6 +59,9 @@ class TaskRequest:
     owner_id: str | None
     account_crm_id: str
     contact_crm_id: str | None = None
+    # Stored on the task where the CRM allows, so an attempt whose outcome is unknown (a timeout
+    # after the CRM saved it) can be found instead of created twice.
+    idempotency_key: str = ""
 
 
 class CrmAdapter(Protocol):
@@ -78,4 +81,8 @@ class CrmAdapter(Protocol):
 
     def create_task(self, task: TaskRequest) -> str:
         """Create the task and return its CRM id."""
+        ...
+
+    def find_task(self, idempotency_key: str) -> str | None:
+        """The CRM id of a task created earlier with this key, if the CRM has one."""
         ...

@@ -17,6 +17,7 @@ from integration.errors import InvalidConfigError
 from integration.logs import configure_logging
 from integration.queues import QUEUE_NAMES
 from integration.settings import Settings
+from integration.unmatched import list_unmatched
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -120,12 +121,14 @@ def report(config_path: Path) -> None:
 def unmatched(config_path: Path, limit: int) -> None:
     """List signals whose account the CRM does not have (newest first)."""
     context = build_context(_settings(config_path))
-    entries = context.redis.lrange(keys.unmatched(), 0, limit - 1)
+    entries = list_unmatched(context.redis)[:limit]
     if not entries:
         click.echo("no unmatched signals")
-    for raw in entries:
-        entry = json.loads(raw)
-        click.echo(f"{entry['at']}  {entry['kind']:<11} {entry['reference']}  {entry['signal_id']}")
+    for entry in entries:
+        click.echo(
+            f"{entry.last_seen}  {entry.kind:<11} {entry.reference}  "
+            f"seen {entry.count}x  {entry.signal_id}".rstrip()
+        )
 
 
 @main.command()

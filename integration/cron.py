@@ -1,14 +1,18 @@
 """Periodic jobs for `rq cron integration.cron` (RQ's own scheduler, no home-made one).
 
-The web app queues an evaluation when an account first becomes dirty; this sweep catches the rare
-delivery whose usage was stored but whose evaluation could not be queued (Redis failed between).
+- Every minute: put back accounts a dead worker had taken, and evaluate accounts still waiting
+  (their evaluation may not have been queued if Redis failed between storing usage and queueing).
+- Every day: evaluate every known account, because an account whose usage stopped sends nothing,
+  and a champion-left flag must clear when it ages out.
 """
 
 from rq import cron
 
-from integration.jobs import evaluate_dirty_accounts
+from integration.jobs import evaluate_all_accounts, sweep_accounts
 from integration.queues import EVALUATE
 
 SWEEP_INTERVAL_SECONDS = 60
+DAILY_EVALUATION_CRON = "15 5 * * *"  # 05:15 UTC, before the working day in EMEA and the Americas
 
-cron.register(evaluate_dirty_accounts, EVALUATE, interval=SWEEP_INTERVAL_SECONDS)
+cron.register(sweep_accounts, EVALUATE, interval=SWEEP_INTERVAL_SECONDS)
+cron.register(evaluate_all_accounts, EVALUATE, cron=DAILY_EVALUATION_CRON)

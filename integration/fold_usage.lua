@@ -1,16 +1,22 @@
 -- Fold one webhook delivery of usage into the daily rollups, in one round trip.
--- KEYS[1] delivery dedupe key, KEYS[2] dirty-accounts set.
+-- KEYS[1] delivery dedupe key, KEYS[2] dirty-accounts set, KEYS[3] known-accounts set,
+-- KEYS[4] the RQ key of the evaluation job that would pick the dirty accounts up.
 -- ARGV[1] dedupe TTL seconds, ARGV[2] ring size in days, ARGV[3] per-day user-set TTL seconds,
 -- ARGV[4] JSON list of groups, one per account and day, with the keys Python built (integration/keys.py).
--- Returns {duplicate, dirty_was_empty}: duplicate=1 means nothing was written.
+-- Returns {duplicate, needs_job}: duplicate=1 means nothing was written; needs_job=1 means accounts
+-- are waiting and no evaluation job exists, so the caller should queue one.
+-- Nothing below can fail halfway for valid input (SADD is chunked under Lua's unpack limit), which
+-- matters because Redis does not roll a script back: the dedupe key is set first.
 -- Cluster note: the keys inside ARGV are undeclared, so this script assumes one Redis node.
+local no_job = redis.call('EXISTS', KEYS[4]) == 0
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
-  return {1, 0}
+  local waiting = redis.call('EXISTS', KEYS[2]) == 1
+  return {1, (no_job and waiting) and 1 or 0}
 end
 local ring = tonumber(ARGV[2])
 local user_ttl = tonumber(ARGV[3])
 local groups = cjson.decode(ARGV[4])
-local dirty_was_empty = redis.call('EXISTS', KEYS[2]) == 0 and 1 or 0
+local CHUNK = 500
 
 local function slot(day) return '#' .. tostring(day % ring) end
 
@@ -22,6 +28,14 @@ local function zero_days(metric_keys, from_day, to_day)
     end
     redis.call(unpack(args))
   end
+end
+
+local function add_users(key, users)
+  local added = 0
+  for start = 1, #users, CHUNK do
+    added = added + redis.call('SADD', key, unpack(users, start, math.min(start + CHUNK - 1, #users)))
+  end
+  return added
 end
 
 for _, g in ipairs(groups) do
@@ -41,7 +55,7 @@ for _, g in ipairs(groups) do
   if writable then
     local first_day = tonumber(redis.call('HGET', g.meta_key, 'first_day'))
     if day < first_day then redis.call('HSET', g.meta_key, 'first_day', day) end
-    local added = redis.call('SADD', g.users_key, unpack(g.users))
+    local added = add_users(g.users_key, g.users)
     redis.call('EXPIRE', g.users_key, user_ttl)
     redis.call('BITFIELD', g.active_key, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', slot(day), added)
     redis.call('BITFIELD', g.events_key, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', slot(day), g.events)
@@ -51,7 +65,14 @@ for _, g in ipairs(groups) do
   end
   local last_active = tonumber(redis.call('HGET', g.meta_key, 'last_active') or '0')
   if g.last_ts > last_active then redis.call('HSET', g.meta_key, 'last_active', g.last_ts) end
-  if g.seats ~= cjson.null then redis.call('HSET', g.meta_key, 'seats', g.seats) end
+  if g.seats ~= cjson.null then
+    -- The newest report of seats wins; a late event must not overwrite a newer count.
+    local seats_ts = tonumber(redis.call('HGET', g.meta_key, 'seats_ts') or '0')
+    if g.seats_ts >= seats_ts then
+      redis.call('HSET', g.meta_key, 'seats', g.seats, 'seats_ts', g.seats_ts)
+    end
+  end
   redis.call('SADD', KEYS[2], g.account)
+  redis.call('SADD', KEYS[3], g.account)
 end
-return {0, dirty_was_empty}
+return {0, no_job and 1 or 0}

@@ -6,20 +6,24 @@ on first use, or installed by whoever starts the worker (the CLI, the tests).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import ParamSpec, TypeVar
 
 from redis import Redis
+from rq import get_current_job
 
-from adapters.protocol import CrmAccount, FieldUpdate, FieldValue, TaskRequest
+from adapters.protocol import CrmAccount, FieldUpdate, FieldValue
 from integration import keys, rollups
 from integration.accounts import AccountState
 from integration.bootstrap import Context, build_context
 from integration.config import FieldMap
-from integration.errors import CrmFatalError, CrmRetriableError
+from integration.errors import CrmFatalError
+from integration.execution import last_fired, run_action
 from integration.risk import (
     RiskAssessment,
     assess,
@@ -30,18 +34,17 @@ from integration.risk import (
 )
 from integration.settings import Settings
 from integration.signals import JobChanged
-from playbooks.actions import CreateTask
+from integration.unmatched import forget_unmatched, record_unmatched
 from playbooks.engine import plan_actions
 
 logger = logging.getLogger(__name__)
 
 EVALUATION_BATCH = 200
-UNMATCHED_KEEP = 1000
-# A worker that died mid-action leaves its claim; after this long another may take the action.
-ACTION_CLAIM_SECONDS = 120
-ACTION_MEMORY_SECONDS = 400 * 24 * 3600
 PEOPLE_MEMORY = timedelta(days=730)
-_PENDING = "pending"
+# An account a worker took this long ago and never finished belongs to a dead worker.
+STALE_PROCESSING = timedelta(minutes=10)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _context: Context | None = None
 
@@ -59,40 +62,78 @@ def current_context() -> Context:
     return _context
 
 
+def no_retry_when_fatal(job_function: Callable[P, R]) -> Callable[P, R]:
+    """A CRM's 4xx will not change on retry: send the job straight to the failed registry."""
+
+    @functools.wraps(job_function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return job_function(*args, **kwargs)
+        except CrmFatalError:
+            job = get_current_job()
+            if job is not None:
+                job.retries_left = 0
+            raise
+
+    return run
+
+
+@no_retry_when_fatal
 def evaluate_dirty_accounts() -> int:
     """Evaluate, in batches, every account that received usage since it was last evaluated."""
     context = current_context()
     total = 0
-    while batch := rollups.take_dirty_accounts(context.redis, EVALUATION_BATCH):
+    while batch := rollups.take_dirty_accounts(context.redis, EVALUATION_BATCH, _now()):
         try:
-            evaluate_accounts(context, batch, datetime.now(UTC))
-        except Exception:
-            # Put the batch back so RQ's retry (or the cron sweep) evaluates it; nothing is lost.
-            rollups.mark_dirty(context.redis, batch)
+            evaluate_accounts(context, batch, _now())
+        except CrmFatalError:
+            # A refusal that no retry will change: the failed job keeps the CRM's message.
+            rollups.finish_accounts(context.redis, batch)
             raise
+        except Exception:
+            # Hand the batch back so RQ's retry (or the sweep) evaluates it; nothing is lost.
+            rollups.release_accounts(context.redis, batch)
+            raise
+        rollups.finish_accounts(context.redis, batch)
         total += len(batch)
     return total
 
 
+def sweep_accounts() -> int:
+    """Every minute (integration/cron.py): recover dead workers' accounts, evaluate waiting ones."""
+    context = current_context()
+    rollups.requeue_stale_accounts(context.redis, _now() - STALE_PROCESSING)
+    return evaluate_dirty_accounts()
+
+
+def evaluate_all_accounts() -> int:
+    """Daily (integration/cron.py): an account whose usage stopped sends nothing; judge it too."""
+    rollups.mark_all_accounts_dirty(current_context().redis)
+    return evaluate_dirty_accounts()
+
+
+@no_retry_when_fatal
 def process_job_change(change_json: dict[str, object]) -> str:
     """Remember a people signal on the account it concerns, then re-evaluate that account."""
     context = current_context()
     change = JobChanged.from_json(change_json)
-    account_id = change.previous_account_id or _account_by_domain(
-        context, change.previous_company_domain
-    )
+    domain = change.previous_company_domain
+    account_id = change.previous_account_id or _account_by_domain(context, domain)
     if account_id is None:
-        _record_unmatched(
-            context.redis, "job_change", change.previous_company_domain or "", change.event_id
-        )
+        record_unmatched(context.redis, "job_change", domain or "", change.event_id, _now())
         return "unmatched"
     context.redis.hset(
         keys.people_signals(account_id),
         change.dedupe_id,
         json.dumps(change.to_json() | {"previous_account_id": account_id}),
     )
-    evaluate_accounts(context, [account_id], datetime.now(UTC))
+    rollups.remember_account(context.redis, account_id)
+    evaluate_accounts(context, [account_id], _now())
     return account_id
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _account_by_domain(context: Context, domain: str | None) -> str | None:
@@ -110,50 +151,55 @@ class _Evaluated:
 def evaluate_accounts(context: Context, account_ids: Sequence[str], now: datetime) -> None:
     """Assess accounts, write changed fields in one batch, then run the playbooks' actions."""
     found = context.crm.find_accounts(account_ids)
-    for missing in sorted(set(account_ids) - set(found)):
-        _record_unmatched(context.redis, "account", missing, "")
+    for account_id in account_ids:
+        if account_id in found:
+            forget_unmatched(context.redis, "account", account_id)
+        else:
+            record_unmatched(context.redis, "account", account_id, "", now)
     evaluated = [
         _Evaluated(
             account,
             _load_assessment(context.redis, account_id),
-            assess(load_state(context.redis, account_id, now, context), context.config.risk, now),
+            assess(load_state(context, account_id, now), context.config.risk, now),
         )
         for account_id, account in sorted(found.items())
     ]
     _write_fields(context, evaluated)
     for item in evaluated:
-        last_fired = _last_fired(context.redis, item.after.account_id)
+        account_id = item.after.account_id
         actions = plan_actions(
             item.before,
             item.after,
             item.account,
             context.playbooks,
-            last_fired,
+            last_fired(context, account_id),
             now.date(),
             context.config.owners.fallback_owner,
         )
         for action in actions:
-            run_action(context, action, now.date())
-        context.redis.set(
-            keys.assessment(item.after.account_id), json.dumps(assessment_to_json(item.after))
-        )
+            run_action(context, action, now)
+        context.redis.set(keys.assessment(account_id), json.dumps(assessment_to_json(item.after)))
         if item.after.reason_keys != (item.before.reason_keys if item.before else frozenset()):
             logger.info(
-                "risk changed",
-                extra={"account_id": item.after.account_id, "level": item.after.level.value},
+                "risk changed", extra={"account_id": account_id, "level": item.after.level.value}
             )
 
 
-def load_state(redis: Redis, account_id: str, now: datetime, context: Context) -> AccountState:
+def load_state(context: Context, account_id: str, now: datetime) -> AccountState:
     days = history_days_needed(context.config.risk)
     # The current day is still filling up; judging it against full days would invent drops.
-    usage = rollups.load_history(redis, account_id, now.date() - timedelta(days=1), days)
+    last_day = now.date() - timedelta(days=1)
+    usage = rollups.load_history(context.redis, account_id, now, last_day, days)
+    return AccountState(account_id, usage, _people(context.redis, account_id, now))
+
+
+def _people(redis: Redis, account_id: str, now: datetime) -> tuple[JobChanged, ...]:
     people = []
     for raw in redis.hvals(keys.people_signals(account_id)):
         change = JobChanged.from_json(json.loads(raw))
         if now - change.detected_at <= PEOPLE_MEMORY:
             people.append(change)
-    return AccountState(account_id, usage, tuple(sorted(people, key=lambda p: p.detected_at)))
+    return tuple(sorted(people, key=lambda person: person.detected_at))
 
 
 def _load_assessment(redis: Redis, account_id: str) -> RiskAssessment | None:
@@ -190,80 +236,3 @@ def _write_fields(context: Context, evaluated: Sequence[_Evaluated]) -> None:
             "CRM refused field update",
             extra={"crm_id": crm_id, "error": message, "crm": context.crm.name},
         )
-
-
-def _last_fired(redis: Redis, account_id: str) -> dict[str, date]:
-    raw = redis.hgetall(keys.playbook_last_fired(account_id))
-    return {keys.text(name): date.fromisoformat(keys.text(day)) for name, day in raw.items()}
-
-
-def run_action(context: Context, action: CreateTask, today: date) -> str | None:
-    """Create the task once: claim its idempotency key, create it, remember the CRM id."""
-    redis, key = context.redis, keys.action_done(action.idempotency_key)
-    if not redis.set(key, _PENDING, nx=True, ex=ACTION_CLAIM_SECONDS):
-        held = redis.get(key)
-        if held == _PENDING.encode():
-            msg = "another worker is creating this task; trying again after its claim expires"
-            raise CrmRetriableError(
-                context.crm.name, "create_task", msg, retry_after_seconds=ACTION_CLAIM_SECONDS
-            )
-        return keys.text(held) if held else None
-    try:
-        crm_id = _create_task(context, action)
-    except CrmFatalError:
-        redis.delete(key)
-        logger.exception(
-            "task not created", extra={"account_id": action.account_id, "playbook": action.playbook}
-        )
-        return None
-    except Exception:
-        redis.delete(key)
-        raise
-    redis.set(key, crm_id, ex=ACTION_MEMORY_SECONDS)
-    redis.hset(keys.playbook_last_fired(action.account_id), action.playbook, today.isoformat())
-    logger.info(
-        "task created",
-        extra={
-            "account_id": action.account_id,
-            "crm_id": crm_id,
-            "playbook": action.playbook,
-            "crm": context.crm.name,
-        },
-    )
-    return crm_id
-
-
-def _create_task(context: Context, action: CreateTask) -> str:
-    contact = context.crm.find_contact(action.contact_email) if action.contact_email else None
-    if action.owner_id is None:
-        logger.warning(
-            "task has no owner: set owners.fallback_owner",
-            extra={"account_id": action.account_id, "playbook": action.playbook},
-        )
-    return context.crm.create_task(
-        TaskRequest(
-            subject=action.subject,
-            body=action.body,
-            due_date=action.due_date,
-            priority=action.priority,
-            task_type=action.task_type,
-            owner_id=action.owner_id,
-            account_crm_id=action.account_crm_id,
-            contact_crm_id=contact.crm_id if contact else None,
-        )
-    )
-
-
-def _record_unmatched(redis: Redis, kind: str, reference: str, signal_id: str) -> None:
-    """Keep what the CRM could not place, for an admin to list; never drop it silently."""
-    entry = {
-        "kind": kind,
-        "reference": reference,
-        "signal_id": signal_id,
-        "at": datetime.now(UTC).isoformat(),
-    }
-    pipe = redis.pipeline()
-    pipe.lpush(keys.unmatched(), json.dumps(entry))
-    pipe.ltrim(keys.unmatched(), 0, UNMATCHED_KEEP - 1)
-    pipe.execute()
-    logger.warning("no CRM record for signal", extra={"kind": kind, "signal_id": signal_id})

@@ -68,8 +68,18 @@ def dirty_accounts() -> str:
     return f"{PREFIX}:dirty_accounts"
 
 
+def processing_accounts() -> str:
+    """Sorted set: accounts an evaluation job took, scored by when; cleared when it finishes."""
+    return f"{PREFIX}:processing_accounts"
+
+
+def known_accounts() -> str:
+    """Set of every account we have heard of, for the daily evaluation of all of them."""
+    return f"{PREFIX}:known_accounts"
+
+
 def unmatched() -> str:
-    """List of signals whose account or contact the CRM did not have (JSON), newest first."""
+    """Hash: kind + reference -> what the CRM could not place (JSON with counts and dates)."""
     return f"{PREFIX}:unmatched"
 
 

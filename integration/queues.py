@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from redis import Redis
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
+from rq.job import Job
 
 from integration.signals import JobChanged
 
@@ -14,6 +17,7 @@ QUEUE_NAMES = (SIGNALS, EVALUATE)
 # A job-change job's id is its dedupe key; keeping the finished job this long drops re-deliveries.
 PEOPLE_JOB_KEEP_SECONDS = 7 * 24 * 3600
 FAILED_JOB_KEEP_SECONDS = 30 * 24 * 3600
+EVALUATION_BUCKET_SECONDS = 60
 CRM_RETRY = Retry(max=5, interval=[10, 30, 120, 600, 1800])
 
 
@@ -38,10 +42,26 @@ def enqueue_job_change(redis: Redis, change: JobChanged) -> bool:
     return True
 
 
-def enqueue_dirty_evaluation(redis: Redis) -> None:
-    """Queue a job that evaluates every account with new usage, many at a time."""
-    queue(EVALUATE, redis).enqueue(
-        "integration.jobs.evaluate_dirty_accounts",
-        failure_ttl=FAILED_JOB_KEEP_SECONDS,
-        retry=CRM_RETRY,
-    )
+def evaluation_job_id(now: datetime) -> str:
+    """One evaluation job per minute at most: the id is the dedupe key (unique=True), and a job
+    that failed for good blocks only the rest of its minute, not all later evaluations."""
+    return f"evaluate-dirty-{int(now.timestamp()) // EVALUATION_BUCKET_SECONDS}"
+
+
+def evaluation_job_key(now: datetime) -> str:
+    return str(Job.key_for(evaluation_job_id(now)))
+
+
+def enqueue_dirty_evaluation(redis: Redis, now: datetime) -> None:
+    """Queue the job that evaluates every account with new usage, many at a time."""
+    try:
+        queue(EVALUATE, redis).enqueue(
+            "integration.jobs.evaluate_dirty_accounts",
+            job_id=evaluation_job_id(now),
+            unique=True,
+            result_ttl=0,
+            failure_ttl=FAILED_JOB_KEEP_SECONDS,
+            retry=CRM_RETRY,
+        )
+    except DuplicateJobError:
+        return

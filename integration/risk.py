@@ -154,11 +154,14 @@ RULES: dict[str, Callable[[AccountState, Any, datetime], list[Reason]]] = {
 
 def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessment:
     """Run every enabled rule and combine: level is the worst reason, score adds up, capped."""
-    reasons: list[Reason] = []
+    by_key: dict[str, Reason] = {}
     for name, rule_function in RULES.items():
         rule = getattr(rules, name)
         if rule.enabled:
-            reasons.extend(rule_function(state, rule, now))
+            # One reason per key: a departure reported by two sources is one departure.
+            for reason in rule_function(state, rule, now):
+                by_key.setdefault(reason.key, reason)
+    reasons = list(by_key.values())
     level = max((r.severity for r in reasons), key=_RANK.__getitem__, default=RiskLevel.NONE)
     trend = _usage_trend(state.usage, rules.usage_drop)
     return RiskAssessment(

@@ -33,26 +33,35 @@ _FOLD_SCRIPT_PATH = Path(__file__).with_name("fold_usage.lua")
 @dataclass(frozen=True, slots=True)
 class FoldResult:
     duplicate: bool
-    dirty_was_empty: bool
+    needs_evaluation_job: bool
 
 
 def day_number(day: date) -> int:
     return (day - _EPOCH).days
 
 
-def fold_usage(redis: Redis, delivery_key: str, events: Sequence[UsageEvent]) -> FoldResult:
-    """Write a whole delivery in one round trip; a delivery seen before writes nothing."""
-    duplicate, dirty_was_empty = redis.eval(
+def fold_usage(
+    redis: Redis, delivery_key: str, events: Sequence[UsageEvent], evaluation_job_key: str
+) -> FoldResult:
+    """Write a whole delivery in one round trip; a delivery seen before writes nothing.
+
+    The same round trip tells whether an evaluation job exists for the waiting accounts, so the
+    caller queues one only when needed, also on a re-delivery (the first try may have stored the
+    usage and then lost its answer).
+    """
+    duplicate, needs_job = redis.eval(
         _fold_script(),
-        2,
+        4,
         delivery_key,
         keys.dirty_accounts(),
+        keys.known_accounts(),
+        evaluation_job_key,
         DELIVERY_DEDUPE_SECONDS,
         RING_DAYS,
         DAY_USERS_TTL_SECONDS,
         json.dumps(_groups(events), separators=(",", ":")),
     )
-    return FoldResult(bool(duplicate), bool(dirty_was_empty))
+    return FoldResult(bool(duplicate), bool(needs_job))
 
 
 @cache
@@ -70,8 +79,8 @@ def _groups(events: Sequence[UsageEvent]) -> list[dict[str, Any]]:
         group = grouped.setdefault((event.account_id, number), _new_group(event.account_id, number))
         group["events"] += 1
         group["last_ts"] = max(group["last_ts"], ts)
-        if event.seats is not None:
-            group["seats"] = event.seats
+        if event.seats is not None and ts >= group["seats_ts"]:
+            group["seats"], group["seats_ts"] = event.seats, ts
         users = seen[(event.account_id, number)]
         users[event.user_id] = max(users.get(event.user_id, 0.0), ts)
     for key, group in grouped.items():
@@ -87,6 +96,7 @@ def _new_group(account_id: str, number: int) -> dict[str, Any]:
         "events": 0,
         "last_ts": 0.0,
         "seats": None,
+        "seats_ts": 0.0,
         "active_key": keys.daily_metric(account_id, "active_users"),
         "events_key": keys.daily_metric(account_id, "events"),
         "meta_key": keys.account_meta(account_id),
@@ -95,20 +105,67 @@ def _new_group(account_id: str, number: int) -> dict[str, Any]:
     }
 
 
-def take_dirty_accounts(redis: Redis, limit: int) -> list[str]:
-    """Pop up to `limit` accounts that have new usage since they were last evaluated."""
-    popped = redis.spop(keys.dirty_accounts(), limit)
-    return sorted(keys.text(item) for item in popped or [])
+_TAKE_DIRTY = """
+local taken = redis.call('SPOP', KEYS[1], ARGV[1])
+for _, account in ipairs(taken) do redis.call('ZADD', KEYS[2], ARGV[2], account) end
+return taken
+"""
+_REQUEUE_STALE = """
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, account in ipairs(stale) do
+  redis.call('SADD', KEYS[1], account)
+  redis.call('ZREM', KEYS[2], account)
+end
+return #stale
+"""
 
 
-def mark_dirty(redis: Redis, account_ids: Sequence[str]) -> None:
+def take_dirty_accounts(redis: Redis, limit: int, now: datetime) -> list[str]:
+    """Take up to `limit` accounts with new usage; they stay in a processing set until finished,
+    so a worker that dies mid-batch loses nothing (requeue_stale_accounts puts them back)."""
+    taken = redis.eval(
+        _TAKE_DIRTY, 2, keys.dirty_accounts(), keys.processing_accounts(), limit, now.timestamp()
+    )
+    return sorted(keys.text(item) for item in taken or [])
+
+
+def finish_accounts(redis: Redis, account_ids: Sequence[str]) -> None:
     if account_ids:
-        redis.sadd(keys.dirty_accounts(), *account_ids)
+        redis.zrem(keys.processing_accounts(), *account_ids)
 
 
-def load_history(redis: Redis, account_id: str, last_day: date, days: int) -> UsageHistory:
+def release_accounts(redis: Redis, account_ids: Sequence[str]) -> None:
+    """Hand accounts back to the dirty set after a failed evaluation."""
+    if account_ids:
+        pipe = redis.pipeline()
+        pipe.sadd(keys.dirty_accounts(), *account_ids)
+        pipe.zrem(keys.processing_accounts(), *account_ids)
+        pipe.execute()
+
+
+def requeue_stale_accounts(redis: Redis, older_than: datetime) -> int:
+    """Put back accounts a worker took before `older_than` and never finished (it died)."""
+    stale = redis.eval(
+        _REQUEUE_STALE, 2, keys.dirty_accounts(), keys.processing_accounts(), older_than.timestamp()
+    )
+    return int(stale)
+
+
+def remember_account(redis: Redis, account_id: str) -> None:
+    redis.sadd(keys.known_accounts(), account_id)
+
+
+def mark_all_accounts_dirty(redis: Redis) -> int:
+    """Queue every known account for evaluation: quiet accounts must be judged too."""
+    dirty = keys.dirty_accounts()
+    return int(redis.sunionstore(dirty, [dirty, keys.known_accounts()]))
+
+
+def load_history(
+    redis: Redis, account_id: str, now: datetime, last_day: date, days: int
+) -> UsageHistory:
     """Read `days` of daily counts ending on `last_day`, plus account facts, in one round trip."""
-    since = datetime.combine(last_day, datetime.min.time(), UTC) - UTILIZATION_WINDOW
+    since = now - UTILIZATION_WINDOW
     pipe = redis.pipeline(transaction=False)
     pipe.get(keys.daily_metric(account_id, "active_users"))
     pipe.get(keys.daily_metric(account_id, "events"))

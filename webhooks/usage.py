@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisError
 
 from integration import keys, rollups
-from integration.queues import enqueue_dirty_evaluation
+from integration.queues import enqueue_dirty_evaluation, evaluation_job_key
 from integration.signals import parse_usage
 from webhooks.edge import config, redis, signed_json
 
@@ -21,16 +21,18 @@ bp = Blueprint("usage", __name__)
 def receive_usage() -> tuple[Response, int]:
     settings = config().webhooks
     delivery_id, body = signed_json(settings.usage.secret_env)
-    events = parse_usage(body, datetime.now(UTC), settings.max_events_per_request)
-    folded = rollups.fold_usage(redis(), keys.delivery_seen("usage", delivery_id), events)
+    now = datetime.now(UTC)
+    events = parse_usage(body, now, settings.max_events_per_request)
+    delivery_key = keys.delivery_seen("usage", delivery_id)
+    folded = rollups.fold_usage(redis(), delivery_key, events, evaluation_job_key(now))
+    if folded.needs_evaluation_job:
+        try:
+            enqueue_dirty_evaluation(redis(), now)
+        except RedisError:
+            # The usage is stored and its accounts are marked dirty: the next delivery, or the
+            # sweep in integration/cron.py, queues the evaluation. The sender need not retry.
+            logger.warning("evaluation not queued; the next delivery or the sweep will")
     if folded.duplicate:
         return jsonify(status="duplicate", delivery_id=delivery_id), 200
-    if folded.dirty_was_empty:
-        try:
-            enqueue_dirty_evaluation(redis())
-        except RedisError:
-            # The usage is stored and its accounts are marked dirty; the periodic sweep
-            # (integration/cron.py) evaluates them, so the sender need not retry.
-            logger.warning("evaluation not queued; the sweep will pick the accounts up")
     accounts = len({event.account_id for event in events})
     return jsonify(status="accepted", events=len(events), accounts=accounts), 202

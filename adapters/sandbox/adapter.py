@@ -36,8 +36,10 @@ create table if not exists contacts (
 create table if not exists tasks (
     id text primary key, subject text not null, body text not null, due_date text not null,
     priority text not null, task_type text not null, status text not null, owner_id text,
-    company_id text not null, contact_id text, created_at text not null
+    company_id text not null, contact_id text, created_at text not null,
+    idempotency_key text not null default ''
 );
+create index if not exists tasks_by_key on tasks (idempotency_key);
 """
 
 
@@ -176,7 +178,7 @@ class SandboxCrm:
         crm_id = uuid.uuid4().hex[:12]
         with self._db() as db:
             db.execute(
-                "insert into tasks values (?, ?, ?, ?, ?, ?, 'NOT_STARTED', ?, ?, ?, ?)",
+                "insert into tasks values (?, ?, ?, ?, ?, ?, 'NOT_STARTED', ?, ?, ?, ?, ?)",
                 (
                     crm_id,
                     task.subject,
@@ -188,10 +190,19 @@ class SandboxCrm:
                     task.account_crm_id,
                     task.contact_crm_id,
                     datetime.now(UTC).isoformat(),
+                    task.idempotency_key,
                 ),
             )
         logger.info("sandbox task created", extra={"crm_id": crm_id, "crm": self.name})
         return crm_id
+
+    def find_task(self, idempotency_key: str) -> str | None:
+        with self._db() as db:
+            row = db.execute(
+                "select id from tasks where idempotency_key = ? and idempotency_key != ''",
+                (idempotency_key,),
+            ).fetchone()
+        return str(row["id"]) if row else None
 
     # Read-outs for the demo report and the end-to-end tests; not part of the CRM protocol.
     def tasks(self) -> list[SandboxTask]:

@@ -64,8 +64,11 @@ def test_usage_drop_stays_quiet(daily: list[int], why: str) -> None:
 
 
 def test_an_account_without_a_full_baseline_is_not_judged() -> None:
-    # 49 days in the window, but the account only started 20 days ago: the zeros are "before".
-    assert usage_drop(state([0] * 29 + [10] * 13 + [1] * 7, history_days=20), RULE, NOW) == []
+    # 30 days old: 23 days at ten users, then 7 at four. The 35 days the rule needs would start
+    # before the account existed; counting those days as zeros would invent a 51% drop.
+    young = [0] * 19 + [10] * 23 + [4] * 7
+    assert usage_drop(state(young, history_days=30), RULE, NOW) == []
+    assert len(usage_drop(state(young, history_days=49), RULE, NOW)) == 1  # the guard is the reason
 
 
 def test_a_vacation_dip_in_a_three_seat_account_is_not_a_flag() -> None:

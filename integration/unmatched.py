@@ -1,0 +1,59 @@
+"""Signals whose account the CRM does not have: kept for an admin to list, never dropped.
+
+One entry per (kind, reference) with a count, so a busy unknown account cannot push a rare
+unmatched people signal out of sight.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis import Redis
+
+from integration import keys
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Unmatched:
+    kind: str
+    reference: str
+    signal_id: str
+    count: int
+    first_seen: str
+    last_seen: str
+
+
+def record_unmatched(
+    redis: Redis, kind: str, reference: str, signal_id: str, now: datetime
+) -> None:
+    field = f"{kind}:{reference}"
+    raw = redis.hget(keys.unmatched(), field)
+    entry: dict[str, Any] = (
+        json.loads(raw)
+        if raw
+        else {"kind": kind, "reference": reference, "count": 0, "first_seen": now.isoformat()}
+    )
+    entry |= {
+        "count": int(entry["count"]) + 1,
+        "last_seen": now.isoformat(),
+        "signal_id": signal_id or entry.get("signal_id", ""),
+    }
+    redis.hset(keys.unmatched(), field, json.dumps(entry))
+    logger.warning("no CRM record for signal", extra={"kind": kind, "signal_id": signal_id})
+
+
+def list_unmatched(redis: Redis) -> list[Unmatched]:
+    """Newest first."""
+    entries = [Unmatched(**json.loads(raw)) for raw in redis.hvals(keys.unmatched())]
+    return sorted(entries, key=lambda entry: entry.last_seen, reverse=True)
+
+
+def forget_unmatched(redis: Redis, kind: str, reference: str) -> None:
+    """Called once the CRM has the record, so the list shows only what still needs fixing."""
+    redis.hdel(keys.unmatched(), f"{kind}:{reference}")

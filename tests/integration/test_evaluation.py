@@ -1,0 +1,105 @@
+"""Evaluation scheduling against a real Redis and RQ: nothing waits forever, nothing is lost."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.registry import FailedJobRegistry
+
+from adapters.protocol import FieldUpdate, WriteResult
+from adapters.sandbox.adapter import SandboxCrm
+from integration import jobs, rollups
+from integration.bootstrap import Context
+from integration.errors import CrmFatalError
+from integration.queues import EVALUATE
+from tests.conftest import USAGE_SECRET_ENV, daily_usage, drain, post_signed
+
+
+def sandbox(context: Context) -> SandboxCrm:
+    assert isinstance(context.crm, SandboxCrm)
+    return context.crm
+
+
+def test_an_account_whose_usage_stopped_is_flagged_by_the_daily_evaluation(
+    client: Any,
+    context: Context,
+    redis: Redis,
+    webhook_secrets: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    post_signed(
+        client, "/webhooks/usage", webhook_secrets[USAGE_SECRET_ENV], daily_usage("acme", [10] * 42)
+    )
+    drain(redis)
+    assert sandbox(context).tasks() == []  # steady up to yesterday
+
+    ten_days_later = datetime.now(UTC) + timedelta(days=10)
+    monkeypatch.setattr(jobs, "_now", lambda: ten_days_later)
+    assert jobs.evaluate_all_accounts() == 1  # nothing arrived since; the daily run still looks
+    [task] = sandbox(context).tasks()
+    assert task.subject == "Check in with Acme Analytics: product usage is down 100%"
+
+
+def test_accounts_taken_by_a_worker_that_died_are_evaluated_by_the_sweep(
+    context: Context, redis: Redis
+) -> None:
+    rollups.remember_account(redis, "acme")
+    redis.sadd("ci:dirty_accounts", "acme")
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    assert rollups.take_dirty_accounts(redis, 10, long_ago) == ["acme"]  # ... and then it died
+
+    assert jobs.sweep_accounts() == 1
+    assert redis.zcard("ci:processing_accounts") == 0
+    assert redis.exists("ci:{acct:acme}:assessment")
+
+
+def test_a_redelivery_queues_the_evaluation_a_lost_answer_did_not(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    events = daily_usage("acme", [10] * 3)
+    secret = webhook_secrets[USAGE_SECRET_ENV]
+    post_signed(client, "/webhooks/usage", secret, events, msg_id="msg_lost")
+    Queue(EVALUATE, connection=redis).empty()  # as if Redis failed right after storing the usage
+    again = post_signed(client, "/webhooks/usage", secret, events, msg_id="msg_lost")
+    assert again.json["status"] == "duplicate"
+    assert Queue(EVALUATE, connection=redis).count == 1
+
+
+class RefusesFieldWrites(SandboxCrm):
+    def write_fields(self, updates: list[FieldUpdate]) -> WriteResult:  # type: ignore[override]
+        raise CrmFatalError(
+            self.name, "write_fields", "PROPERTY_DOESNT_EXIST: churn_risk_level", 400
+        )
+
+
+def test_a_crm_refusal_goes_to_the_failed_registry_at_once_with_its_message(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    jobs.install_context(
+        replace(context, crm=RefusesFieldWrites(sandbox(context).path, "product_account_id"))
+    )
+    post_signed(
+        client, "/webhooks/usage", webhook_secrets[USAGE_SECRET_ENV], daily_usage("acme", [10] * 3)
+    )
+    drain(redis)
+    registry = FailedJobRegistry(EVALUATE, connection=redis)
+    [job_id] = registry.get_job_ids()
+    job = Queue(EVALUATE, connection=redis).fetch_job(job_id)
+    assert job is not None
+    assert job.retries_left == 0
+    assert "PROPERTY_DOESNT_EXIST: churn_risk_level" in (job.latest_result().exc_string or "")
+
+
+def test_a_late_event_does_not_overwrite_a_newer_seat_count(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    secret = webhook_secrets[USAGE_SECRET_ENV]
+    post_signed(client, "/webhooks/usage", secret, daily_usage("acme", [1], seats=50))
+    late = daily_usage("acme", [1], end=datetime.now(UTC) - timedelta(days=10), seats=20)
+    post_signed(client, "/webhooks/usage", secret, late)
+    assert redis.hget("ci:{acct:acme}:meta", "seats") == b"50"
