@@ -13,7 +13,8 @@ from redis import Redis
 
 from adapters import build_adapter
 from adapters.protocol import CrmAdapter
-from integration.config import Config, load_config
+from integration.config import Config
+from integration.config_loading import load_config
 from integration.settings import Settings, lookup_env
 from playbooks.engine import Playbook, load_catalogue, resolve_playbooks
 

@@ -149,10 +149,18 @@ def test_the_usage_secret_does_not_open_the_job_change_endpoint(
         ),
         ("/webhooks/usage", json.dumps({**EVENT}).encode(), "timestamp", "is required"),
         ("/webhooks/usage", b"[" * 100_000, "(body)", "JSON nested too deeply"),
-        ("/webhooks/usage", json.dumps(EVENT).encode("utf-16"), "(body)",
-         "not UTF-8 text (byte 0); send JSON encoded as UTF-8"),
-        ("/webhooks/usage", b"42", "(body)",
-         "Input should be a valid dictionary or instance of UsageEventIn"),
+        (
+            "/webhooks/usage",
+            json.dumps(EVENT).encode("utf-16"),
+            "(body)",
+            "not UTF-8 text (byte 0); send JSON encoded as UTF-8",
+        ),
+        (
+            "/webhooks/usage",
+            b"42",
+            "(body)",
+            "Input should be a valid dictionary or instance of UsageEventIn",
+        ),
         (
             "/webhooks/usage",
             json.dumps([{**EVENT, "timestamp": "2026-11-23T10:00:00"}]).encode(),

@@ -1,0 +1,214 @@
+"""Loading the admin's YAML: read it, validate it, resolve secrets, and say what is wrong where.
+
+Every problem is collected before raising, each with its YAML path and a hint, so `integration
+validate` can list them all in one pass.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from integration.config import (
+    AVAILABLE_CRMS,
+    SECRET_PREFIX,
+    Config,
+    CrmKind,
+    SandboxCrm,
+    Webhooks,
+    WebhookSource,
+)
+from integration.errors import ConfigError, InvalidConfigError
+
+
+def load_config(
+    path: Path,
+    lookup_env: Callable[[str], str | None],
+    playbook_names: Iterable[str],
+) -> Config:
+    """Load and resolve a config file; raise all its problems in one InvalidConfigError."""
+    raw = _read_yaml(path)
+    errors: list[ConfigError] = []
+    config = None
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        errors.extend(_config_error(error) for error in exc.errors())
+    reported = {error.yaml_path for error in errors}
+    secrets, secret_errors = _resolve_secrets(raw, lookup_env)
+    errors.extend(
+        error
+        for error in (
+            *_check_crm(raw),
+            *_check_playbooks(raw, frozenset(playbook_names)),
+            *secret_errors,
+            *(_check_sandbox_files(config.crm.sandbox) if config else []),
+        )
+        if error.yaml_path not in reported
+    )
+    if errors or config is None:
+        raise InvalidConfigError(errors)
+    config._secrets.update(secrets)  # noqa: SLF001 - filling our own private store
+    return config
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot read config file {str(path)!r}: {exc.strerror}"
+        hint = "pass --config PATH or set INTEGRATION_CONFIG; config.example.yaml is a start"
+        raise InvalidConfigError([ConfigError("", msg, hint)]) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown place"
+        msg = f"not valid YAML at {where}: {getattr(exc, 'problem', exc)}"
+        raise InvalidConfigError([ConfigError("", msg)]) from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        msg = f"expected a mapping of sections at the top, got {type(raw).__name__}"
+        raise InvalidConfigError([ConfigError("", msg)])
+    return raw
+
+
+def _yaml_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _config_error(error: Mapping[str, Any]) -> ConfigError:
+    loc = tuple(error["loc"])
+    path = _yaml_path(loc)
+    model = _model_at(loc[:-1])
+    fields = model.model_fields if model is not None else {}
+    key = str(loc[-1]) if loc else ""
+    if error["type"] == "extra_forbidden":
+        allowed = sorted(fields)
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint += f"allowed keys: {', '.join(allowed)}" if allowed else ""
+        return ConfigError(path, f"unknown key {key!r}", hint)
+    if error["type"] == "missing":
+        return ConfigError(path, "required key is missing")
+    if error["type"] == "value_error":
+        return ConfigError(path, str(error["msg"]).removeprefix("Value error, "))
+    message = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {error.get('input')!r}"
+    field = fields.get(key)
+    default = None
+    if field is not None and not field.is_required():
+        default = field.get_default(call_default_factory=True)
+    hint = f"the default is {default!r}; leave the key out to use it" if default is not None else ""
+    return ConfigError(path, message, hint)
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The config model that holds the key at `loc`, for hints naming its keys and defaults."""
+    model: type[BaseModel] | None = Config
+    parts = iter(loc)
+    for part in parts:
+        field = (
+            model.model_fields.get(part) if model is not None and isinstance(part, str) else None
+        )
+        annotation = field.annotation if field else None
+        if get_origin(annotation) is dict:  # e.g. playbooks: {name: PlaybookSettings}
+            annotation = get_args(annotation)[1]
+            next(parts, None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            model = None
+    return model
+
+
+def _section(raw: Mapping[str, Any], *path: str) -> Mapping[str, Any]:
+    """A nested mapping of the raw YAML, or {} where the file has something else there."""
+    node: Any = raw
+    for key in path:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, Mapping) else {}
+
+
+def _check_crm(raw: Mapping[str, Any]) -> list[ConfigError]:
+    kind = _section(raw, "crm").get("kind", "sandbox")
+    if not isinstance(kind, str) or kind in AVAILABLE_CRMS or kind not in get_args(CrmKind):
+        return []
+    msg = f"the {kind} adapter is not part of this build yet"
+    return [ConfigError("crm.kind", msg, f"use one of: {', '.join(sorted(AVAILABLE_CRMS))}")]
+
+
+def _check_sandbox_files(sandbox: SandboxCrm) -> list[ConfigError]:
+    errors = []
+    if sandbox.seed_file is not None and not sandbox.seed_file.is_file():
+        msg = f"no file at {str(sandbox.seed_file)!r}"
+        hint = "paths are relative to the directory the service starts in"
+        errors.append(ConfigError("crm.sandbox.seed_file", msg, hint))
+    folder = next(
+        (p for p in (sandbox.path.resolve(), *sandbox.path.resolve().parents) if p.exists()), None
+    )
+    if folder is None or not os.access(folder if folder.is_dir() else folder.parent, os.W_OK):
+        msg = f"cannot create or write {str(sandbox.path)!r} (no write access to {folder})"
+        errors.append(ConfigError("crm.sandbox.path", msg))
+    return errors
+
+
+def _check_playbooks(raw: Mapping[str, Any], known: frozenset[str]) -> list[ConfigError]:
+    errors = []
+    for name in _section(raw, "playbooks"):
+        if name not in known:
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            errors.append(
+                ConfigError(
+                    f"playbooks.{name}",
+                    f"unknown playbook {name!r}",
+                    f"{hint}known playbooks: {', '.join(sorted(known))}",
+                )
+            )
+    return errors
+
+
+def _resolve_secrets(
+    raw: Mapping[str, Any], lookup_env: Callable[[str], str | None]
+) -> tuple[dict[str, str], list[ConfigError]]:
+    secrets, errors = {}, []
+    for name, field in Webhooks.model_fields.items():
+        if not isinstance(field.default, WebhookSource):
+            continue
+        env_name = _section(raw, "webhooks", name).get("secret_env", field.default.secret_env)
+        if not isinstance(env_name, str) or not env_name:
+            continue
+        path = f"webhooks.{name}.secret_env"
+        value = lookup_env(env_name)
+        if not value:
+            msg = f"environment variable {env_name} is not set"
+            hint = f"export {env_name}=whsec_<base64 secret shared with the sender>"
+            errors.append(ConfigError(path, msg, hint))
+        elif not _is_standard_webhooks_secret(value):
+            msg = f"environment variable {env_name} is not a Standard Webhooks secret"
+            hint = "expected 'whsec_' followed by base64, as Standard Webhooks libraries generate"
+            errors.append(ConfigError(path, msg, hint))
+        else:
+            secrets[env_name] = value
+    return secrets, errors
+
+
+def _is_standard_webhooks_secret(value: str) -> bool:
+    if not value.startswith(SECRET_PREFIX):
+        return False
+    try:
+        return bool(base64.b64decode(value[len(SECRET_PREFIX) :] + "==", validate=False))
+    except (binascii.Error, ValueError):
+        return False
