@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+from redis import Redis
+
 from adapters.protocol import CrmAdapter
 from integration.config import Config
 from integration.errors import ConfigError
 
 
-def build_adapter(config: Config) -> CrmAdapter:
+def build_adapter(config: Config, redis: Redis) -> CrmAdapter:
     """The adapter for `crm.kind`; config validation has already refused kinds not in this build."""
     if config.crm.kind == "sandbox":
         from adapters.sandbox.adapter import SandboxCrm
 
-        return SandboxCrm.open(
-            config.crm.sandbox.path,
-            config.account_match.crm_field,
-            seed_file=config.crm.sandbox.seed_file,
-        )
+        sandbox = config.crm.sandbox
+        return SandboxCrm.open(sandbox.path, config.account_match.crm_field, sandbox.seed_file)
+    if config.crm.kind == "hubspot":
+        return _hubspot(config, redis)
     path, msg = "crm.kind", f"the {config.crm.kind} adapter is not part of this build yet"
     raise ConfigError(path, msg)
+
+
+def _hubspot(config: Config, redis: Redis) -> CrmAdapter:
+    from adapters.hubspot.adapter import HubSpotCrm
+    from adapters.hubspot.auth import OAuthTokens, PrivateAppToken, TokenSource
+
+    settings = config.crm.hubspot
+    tokens: TokenSource
+    if settings.oauth is not None:
+        oauth = settings.oauth
+        tokens = OAuthTokens(
+            base_url=settings.base_url,
+            client_id=config.secret(oauth.client_id_env),
+            client_secret=config.secret(oauth.client_secret_env),
+            refresh_token=config.secret(oauth.refresh_token_env),
+            redis=redis,
+        )
+    else:
+        assert settings.access_token_env is not None  # noqa: S101 - validation requires one
+        tokens = PrivateAppToken(config.secret(settings.access_token_env))
+    return HubSpotCrm(settings, config.account_match.crm_field, tokens, redis)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol
 
 FieldValue = str | int | float | bool | None
@@ -64,6 +64,26 @@ class TaskRequest:
     idempotency_key: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class NoteRequest:
+    """A note on the account's timeline (and the contact's), for the record of what happened."""
+
+    body: str
+    timestamp: datetime
+    account_crm_id: str
+    contact_crm_id: str | None = None
+    owner_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceEnrollment:
+    """Enroll a contact in a HubSpot sequence (or Salesforce cadence), sent as the owner."""
+
+    contact_crm_id: str
+    sequence_id: str
+    owner_id: str
+
+
 class CrmAdapter(Protocol):
     """What the service needs from a CRM. Batch methods take many records per call."""
 
@@ -85,4 +105,10 @@ class CrmAdapter(Protocol):
 
     def find_task(self, idempotency_key: str) -> str | None:
         """The CRM id of a task created earlier with this key, if the CRM has one."""
+        ...
+
+    def create_note(self, note: NoteRequest) -> str: ...
+
+    def enroll_in_sequence(self, enrollment: SequenceEnrollment) -> str:
+        """Enroll and return the enrollment id; CrmFeatureUnavailableError if the CRM cannot."""
         ...

@@ -43,10 +43,11 @@ def connect_redis(url: str) -> Redis:
 
 def build_context(settings: Settings, config: Config | None = None) -> Context:
     config = config or read_config(settings.config)
+    redis = connect_redis(settings.redis_url)
     return Context(
         settings=settings,
         config=config,
-        redis=connect_redis(settings.redis_url),
-        crm=build_adapter(config),
+        redis=redis,
+        crm=build_adapter(config, redis),
         playbooks=resolve_playbooks(load_catalogue(), config.playbooks),
     )

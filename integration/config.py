@@ -16,7 +16,7 @@ CrmKind = Literal["sandbox", "hubspot", "salesforce"]
 Priority = Literal["low", "medium", "high"]
 # The CRMs whose adapter ships in this build; the others are accepted by the schema so the error
 # can say plainly that the adapter is missing rather than that the word is wrong.
-AVAILABLE_CRMS = frozenset({"sandbox"})
+AVAILABLE_CRMS = frozenset({"sandbox", "hubspot"})
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 
 
@@ -29,9 +29,52 @@ class SandboxCrm(_Strict):
     seed_file: Path | None = None
 
 
+class HubSpotRateLimit(_Strict):
+    """One budget shared by every worker through Redis (HubSpot counts per app)."""
+
+    requests: int = Field(100, ge=1)
+    per_seconds: int = Field(10, ge=1)
+    search_per_second: int = Field(4, ge=1)
+
+
+class HubSpotOAuth(_Strict):
+    """An OAuth app install: the access token is refreshed from these and cached in Redis."""
+
+    client_id_env: str = "HUBSPOT_CLIENT_ID"
+    client_secret_env: str = "HUBSPOT_CLIENT_SECRET"  # noqa: S105 - a variable's name
+    refresh_token_env: str = "HUBSPOT_REFRESH_TOKEN"  # noqa: S105 - a variable's name
+
+
+class HubSpotWebhook(_Strict):
+    client_secret_env: str = "HUBSPOT_CLIENT_SECRET"  # noqa: S105 - a variable's name
+    # The exact URL HubSpot calls (scheme, host, path, query): the v3 signature covers it, and
+    # behind a proxy the URL Flask sees is not the one HubSpot signed.
+    public_url: str | None = None
+    accept_legacy_signatures: bool = False
+
+
+class HubSpotCrm(_Strict):
+    # A private app's token; leave out (null) when `oauth` is used.
+    access_token_env: str | None = "HUBSPOT_ACCESS_TOKEN"  # noqa: S105 - a variable's name
+    oauth: HubSpotOAuth | None = None
+    base_url: str = "https://api.hubapi.com"
+    # When the account id property finds no company, search companies by this property instead.
+    account_fallback_property: str | None = "domain"
+    # A company property holding an owner id (e.g. the CSM) used when the company has no owner.
+    owner_property: str | None = None
+    property_group: str = "cs_playbooks"
+    # A task property (created by `integration provision`) holding our idempotency key.
+    task_key_property: str = "cs_playbook_key"
+    request_timeout_seconds: float = Field(10, gt=0, le=120)
+    lookup_cache_seconds: int = Field(60, ge=0, le=3600)
+    rate_limit: HubSpotRateLimit = HubSpotRateLimit()
+    webhook: HubSpotWebhook | None = None
+
+
 class CrmConfig(_Strict):
     kind: CrmKind = "sandbox"
     sandbox: SandboxCrm = SandboxCrm()
+    hubspot: HubSpotCrm = HubSpotCrm()
 
 
 class AccountMatch(_Strict):
@@ -106,6 +149,8 @@ class PlaybookSettings(_Strict):
     due_in_days: int | None = Field(None, ge=0, le=365)
     priority: Priority | None = None
     cooldown_days: int | None = Field(None, ge=0, le=365)
+    # Enroll the signal's contact in this HubSpot sequence (or Salesforce cadence) as well.
+    sequence_id: str | None = None
 
 
 class Config(_Strict):

@@ -22,6 +22,9 @@ from integration.config import (
     SECRET_PREFIX,
     Config,
     CrmKind,
+    HubSpotCrm,
+    HubSpotOAuth,
+    HubSpotWebhook,
     SandboxCrm,
     Webhooks,
     WebhookSource,
@@ -180,23 +183,57 @@ def _check_playbooks(raw: Mapping[str, Any], known: frozenset[str]) -> list[Conf
     return errors
 
 
+def _secret_refs(raw: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    """(YAML path, environment variable, is a Standard Webhooks secret) for every secret named."""
+    refs = []
+    for name, field in Webhooks.model_fields.items():
+        if isinstance(field.default, WebhookSource):
+            default = field.default.secret_env
+            refs.append(
+                (
+                    f"webhooks.{name}.secret_env",
+                    _section(raw, "webhooks", name).get("secret_env", default),
+                    True,
+                )
+            )
+    if _section(raw, "crm").get("kind") == "hubspot":
+        hubspot = _section(raw, "crm", "hubspot")
+        if "oauth" in hubspot:
+            for key, default in HubSpotOAuth().model_dump().items():
+                refs.append(
+                    (
+                        f"crm.hubspot.oauth.{key}",
+                        _section(hubspot, "oauth").get(key, default),
+                        False,
+                    )
+                )
+        else:
+            token_env = hubspot.get("access_token_env", HubSpotCrm().access_token_env)
+            refs.append(("crm.hubspot.access_token_env", token_env, False))
+        if "webhook" in hubspot:
+            secret_env = _section(hubspot, "webhook").get(
+                "client_secret_env", HubSpotWebhook().client_secret_env
+            )
+            refs.append(("crm.hubspot.webhook.client_secret_env", secret_env, False))
+    return refs
+
+
 def _resolve_secrets(
     raw: Mapping[str, Any], lookup_env: Callable[[str], str | None]
 ) -> tuple[dict[str, str], list[ConfigError]]:
     secrets, errors = {}, []
-    for name, field in Webhooks.model_fields.items():
-        if not isinstance(field.default, WebhookSource):
-            continue
-        env_name = _section(raw, "webhooks", name).get("secret_env", field.default.secret_env)
+    for path, env_name, standard_webhooks in _secret_refs(raw):
         if not isinstance(env_name, str) or not env_name:
+            if path == "crm.hubspot.access_token_env":
+                msg = "needs a token: name its environment variable, or configure crm.hubspot.oauth"
+                errors.append(ConfigError(path, msg))
             continue
-        path = f"webhooks.{name}.secret_env"
         value = lookup_env(env_name)
         if not value:
+            example = "whsec_<base64 secret shared with the sender>" if standard_webhooks else "..."
             msg = f"environment variable {env_name} is not set"
-            hint = f"export {env_name}=whsec_<base64 secret shared with the sender>"
-            errors.append(ConfigError(path, msg, hint))
-        elif not _is_standard_webhooks_secret(value):
+            errors.append(ConfigError(path, msg, f"export {env_name}={example}"))
+        elif standard_webhooks and not _is_standard_webhooks_secret(value):
             msg = f"environment variable {env_name} is not a Standard Webhooks secret"
             hint = "expected 'whsec_' followed by base64, as Standard Webhooks libraries generate"
             errors.append(ConfigError(path, msg, hint))

@@ -73,6 +73,10 @@ class CrmFatalError(CrmError):
     """Other 4xx or auth: a human must fix something; never retried."""
 
 
+class CrmFeatureUnavailableError(CrmFatalError):
+    """The CRM account lacks a feature (sequences API, cadences, notifications): fall back."""
+
+
 class CrmRecordRejected(CrmError):  # noqa: N818 - the name STYLE.md gives this error
     """One record of a batch was refused; the rest of the batch goes on."""
 

@@ -1,4 +1,4 @@
-"""Runs a planned action against the CRM exactly once, however often it is planned.
+"""Runs planned actions (tasks, notes, sequence enrollments) against the CRM once each.
 
 A claim in Redis guards each idempotency key:
 - absent: claim it (`pending:<time>`), create the task, store the CRM id;
@@ -11,13 +11,14 @@ A claim in Redis guards each idempotency key:
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import date, datetime
 
-from adapters.protocol import TaskRequest
+from adapters.protocol import NoteRequest, SequenceEnrollment, TaskRequest
 from integration import keys
 from integration.bootstrap import Context
-from integration.errors import CrmFatalError, CrmRetriableError
-from playbooks.actions import CreateTask
+from integration.errors import CrmFatalError, CrmFeatureUnavailableError, CrmRetriableError
+from playbooks.actions import Action, CreateNote, CreateTask, EnrollInSequence
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ return 0
 """
 
 
-def run_action(context: Context, action: CreateTask, now: datetime) -> str:
-    """Create the task once and return its CRM id; raise CrmRetriableError to be tried later."""
+def run_action(context: Context, action: Action, now: datetime) -> str:
+    """Run the action once and return the CRM id; raise CrmRetriableError to be tried later."""
     redis, key = context.redis, keys.action_done(action.idempotency_key)
     mine = f"{_PENDING}{now.timestamp()}"
     look_first = False
@@ -44,21 +45,18 @@ def run_action(context: Context, action: CreateTask, now: datetime) -> str:
         held = keys.text(redis.get(key) or b"")
         if held and not held.startswith((_PENDING, _UNKNOWN)):
             return held
-        if (
-            held.startswith(_PENDING)
-            and now.timestamp() - float(held[len(_PENDING) :]) < CLAIM_LIVE_SECONDS
-        ):
-            msg = "another worker is creating this task; trying again after its claim expires"
+        claimed_at = float(held[len(_PENDING) :]) if held.startswith(_PENDING) else 0.0
+        if now.timestamp() - claimed_at < CLAIM_LIVE_SECONDS:
+            msg = "another worker is running this action; trying again after its claim expires"
             raise CrmRetriableError(
-                context.crm.name, "create_task", msg, retry_after_seconds=CLAIM_LIVE_SECONDS
+                context.crm.name, "run_action", msg, retry_after_seconds=CLAIM_LIVE_SECONDS
             )
         if not redis.eval(_TAKE_OVER, 1, key, held, mine, CLAIM_KEEP_SECONDS):
-            msg = "another worker took this task over; trying again later"
-            raise CrmRetriableError(context.crm.name, "create_task", msg)
+            msg = "another worker took this action over; trying again later"
+            raise CrmRetriableError(context.crm.name, "run_action", msg)
         look_first = True
     try:
-        found = context.crm.find_task(action.idempotency_key) if look_first else None
-        crm_id = found or _create_task(context, action)
+        crm_id = _perform(context, action, now, look_first)
     except CrmFatalError:
         redis.delete(key)  # the CRM refused the request, so nothing was created
         raise
@@ -68,7 +66,8 @@ def run_action(context: Context, action: CreateTask, now: datetime) -> str:
     redis.set(key, crm_id, ex=DONE_KEEP_SECONDS)
     redis.hset(keys.playbook_last_fired(action.account_id), action.playbook, now.date().isoformat())
     logger.info(
-        "task created",
+        "%s done",
+        type(action).__name__,
         extra={
             "account_id": action.account_id,
             "crm_id": crm_id,
@@ -85,8 +84,53 @@ def last_fired(context: Context, account_id: str) -> dict[str, date]:
     return {keys.text(name): date.fromisoformat(keys.text(day)) for name, day in raw.items()}
 
 
+def _perform(context: Context, action: Action, now: datetime, look_first: bool) -> str:
+    if isinstance(action, CreateTask):
+        found = context.crm.find_task(action.idempotency_key) if look_first else None
+        return found or _create_task(context, action)
+    if isinstance(action, CreateNote):
+        return context.crm.create_note(
+            NoteRequest(
+                action.body,
+                now,
+                action.account_crm_id,
+                _contact_id(context, action.contact_email),
+                action.owner_id,
+            )
+        )
+    return _enroll(context, action, now)
+
+
+def _contact_id(context: Context, email: str | None) -> str | None:
+    contact = context.crm.find_contact(email) if email else None
+    return contact.crm_id if contact else None
+
+
+def _enroll(context: Context, action: EnrollInSequence, now: datetime) -> str:
+    """Enroll, or give the owner the fallback task saying which sequence to start by hand."""
+    contact_id = _contact_id(context, action.contact_email)
+    why = ""
+    if contact_id is None:
+        why = "the contact is not in the CRM"
+    elif action.owner_id is None:
+        why = "the account has no owner to send as"
+    else:
+        try:
+            return context.crm.enroll_in_sequence(
+                SequenceEnrollment(contact_id, action.sequence_id, action.owner_id)
+            )
+        except CrmFeatureUnavailableError as exc:
+            why = str(exc)
+    logger.warning(
+        "sequence enrollment not possible; owner gets a task instead",
+        extra={"account_id": action.account_id, "playbook": action.playbook, "why": why},
+    )
+    fallback = action.fallback
+    note = f"\nWhy it was not automatic: {why}"
+    return run_action(context, replace(fallback, body=fallback.body + note), now)
+
+
 def _create_task(context: Context, action: CreateTask) -> str:
-    contact = context.crm.find_contact(action.contact_email) if action.contact_email else None
     if action.owner_id is None:
         logger.warning(
             "task has no owner: set owners.fallback_owner",
@@ -101,7 +145,7 @@ def _create_task(context: Context, action: CreateTask) -> str:
             task_type=action.task_type,
             owner_id=action.owner_id,
             account_crm_id=action.account_crm_id,
-            contact_crm_id=contact.crm_id if contact else None,
+            contact_crm_id=_contact_id(context, action.contact_email),
             idempotency_key=action.idempotency_key,
         )
     )

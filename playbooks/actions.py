@@ -23,4 +23,35 @@ class CreateTask:
     contact_email: str | None = None
 
 
-Action = CreateTask
+@dataclass(frozen=True, slots=True)
+class CreateNote:
+    """Log what happened on the account's timeline (and the contact's)."""
+
+    idempotency_key: str
+    playbook: str
+    account_id: str
+    account_crm_id: str
+    owner_id: str | None
+    body: str
+    contact_email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnrollInSequence:
+    """Enroll the signal's contact in a sequence (HubSpot) or cadence (Salesforce) as the owner.
+
+    `fallback` is the task the owner gets instead when the CRM cannot enroll (no API access, no
+    paid seat, contact unknown), so the play still happens by hand.
+    """
+
+    idempotency_key: str
+    playbook: str
+    account_id: str
+    account_crm_id: str
+    owner_id: str | None
+    sequence_id: str
+    contact_email: str
+    fallback: CreateTask
+
+
+Action = CreateTask | CreateNote | EnrollInSequence

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapters.protocol import CrmAccount
 from integration.config import PlaybookSettings
 from integration.risk import Reason, RiskAssessment
-from playbooks.actions import CreateTask
+from playbooks.actions import Action, CreateNote, CreateTask, EnrollInSequence
 
 _TEMPLATES = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True)  # noqa: S701 - CRM task text is plain text, not HTML
 SATURDAY = 5
@@ -46,6 +46,7 @@ class PlaybookDefinition(BaseModel):
     when: str
     cooldown_days: int = Field(0, ge=0)
     task: TaskTemplate
+    note: str | None = None  # a template; when set, the playbook also logs a note
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,8 @@ class Playbook:
     task: TaskTemplate
     subject: Template
     body: Template
+    note: Template | None = None
+    sequence_id: str | None = None
 
 
 def load_catalogue() -> dict[str, PlaybookDefinition]:
@@ -99,6 +102,8 @@ def resolve_playbooks(
                 task=task,
                 subject=_TEMPLATES.from_string(task.subject),
                 body=_TEMPLATES.from_string(task.body),
+                note=_TEMPLATES.from_string(definition.note) if definition.note else None,
+                sequence_id=settings.sequence_id,
             )
         )
     return playbooks
@@ -112,10 +117,10 @@ def plan_actions(
     last_fired: Mapping[str, date],
     today: date,
     fallback_owner: str | None,
-) -> list[CreateTask]:
-    """Tasks for reasons that are new in `after`; a reason already flagged before starts nothing."""
+) -> list[Action]:
+    """Actions for reasons new in `after`; a reason already flagged before starts nothing."""
     flagged_before = before.reason_keys if before else frozenset()
-    actions: list[CreateTask] = []
+    actions: list[Action] = []
     for reason in after.reasons:
         if reason.key in flagged_before:
             continue
@@ -123,11 +128,8 @@ def plan_actions(
             if playbook.when != reason.code or _cooling_down(playbook, last_fired, today):
                 continue
             others = [other for other in after.reasons if other.key != reason.key]
-            actions.append(
-                _create_task(
-                    playbook, reason, others, after.account_id, account, today, fallback_owner
-                )
-            )
+            work = _Work(playbook, reason, others, after.account_id, account, today, fallback_owner)
+            actions.extend(work.actions())
     return actions
 
 
@@ -136,32 +138,96 @@ def _cooling_down(playbook: Playbook, last_fired: Mapping[str, date], today: dat
     return bool(playbook.cooldown_days and fired and (today - fired).days < playbook.cooldown_days)
 
 
-def _create_task(
-    playbook: Playbook,
-    reason: Reason,
-    others: Sequence[Reason],
-    account_id: str,
-    account: CrmAccount,
-    today: date,
-    fallback_owner: str | None,
-) -> CreateTask:
-    context: dict[str, Any] = {"account": account, "reason": reason, "other_reasons": others}
-    # A playbook with a cooldown fires once per raise of its flag, so the day it was raised is part
-    # of the key; without one the reason key alone (one per person) names the work.
-    window = today.isoformat() if playbook.cooldown_days else "once"
-    return CreateTask(
-        idempotency_key=f"{playbook.name}:{account_id}:{reason.key}:{window}",
-        playbook=playbook.name,
-        account_id=account_id,
-        account_crm_id=account.crm_id,
-        owner_id=account.owner_id or fallback_owner,
-        subject=" ".join(playbook.subject.render(context).split()),
-        body=playbook.body.render(context).strip(),
-        due_date=next_working_day(today + timedelta(days=playbook.task.due_in_days)),
-        priority=playbook.task.priority,
-        task_type=playbook.task.type,
-        contact_email=reason.details.get("email"),
-    )
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """One playbook answering one reason on one account."""
+
+    playbook: Playbook
+    reason: Reason
+    others: Sequence[Reason]
+    account_id: str
+    account: CrmAccount
+    today: date
+    fallback_owner: str | None
+
+    def key(self, kind: str) -> str:
+        # A playbook with a cooldown fires once per raise of its flag, so the day it was raised
+        # is part of the key; without one the reason key alone (one per person) names the work.
+        window = self.today.isoformat() if self.playbook.cooldown_days else "once"
+        suffix = "" if kind == "task" else f":{kind}"
+        return f"{self.playbook.name}:{self.account_id}:{self.reason.key}:{window}{suffix}"
+
+    def context(self) -> dict[str, Any]:
+        return {"account": self.account, "reason": self.reason, "other_reasons": self.others}
+
+    def owner(self) -> str | None:
+        return self.account.owner_id or self.fallback_owner
+
+    def actions(self) -> list[Action]:
+        actions: list[Action] = [self.task()]
+        email = self.reason.details.get("email")
+        if self.playbook.note is not None:
+            actions.append(
+                CreateNote(
+                    self.key("note"),
+                    self.playbook.name,
+                    self.account_id,
+                    self.account.crm_id,
+                    self.owner(),
+                    self.playbook.note.render(self.context()).strip(),
+                    email,
+                )
+            )
+        if self.playbook.sequence_id and email:
+            actions.append(self.enrollment(self.playbook.sequence_id, email))
+        return actions
+
+    def task(self) -> CreateTask:
+        task = self.playbook.task
+        return CreateTask(
+            idempotency_key=self.key("task"),
+            playbook=self.playbook.name,
+            account_id=self.account_id,
+            account_crm_id=self.account.crm_id,
+            owner_id=self.owner(),
+            subject=" ".join(self.playbook.subject.render(self.context()).split()),
+            body=self.playbook.body.render(self.context()).strip(),
+            due_date=next_working_day(self.today + timedelta(days=task.due_in_days)),
+            priority=task.priority,
+            task_type=task.type,
+            contact_email=self.reason.details.get("email"),
+        )
+
+    def enrollment(self, sequence_id: str, email: str) -> EnrollInSequence:
+        person = self.reason.details.get("person") or email
+        fallback = CreateTask(
+            idempotency_key=self.key("sequence-fallback"),
+            playbook=self.playbook.name,
+            account_id=self.account_id,
+            account_crm_id=self.account.crm_id,
+            owner_id=self.owner(),
+            subject=f"Start sequence {sequence_id} for {person}",
+            body=(
+                f"The playbook '{self.playbook.name}' asks for {person} ({email}) to be "
+                f"enrolled in sequence {sequence_id}, and the CRM could not do it "
+                "automatically. Please enroll them by hand.\n"
+                f"Why: {self.reason.text}"
+            ),
+            due_date=next_working_day(self.today + timedelta(days=1)),
+            priority=self.playbook.task.priority,
+            task_type="todo",
+            contact_email=email,
+        )
+        return EnrollInSequence(
+            self.key("sequence"),
+            self.playbook.name,
+            self.account_id,
+            self.account.crm_id,
+            self.owner(),
+            sequence_id,
+            email,
+            fallback,
+        )
 
 
 def next_working_day(day: date) -> date:

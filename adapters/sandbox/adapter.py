@@ -20,7 +20,15 @@ from typing import Any
 
 import yaml
 
-from adapters.protocol import CrmAccount, CrmContact, FieldUpdate, TaskRequest, WriteResult
+from adapters.protocol import (
+    CrmAccount,
+    CrmContact,
+    FieldUpdate,
+    NoteRequest,
+    SequenceEnrollment,
+    TaskRequest,
+    WriteResult,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +48,14 @@ create table if not exists tasks (
     idempotency_key text not null default ''
 );
 create index if not exists tasks_by_key on tasks (idempotency_key);
+create table if not exists notes (
+    id text primary key, body text not null, company_id text not null, contact_id text,
+    owner_id text, created_at text not null
+);
+create table if not exists enrollments (
+    id text primary key, contact_id text not null, sequence_id text not null,
+    owner_id text not null, created_at text not null
+);
 """
 
 
@@ -203,6 +219,37 @@ class SandboxCrm:
                 (idempotency_key,),
             ).fetchone()
         return str(row["id"]) if row else None
+
+    def create_note(self, note: NoteRequest) -> str:
+        crm_id = uuid.uuid4().hex[:12]
+        with self._db() as db:
+            db.execute(
+                "insert into notes values (?, ?, ?, ?, ?, ?)",
+                (
+                    crm_id,
+                    note.body,
+                    note.account_crm_id,
+                    note.contact_crm_id,
+                    note.owner_id,
+                    note.timestamp.isoformat(),
+                ),
+            )
+        return crm_id
+
+    def enroll_in_sequence(self, enrollment: SequenceEnrollment) -> str:
+        crm_id = uuid.uuid4().hex[:12]
+        with self._db() as db:
+            db.execute(
+                "insert into enrollments values (?, ?, ?, ?, ?)",
+                (
+                    crm_id,
+                    enrollment.contact_crm_id,
+                    enrollment.sequence_id,
+                    enrollment.owner_id,
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+        return crm_id
 
     # Read-outs for the demo report and the end-to-end tests; not part of the CRM protocol.
     def tasks(self) -> list[SandboxTask]:

@@ -59,7 +59,7 @@ def test_a_worker_that_finds_a_live_claim_waits_instead_of_creating(
     context: Context, redis: Redis
 ) -> None:
     redis.set(keys.action_done(ACTION.idempotency_key), f"pending:{NOW.timestamp()}")
-    with pytest.raises(CrmRetriableError, match="another worker is creating this task"):
+    with pytest.raises(CrmRetriableError, match="another worker is running this action"):
         run_action(context, ACTION, NOW + timedelta(seconds=5))
     assert sandbox(context).tasks() == []
 

@@ -45,7 +45,7 @@ def test_the_config_is_found_through_the_environment_variable() -> None:
 
 def test_every_error_is_printed_at_once_with_path_and_hint(tmp_path: Path) -> None:
     text = """
-crm: {kind: hubspot}
+crm: {kind: salesforce}
 risk:
   usage_drop: {drop_pc: 40, window_days: seven}
 webhooks:
@@ -67,8 +67,8 @@ fields: {risk_level: 5}
         "      hint: did you mean 'drop_pct'? allowed keys: baseline_days, drop_pct, enabled, "
         "min_baseline_daily_users, small_account_max_users, small_account_window_days, "
         "window_days",
-        "  crm.kind: the hubspot adapter is not part of this build yet",
-        "      hint: use one of: sandbox",
+        "  crm.kind: the salesforce adapter is not part of this build yet",
+        "      hint: use one of: hubspot, sandbox",
         "  playbooks.usage_drop_checkn: unknown playbook 'usage_drop_checkn'",
         "      hint: did you mean 'usage_drop_checkin'? known playbooks: "
         "champion_left_multithread, usage_drop_checkin",

@@ -1,0 +1,1 @@
+"""HubSpot behind the CRM protocol, through hubspot-api-client."""

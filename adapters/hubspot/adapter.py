@@ -1,0 +1,388 @@
+"""HubSpot as a CRM behind the protocol: companies, contacts, tasks, notes, sequences.
+
+Every call waits for a slot in the shared Redis rate limit, then goes through `_call`, which
+retries what HubSpot says is temporary (429 with the wait it asks for, 423, 5xx, timeouts) a few
+times in-process and otherwise raises the translated error: CrmRetriableError for RQ to retry
+later, CrmFatalError (with HubSpot's message and correlationId) for the failed registry.
+hubspot-api-client's own urllib3 retry is left off: it never retries POST (reference/hubspot.md 7).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+import requests
+from hubspot import HubSpot
+from redis import Redis
+
+from adapters.hubspot import mapping
+from adapters.hubspot.auth import TokenSource
+from adapters.hubspot.errors import CRM, translate
+from adapters.protocol import (
+    CrmAccount,
+    CrmContact,
+    FieldUpdate,
+    NoteRequest,
+    SequenceEnrollment,
+    TaskRequest,
+    WriteResult,
+)
+from adapters.ratelimit import SharedRateLimit
+from integration.config import HubSpotCrm as HubSpotSettings
+from integration.errors import CrmError, CrmFeatureUnavailableError, CrmRetriableError
+
+logger = logging.getLogger(__name__)
+
+# https://developers.hubspot.com/docs/api-reference/crm-objects/guide: 100 inputs per batch call.
+HUBSPOT_BATCH_LIMIT = 100
+# Waits longer than this are left to RQ's retry instead of holding a worker.
+MAX_INLINE_WAIT_SECONDS = 15.0
+MAX_ATTEMPTS = 4
+BACKOFF_SECONDS = (1.0, 2.0, 4.0)
+SEQUENCES_PATH = "/automation/v4/sequences/enrollments"
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass
+class HubSpotCrm:
+    """CrmAdapter for one HubSpot portal."""
+
+    settings: HubSpotSettings
+    match_field: str
+    tokens: TokenSource
+    redis: Redis
+    sleep: Callable[[float], None] = time.sleep
+    name: str = CRM
+    _client: HubSpot | None = field(default=None, init=False, repr=False)
+    _client_token: str = field(default="", init=False, repr=False)
+    _limit: SharedRateLimit = field(init=False, repr=False)
+    _search_limit: SharedRateLimit = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rate = self.settings.rate_limit
+        self._limit = SharedRateLimit(
+            "hubspot", rate.requests, rate.per_seconds, self.redis, self.sleep
+        )
+        self._search_limit = SharedRateLimit(
+            "hubspot-search", rate.search_per_second, 1, self.redis, self.sleep
+        )
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def client(self) -> HubSpot:
+        """The SDK client, rebuilt when an OAuth token is refreshed (its APIs copy the token)."""
+        token = self.tokens.token()
+        if self._client is None or token != self._client_token:
+            base = self.settings.base_url.rstrip("/")
+            self._client = HubSpot(access_token=token, host=base, base_url=base)
+            self._client_token = token
+        return self._client
+
+    def _call(self, operation: str, send: Callable[[HubSpot], T], search: bool = False) -> T:
+        for attempt in range(MAX_ATTEMPTS):
+            (self._search_limit if search else self._limit).acquire()
+            try:
+                return send(self.client())
+            except CrmError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - translated below, or re-raised untouched
+                error = translate(exc, operation)
+                if error is None:
+                    raise
+                wait = self._inline_wait(error, attempt)
+                if wait is None:
+                    raise error from exc
+                logger.warning(
+                    "HubSpot asked us to wait; retrying",
+                    extra={
+                        "crm": CRM,
+                        "operation": operation,
+                        "wait_s": wait,
+                        "status": error.status,
+                    },
+                )
+                self.sleep(wait)
+        msg = "unreachable: the last attempt raises"
+        raise AssertionError(msg)
+
+    def _inline_wait(self, error: CrmError, attempt: int) -> float | None:
+        if not isinstance(error, CrmRetriableError) or attempt + 1 >= MAX_ATTEMPTS:
+            return None
+        wait = error.retry_after_seconds
+        if wait is None:
+            wait = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
+        return wait if wait <= MAX_INLINE_WAIT_SECONDS else None
+
+    def _timeout(self) -> float:
+        return self.settings.request_timeout_seconds
+
+    # -- accounts and contacts -----------------------------------------------------------------
+
+    def _company_properties(self) -> list[str]:
+        names = [*mapping.COMPANY_PROPERTIES, self.match_field]
+        if self.settings.owner_property:
+            names.append(self.settings.owner_property)
+        return names
+
+    def find_accounts(self, product_account_ids: Sequence[str]) -> dict[str, CrmAccount]:
+        wanted = list(dict.fromkeys(product_account_ids))
+        found = self._cached_accounts(wanted)
+        missing = [account_id for account_id in wanted if account_id not in found]
+        for batch in chunks(missing, HUBSPOT_BATCH_LIMIT):
+            found |= self._read_companies(batch)
+        fallback = self.settings.account_fallback_property
+        for account_id in (a for a in missing if a not in found and fallback):
+            account = self._search_company(fallback, account_id)  # type: ignore[arg-type]
+            if account is not None:
+                found[account_id] = account
+        self._cache_accounts({k: v for k, v in found.items() if k in missing})
+        return found
+
+    def _read_companies(self, product_ids: Sequence[str]) -> dict[str, CrmAccount]:
+        body = {
+            "idProperty": self.match_field,
+            "properties": self._company_properties(),
+            "propertiesWithHistory": [],
+            "inputs": [{"id": pid} for pid in product_ids],
+        }
+        response = self._call(
+            "batch_read_companies",
+            lambda hub: hub.crm.companies.batch_api.read(
+                batch_read_input_simple_public_object_id=body, _request_timeout=self._timeout()
+            ),
+        )
+        # Results are not in input order, and unknown ids are either left out or reported as
+        # OBJECT_NOT_FOUND errors in a 207 (UNCONFIRMED which): both read as "not found".
+        accounts = {}
+        for record in response.results or []:
+            account = self._account(record.id, record.properties or {})
+            if account.product_account_id:
+                accounts[account.product_account_id] = account
+        return accounts
+
+    def _search_company(self, property_name: str, value: str) -> CrmAccount | None:
+        body = {
+            "filterGroups": [
+                {"filters": [{"propertyName": property_name, "operator": "EQ", "value": value}]}
+            ],
+            "properties": self._company_properties(),
+            "limit": 1,
+        }
+        response = self._call(
+            "search_companies",
+            lambda hub: hub.crm.companies.search_api.do_search(
+                public_object_search_request=body, _request_timeout=self._timeout()
+            ),
+            search=True,
+        )
+        records = response.results or []
+        return self._account(records[0].id, records[0].properties or {}) if records else None
+
+    def _account(self, record_id: str, properties: dict[str, Any]) -> CrmAccount:
+        return mapping.company_account(
+            record_id, properties, self.match_field, self.settings.owner_property
+        )
+
+    def find_account_by_domain(self, domain: str) -> CrmAccount | None:
+        return self._search_company("domain", domain)
+
+    def find_contact(self, email: str) -> CrmContact | None:
+        def get(hub: HubSpot) -> Any:  # noqa: ANN401 - the SDK's models are untyped
+            return hub.crm.contacts.basic_api.get_by_id(
+                contact_id=email,
+                id_property="email",
+                properties=["email", "firstname", "lastname"],
+                _request_timeout=self._timeout(),
+            )
+
+        try:
+            record = self._call("get_contact", get)
+        except CrmError as exc:
+            if exc.status == 404:  # noqa: PLR2004 - HubSpot's "no such contact"
+                return None
+            raise
+        properties = record.properties or {}
+        name = " ".join(p for p in (properties.get("firstname"), properties.get("lastname")) if p)
+        return CrmContact(record.id, properties.get("email") or email, name or email)
+
+    # -- lookup cache (Redis, short-lived: an admin's fix shows up within a minute) ------------
+
+    def _cache_key(self, product_id: str) -> str:
+        return f"ci:crm:hubspot:company:{self.match_field}:{product_id}"
+
+    def _cached_accounts(self, product_ids: Sequence[str]) -> dict[str, CrmAccount]:
+        if not self.settings.lookup_cache_seconds or not product_ids:
+            return {}
+        raw = self.redis.mget([self._cache_key(pid) for pid in product_ids])
+        return {
+            pid: CrmAccount(**json.loads(hit))
+            for pid, hit in zip(product_ids, raw, strict=True)
+            if hit
+        }
+
+    def _cache_accounts(self, accounts: dict[str, CrmAccount]) -> None:
+        ttl = self.settings.lookup_cache_seconds
+        if not ttl or not accounts:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for pid, account in accounts.items():
+            pipe.set(self._cache_key(pid), json.dumps(asdict(account)), ex=ttl)
+        pipe.execute()
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def write_fields(self, updates: Sequence[FieldUpdate]) -> WriteResult:
+        written: list[str] = []
+        rejected: dict[str, str] = {}
+        for batch in chunks(updates, HUBSPOT_BATCH_LIMIT):
+            body = {
+                "inputs": [
+                    {
+                        "id": u.crm_id,
+                        "properties": {k: mapping.property_value(v) for k, v in u.values.items()},
+                    }
+                    for u in batch
+                ]
+            }
+            response = self._update_companies(body)
+            done = {record.id for record in response.results or []}
+            written.extend(u.crm_id for u in batch if u.crm_id in done)
+            reasons = _error_reasons(getattr(response, "errors", None) or [])
+            for update in batch:
+                if update.crm_id not in done:
+                    rejected[update.crm_id] = reasons.get(update.crm_id) or reasons.get(
+                        "*", "HubSpot did not update this company"
+                    )
+        return WriteResult(tuple(written), rejected)
+
+    def _update_companies(self, body: dict[str, Any]) -> Any:  # noqa: ANN401 - untyped SDK model
+        return self._call(
+            "batch_update_companies",
+            lambda hub: hub.crm.companies.batch_api.update(
+                batch_input_simple_public_object_batch_input=body, _request_timeout=self._timeout()
+            ),
+        )
+
+    def create_task(self, task: TaskRequest) -> str:
+        body = mapping.task_input(task, self.settings.task_key_property)
+        record = self._call(
+            "create_task",
+            lambda hub: hub.crm.objects.tasks.basic_api.create(
+                simple_public_object_input_for_create=body, _request_timeout=self._timeout()
+            ),
+        )
+        return str(record.id)
+
+    def find_task(self, idempotency_key: str) -> str | None:
+        body = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {
+                            "propertyName": self.settings.task_key_property,
+                            "operator": "EQ",
+                            "value": mapping.task_key(idempotency_key),
+                        }
+                    ]
+                }
+            ],
+            "properties": ["hs_task_subject"],
+            "limit": 1,
+        }
+        response = self._call(
+            "search_tasks",
+            lambda hub: hub.crm.objects.tasks.search_api.do_search(
+                public_object_search_request=body, _request_timeout=self._timeout()
+            ),
+            search=True,
+        )
+        records = response.results or []
+        return str(records[0].id) if records else None
+
+    def create_note(self, note: NoteRequest) -> str:
+        body = mapping.note_input(note)
+        record = self._call(
+            "create_note",
+            lambda hub: hub.crm.objects.notes.basic_api.create(
+                simple_public_object_input_for_create=body, _request_timeout=self._timeout()
+            ),
+        )
+        return str(record.id)
+
+    def enroll_in_sequence(self, enrollment: SequenceEnrollment) -> str:
+        owner = self._call(
+            "get_owner",
+            lambda hub: hub.crm.owners.owners_api.get_by_id(
+                owner_id=int(enrollment.owner_id),
+                id_property="id",
+                _request_timeout=self._timeout(),
+            ),
+        )
+        body = {
+            "contactId": enrollment.contact_crm_id,
+            "sequenceId": enrollment.sequence_id,
+            "senderEmail": owner.email,
+        }
+        # hubspot-api-client 12 has no sequences API, and its api_request has no timeout, does
+        # not raise on 4xx/5xx and ignores the retry setting: call it with requests directly.
+        url = f"{self.settings.base_url.rstrip('/')}{SEQUENCES_PATH}"
+
+        def enroll(_: HubSpot) -> dict[str, Any]:
+            return _checked(
+                requests.post(
+                    url,
+                    params={"userId": owner.user_id},
+                    json=body,
+                    timeout=self._timeout(),
+                    headers={"Authorization": f"Bearer {self._client_token}"},
+                )
+            )
+
+        answer = self._call("enroll_in_sequence", enroll)
+        return str(answer.get("id", ""))
+
+
+class _HttpAnswerError(Exception):
+    """A non-2xx answer from api_request, shaped like the SDK's ApiException for translate()."""
+
+    def __init__(self, status: int, body: str, headers: dict[str, str]) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.body, self.headers = status, body, headers
+
+
+def _checked(response: requests.Response) -> dict[str, Any]:
+    if response.status_code >= 300:  # noqa: PLR2004 - any non-2xx answer is a failure here
+        if response.status_code == 403:  # noqa: PLR2004 - no sequences scope or paid seat
+            raise _FeatureMissingError(response.text)
+        raise _HttpAnswerError(response.status_code, response.text, dict(response.headers))
+    return response.json() if response.content else {}
+
+
+class _FeatureMissingError(CrmFeatureUnavailableError):
+    def __init__(self, body: str) -> None:
+        error = json.loads(body) if body.startswith("{") else {}
+        message = error.get("message") or "HubSpot refused the sequences API"
+        super().__init__(CRM, "enroll_in_sequence", f"{message} [{error.get('category', '')}]", 403)
+
+
+def _error_reasons(errors: Sequence[Any]) -> dict[str, str]:
+    """Map record ids named in a 207's errors to HubSpot's message ('*' when none are named)."""
+    reasons: dict[str, str] = {}
+    for error in errors:
+        message = f"{error.message} [{error.category}]"
+        ids = (error.context or {}).get("ids") or []
+        for record_id in ids:
+            reasons[str(record_id)] = message
+        if not ids:
+            reasons.setdefault("*", message)
+    return reasons
