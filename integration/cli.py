@@ -14,6 +14,7 @@ from integration import jobs, keys
 from integration.bootstrap import build_context, read_config
 from integration.config import Config
 from integration.errors import InvalidConfigError
+from integration.failures import list_failed, retry_failed
 from integration.logs import configure_logging
 from integration.queues import QUEUE_NAMES
 from integration.settings import Settings
@@ -117,6 +118,26 @@ def report(config_path: Path) -> None:
 
 @main.command()
 @CONFIG_OPTION
+def provision(config_path: Path) -> None:
+    """Create the CRM properties the config maps to (HubSpot); safe to run again."""
+    context = build_context(_settings(config_path))
+    if context.config.crm.kind != "hubspot":
+        click.echo(
+            f"nothing to provision for {context.config.crm.kind}: "
+            "its fields are managed in the CRM's own setup",
+            err=True,
+        )
+        sys.exit(1)
+    from adapters.hubspot.adapter import HubSpotCrm
+    from adapters.hubspot.provision import provision as provision_hubspot
+
+    assert isinstance(context.crm, HubSpotCrm)  # noqa: S101 - crm.kind says so
+    for line in provision_hubspot(context.crm, context.config):
+        click.echo(line)
+
+
+@main.command()
+@CONFIG_OPTION
 @click.option("--limit", default=50, show_default=True)
 def unmatched(config_path: Path, limit: int) -> None:
     """List signals whose account the CRM does not have (newest first)."""
@@ -129,6 +150,33 @@ def unmatched(config_path: Path, limit: int) -> None:
             f"{entry.last_seen}  {entry.kind:<11} {entry.reference}  "
             f"seen {entry.count}x  {entry.signal_id}".rstrip()
         )
+
+
+@main.command()
+@CONFIG_OPTION
+def failed(config_path: Path) -> None:
+    """List jobs that failed for good, newest first, with the CRM's error."""
+    context = build_context(_settings(config_path))
+    jobs_failed = list_failed(context.redis)
+    if not jobs_failed:
+        click.echo("no failed jobs")
+    for job in jobs_failed:
+        when = job.failed_at.isoformat(timespec="seconds") if job.failed_at else "?"
+        click.echo(f"{when}  {job.queue:<8} {job.job_id}  {job.function}\n    {job.error}")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "retry_all", is_flag=True, help="Re-queue every failed job.")
+def retry(config_path: Path, job_ids: tuple[str, ...], retry_all: bool) -> None:
+    """Re-queue failed jobs (after fixing what their error says)."""
+    if not job_ids and not retry_all:
+        msg = "name the job ids to retry (see `integration failed`), or --all"
+        raise click.UsageError(msg)
+    context = build_context(_settings(config_path))
+    count = retry_failed(context.redis, None if retry_all else job_ids)
+    click.echo(f"re-queued {count} job(s)")
 
 
 @main.command()

@@ -17,20 +17,19 @@ from typing import ParamSpec, TypeVar
 from redis import Redis
 from rq import get_current_job
 
-from adapters.protocol import CrmAccount, FieldUpdate, FieldValue
+from adapters.protocol import CrmAccount, FieldUpdate
 from integration import keys, rollups
 from integration.accounts import AccountState
 from integration.bootstrap import Context, build_context
-from integration.config import FieldMap
 from integration.errors import CrmFatalError
 from integration.execution import last_fired, run_action
+from integration.fields import field_values
 from integration.risk import (
     RiskAssessment,
     assess,
     assessment_from_json,
     assessment_to_json,
     history_days_needed,
-    reasons_text,
 )
 from integration.settings import Settings
 from integration.signals import JobChanged
@@ -205,19 +204,6 @@ def _people(redis: Redis, account_id: str, now: datetime) -> tuple[JobChanged, .
 def _load_assessment(redis: Redis, account_id: str) -> RiskAssessment | None:
     raw = redis.get(keys.assessment(account_id))
     return assessment_from_json(json.loads(raw)) if raw else None
-
-
-def field_values(assessment: RiskAssessment, fields: FieldMap) -> dict[str, FieldValue]:
-    values: dict[str | None, FieldValue] = {
-        fields.risk_level: assessment.level.value,
-        fields.risk_reasons: reasons_text(assessment.reasons),
-        fields.usage_trend_pct: assessment.usage_trend_pct,
-        fields.license_utilization_pct: assessment.license_utilization_pct,
-        fields.last_active_date: (
-            assessment.last_active_date.isoformat() if assessment.last_active_date else None
-        ),
-    }
-    return {name: value for name, value in values.items() if name is not None}
 
 
 def _write_fields(context: Context, evaluated: Sequence[_Evaluated]) -> None:

@@ -237,7 +237,11 @@ class SpecValidator:
         return None
 
     def _request(
-        self, method: str, url: str, query: Mapping[str, Any] | str | None, headers: Headers,
+        self,
+        method: str,
+        url: str,
+        query: Mapping[str, Any] | str | None,
+        headers: Headers,
         body: bytes | None,
     ) -> tuple[_Operation | None, _SpecRequest]:
         parts = urlsplit(url)

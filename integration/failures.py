@@ -1,0 +1,56 @@
+"""Jobs that failed for good, as an admin sees them: what, when, and the CRM's own words."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis import Redis
+from rq import Queue
+from rq.registry import FailedJobRegistry
+
+from integration.queues import QUEUE_NAMES
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedJob:
+    queue: str
+    job_id: str
+    function: str
+    failed_at: datetime | None
+    error: str
+
+
+def list_failed(redis: Redis) -> list[FailedJob]:
+    failed = []
+    for name in QUEUE_NAMES:
+        queue = Queue(name, connection=redis)
+        for job in queue.failed_job_registry.get_jobs():
+            result = job.latest_result()
+            lines = (result.exc_string or "").strip().splitlines() if result else []
+            failed.append(
+                FailedJob(
+                    name,
+                    job.id,
+                    job.func_name or "?",
+                    job.ended_at,
+                    lines[-1] if lines else "(no error recorded)",
+                )
+            )
+    return sorted(failed, key=lambda job: job.failed_at or _NEVER, reverse=True)
+
+
+def retry_failed(redis: Redis, job_ids: Iterable[str] | None = None) -> int:
+    """Put failed jobs back on their queues (all of them when no ids are given)."""
+    wanted = set(job_ids) if job_ids is not None else None
+    count = 0
+    for name in QUEUE_NAMES:
+        registry = FailedJobRegistry(name, connection=redis)
+        for job_id in registry.get_job_ids():
+            if wanted is None or job_id in wanted:
+                registry.requeue(job_id)
+                count += 1
+    return count
