@@ -31,6 +31,8 @@ class CrmContact:
     email: str
     name: str
     account_crm_id: str | None = None
+    title: str | None = None
+    is_champion: bool = False  # from the CRM's buying-role field, as the config maps it
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,14 @@ class CrmAdapter(Protocol):
     def find_account_by_domain(self, domain: str) -> CrmAccount | None: ...
 
     def find_contact(self, email: str) -> CrmContact | None: ...
+
+    def account_by_id(self, crm_id: str) -> CrmAccount | None: ...
+
+    def contact_by_id(self, crm_id: str) -> CrmContact | None:
+        """The contact with its title, champion flag and primary account."""
+        ...
+
+    def reassign_task(self, task_crm_id: str, owner_id: str) -> None: ...
 
     def write_fields(self, updates: Sequence[FieldUpdate]) -> WriteResult: ...
 

@@ -65,6 +65,9 @@ class HubSpotCrm(_Strict):
     property_group: str = "cs_playbooks"
     # A task property (created by `integration provision`) holding our idempotency key.
     task_key_property: str = "cs_playbook_key"
+    # The contact property naming a person's buying role, and the values that mark a champion.
+    champion_property: str | None = "hs_buying_role"
+    champion_values: tuple[str, ...] = ("CHAMPION",)
     request_timeout_seconds: float = Field(10, gt=0, le=120)
     lookup_cache_seconds: int = Field(60, ge=0, le=3600)
     rate_limit: HubSpotRateLimit = HubSpotRateLimit()

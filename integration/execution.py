@@ -87,7 +87,9 @@ def last_fired(context: Context, account_id: str) -> dict[str, date]:
 def _perform(context: Context, action: Action, now: datetime, look_first: bool) -> str:
     if isinstance(action, CreateTask):
         found = context.crm.find_task(action.idempotency_key) if look_first else None
-        return found or _create_task(context, action)
+        task_id = found or _create_task(context, action)
+        _remember_task(context, action, task_id)
+        return task_id
     if isinstance(action, CreateNote):
         return context.crm.create_note(
             NoteRequest(
@@ -99,6 +101,18 @@ def _perform(context: Context, action: Action, now: datetime, look_first: bool) 
             )
         )
     return _enroll(context, action, now)
+
+
+def _remember_task(context: Context, action: CreateTask, task_id: str) -> None:
+    """Keep our open tasks per account: a new owner takes them over, a completion is an outcome."""
+    pipe = context.redis.pipeline()
+    pipe.hset(
+        keys.crm_task(context.crm.name, task_id),
+        mapping={"account_id": action.account_id, "playbook": action.playbook},
+    )
+    pipe.expire(keys.crm_task(context.crm.name, task_id), DONE_KEEP_SECONDS)
+    pipe.sadd(keys.open_tasks(action.account_id), task_id)
+    pipe.execute()
 
 
 def _contact_id(context: Context, email: str | None) -> str | None:

@@ -121,6 +121,12 @@ def process_job_change(change_json: dict[str, object]) -> str:
     if account_id is None:
         record_unmatched(context.redis, "job_change", domain or "", change.event_id, _now())
         return "unmatched"
+    record_people_signal(context, change, account_id)
+    return account_id
+
+
+def record_people_signal(context: Context, change: JobChanged, account_id: str) -> None:
+    """Store the signal on the account (once, by its dedupe id) and re-evaluate the account."""
     context.redis.hset(
         keys.people_signals(account_id),
         change.dedupe_id,
@@ -128,7 +134,6 @@ def process_job_change(change_json: dict[str, object]) -> str:
     )
     rollups.remember_account(context.redis, account_id)
     evaluate_accounts(context, [account_id], _now())
-    return account_id
 
 
 def _now() -> datetime:

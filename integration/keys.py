@@ -58,6 +58,26 @@ def action_done(idempotency_key: str) -> str:
     return f"{PREFIX}:action:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
 
 
+def crm_task(crm: str, task_crm_id: str) -> str:
+    """Hash for a task we created: which account and playbook it belongs to."""
+    return f"{PREFIX}:crm_task:{crm}:{task_crm_id}"
+
+
+def open_tasks(account_id: str) -> str:
+    """Set of CRM ids of our tasks on this account that are not completed yet."""
+    return f"{PREFIX}:{account_tag(account_id)}:open_tasks"
+
+
+def outcomes(account_id: str) -> str:
+    """List of completed playbook tasks (JSON), newest first, bounded."""
+    return f"{PREFIX}:{account_tag(account_id)}:outcomes"
+
+
+def change_seen(ordering_key: str) -> str:
+    """When the newest CRM change to this thing happened, so an older redelivery changes nothing."""
+    return f"{PREFIX}:change_seen:{hashlib.sha256(ordering_key.encode()).hexdigest()[:40]}"
+
+
 def playbook_last_fired(account_id: str) -> str:
     """Hash: playbook name -> ISO date it last created work for the account (cooldowns)."""
     return f"{PREFIX}:{account_tag(account_id)}:playbook_last_fired"

@@ -9,6 +9,7 @@ from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
 
+from integration.crm_changes import CrmChange
 from integration.signals import JobChanged
 
 SIGNALS = "signals"
@@ -32,6 +33,23 @@ def enqueue_job_change(redis: Redis, change: JobChanged) -> bool:
             "integration.jobs.process_job_change",
             change.to_json(),
             job_id=f"people-{change.dedupe_id}",
+            unique=True,
+            result_ttl=PEOPLE_JOB_KEEP_SECONDS,
+            failure_ttl=FAILED_JOB_KEEP_SECONDS,
+            retry=CRM_RETRY,
+        )
+    except DuplicateJobError:
+        return False
+    return True
+
+
+def enqueue_crm_change(redis: Redis, change: CrmChange) -> bool:
+    """Queue one CRM change; False when the same event was queued or handled already."""
+    try:
+        queue(SIGNALS, redis).enqueue(
+            "integration.change_jobs.process_crm_change",
+            change.to_json(),
+            job_id=f"crm-{change.dedupe_id}",
             unique=True,
             result_ttl=PEOPLE_JOB_KEEP_SECONDS,
             failure_ttl=FAILED_JOB_KEEP_SECONDS,

@@ -9,7 +9,7 @@ from integration.bootstrap import connect_redis, read_config
 from integration.config import Config
 from integration.logs import configure_logging
 from integration.settings import Settings
-from webhooks import people, usage
+from webhooks import hubspot, people, usage
 from webhooks.edge import redis, register_error_handlers
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     register_error_handlers(app)
     app.register_blueprint(usage.bp)
     app.register_blueprint(people.bp)
+    app.register_blueprint(hubspot.bp)
     app.add_url_rule("/healthz", view_func=healthz)
     return app
 

@@ -25,22 +25,30 @@ def redis() -> Redis:
     return current_app.extensions["integration.redis"]  # type: ignore[no-any-return]
 
 
-def signed_json(secret_env: str) -> tuple[str, Any]:
-    """Verify the Standard Webhooks signature, then parse the body; return (delivery id, JSON)."""
-    source = request.blueprint or "webhook"
-    body = request.get_data(cache=True)
+def body_text() -> str:
+    """The raw body as text; signatures are computed over exactly these characters."""
     try:
-        text = body.decode("utf-8")
+        return request.get_data(cache=True).decode("utf-8")
     except UnicodeDecodeError as exc:
         msg = f"not UTF-8 text (byte {exc.start}); send JSON encoded as UTF-8"
-        raise PayloadError(source, "(body)", msg) from exc
-    delivery_id = verify_standard_webhook(config().secret(secret_env), text, dict(request.headers))
+        raise PayloadError(request.blueprint or "webhook", "(body)", msg) from exc
+
+
+def parse_json(text: str) -> Any:  # noqa: ANN401 - JSON is any shape until validated
+    source = request.blueprint or "webhook"
     try:
-        return delivery_id, json.loads(text)
+        return json.loads(text)
     except ValueError as exc:
         raise PayloadError(source, "(body)", f"not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise PayloadError(source, "(body)", "JSON nested too deeply") from exc
+
+
+def signed_json(secret_env: str) -> tuple[str, Any]:
+    """Verify the Standard Webhooks signature, then parse the body; return (delivery id, JSON)."""
+    text = body_text()
+    delivery_id = verify_standard_webhook(config().secret(secret_env), text, dict(request.headers))
+    return delivery_id, parse_json(text)
 
 
 def register_error_handlers(app: Flask) -> None:

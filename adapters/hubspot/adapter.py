@@ -45,6 +45,7 @@ MAX_INLINE_WAIT_SECONDS = 15.0
 MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = (1.0, 2.0, 4.0)
 SEQUENCES_PATH = "/automation/v4/sequences/enrollments"
+NOT_FOUND = 404
 T = TypeVar("T")
 
 
@@ -205,15 +206,74 @@ class HubSpotCrm:
                 _request_timeout=self._timeout(),
             )
 
-        try:
-            record = self._call("get_contact", get)
-        except CrmError as exc:
-            if exc.status == 404:  # noqa: PLR2004 - HubSpot's "no such contact"
-                return None
-            raise
+        record = self._get_or_none("get_contact", get)
+        if record is None:
+            return None
         properties = record.properties or {}
         name = " ".join(p for p in (properties.get("firstname"), properties.get("lastname")) if p)
         return CrmContact(record.id, properties.get("email") or email, name or email)
+
+    def account_by_id(self, crm_id: str) -> CrmAccount | None:
+        def get(hub: HubSpot) -> Any:  # noqa: ANN401 - the SDK's models are untyped
+            return hub.crm.companies.basic_api.get_by_id(
+                company_id=crm_id,
+                properties=self._company_properties(),
+                _request_timeout=self._timeout(),
+            )
+
+        record = self._get_or_none("get_company", get)
+        return self._account(record.id, record.properties or {}) if record else None
+
+    def contact_by_id(self, crm_id: str) -> CrmContact | None:
+        champion_property = self.settings.champion_property
+        properties = ["email", "firstname", "lastname", "jobtitle"]
+        if champion_property:
+            properties.append(champion_property)
+
+        def get(hub: HubSpot) -> Any:  # noqa: ANN401 - the SDK's models are untyped
+            return hub.crm.contacts.basic_api.get_by_id(
+                contact_id=crm_id,
+                properties=properties,
+                associations=["companies"],
+                _request_timeout=self._timeout(),
+            )
+
+        record = self._get_or_none("get_contact", get)
+        if record is None:
+            return None
+        values = record.properties or {}
+        roles = (
+            set((values.get(champion_property) or "").split(";")) if champion_property else set()
+        )
+        name = " ".join(p for p in (values.get("firstname"), values.get("lastname")) if p)
+        email = values.get("email") or ""
+        return CrmContact(
+            record.id,
+            email,
+            name or email,
+            _primary_company(record),
+            values.get("jobtitle"),
+            bool(roles & set(self.settings.champion_values)),
+        )
+
+    def reassign_task(self, task_crm_id: str, owner_id: str) -> None:
+        body = {"properties": {"hubspot_owner_id": owner_id}}
+        self._call(
+            "update_task",
+            lambda hub: hub.crm.objects.tasks.basic_api.update(
+                task_id=task_crm_id,
+                simple_public_object_input=body,
+                _request_timeout=self._timeout(),
+            ),
+        )
+
+    def _get_or_none(self, operation: str, get: Callable[[HubSpot], Any]) -> Any:  # noqa: ANN401
+        try:
+            return self._call(operation, get)
+        except CrmError as exc:
+            if exc.status == NOT_FOUND:
+                return None
+            raise
 
     # -- lookup cache (Redis, short-lived: an admin's fix shows up within a minute) ------------
 
@@ -373,6 +433,16 @@ class _FeatureMissingError(CrmFeatureUnavailableError):
         error = json.loads(body) if body.startswith("{") else {}
         message = error.get("message") or "HubSpot refused the sequences API"
         super().__init__(CRM, "enroll_in_sequence", f"{message} [{error.get('category', '')}]", 403)
+
+
+def _primary_company(record: Any) -> str | None:  # noqa: ANN401 - the SDK's models are untyped
+    """The contact's primary company id from an associations read, else its first company."""
+    associations = getattr(record, "associations", None) or {}
+    companies = associations.get("companies")
+    results = getattr(companies, "results", None) or []
+    primary = [r.id for r in results if getattr(r, "type", "") == "contact_to_company"]
+    ids = primary or [r.id for r in results]
+    return str(ids[0]) if ids else None
 
 
 def _error_reasons(errors: Sequence[Any]) -> dict[str, str]:

@@ -39,7 +39,8 @@ create table if not exists companies (
     properties text not null default '{}'
 );
 create table if not exists contacts (
-    id text primary key, email text not null unique, name text not null, company_id text
+    id text primary key, email text not null unique, name text not null, company_id text,
+    title text, is_champion integer not null default 0
 );
 create table if not exists tasks (
     id text primary key, subject text not null, body text not null, due_date text not null,
@@ -124,12 +125,14 @@ class SandboxCrm:
                 )
             for contact in data.get("contacts", []):
                 db.execute(
-                    "insert or ignore into contacts values (?, ?, ?, ?)",
+                    "insert or ignore into contacts values (?, ?, ?, ?, ?, ?)",
                     (
                         str(contact["id"]),
                         contact["email"].lower(),
                         contact["name"],
                         contact.get("company_id"),
+                        contact.get("title"),
+                        int(bool(contact.get("is_champion"))),
                     ),
                 )
 
@@ -168,9 +171,40 @@ class SandboxCrm:
     def find_contact(self, email: str) -> CrmContact | None:
         with self._db() as db:
             row = db.execute("select * from contacts where email = ?", (email.lower(),)).fetchone()
-        if row is None:
-            return None
-        return CrmContact(row["id"], row["email"], row["name"], row["company_id"])
+        return self._contact(row) if row else None
+
+    def contact_by_id(self, crm_id: str) -> CrmContact | None:
+        with self._db() as db:
+            row = db.execute("select * from contacts where id = ?", (crm_id,)).fetchone()
+        return self._contact(row) if row else None
+
+    def _contact(self, row: sqlite3.Row) -> CrmContact:
+        return CrmContact(
+            row["id"],
+            row["email"],
+            row["name"],
+            row["company_id"],
+            row["title"],
+            bool(row["is_champion"]),
+        )
+
+    def account_by_id(self, crm_id: str) -> CrmAccount | None:
+        with self._db() as db:
+            row = db.execute(
+                "select *, json_extract(properties, '$.' || ?) as product_id from companies "
+                "where id = ?",
+                (json.dumps(self.match_field), crm_id),
+            ).fetchone()
+        return self._account(row) if row else None
+
+    def reassign_task(self, task_crm_id: str, owner_id: str) -> None:
+        with self._db() as db:
+            db.execute("update tasks set owner_id = ? where id = ?", (owner_id, task_crm_id))
+
+    def complete_task(self, task_crm_id: str) -> None:
+        """What a rep does in the CRM; the sandbox's stand-in for it in demos and tests."""
+        with self._db() as db:
+            db.execute("update tasks set status = 'COMPLETED' where id = ?", (task_crm_id,))
 
     def write_fields(self, updates: Sequence[FieldUpdate]) -> WriteResult:
         written, rejected = [], {}
