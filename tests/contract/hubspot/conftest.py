@@ -1,0 +1,48 @@
+"""A fake HubSpot on loopback (tests/fakes/hubspot_server.py) and our adapter pointed at it.
+
+Every test ends by checking each request the adapter sent against HubSpot's OpenAPI specs in
+../shared/specs/hubspot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from redis import Redis
+
+from adapters.hubspot.adapter import HubSpotCrm
+from adapters.hubspot.auth import PrivateAppToken
+from integration.config import HubSpotCrm as HubSpotSettings
+from tests.fakes.hubspot_server import FakeHubSpot
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHubSpot]:
+    with FakeHubSpot() as fake:
+        fake.unique_properties["companies"].add("product_account_id")
+        yield fake
+        assert fake.spec_problems() == []
+        assert fake.server_errors == []
+
+
+class Sleeps(list[float]):
+    """Records the waits the adapter asks for, so no test sleeps."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(round(seconds, 3))
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+def make_adapter(hub: FakeHubSpot, redis: Redis, sleeps: Sleeps, **settings: object) -> HubSpotCrm:
+    config = HubSpotSettings(base_url=hub.base_url, lookup_cache_seconds=0, **settings)  # type: ignore[arg-type]
+    return HubSpotCrm(config, "product_account_id", PrivateAppToken("test-token"), redis, sleeps)
+
+
+@pytest.fixture
+def crm(hub: FakeHubSpot, redis: Redis, sleeps: Sleeps) -> HubSpotCrm:
+    return make_adapter(hub, redis, sleeps)
