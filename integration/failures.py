@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from integration.queues import QUEUE_NAMES
@@ -28,7 +29,10 @@ def list_failed(redis: Redis) -> list[FailedJob]:
     failed = []
     for name in QUEUE_NAMES:
         queue = Queue(name, connection=redis)
-        for job in queue.failed_job_registry.get_jobs():
+        job_ids = queue.failed_job_registry.get_job_ids()
+        for job in Job.fetch_many(job_ids, connection=redis):
+            if job is None:  # expired between the two reads
+                continue
             result = job.latest_result()
             lines = (result.exc_string or "").strip().splitlines() if result else []
             failed.append(

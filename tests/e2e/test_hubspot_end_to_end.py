@@ -1,0 +1,426 @@
+"""What a HubSpot admin and rep see: signals in, then companies, tasks and notes in HubSpot."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from redis import Redis
+
+from integration import jobs
+from integration.bootstrap import Context, build_context, read_config
+from integration.cli import main
+from integration.settings import Settings
+from tests.conftest import PEOPLE_SECRET_ENV, USAGE_SECRET_ENV, daily_usage, drain, post_signed
+from tests.fakes.hubspot_server import FakeHubSpot
+from webhooks.app import create_app
+
+CLIENT_SECRET = "hubspot-app-client-secret"
+PUBLIC_URL = "http://localhost/webhooks/hubspot"
+DROPPING = [10] * 42 + [4] * 7
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHubSpot]:
+    with FakeHubSpot() as fake:
+        fake.unique_properties["companies"].add("product_account_id")
+        yield fake
+        assert fake.spec_problems() == []
+
+
+@pytest.fixture
+def portal(hub: FakeHubSpot) -> dict[str, str]:
+    ana = hub.add_owner("ana@vendor.example", "Ana", "Ortiz")
+    ben = hub.add_owner("ben@vendor.example", "Ben", "Cole")
+    acme = hub.add_company(
+        {
+            "name": "Acme Analytics",
+            "product_account_id": "acme",
+            "domain": "acme.example",
+            "hubspot_owner_id": ana["id"],
+        }
+    )
+    globex = hub.add_company(
+        {
+            "name": "Globex",
+            "product_account_id": "globex",
+            "domain": "globex.example",
+            "hubspot_owner_id": ben["id"],
+        }
+    )
+    priya = hub.add_contact(
+        {
+            "email": "priya@globex.example",
+            "firstname": "Priya",
+            "lastname": "Natarajan",
+            "jobtitle": "Director of Operations",
+            "hs_buying_role": "CHAMPION;END_USER",
+        }
+    )
+    return {"ana": ana["id"], "ben": ben["id"], "acme": acme, "globex": globex, "priya": priya}
+
+
+def hubspot_settings(
+    tmp_path: Path,
+    hub: FakeHubSpot,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    playbooks: dict[str, Any] | None = None,
+) -> Settings:
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "test-token")
+    monkeypatch.setenv("HUBSPOT_CLIENT_SECRET", CLIENT_SECRET)
+    config: dict[str, Any] = {
+        "crm": {
+            "kind": "hubspot",
+            "hubspot": {
+                "base_url": hub.base_url,
+                "lookup_cache_seconds": 0,
+                "webhook": {"client_secret_env": "HUBSPOT_CLIENT_SECRET", "public_url": PUBLIC_URL},
+            },
+        },
+        "webhooks": {
+            "usage": {"secret_env": USAGE_SECRET_ENV},
+            "job_changes": {"secret_env": PEOPLE_SECRET_ENV},
+        },
+    }
+    if playbooks is not None:
+        config["playbooks"] = playbooks
+    path = tmp_path / "hubspot.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return Settings(config=path, redis_url=redis_url)
+
+
+@pytest.fixture
+def hs_settings(
+    tmp_path: Path,
+    hub: FakeHubSpot,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook_secrets: dict[str, str],
+) -> Settings:
+    return hubspot_settings(tmp_path, hub, redis_url, monkeypatch)
+
+
+def start(settings: Settings) -> tuple[Context, Any]:
+    context = build_context(settings, read_config(settings.config))
+    jobs.install_context(context)
+    return context, create_app(settings, context.config).test_client()
+
+
+@pytest.fixture
+def running(hs_settings: Settings) -> Iterator[tuple[Context, Any]]:
+    context, client = start(hs_settings)
+    yield context, client
+    jobs.install_context(None)
+    context.redis.close()
+
+
+def post_hubspot(client: Any, events: list[dict[str, Any]], timestamp_ms: int | None = None) -> Any:
+    body = json.dumps(events)
+    stamp = str(timestamp_ms or int(time.time() * 1000))
+    digest = hmac.new(
+        CLIENT_SECRET.encode(), f"POST{PUBLIC_URL}{body}{stamp}".encode(), hashlib.sha256
+    ).digest()
+    headers = {
+        "X-HubSpot-Signature-v3": base64.b64encode(digest).decode(),
+        "X-HubSpot-Request-Timestamp": stamp,
+        "Content-Type": "application/json",
+    }
+    return client.post("/webhooks/hubspot", data=body, headers=headers)
+
+
+def association_removed(
+    contact: str, company: str, event_id: int = 1, occurred_at: int | None = None
+) -> dict[str, Any]:
+    return {
+        "subscriptionType": "contact.associationChange",
+        "associationType": "CONTACT_TO_COMPANY",
+        "fromObjectId": int(contact),
+        "toObjectId": int(company),
+        "associationRemoved": True,
+        "eventId": event_id,
+        "subscriptionId": 7,
+        "portalId": 33,
+        "appId": 1,
+        "occurredAt": occurred_at or int(time.time() * 1000),
+        "attemptNumber": 0,
+    }
+
+
+def tasks(hub: FakeHubSpot) -> list[dict[str, str]]:
+    return list(hub.tasks.values())
+
+
+def test_a_usage_drop_writes_the_fields_and_one_task_for_the_company_owner(
+    hub: FakeHubSpot,
+    portal: dict[str, str],
+    running: tuple[Context, Any],
+    redis: Redis,
+    webhook_secrets: dict[str, str],
+) -> None:
+    _, client = running
+    events = daily_usage("acme", DROPPING, seats=20)
+    secret = webhook_secrets[USAGE_SECRET_ENV]
+    assert post_signed(client, "/webhooks/usage", secret, events, msg_id="m1").status_code == 202
+    drain(redis)
+    post_signed(client, "/webhooks/usage", secret, events, msg_id="m1")  # a retrying sender
+    drain(redis)
+
+    company = hub.companies[portal["acme"]]
+    assert (
+        company["churn_risk_level"],
+        company["usage_trend_pct"],
+        company["license_utilization_pct"],
+    ) == ("high", "-60", "50")
+    assert company["churn_risk_reasons"].startswith("Daily active users fell 60% below")
+    [task] = tasks(hub)
+    assert task["hs_task_subject"] == "Check in with Acme Analytics: product usage is down 60%"
+    assert (task["hubspot_owner_id"], task["hs_task_priority"], task["hs_task_type"]) == (
+        portal["ana"],
+        "HIGH",
+        "CALL",
+    )
+    [task_id] = hub.tasks
+    assert [a["to"]["id"] for a in hub.associations["tasks"][task_id]] == [portal["acme"]]
+
+
+def test_a_champion_removed_from_their_company_in_hubspot_gets_one_multithread_task(
+    hub: FakeHubSpot,
+    portal: dict[str, str],
+    running: tuple[Context, Any],
+    redis: Redis,
+) -> None:
+    _, client = running
+    event = association_removed(portal["priya"], portal["globex"])
+    answer = post_hubspot(client, [event])
+    assert answer.json == {"status": "accepted", "queued": 1, "duplicates": 0, "ignored": 0}
+    assert post_hubspot(client, [event]).json["duplicates"] == 1  # HubSpot retried
+    drain(redis)
+
+    [task] = tasks(hub)
+    assert task["hs_task_subject"] == "Priya Natarajan left Globex: find a new champion"
+    assert task["hubspot_owner_id"] == portal["ben"]
+    [task_id] = hub.tasks
+    assert sorted(a["to"]["id"] for a in hub.associations["tasks"][task_id]) == sorted(
+        [portal["globex"], portal["priya"]]
+    )
+    assert hub.companies[portal["globex"]]["churn_risk_level"] == "high"
+
+
+def test_an_older_event_arriving_late_changes_nothing(
+    hub: FakeHubSpot,
+    portal: dict[str, str],
+    running: tuple[Context, Any],
+    redis: Redis,
+) -> None:
+    context, client = running
+    now = int(time.time() * 1000)
+    post_hubspot(
+        client,
+        [
+            {
+                "subscriptionType": "company.propertyChange",
+                "objectId": int(portal["globex"]),
+                "propertyName": "hubspot_owner_id",
+                "propertyValue": portal["ana"],
+                "eventId": 2,
+                "subscriptionId": 8,
+                "portalId": 33,
+                "occurredAt": now,
+            }
+        ],
+    )
+    post_hubspot(
+        client,
+        [
+            {
+                "subscriptionType": "company.propertyChange",
+                "objectId": int(portal["globex"]),
+                "propertyName": "hubspot_owner_id",
+                "propertyValue": portal["ben"],
+                "eventId": 1,
+                "subscriptionId": 8,
+                "portalId": 33,
+                "occurredAt": now - 60_000,
+            }
+        ],
+    )
+    drain(redis)
+    results = [job.return_value() for job in _finished(redis)]
+    assert sorted(results) == ["out_of_order", "reassigned 0"]
+
+
+def _finished(redis: Redis) -> list[Any]:
+    from rq import Queue
+    from rq.registry import FinishedJobRegistry
+
+    queue = Queue("signals", connection=redis)
+    return [queue.fetch_job(job_id) for job_id in FinishedJobRegistry(queue=queue).get_job_ids()]
+
+
+def test_a_new_company_owner_takes_over_open_tasks_and_completion_is_an_outcome(
+    hub: FakeHubSpot,
+    portal: dict[str, str],
+    running: tuple[Context, Any],
+    redis: Redis,
+) -> None:
+    _, client = running
+    post_hubspot(client, [association_removed(portal["priya"], portal["globex"])])
+    drain(redis)
+    [task_id] = hub.tasks
+    post_hubspot(
+        client,
+        [
+            {
+                "subscriptionType": "company.propertyChange",
+                "objectId": int(portal["globex"]),
+                "propertyName": "hubspot_owner_id",
+                "propertyValue": portal["ana"],
+                "eventId": 5,
+                "subscriptionId": 8,
+                "portalId": 33,
+                "occurredAt": int(time.time() * 1000),
+            }
+        ],
+    )
+    drain(redis)
+    assert hub.tasks[task_id]["hubspot_owner_id"] == portal["ana"]
+
+    post_hubspot(
+        client,
+        [
+            {
+                "subscriptionType": "object.propertyChange",
+                "objectTypeId": "0-27",
+                "objectId": int(task_id),
+                "propertyName": "hs_task_status",
+                "propertyValue": "COMPLETED",
+                "eventId": 6,
+                "subscriptionId": 9,
+                "portalId": 33,
+                "occurredAt": int(time.time() * 1000),
+            }
+        ],
+    )
+    drain(redis)
+    [outcome] = [json.loads(raw) for raw in redis.lrange("ci:{acct:globex}:outcomes", 0, -1)]
+    assert (outcome["playbook"], outcome["task_id"]) == ("champion_left_multithread", task_id)
+    assert redis.smembers("ci:{acct:globex}:open_tasks") == set()
+
+
+def test_a_bad_hubspot_signature_is_refused_and_nothing_queued(
+    portal: dict[str, str],
+    running: tuple[Context, Any],
+    redis: Redis,
+) -> None:
+    _, client = running
+    stale = int(time.time() * 1000) - 6 * 60 * 1000
+    answer = post_hubspot(client, [association_removed(portal["priya"], portal["globex"])], stale)
+    assert answer.status_code == 401
+    assert (
+        answer.json["message"]
+        == "X-HubSpot-Request-Timestamp is more than 5 minutes from our clock"
+    )
+    assert redis.dbsize() == 0
+
+
+def test_without_sequences_access_the_owner_gets_a_task_naming_the_sequence(
+    tmp_path: Path,
+    hub: FakeHubSpot,
+    portal: dict[str, str],
+    redis_url: str,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook_secrets: dict[str, str],
+) -> None:
+    hub.sequences_access = False
+    settings = hubspot_settings(
+        tmp_path,
+        hub,
+        redis_url,
+        monkeypatch,
+        playbooks={"champion_left_multithread": {"sequence_id": "4455"}},
+    )
+    context, client = start(settings)
+    post_hubspot(client, [association_removed(portal["priya"], portal["globex"])])
+    drain(redis)
+    subjects = sorted(task["hs_task_subject"] for task in tasks(hub))
+    assert subjects == [
+        "Priya Natarajan left Globex: find a new champion",
+        "Start sequence 4455 for Priya Natarajan",
+    ]
+    fallback = next(t for t in tasks(hub) if t["hs_task_subject"].startswith("Start sequence"))
+    assert "MISSING_SCOPES" in fallback["hs_task_body"]
+    assert hub.enrollments == []
+    jobs.install_context(None)
+
+
+def test_with_sequences_access_the_champion_is_enrolled_as_the_owner(
+    tmp_path: Path,
+    hub: FakeHubSpot,
+    portal: dict[str, str],
+    redis_url: str,
+    redis: Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook_secrets: dict[str, str],
+) -> None:
+    settings = hubspot_settings(
+        tmp_path,
+        hub,
+        redis_url,
+        monkeypatch,
+        playbooks={"champion_left_multithread": {"sequence_id": "4455"}},
+    )
+    context, client = start(settings)
+    post_hubspot(client, [association_removed(portal["priya"], portal["globex"])])
+    drain(redis)
+    [enrollment] = hub.enrollments
+    assert (enrollment["contactId"], enrollment["sequenceId"], enrollment["senderEmail"]) == (
+        portal["priya"],
+        "4455",
+        "ben@vendor.example",
+    )
+    jobs.install_context(None)
+
+
+def test_a_refused_task_lands_in_failed_jobs_and_retry_creates_it(
+    hub: FakeHubSpot,
+    portal: dict[str, str],
+    running: tuple[Context, Any],
+    redis: Redis,
+    hs_settings: Settings,
+) -> None:
+    _, client = running
+    body = {
+        "status": "error",
+        "message": "Property values were not valid",
+        "correlationId": "aaaa-1111",
+        "category": "VALIDATION_ERROR",
+    }
+    hub.fail_next("POST", r"^/crm/v3/objects/tasks$", 400, body)
+    post_hubspot(client, [association_removed(portal["priya"], portal["globex"])])
+    drain(redis)
+    assert hub.tasks == {}
+
+    env = {"REDIS_URL": hs_settings.redis_url}
+    listed = CliRunner().invoke(main, ["failed", "--config", str(hs_settings.config)], env=env)
+    assert "Property values were not valid [VALIDATION_ERROR, correlationId aaaa-1111]" in (
+        listed.output
+    )
+    retried = CliRunner().invoke(
+        main, ["retry", "--all", "--config", str(hs_settings.config)], env=env
+    )
+    assert retried.output == "re-queued 1 job(s)\n"
+    drain(redis)
+    assert [t["hs_task_subject"] for t in tasks(hub)] == [
+        "Priya Natarajan left Globex: find a new champion"
+    ]
