@@ -424,3 +424,27 @@ def test_a_refused_task_lands_in_failed_jobs_and_retry_creates_it(
     assert [t["hs_task_subject"] for t in tasks(hub)] == [
         "Priya Natarajan left Globex: find a new champion"
     ]
+
+
+def test_usage_for_an_account_hubspot_lacks_is_listed_as_unmatched(
+    hub: FakeHubSpot,
+    portal: dict[str, str],
+    running: tuple[Context, Any],
+    redis: Redis,
+    hs_settings: Settings,
+    webhook_secrets: dict[str, str],
+) -> None:
+    _, client = running
+    post_signed(
+        client, "/webhooks/usage", webhook_secrets[USAGE_SECRET_ENV], daily_usage("hooli", DROPPING)
+    )
+    drain(redis)
+    assert hub.tasks == {}
+    listed = CliRunner().invoke(
+        main,
+        ["unmatched", "--config", str(hs_settings.config)],
+        env={"REDIS_URL": hs_settings.redis_url},
+    )
+    assert [" ".join(line.split()[1:]) for line in listed.output.splitlines()] == [
+        "account hooli seen 1x"
+    ]

@@ -39,7 +39,8 @@ def sleeps() -> Sleeps:
 
 
 def make_adapter(hub: FakeHubSpot, redis: Redis, sleeps: Sleeps, **settings: object) -> HubSpotCrm:
-    config = HubSpotSettings(base_url=hub.base_url, lookup_cache_seconds=0, **settings)  # type: ignore[arg-type]
+    values = {"base_url": hub.base_url, "lookup_cache_seconds": 0} | settings
+    config = HubSpotSettings.model_validate(values)
     return HubSpotCrm(config, "product_account_id", PrivateAppToken("test-token"), redis, sleeps)
 
 
