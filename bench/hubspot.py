@@ -106,8 +106,8 @@ def shared_limit(workers: int, calls: int, redis_url: str, requests: int) -> dic
         stdout=subprocess.PIPE,
     )
     try:
-        assert fake.stdout is not None
-        base_url = fake.stdout.readline().decode().rsplit(" ", 1)[-1].strip()
+        announced = fake.stdout.readline().decode() if fake.stdout else ""
+        base_url = announced.rsplit(" ", 1)[-1].strip()
         Redis.from_url(redis_url).flushdb()
         started = time.perf_counter()
         processes = [
