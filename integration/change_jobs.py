@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from integration import keys
 from integration.bootstrap import Context
 from integration.crm_changes import ChangeKind, CrmChange
-from integration.jobs import current_context, no_retry_when_fatal, record_people_signal
+from integration.jobs import crm_job, current_context, record_people_signal
 from integration.signals import ChangeType, JobChanged
 from integration.unmatched import record_unmatched
 
@@ -27,7 +27,7 @@ return 1
 """
 
 
-@no_retry_when_fatal
+@crm_job
 def process_crm_change(change_json: dict[str, object]) -> str:
     context = current_context()
     change = CrmChange.from_json(change_json)

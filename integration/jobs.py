@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from adapters.protocol import CrmAccount, FieldUpdate
 from integration import keys, rollups
 from integration.accounts import AccountState
 from integration.bootstrap import Context, build_context
-from integration.errors import CrmFatalError
+from integration.errors import CrmFatalError, CrmRetriableError
 from integration.execution import last_fired, run_action
 from integration.fields import field_values
 from integration.risk import (
@@ -61,8 +62,13 @@ def current_context() -> Context:
     return _context
 
 
-def no_retry_when_fatal(job_function: Callable[P, R]) -> Callable[P, R]:
-    """A CRM's 4xx will not change on retry: send the job straight to the failed registry."""
+def crm_job(job_function: Callable[P, R]) -> Callable[P, R]:
+    """Shape RQ's retry by what the CRM said.
+
+    A refusal (4xx) will not change on retry: the job goes straight to the failed registry with
+    the CRM's message. A wait the CRM asked for (HubSpot's daily limit, a Retry-After) sets the
+    delay of the next retry instead of RQ's fixed intervals.
+    """
 
     @functools.wraps(job_function)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -73,11 +79,16 @@ def no_retry_when_fatal(job_function: Callable[P, R]) -> Callable[P, R]:
             if job is not None:
                 job.retries_left = 0
             raise
+        except CrmRetriableError as exc:
+            job = get_current_job()
+            if job is not None and exc.retry_after_seconds:
+                job.retry_intervals = [max(1, math.ceil(exc.retry_after_seconds))]
+            raise
 
     return run
 
 
-@no_retry_when_fatal
+@crm_job
 def evaluate_dirty_accounts() -> int:
     """Evaluate, in batches, every account that received usage since it was last evaluated."""
     context = current_context()
@@ -111,7 +122,7 @@ def evaluate_all_accounts() -> int:
     return evaluate_dirty_accounts()
 
 
-@no_retry_when_fatal
+@crm_job
 def process_job_change(change_json: dict[str, object]) -> str:
     """Remember a people signal on the account it concerns, then re-evaluate that account."""
     context = current_context()

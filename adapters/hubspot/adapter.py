@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,7 @@ from adapters.protocol import (
 from adapters.ratelimit import SharedRateLimit
 from integration.config import HubSpotCrm as HubSpotSettings
 from integration.errors import CrmError, CrmFeatureUnavailableError, CrmRetriableError
+from integration.keys import text
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = (1.0, 2.0, 4.0)
 SEQUENCES_PATH = "/automation/v4/sequences/enrollments"
 NOT_FOUND = 404
+PAUSE_KEY = "ci:crm:hubspot:paused"
 T = TypeVar("T")
 
 
@@ -90,6 +93,7 @@ class HubSpotCrm:
         return self._client
 
     def _call(self, operation: str, send: Callable[[HubSpot], T], search: bool = False) -> T:
+        self._check_not_paused(operation)
         for attempt in range(MAX_ATTEMPTS):
             (self._search_limit if search else self._limit).acquire()
             try:
@@ -102,6 +106,7 @@ class HubSpotCrm:
                     raise
                 wait = self._inline_wait(error, attempt)
                 if wait is None:
+                    self._pause_if_long(error)
                     raise error from exc
                 logger.warning(
                     "HubSpot asked us to wait; retrying",
@@ -115,6 +120,19 @@ class HubSpotCrm:
                 self.sleep(wait)
         msg = "unreachable: the last attempt raises"
         raise AssertionError(msg)
+
+    def _pause_if_long(self, error: CrmError) -> None:
+        """A long wait (the daily limit) holds every worker's calls, not just this one's."""
+        wait = error.retry_after_seconds if isinstance(error, CrmRetriableError) else None
+        if wait and wait > MAX_INLINE_WAIT_SECONDS:
+            self.redis.set(PAUSE_KEY, str(error), ex=math.ceil(wait))
+
+    def _check_not_paused(self, operation: str) -> None:
+        remaining = self.redis.ttl(PAUSE_KEY)
+        if remaining and remaining > 0:
+            why = text(self.redis.get(PAUSE_KEY) or b"")
+            msg = f"HubSpot calls are paused for {remaining}s more: {why}"
+            raise CrmRetriableError(CRM, operation, msg, 429, float(remaining))
 
     def _inline_wait(self, error: CrmError, attempt: int) -> float | None:
         if not isinstance(error, CrmRetriableError) or attempt + 1 >= MAX_ATTEMPTS:

@@ -448,3 +448,44 @@ def test_usage_for_an_account_hubspot_lacks_is_listed_as_unmatched(
     assert [" ".join(line.split()[1:]) for line in listed.output.splitlines()] == [
         "account hooli seen 1x"
     ]
+
+
+def test_the_daily_limit_schedules_the_retry_for_when_hubspot_said_not_sooner(
+    hub: FakeHubSpot,
+    portal: dict[str, str],
+    running: tuple[Context, Any],
+    redis: Redis,
+    webhook_secrets: dict[str, str],
+) -> None:
+    from rq import Queue
+    from rq.registry import ScheduledJobRegistry
+
+    _, client = running
+    daily = {
+        "status": "error",
+        "message": "You have reached your daily limit.",
+        "errorType": "RATE_LIMIT",
+        "correlationId": "c-1",
+        "policyName": "DAILY",
+    }
+    hub.fail_next("POST", "/companies/batch/read", 429, daily)
+    post_signed(
+        client, "/webhooks/usage", webhook_secrets[USAGE_SECRET_ENV], daily_usage("acme", DROPPING)
+    )
+    drain(redis)
+    registry = ScheduledJobRegistry(queue=Queue("evaluate", connection=redis))
+    [job_id] = registry.get_job_ids()
+    wait = registry.get_scheduled_time(job_id).timestamp() - time.time()
+    assert 3500 < wait <= 3600
+    assert redis.smembers("ci:dirty_accounts") == {b"acme"}  # still waiting, not lost
+
+    # Meanwhile no worker spends calls on a portal that is out of its daily budget.
+    calls_before = len(hub.requests)
+    post_signed(
+        client,
+        "/webhooks/usage",
+        webhook_secrets[USAGE_SECRET_ENV],
+        daily_usage("globex", DROPPING),
+    )
+    drain(redis)
+    assert len(hub.requests) == calls_before

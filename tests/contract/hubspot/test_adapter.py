@@ -144,6 +144,20 @@ def test_the_daily_limit_is_left_to_rq_instead_of_holding_the_worker(
     assert sleeps == []
 
 
+def test_after_the_daily_limit_no_worker_calls_hubspot_until_the_wait_is_over(
+    hub: FakeHubSpot, crm: HubSpotCrm, redis: Redis, sleeps: Sleeps
+) -> None:
+    body = json.loads((FIXTURES / "error-429-rate-limit-daily.json").read_text())
+    hub.fail_next("POST", "/batch/read", 429, body)
+    with pytest.raises(CrmRetriableError):
+        crm.find_accounts(["acct-0"])
+    another_worker = make_adapter(hub, redis, sleeps)
+    with pytest.raises(CrmRetriableError, match="HubSpot calls are paused for") as caught:
+        another_worker.write_fields([FieldUpdate("1", {"churn_risk_level": "low"})])
+    assert 3590 <= (caught.value.retry_after_seconds or 0) <= 3600
+    assert len(hub.requests) == 1
+
+
 def test_a_5xx_then_success_backs_off_and_succeeds(
     hub: FakeHubSpot, crm: HubSpotCrm, sleeps: Sleeps
 ) -> None:
