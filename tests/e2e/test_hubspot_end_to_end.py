@@ -214,6 +214,11 @@ def test_a_champion_removed_from_their_company_in_hubspot_gets_one_multithread_t
         [portal["globex"], portal["priya"]]
     )
     assert hub.companies[portal["globex"]]["churn_risk_level"] == "high"
+    [(note_id, note)] = hub.notes.items()
+    assert note["hs_note_body"].startswith("Champion change: Champion Priya Natarajan, Director")
+    assert sorted(a["to"]["id"] for a in hub.associations["notes"][note_id]) == sorted(
+        [portal["globex"], portal["priya"]]
+    )
 
 
 def test_an_older_event_arriving_late_changes_nothing(

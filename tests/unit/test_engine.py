@@ -5,6 +5,7 @@ from datetime import date
 from adapters.protocol import CrmAccount
 from integration.config import PlaybookSettings
 from integration.risk import Reason, RiskAssessment, RiskLevel
+from playbooks.actions import CreateNote, CreateTask, EnrollInSequence
 from playbooks.engine import load_catalogue, next_working_day, plan_actions, resolve_playbooks
 
 TODAY = date(2026, 11, 20)  # a Friday
@@ -69,17 +70,37 @@ def test_the_cooldown_stops_a_flapping_flag_from_creating_a_second_task() -> Non
     )
 
 
-def test_champion_left_plans_a_multithread_task_tied_to_the_contact() -> None:
-    [task] = plan_actions(
+def test_champion_left_plans_a_multithread_task_tied_to_the_contact_and_a_note() -> None:
+    task, note = plan_actions(
         assessed(DROP), assessed(DROP, CHAMPION), ACCOUNT, PLAYBOOKS, {}, TODAY, None
     )
+    assert isinstance(task, CreateTask)
     assert task.subject == "Sam Lee left Acme Analytics: find a new champion"
     assert task.contact_email == "sam@acme.example"
     assert "New role: CTO at Initech." in task.body
     assert "Also on this account:\n- Daily active users fell 59%" in task.body
-    assert (
-        task.idempotency_key == "champion_left_multithread:acme:champion_left:sam@acme.example:once"
+    assert task.idempotency_key == (
+        "champion_left_multithread:acme:champion_left:sam@acme.example:once"
     )
+    assert isinstance(note, CreateNote)
+    assert note.body == (
+        "Champion change: Champion Sam Lee left the account.\n"
+        "The account is flagged as a churn risk and its owner has a task to find a new champion."
+    )
+    assert note.idempotency_key == task.idempotency_key + ":note"
+
+
+def test_a_playbook_with_a_sequence_also_enrolls_the_contact_with_a_fallback_task() -> None:
+    chosen = {"champion_left_multithread": PlaybookSettings(sequence_id="4455")}
+    playbooks = resolve_playbooks(load_catalogue(), chosen)
+    actions = plan_actions(None, assessed(CHAMPION), ACCOUNT, playbooks, {}, TODAY, None)
+    [enroll] = [a for a in actions if isinstance(a, EnrollInSequence)]
+    assert (enroll.sequence_id, enroll.contact_email, enroll.owner_id) == (
+        "4455",
+        "sam@acme.example",
+        "owner-ana",
+    )
+    assert enroll.fallback.subject == "Start sequence 4455 for Sam Lee"
 
 
 def test_an_account_without_owner_goes_to_the_fallback_owner() -> None:
@@ -95,7 +116,7 @@ def test_admin_overrides_and_disabled_playbooks_apply() -> None:
     }
     playbooks = resolve_playbooks(load_catalogue(), chosen)
     actions = plan_actions(None, assessed(DROP, CHAMPION), ACCOUNT, playbooks, {}, TODAY, None)
-    assert [(a.playbook, a.priority, a.due_date) for a in actions] == [
+    assert [(a.playbook, a.priority, a.due_date) for a in actions if isinstance(a, CreateTask)] == [
         ("usage_drop_checkin", "low", TODAY)
     ]
 

@@ -65,6 +65,18 @@ def test_250_accounts_are_found_and_updated_in_three_calls_each(
     assert hub.companies[ids["acct-7"]].get("last_product_activity_date", "") == ""  # cleared
 
 
+def test_a_company_without_an_owner_is_routed_to_the_configured_owner_field(
+    hub: FakeHubSpot, redis: Redis, sleeps: Sleeps
+) -> None:
+    crm = make_adapter(hub, redis, sleeps, owner_property="csm_owner")
+    hub.add_company({"name": "Initech", "product_account_id": "initech", "csm_owner": "88"})
+    hub.add_company(
+        {"name": "Acme", "product_account_id": "acme", "hubspot_owner_id": "77", "csm_owner": "88"}
+    )
+    found = crm.find_accounts(["initech", "acme"])
+    assert (found["initech"].owner_id, found["acme"].owner_id) == ("88", "77")
+
+
 @pytest.mark.parametrize("missing_mode", ["omit", "207"])
 def test_an_unknown_account_is_not_found_whichever_way_hubspot_reports_it(
     hub: FakeHubSpot, crm: HubSpotCrm, missing_mode: str
