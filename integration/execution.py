@@ -18,6 +18,7 @@ from adapters.protocol import NoteRequest, SequenceEnrollment, TaskRequest
 from integration import keys
 from integration.bootstrap import Context
 from integration.errors import CrmFatalError, CrmFeatureUnavailableError, CrmRetriableError
+from integration.metrics import count
 from playbooks.actions import Action, CreateNote, CreateTask, EnrollInSequence
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def run_action(context: Context, action: Action, now: datetime) -> str:
         redis.set(key, _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
         raise
     redis.set(key, crm_id, ex=DONE_KEEP_SECONDS)
+    count(redis, "crm_actions", {"crm": context.crm.name, "action": type(action).__name__})
     redis.hset(keys.playbook_last_fired(action.account_id), action.playbook, now.date().isoformat())
     logger.info(
         "%s done",

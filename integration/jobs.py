@@ -25,6 +25,7 @@ from integration.bootstrap import Context, build_context
 from integration.errors import CrmFatalError, CrmRetriableError
 from integration.execution import last_fired, run_action
 from integration.fields import field_values
+from integration.metrics import count
 from integration.risk import (
     RiskAssessment,
     assess,
@@ -74,12 +75,14 @@ def crm_job(job_function: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return job_function(*args, **kwargs)
-        except CrmFatalError:
+        except CrmFatalError as exc:
+            count(current_context().redis, "crm_errors", {"crm": exc.crm, "kind": "fatal"})
             job = get_current_job()
             if job is not None:
                 job.retries_left = 0
             raise
         except CrmRetriableError as exc:
+            count(current_context().redis, "crm_errors", {"crm": exc.crm, "kind": "retriable"})
             job = get_current_job()
             if job is not None and exc.retry_after_seconds:
                 job.retry_intervals = [max(1, math.ceil(exc.retry_after_seconds))]

@@ -15,6 +15,7 @@ from typing import Any
 from redis import Redis
 
 from integration import keys
+from integration.metrics import count
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def record_unmatched(
         "signal_id": signal_id or entry.get("signal_id", ""),
     }
     redis.hset(keys.unmatched(), field, json.dumps(entry))
+    count(redis, "signals_unmatched", {"kind": kind})
     logger.warning("no CRM record for signal", extra={"kind": kind, "signal_id": signal_id})
 
 

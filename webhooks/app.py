@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.exceptions import RedisError
 
 from integration.bootstrap import connect_redis, read_config
 from integration.config import Config
 from integration.logs import configure_logging
+from integration.metrics import RedisCounters
 from integration.settings import Settings
 from webhooks import hubspot, people, usage
 from webhooks.edge import redis, register_error_handlers
@@ -27,6 +29,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.register_blueprint(people.bp)
     app.register_blueprint(hubspot.bp)
     app.add_url_rule("/healthz", view_func=healthz)
+    app.add_url_rule("/metrics", view_func=metrics)
     return app
 
 
@@ -36,3 +39,10 @@ def healthz() -> tuple[Response, int]:
     except RedisError:
         return jsonify(status="unavailable", redis="unreachable"), 503
     return jsonify(status="ok", redis="ok"), 200
+
+
+def metrics() -> Response:
+    """Prometheus text format of the counters all processes share in Redis."""
+    registry = CollectorRegistry()
+    registry.register(RedisCounters(redis()))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -175,6 +175,9 @@ def test_signals_for_accounts_the_crm_lacks_are_listed_once_each_not_dropped(
     assert result.exit_code == 0
     lines = [" ".join(line.split()[1:]) for line in result.output.splitlines()]
     assert sorted(lines) == ["account hooli seen 4x", "job_change nowhere.example seen 1x x-1"]
+    scraped = client.get("/metrics").get_data(as_text=True)
+    assert 'cs_signals_unmatched_total{kind="account"} 4.0' in scraped
+    assert 'cs_signals_unmatched_total{kind="job_change"} 1.0' in scraped
 
 
 class CrmDownOnce(SandboxCrm):
