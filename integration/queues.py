@@ -15,8 +15,7 @@ from integration.signals import JobChanged
 SIGNALS = "signals"
 EVALUATE = "evaluate"
 QUEUE_NAMES = (SIGNALS, EVALUATE)
-# A job-change job's id is its dedupe key; keeping the finished job this long drops re-deliveries.
-PEOPLE_JOB_KEEP_SECONDS = 7 * 24 * 3600
+SIGNAL_JOB_KEEP_SECONDS = 7 * 24 * 3600
 FAILED_JOB_KEEP_SECONDS = 30 * 24 * 3600
 EVALUATION_BUCKET_SECONDS = 60
 CRM_RETRY = Retry(max=5, interval=[10, 30, 120, 600, 1800])
@@ -28,30 +27,30 @@ def queue(name: str, connection: Redis) -> Queue:
 
 def enqueue_job_change(redis: Redis, change: JobChanged) -> bool:
     """Queue one people signal; False when the same (source, event_id) is already queued or done."""
-    try:
-        queue(SIGNALS, redis).enqueue(
-            "integration.jobs.process_job_change",
-            change.to_json(),
-            job_id=f"people-{change.dedupe_id}",
-            unique=True,
-            result_ttl=PEOPLE_JOB_KEEP_SECONDS,
-            failure_ttl=FAILED_JOB_KEEP_SECONDS,
-            retry=CRM_RETRY,
-        )
-    except DuplicateJobError:
-        return False
-    return True
+    return _enqueue_once(
+        redis, "integration.jobs.process_job_change", change.to_json(), f"people-{change.dedupe_id}"
+    )
 
 
 def enqueue_crm_change(redis: Redis, change: CrmChange) -> bool:
     """Queue one CRM change; False when the same event was queued or handled already."""
+    return _enqueue_once(
+        redis,
+        "integration.change_jobs.process_crm_change",
+        change.to_json(),
+        f"crm-{change.dedupe_id}",
+    )
+
+
+def _enqueue_once(redis: Redis, function: str, payload: dict[str, object], job_id: str) -> bool:
+    """The job id is the dedupe key: kept for a week after the job ends, it drops re-deliveries."""
     try:
         queue(SIGNALS, redis).enqueue(
-            "integration.change_jobs.process_crm_change",
-            change.to_json(),
-            job_id=f"crm-{change.dedupe_id}",
+            function,
+            payload,
+            job_id=job_id,
             unique=True,
-            result_ttl=PEOPLE_JOB_KEEP_SECONDS,
+            result_ttl=SIGNAL_JOB_KEEP_SECONDS,
             failure_ttl=FAILED_JOB_KEEP_SECONDS,
             retry=CRM_RETRY,
         )

@@ -201,3 +201,15 @@ def daily_usage(
                 event["seats"] = seats
             events.append(event)
     return events
+
+
+@pytest.fixture
+def hub() -> Iterator[Any]:
+    """A fake HubSpot portal on loopback; every request it got must match HubSpot's specs."""
+    from tests.fakes.hubspot_server import FakeHubSpot
+
+    with FakeHubSpot() as fake:
+        fake.unique_properties["companies"].add("product_account_id")
+        yield fake
+        assert fake.spec_problems() == []
+        assert fake.server_errors == []

@@ -30,14 +30,6 @@ DROPPING = [10] * 42 + [4] * 7
 
 
 @pytest.fixture
-def hub() -> Iterator[FakeHubSpot]:
-    with FakeHubSpot() as fake:
-        fake.unique_properties["companies"].add("product_account_id")
-        yield fake
-        assert fake.spec_problems() == []
-
-
-@pytest.fixture
 def portal(hub: FakeHubSpot) -> dict[str, str]:
     ana = hub.add_owner("ana@vendor.example", "Ana", "Ortiz")
     ben = hub.add_owner("ben@vendor.example", "Ben", "Cole")

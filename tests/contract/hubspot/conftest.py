@@ -6,8 +6,6 @@ Every test ends by checking each request the adapter sent against HubSpot's Open
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from redis import Redis
 
@@ -15,15 +13,6 @@ from adapters.hubspot.adapter import HubSpotCrm
 from adapters.hubspot.auth import PrivateAppToken
 from integration.config import HubSpotCrm as HubSpotSettings
 from tests.fakes.hubspot_server import FakeHubSpot
-
-
-@pytest.fixture
-def hub() -> Iterator[FakeHubSpot]:
-    with FakeHubSpot() as fake:
-        fake.unique_properties["companies"].add("product_account_id")
-        yield fake
-        assert fake.spec_problems() == []
-        assert fake.server_errors == []
 
 
 class Sleeps(list[float]):
