@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,9 @@ from redis import Redis
 
 from adapters.hubspot import mapping
 from adapters.hubspot.auth import TokenSource
-from adapters.hubspot.errors import CRM, translate
+from adapters.hubspot.errors import CRM
+from adapters.hubspot.responses import checked, error_reasons, primary_company
+from adapters.hubspot.transport import HubSpotTransport
 from adapters.protocol import (
     CrmAccount,
     CrmContact,
@@ -33,22 +34,15 @@ from adapters.protocol import (
     TaskRequest,
     WriteResult,
 )
-from adapters.ratelimit import SharedRateLimit
 from integration.config import HubSpotCrm as HubSpotSettings
-from integration.errors import CrmError, CrmFeatureUnavailableError, CrmRetriableError
-from integration.keys import text
+from integration.errors import CrmError
 
 logger = logging.getLogger(__name__)
 
 # https://developers.hubspot.com/docs/api-reference/crm-objects/guide: 100 inputs per batch call.
 HUBSPOT_BATCH_LIMIT = 100
-# Waits longer than this are left to RQ's retry instead of holding a worker.
-MAX_INLINE_WAIT_SECONDS = 15.0
-MAX_ATTEMPTS = 4
-BACKOFF_SECONDS = (1.0, 2.0, 4.0)
 SEQUENCES_PATH = "/automation/v4/sequences/enrollments"
 NOT_FOUND = 404
-PAUSE_KEY = "ci:crm:hubspot:paused"
 T = TypeVar("T")
 
 
@@ -67,80 +61,14 @@ class HubSpotCrm:
     redis: Redis
     sleep: Callable[[float], None] = time.sleep
     name: str = CRM
-    _client: HubSpot | None = field(default=None, init=False, repr=False)
-    _client_token: str = field(default="", init=False, repr=False)
-    _limit: SharedRateLimit = field(init=False, repr=False)
-    _search_limit: SharedRateLimit = field(init=False, repr=False)
+    transport: HubSpotTransport = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        rate = self.settings.rate_limit
-        self._limit = SharedRateLimit(
-            "hubspot", rate.requests, rate.per_seconds, self.redis, self.sleep
-        )
-        self._search_limit = SharedRateLimit(
-            "hubspot-search", rate.search_per_second, 1, self.redis, self.sleep
-        )
-
-    # -- plumbing ------------------------------------------------------------------------------
+        self.transport = HubSpotTransport(self.settings, self.tokens, self.redis, self.sleep)
+        self._call = self.transport.call
 
     def client(self) -> HubSpot:
-        """The SDK client, rebuilt when an OAuth token is refreshed (its APIs copy the token)."""
-        token = self.tokens.token()
-        if self._client is None or token != self._client_token:
-            base = self.settings.base_url.rstrip("/")
-            self._client = HubSpot(access_token=token, host=base, base_url=base)
-            self._client_token = token
-        return self._client
-
-    def _call(self, operation: str, send: Callable[[HubSpot], T], search: bool = False) -> T:
-        self._check_not_paused(operation)
-        for attempt in range(MAX_ATTEMPTS):
-            (self._search_limit if search else self._limit).acquire()
-            try:
-                return send(self.client())
-            except CrmError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - translated below, or re-raised untouched
-                error = translate(exc, operation)
-                if error is None:
-                    raise
-                wait = self._inline_wait(error, attempt)
-                if wait is None:
-                    self._pause_if_long(error)
-                    raise error from exc
-                logger.warning(
-                    "HubSpot asked us to wait; retrying",
-                    extra={
-                        "crm": CRM,
-                        "operation": operation,
-                        "wait_s": wait,
-                        "status": error.status,
-                    },
-                )
-                self.sleep(wait)
-        msg = "unreachable: the last attempt raises"
-        raise AssertionError(msg)
-
-    def _pause_if_long(self, error: CrmError) -> None:
-        """A long wait (the daily limit) holds every worker's calls, not just this one's."""
-        wait = error.retry_after_seconds if isinstance(error, CrmRetriableError) else None
-        if wait and wait > MAX_INLINE_WAIT_SECONDS:
-            self.redis.set(PAUSE_KEY, str(error), ex=math.ceil(wait))
-
-    def _check_not_paused(self, operation: str) -> None:
-        remaining = self.redis.ttl(PAUSE_KEY)
-        if remaining and remaining > 0:
-            why = text(self.redis.get(PAUSE_KEY) or b"")
-            msg = f"HubSpot calls are paused for {remaining}s more: {why}"
-            raise CrmRetriableError(CRM, operation, msg, 429, float(remaining))
-
-    def _inline_wait(self, error: CrmError, attempt: int) -> float | None:
-        if not isinstance(error, CrmRetriableError) or attempt + 1 >= MAX_ATTEMPTS:
-            return None
-        wait = error.retry_after_seconds
-        if wait is None:
-            wait = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
-        return wait if wait <= MAX_INLINE_WAIT_SECONDS else None
+        return self.transport.client()
 
     def _timeout(self) -> float:
         return self.settings.request_timeout_seconds
@@ -269,7 +197,7 @@ class HubSpotCrm:
             record.id,
             email,
             name or email,
-            _primary_company(record),
+            primary_company(record),
             values.get("jobtitle"),
             bool(roles & set(self.settings.champion_values)),
         )
@@ -335,7 +263,7 @@ class HubSpotCrm:
             response = self._update_companies(body)
             done = {record.id for record in response.results or []}
             written.extend(u.crm_id for u in batch if u.crm_id in done)
-            reasons = _error_reasons(getattr(response, "errors", None) or [])
+            reasons = error_reasons(getattr(response, "errors", None) or [])
             for update in batch:
                 if update.crm_id not in done:
                     rejected[update.crm_id] = reasons.get(update.crm_id) or reasons.get(
@@ -416,61 +344,15 @@ class HubSpotCrm:
         url = f"{self.settings.base_url.rstrip('/')}{SEQUENCES_PATH}"
 
         def enroll(_: HubSpot) -> dict[str, Any]:
-            return _checked(
+            return checked(
                 requests.post(
                     url,
                     params={"userId": owner.user_id},
                     json=body,
                     timeout=self._timeout(),
-                    headers={"Authorization": f"Bearer {self._client_token}"},
+                    headers={"Authorization": f"Bearer {self.transport.token}"},
                 )
             )
 
         answer = self._call("enroll_in_sequence", enroll)
         return str(answer.get("id", ""))
-
-
-class _HttpAnswerError(Exception):
-    """A non-2xx answer from api_request, shaped like the SDK's ApiException for translate()."""
-
-    def __init__(self, status: int, body: str, headers: dict[str, str]) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status, self.body, self.headers = status, body, headers
-
-
-def _checked(response: requests.Response) -> dict[str, Any]:
-    if response.status_code >= 300:  # noqa: PLR2004 - any non-2xx answer is a failure here
-        if response.status_code == 403:  # noqa: PLR2004 - no sequences scope or paid seat
-            raise _FeatureMissingError(response.text)
-        raise _HttpAnswerError(response.status_code, response.text, dict(response.headers))
-    return response.json() if response.content else {}
-
-
-class _FeatureMissingError(CrmFeatureUnavailableError):
-    def __init__(self, body: str) -> None:
-        error = json.loads(body) if body.startswith("{") else {}
-        message = error.get("message") or "HubSpot refused the sequences API"
-        super().__init__(CRM, "enroll_in_sequence", f"{message} [{error.get('category', '')}]", 403)
-
-
-def _primary_company(record: Any) -> str | None:  # noqa: ANN401 - the SDK's models are untyped
-    """The contact's primary company id from an associations read, else its first company."""
-    associations = getattr(record, "associations", None) or {}
-    companies = associations.get("companies")
-    results = getattr(companies, "results", None) or []
-    primary = [r.id for r in results if getattr(r, "type", "") == "contact_to_company"]
-    ids = primary or [r.id for r in results]
-    return str(ids[0]) if ids else None
-
-
-def _error_reasons(errors: Sequence[Any]) -> dict[str, str]:
-    """Map record ids named in a 207's errors to HubSpot's message ('*' when none are named)."""
-    reasons: dict[str, str] = {}
-    for error in errors:
-        message = f"{error.message} [{error.category}]"
-        ids = (error.context or {}).get("ids") or []
-        for record_id in ids:
-            reasons[str(record_id)] = message
-        if not ids:
-            reasons.setdefault("*", message)
-    return reasons

@@ -111,14 +111,14 @@ def _create_unless_present(
     crm: HubSpotCrm, what: str, get: Callable[[Any], Any], create: Callable[[Any], Any]
 ) -> bool:
     try:
-        crm._call(f"get {what}", get)  # noqa: SLF001 - provisioning is part of the adapter
+        crm.transport.call(f"get {what}", get)
     except CrmError as exc:
         if exc.status != NOT_FOUND:
             raise
     else:
         return False
     try:
-        crm._call(f"create {what}", create)  # noqa: SLF001 - provisioning is part of the adapter
+        crm.transport.call(f"create {what}", create)
     except CrmError as exc:
         if exc.status == CONFLICT:  # created meanwhile by someone else: that is fine
             return False

@@ -1,0 +1,117 @@
+"""How every HubSpot call is made: the SDK client, the shared rate limit, waits and retries.
+
+Each call waits for a slot in the shared Redis rate limit, then retries what HubSpot says is
+temporary (429 with the wait it asks for, 423, 5xx, timeouts) a few times in-process; a wait too
+long to hold a worker (the daily limit) pauses every worker's calls through Redis, and the error
+is raised for RQ to retry later. Refusals become CrmFatalError with HubSpot's message and
+correlationId. hubspot-api-client's own urllib3 retry is left off: it never retries POST
+(reference/hubspot.md 7).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from hubspot import HubSpot
+from redis import Redis
+
+from adapters.hubspot.auth import TokenSource
+from adapters.hubspot.errors import CRM, translate
+from adapters.ratelimit import SharedRateLimit
+from integration.config import HubSpotCrm as HubSpotSettings
+from integration.errors import CrmError, CrmRetriableError
+from integration.keys import text
+
+logger = logging.getLogger(__name__)
+
+# Waits longer than this are left to RQ's retry instead of holding a worker.
+MAX_INLINE_WAIT_SECONDS = 15.0
+MAX_ATTEMPTS = 4
+BACKOFF_SECONDS = (1.0, 2.0, 4.0)
+PAUSE_KEY = "ci:crm:hubspot:paused"
+T = TypeVar("T")
+
+
+@dataclass
+class HubSpotTransport:
+    settings: HubSpotSettings
+    tokens: TokenSource
+    redis: Redis
+    sleep: Callable[[float], None] = time.sleep
+    token: str = field(default="", init=False, repr=False)
+    _client: HubSpot | None = field(default=None, init=False, repr=False)
+    _limit: SharedRateLimit = field(init=False, repr=False)
+    _search_limit: SharedRateLimit = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rate = self.settings.rate_limit
+        self._limit = SharedRateLimit(
+            "hubspot", rate.requests, rate.per_seconds, self.redis, self.sleep
+        )
+        self._search_limit = SharedRateLimit(
+            "hubspot-search", rate.search_per_second, 1, self.redis, self.sleep
+        )
+
+    def client(self) -> HubSpot:
+        """The SDK client, rebuilt when an OAuth token is refreshed (its APIs copy the token)."""
+        token = self.tokens.token()
+        if self._client is None or token != self.token:
+            base = self.settings.base_url.rstrip("/")
+            self._client = HubSpot(access_token=token, host=base, base_url=base)
+            self.token = token
+        return self._client
+
+    def call(self, operation: str, send: Callable[[HubSpot], T], search: bool = False) -> T:
+        self._check_not_paused(operation)
+        for attempt in range(MAX_ATTEMPTS):
+            (self._search_limit if search else self._limit).acquire()
+            try:
+                return send(self.client())
+            except CrmError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - translated below, or re-raised untouched
+                error = translate(exc, operation)
+                if error is None:
+                    raise
+                wait = self._inline_wait(error, attempt)
+                if wait is None:
+                    self._pause_if_long(error)
+                    raise error from exc
+                logger.warning(
+                    "HubSpot asked us to wait; retrying",
+                    extra={
+                        "crm": CRM,
+                        "operation": operation,
+                        "wait_s": wait,
+                        "status": error.status,
+                    },
+                )
+                self.sleep(wait)
+        msg = "unreachable: the last attempt raises"
+        raise AssertionError(msg)
+
+    def _pause_if_long(self, error: CrmError) -> None:
+        """A long wait (the daily limit) holds every worker's calls, not just this one's."""
+        wait = error.retry_after_seconds if isinstance(error, CrmRetriableError) else None
+        if wait and wait > MAX_INLINE_WAIT_SECONDS:
+            self.redis.set(PAUSE_KEY, str(error), ex=math.ceil(wait))
+
+    def _check_not_paused(self, operation: str) -> None:
+        remaining = self.redis.ttl(PAUSE_KEY)
+        if remaining and remaining > 0:
+            why = text(self.redis.get(PAUSE_KEY) or b"")
+            msg = f"HubSpot calls are paused for {remaining}s more: {why}"
+            raise CrmRetriableError(CRM, operation, msg, 429, float(remaining))
+
+    def _inline_wait(self, error: CrmError, attempt: int) -> float | None:
+        if not isinstance(error, CrmRetriableError) or attempt + 1 >= MAX_ATTEMPTS:
+            return None
+        wait = error.retry_after_seconds
+        if wait is None:
+            wait = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
+        return wait if wait <= MAX_INLINE_WAIT_SECONDS else None
