@@ -1,10 +1,7 @@
 """HubSpot as a CRM behind the protocol: companies, contacts, tasks, notes, sequences.
 
-Every call waits for a slot in the shared Redis rate limit, then goes through `_call`, which
-retries what HubSpot says is temporary (429 with the wait it asks for, 423, 5xx, timeouts) a few
-times in-process and otherwise raises the translated error: CrmRetriableError for RQ to retry
-later, CrmFatalError (with HubSpot's message and correlationId) for the failed registry.
-hubspot-api-client's own urllib3 retry is left off: it never retries POST (reference/hubspot.md 7).
+Each operation builds HubSpot's wire body (mapping.py) and sends it through the transport
+(transport.py), which owns the shared rate limit, waits, retries and error translation.
 """
 
 from __future__ import annotations
