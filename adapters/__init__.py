@@ -18,6 +18,13 @@ def build_adapter(config: Config, redis: Redis) -> CrmAdapter:
         return SandboxCrm.open(sandbox.path, config.account_match.crm_field, sandbox.seed_file)
     if config.crm.kind == "hubspot":
         return _hubspot(config, redis)
+    if config.crm.kind == "salesforce":
+        from adapters.salesforce.adapter import SalesforceCrm
+        from adapters.salesforce.login import login_with
+
+        settings = config.crm.salesforce
+        login = login_with(settings, config.secret)
+        return SalesforceCrm(settings, config.account_match.crm_field, login, redis)
     path, msg = "crm.kind", f"the {config.crm.kind} adapter is not part of this build yet"
     raise ConfigError(path, msg)
 

@@ -86,6 +86,16 @@ class SequenceEnrollment:
     owner_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class OwnerNotification:
+    """An alert to the account owner in the CRM itself (Salesforce custom notification)."""
+
+    owner_id: str
+    title: str
+    body: str
+    account_crm_id: str
+
+
 class CrmAdapter(Protocol):
     """What the service needs from a CRM. Batch methods take many records per call."""
 
@@ -118,6 +128,10 @@ class CrmAdapter(Protocol):
         ...
 
     def create_note(self, note: NoteRequest) -> str: ...
+
+    def notify_owner(self, notification: OwnerNotification) -> str:
+        """Send it and return an id; CrmFeatureUnavailableError if the CRM cannot."""
+        ...
 
     def enroll_in_sequence(self, enrollment: SequenceEnrollment) -> str:
         """Enroll and return the enrollment id; CrmFeatureUnavailableError if the CRM cannot."""

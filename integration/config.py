@@ -8,7 +8,7 @@ they are set.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -16,8 +16,13 @@ CrmKind = Literal["sandbox", "hubspot", "salesforce"]
 Priority = Literal["low", "medium", "high"]
 # The CRMs whose adapter ships in this build; the others are accepted by the schema so the error
 # can say plainly that the adapter is missing rather than that the word is wrong.
-AVAILABLE_CRMS = frozenset({"sandbox", "hubspot"})
+AVAILABLE_CRMS = frozenset({"sandbox", "hubspot", "salesforce"})
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
+
+
+# A CRM field's API name (HubSpot property or Salesforce field): these end up in SOQL, so nothing
+# but letters, digits and underscores.
+ApiName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=100)]
 
 
 class _Strict(BaseModel):
@@ -74,14 +79,65 @@ class HubSpotCrm(_Strict):
     webhook: HubSpotWebhook | None = None
 
 
+class SalesforceAuth(_Strict):
+    """How we log in. JWT bearer or client credentials for a service; the password flow uses the
+    SOAP login() that Salesforce retires in Summer '27 (off by default in orgs from Winter '26)."""
+
+    flow: Literal["jwt", "client_credentials", "password"] = "jwt"
+    # Login host prefix: "login", "test" (sandboxes) or "<MyDomain>.my" (required for
+    # client credentials).
+    domain: str = "login"
+    username_env: str = "SALESFORCE_USERNAME"
+    consumer_key_env: str = "SALESFORCE_CONSUMER_KEY"
+    private_key_env: str = "SALESFORCE_PRIVATE_KEY"  # PEM text (jwt)
+    consumer_secret_env: str = "SALESFORCE_CONSUMER_SECRET"  # noqa: S105 - a variable's name
+    password_env: str = "SALESFORCE_PASSWORD"  # noqa: S105 - a variable's name
+    security_token_env: str = "SALESFORCE_SECURITY_TOKEN"  # noqa: S105 - a variable's name
+
+    def secret_envs(self) -> dict[str, str]:
+        """The variables this flow needs, by key name."""
+        wanted = {
+            "jwt": ("username_env", "consumer_key_env", "private_key_env"),
+            "client_credentials": ("consumer_key_env", "consumer_secret_env"),
+            "password": ("username_env", "password_env", "security_token_env"),
+        }[self.flow]
+        return {key: getattr(self, key) for key in wanted}
+
+
+class SalesforceOutbound(_Strict):
+    # Outbound messages carry no signature: we only take those from this org (18-character Id).
+    organization_id: str = Field(min_length=15, max_length=18)
+
+
+class SalesforceCrm(_Strict):
+    auth: SalesforceAuth = SalesforceAuth()
+    api_version: str = Field("62.0", pattern=r"^\d{2}\.0$")
+    # Where a people signal's company domain is looked up on Account.
+    account_domain_field: ApiName = "Website"
+    # An Account lookup to a User (e.g. CSM__c) used when the Account's OwnerId is not wanted.
+    owner_field: ApiName | None = None
+    # A Contact checkbox or picklist marking champions, and the values that count.
+    champion_field: ApiName | None = None
+    champion_values: tuple[str, ...] = ("true", "Champion")
+    # A Task text field holding our idempotency key, so an ambiguous retry finds the task.
+    task_key_field: ApiName | None = None
+    # DeveloperName of the CustomNotificationType for owner notifications.
+    notification_type: str | None = None
+    # Stop non-urgent writes (field updates) once this share of the daily API allocation is used.
+    api_budget_share: float = Field(0.8, gt=0, le=1)
+    request_timeout_seconds: float = Field(30, gt=0, le=600)
+    outbound: SalesforceOutbound | None = None
+
+
 class CrmConfig(_Strict):
     kind: CrmKind = "sandbox"
     sandbox: SandboxCrm = SandboxCrm()
     hubspot: HubSpotCrm = HubSpotCrm()
+    salesforce: SalesforceCrm = SalesforceCrm()
 
 
 class AccountMatch(_Strict):
-    crm_field: str = Field(
+    crm_field: ApiName = Field(
         "product_account_id",
         description="HubSpot company property or Salesforce Account external-id field that "
         "holds the product's account id.",
@@ -92,11 +148,11 @@ class AccountMatch(_Strict):
 class FieldMap(_Strict):
     """CRM field that receives each computed value; null means do not write it."""
 
-    risk_level: str | None = "churn_risk_level"
-    risk_reasons: str | None = "churn_risk_reasons"
-    usage_trend_pct: str | None = "usage_trend_pct"
-    license_utilization_pct: str | None = "license_utilization_pct"
-    last_active_date: str | None = "last_product_activity_date"
+    risk_level: ApiName | None = "churn_risk_level"
+    risk_reasons: ApiName | None = "churn_risk_reasons"
+    usage_trend_pct: ApiName | None = "usage_trend_pct"
+    license_utilization_pct: ApiName | None = "license_utilization_pct"
+    last_active_date: ApiName | None = "last_product_activity_date"
 
 
 class Owners(_Strict):
@@ -154,6 +210,8 @@ class PlaybookSettings(_Strict):
     cooldown_days: int | None = Field(None, ge=0, le=365)
     # Enroll the signal's contact in this HubSpot sequence (or Salesforce cadence) as well.
     sequence_id: str | None = None
+    # Also send the owner a notification (Salesforce custom notification) pointing at the account.
+    notify_owner: bool = False
 
 
 class Config(_Strict):

@@ -25,6 +25,7 @@ from integration.config import (
     HubSpotCrm,
     HubSpotOAuth,
     HubSpotWebhook,
+    SalesforceAuth,
     SandboxCrm,
     Webhooks,
     WebhookSource,
@@ -215,6 +216,14 @@ def _secret_refs(raw: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
                 "client_secret_env", HubSpotWebhook().client_secret_env
             )
             refs.append(("crm.hubspot.webhook.client_secret_env", secret_env, False))
+    if _section(raw, "crm").get("kind") == "salesforce":
+        auth = _section(raw, "crm", "salesforce", "auth")
+        try:
+            flow = SalesforceAuth.model_validate(auth)
+        except ValidationError:
+            return refs  # the schema error is reported already
+        for key, env_name in flow.secret_envs().items():
+            refs.append((f"crm.salesforce.auth.{key}", env_name, False))
     return refs
 
 

@@ -14,12 +14,12 @@ import logging
 from dataclasses import replace
 from datetime import date, datetime
 
-from adapters.protocol import NoteRequest, SequenceEnrollment, TaskRequest
+from adapters.protocol import NoteRequest, OwnerNotification, SequenceEnrollment, TaskRequest
 from integration import keys
 from integration.bootstrap import Context
 from integration.errors import CrmFatalError, CrmFeatureUnavailableError, CrmRetriableError
 from integration.metrics import count
-from playbooks.actions import Action, CreateNote, CreateTask, EnrollInSequence
+from playbooks.actions import Action, CreateNote, CreateTask, EnrollInSequence, NotifyOwner
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ def _perform(context: Context, action: Action, now: datetime, look_first: bool) 
         task_id = found or _create_task(context, action)
         _remember_task(context, action, task_id)
         return task_id
+    if isinstance(action, NotifyOwner):
+        return _notify(context, action)
     if isinstance(action, CreateNote):
         return context.crm.create_note(
             NoteRequest(
@@ -115,6 +117,21 @@ def _remember_task(context: Context, action: CreateTask, task_id: str) -> None:
     pipe.expire(keys.crm_task(context.crm.name, task_id), DONE_KEEP_SECONDS)
     pipe.sadd(keys.open_tasks(action.account_id), task_id)
     pipe.execute()
+
+
+def _notify(context: Context, action: NotifyOwner) -> str:
+    notification = OwnerNotification(
+        action.owner_id, action.title, action.body, action.account_crm_id
+    )
+    try:
+        return context.crm.notify_owner(notification)
+    except CrmFeatureUnavailableError as exc:
+        # The playbook's task already reaches the owner; a second task would only repeat it.
+        logger.warning(
+            "owner notification not possible; the task stands in for it",
+            extra={"account_id": action.account_id, "why": str(exc)},
+        )
+        return f"unavailable: {exc}"
 
 
 def _contact_id(context: Context, email: str | None) -> str | None:

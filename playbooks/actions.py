@@ -54,4 +54,17 @@ class EnrollInSequence:
     fallback: CreateTask
 
 
-Action = CreateTask | CreateNote | EnrollInSequence
+@dataclass(frozen=True, slots=True)
+class NotifyOwner:
+    """Alert the owner in the CRM (a Salesforce custom notification) about the account."""
+
+    idempotency_key: str
+    playbook: str
+    account_id: str
+    account_crm_id: str
+    owner_id: str
+    title: str
+    body: str
+
+
+Action = CreateTask | CreateNote | EnrollInSequence | NotifyOwner

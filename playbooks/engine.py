@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from adapters.protocol import CrmAccount
 from integration.config import PlaybookSettings
 from integration.risk import Reason, RiskAssessment
-from playbooks.actions import Action, CreateNote, CreateTask, EnrollInSequence
+from playbooks.actions import Action, CreateNote, CreateTask, EnrollInSequence, NotifyOwner
 
 _TEMPLATES = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True)  # noqa: S701 - CRM task text is plain text, not HTML
 SATURDAY = 5
@@ -61,6 +61,7 @@ class Playbook:
     body: Template
     note: Template | None = None
     sequence_id: str | None = None
+    notify_owner: bool = False
 
 
 def load_catalogue() -> dict[str, PlaybookDefinition]:
@@ -104,6 +105,7 @@ def resolve_playbooks(
                 body=_TEMPLATES.from_string(task.body),
                 note=_TEMPLATES.from_string(definition.note) if definition.note else None,
                 sequence_id=settings.sequence_id,
+                notify_owner=settings.notify_owner,
             )
         )
     return playbooks
@@ -180,6 +182,21 @@ class _Work:
             )
         if self.playbook.sequence_id and email:
             actions.append(self.enrollment(self.playbook.sequence_id, email))
+        owner = self.owner()
+        if self.playbook.notify_owner and owner:
+            task = actions[0]
+            assert isinstance(task, CreateTask)  # noqa: S101 - the first action is the task
+            actions.append(
+                NotifyOwner(
+                    self.key("notify"),
+                    self.playbook.name,
+                    self.account_id,
+                    self.account.crm_id,
+                    owner,
+                    task.subject,
+                    self.reason.text,
+                )
+            )
         return actions
 
     def task(self) -> CreateTask:

@@ -27,12 +27,13 @@ from adapters.protocol import (
     CrmContact,
     FieldUpdate,
     NoteRequest,
+    OwnerNotification,
     SequenceEnrollment,
     TaskRequest,
     WriteResult,
 )
 from integration.config import HubSpotCrm as HubSpotSettings
-from integration.errors import CrmError
+from integration.errors import CrmError, CrmFeatureUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +322,11 @@ class HubSpotCrm:
             ),
         )
         return str(record.id)
+
+    def notify_owner(self, notification: OwnerNotification) -> str:
+        """HubSpot has no API to send a user a notification; its task assignment already does."""
+        msg = "HubSpot has no API for owner notifications; the owner is notified of the task"
+        raise CrmFeatureUnavailableError(CRM, "notify_owner", msg)
 
     def enroll_in_sequence(self, enrollment: SequenceEnrollment) -> str:
         owner = self._call(

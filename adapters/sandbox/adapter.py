@@ -25,6 +25,7 @@ from adapters.protocol import (
     CrmContact,
     FieldUpdate,
     NoteRequest,
+    OwnerNotification,
     SequenceEnrollment,
     TaskRequest,
     WriteResult,
@@ -52,6 +53,10 @@ create index if not exists tasks_by_key on tasks (idempotency_key);
 create table if not exists notes (
     id text primary key, body text not null, company_id text not null, contact_id text,
     owner_id text, created_at text not null
+);
+create table if not exists notifications (
+    id text primary key, owner_id text not null, title text not null, body text not null,
+    company_id text not null, created_at text not null
 );
 create table if not exists enrollments (
     id text primary key, contact_id text not null, sequence_id text not null,
@@ -266,6 +271,22 @@ class SandboxCrm:
                     note.contact_crm_id,
                     note.owner_id,
                     note.timestamp.isoformat(),
+                ),
+            )
+        return crm_id
+
+    def notify_owner(self, notification: OwnerNotification) -> str:
+        crm_id = uuid.uuid4().hex[:12]
+        with self._db() as db:
+            db.execute(
+                "insert into notifications values (?, ?, ?, ?, ?, ?)",
+                (
+                    crm_id,
+                    notification.owner_id,
+                    notification.title,
+                    notification.body,
+                    notification.account_crm_id,
+                    datetime.now(UTC).isoformat(),
                 ),
             )
         return crm_id

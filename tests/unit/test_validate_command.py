@@ -57,7 +57,7 @@ fields: {risk_level: 5}
     code, output = run_validate(tmp_path, text, {"JOB_CHANGES_WEBHOOK_SECRET": SECRET})
     assert code == 1
     assert output.splitlines() == [
-        "config.yaml: 6 error(s)",
+        "config.yaml: 8 error(s)",
         "  fields.risk_level: input should be a valid string, got 5",
         "      hint: the default is 'churn_risk_level'; leave the key out to use it",
         "  risk.usage_drop.window_days: input should be a valid integer, unable to parse string "
@@ -67,13 +67,19 @@ fields: {risk_level: 5}
         "      hint: did you mean 'drop_pct'? allowed keys: baseline_days, drop_pct, enabled, "
         "min_baseline_daily_users, small_account_max_users, small_account_window_days, "
         "window_days",
-        "  crm.kind: the salesforce adapter is not part of this build yet",
-        "      hint: use one of: hubspot, sandbox",
         "  playbooks.usage_drop_checkn: unknown playbook 'usage_drop_checkn'",
         "      hint: did you mean 'usage_drop_checkin'? known playbooks: "
         "champion_left_multithread, usage_drop_checkin",
         "  webhooks.usage.secret_env: environment variable NOPE_SECRET is not set",
         "      hint: export NOPE_SECRET=whsec_<base64 secret shared with the sender>",
+        "  crm.salesforce.auth.username_env: environment variable SALESFORCE_USERNAME is not set",
+        "      hint: export SALESFORCE_USERNAME=...",
+        "  crm.salesforce.auth.consumer_key_env: environment variable SALESFORCE_CONSUMER_KEY "
+        "is not set",
+        "      hint: export SALESFORCE_CONSUMER_KEY=...",
+        "  crm.salesforce.auth.private_key_env: environment variable SALESFORCE_PRIVATE_KEY "
+        "is not set",
+        "      hint: export SALESFORCE_PRIVATE_KEY=...",
     ]
 
 

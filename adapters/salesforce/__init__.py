@@ -1,0 +1,1 @@
+"""Salesforce behind the CRM protocol, through simple-salesforce."""

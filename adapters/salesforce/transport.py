@@ -1,0 +1,123 @@
+"""How every Salesforce call is made: login, the API budget, waits and retries.
+
+- Login is lazy (the first call) with the configured flow; simple-salesforce logs in again and
+  retries once a session expires (401 INVALID_SESSION_ID).
+- After each call the `Sforce-Limit-Info` header (`sf.api_usage`) is kept in Redis, shared by all
+  workers; non-urgent writes stop once `api_budget_share` of the daily allocation is used.
+- REQUEST_LIMIT_EXCEEDED pauses every worker's calls for the wait it implies, instead of
+  hammering; short waits (a locked row, a 5xx) are retried in-process with back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import requests
+from redis import Redis
+from simple_salesforce.api import Salesforce
+
+from adapters.salesforce.errors import CRM, translate
+from integration.config import SalesforceCrm as SalesforceSettings
+from integration.errors import CrmError, CrmRetriableError
+from integration.keys import text
+
+logger = logging.getLogger(__name__)
+
+MAX_INLINE_WAIT_SECONDS = 15.0
+MAX_ATTEMPTS = 3
+BACKOFF_SECONDS = (1.0, 2.0)
+PAUSE_KEY = "ci:crm:salesforce:paused"
+USAGE_KEY = "ci:crm:salesforce:api_usage"
+BUDGET_WAIT_SECONDS = 1800.0
+T = TypeVar("T")
+
+
+@dataclass
+class SalesforceTransport:
+    settings: SalesforceSettings
+    login: Callable[[requests.Session], Salesforce]
+    redis: Redis
+    sleep: Callable[[float], None] = time.sleep
+    _client: Salesforce | None = field(default=None, init=False, repr=False)
+
+    def client(self) -> Salesforce:
+        if self._client is None:
+            self._client = self.login(requests.Session())
+        return self._client
+
+    def call(self, operation: str, send: Callable[[Salesforce], T], urgent: bool = True) -> T:
+        self._check_not_paused(operation)
+        if not urgent:
+            self._check_budget(operation)
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                client = self.client()
+                result = send(client)
+            except CrmError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - translated below, or re-raised untouched
+                error = translate(exc, operation)
+                if error is None:
+                    raise
+                wait = self._inline_wait(error, attempt)
+                if wait is None:
+                    self._pause_if_long(error)
+                    raise error from exc
+                logger.warning(
+                    "Salesforce asked us to wait; retrying",
+                    extra={"crm": CRM, "operation": operation, "wait_s": wait},
+                )
+                self.sleep(wait)
+            else:
+                self._record_usage(client)
+                return result
+        msg = "unreachable: the last attempt raises"
+        raise AssertionError(msg)
+
+    def api_usage(self) -> tuple[int, int] | None:
+        raw = self.redis.hgetall(USAGE_KEY)
+        if not raw:
+            return None
+        return int(text(raw[b"used"])), int(text(raw[b"total"]))
+
+    def _record_usage(self, client: Salesforce) -> None:
+        usage = (getattr(client, "api_usage", None) or {}).get("api-usage")
+        if usage is not None:
+            self.redis.hset(USAGE_KEY, mapping={"used": usage.used, "total": usage.total})
+
+    def _check_budget(self, operation: str) -> None:
+        usage = self.api_usage()
+        if usage is None or not usage[1]:
+            return
+        used, total = usage
+        if used / total >= self.settings.api_budget_share:
+            msg = (
+                f"{used} of the org's {total} daily API requests are used, past the "
+                f"{self.settings.api_budget_share:.0%} kept for non-urgent writes"
+            )
+            raise CrmRetriableError(CRM, operation, msg, None, BUDGET_WAIT_SECONDS)
+
+    def _pause_if_long(self, error: CrmError) -> None:
+        wait = error.retry_after_seconds if isinstance(error, CrmRetriableError) else None
+        if wait and wait > MAX_INLINE_WAIT_SECONDS:
+            self.redis.set(PAUSE_KEY, str(error), ex=math.ceil(wait))
+
+    def _check_not_paused(self, operation: str) -> None:
+        remaining = self.redis.ttl(PAUSE_KEY)
+        if remaining and remaining > 0:
+            why = text(self.redis.get(PAUSE_KEY) or b"")
+            msg = f"Salesforce calls are paused for {remaining}s more: {why}"
+            raise CrmRetriableError(CRM, operation, msg, 403, float(remaining))
+
+    def _inline_wait(self, error: CrmError, attempt: int) -> float | None:
+        if not isinstance(error, CrmRetriableError) or attempt + 1 >= MAX_ATTEMPTS:
+            return None
+        wait = error.retry_after_seconds
+        if wait is None:
+            wait = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
+        return wait if wait <= MAX_INLINE_WAIT_SECONDS else None
