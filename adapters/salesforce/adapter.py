@@ -26,7 +26,7 @@ from adapters.protocol import (
     TaskRequest,
     WriteResult,
 )
-from adapters.salesforce.errors import CRM, TRANSIENT_CODES, first_error
+from adapters.salesforce.errors import CRM, LOCKED_ROW_WAIT_SECONDS, TRANSIENT_CODES, first_error
 from adapters.salesforce.transport import SalesforceTransport
 from integration.config import SalesforceCrm as SalesforceSettings
 from integration.errors import CrmError, CrmFatalError, CrmFeatureUnavailableError
@@ -164,16 +164,18 @@ class SalesforceCrm:
         written: list[str] = []
         rejected: dict[str, str] = {}
         for batch in chunks(list(updates), SALESFORCE_COLLECTION_LIMIT):
-            retry = self._update_collection(batch, written, rejected)
+            retry = self._update_collection(batch, written, rejected, final=False)
             if retry:
-                self.sleep(2.0)
-                rejected_again: dict[str, str] = {}
-                self._update_collection(retry, written, rejected_again)
-                rejected |= rejected_again
+                self.sleep(LOCKED_ROW_WAIT_SECONDS)
+                self._update_collection(retry, written, rejected, final=True)
         return WriteResult(tuple(written), rejected)
 
     def _update_collection(
-        self, batch: Sequence[FieldUpdate], written: list[str], rejected: dict[str, str]
+        self,
+        batch: Sequence[FieldUpdate],
+        written: list[str],
+        rejected: dict[str, str],
+        final: bool,
     ) -> list[FieldUpdate]:
         body = {
             "allOrNone": False,
@@ -195,9 +197,10 @@ class SalesforceCrm:
                 written.append(update.crm_id)
                 continue
             code, message = first_error(result.get("errors"))
-            if code in TRANSIENT_CODES:
+            if code in TRANSIENT_CODES and not final:
                 retry.append(update)
-            rejected[update.crm_id] = f"{code}: {message}"
+            else:
+                rejected[update.crm_id] = f"{code}: {message}"
         return retry
 
     def create_task(self, task: TaskRequest) -> str:
