@@ -39,7 +39,12 @@ def main() -> None:
 @main.command()
 @click.argument("config_file", required=False, type=click.Path(path_type=Path))
 @CONFIG_OPTION
-def validate(config_file: Path | None, config_path: Path) -> None:
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also check, in the CRM, that every mapped field exists and takes writes.",
+)
+def validate(config_file: Path | None, config_path: Path, online: bool) -> None:
     """Check a config file; print every error with its YAML path, or a summary."""
     path = config_file or config_path
     try:
@@ -52,6 +57,29 @@ def validate(config_file: Path | None, config_path: Path) -> None:
                 click.echo(f"      hint: {error.hint}", err=True)
         sys.exit(1)
     click.echo(_summary(path, config))
+    if online:
+        _validate_online(config)
+
+
+def _validate_online(config: Config) -> None:
+    if config.crm.kind != "salesforce":
+        click.echo(
+            f"  online: nothing to describe for {config.crm.kind} "
+            "(HubSpot: `integration provision` creates and checks the properties)"
+        )
+        return
+    from adapters.salesforce.adapter import SalesforceCrm
+    from adapters.salesforce.describe import check_fields
+
+    context = build_context(Settings(), config)
+    assert isinstance(context.crm, SalesforceCrm)  # noqa: S101 - crm.kind says so
+    problems = check_fields(context.crm, config)
+    for problem in problems:
+        click.echo(f"  {problem}", err=True)
+    if problems:
+        click.echo(f"{len(problems)} field problem(s) in the org", err=True)
+        sys.exit(1)
+    click.echo("  online: every mapped field exists in the org and takes writes")
 
 
 def _summary(path: Path, config: Config) -> str:
