@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from integration import keys
 from integration.bootstrap import Context
@@ -136,6 +137,112 @@ HANDLERS: dict[ChangeKind, Callable[[Context, CrmChange], str]] = {
     ChangeKind.CONTACT_TITLE_CHANGED: _contact_title_changed,
     ChangeKind.ACCOUNT_OWNER_CHANGED: _account_owner_changed,
     ChangeKind.TASK_COMPLETED: _task_completed,
+}
+
+
+SNAPSHOT_KEEP_SECONDS = 400 * 24 * 3600
+
+
+@crm_job
+def process_record_snapshot(payload: dict[str, Any]) -> str:
+    """A record's current values (a Salesforce outbound message): compare them with the last
+    values seen for it, act on what changed, then remember them.
+
+    Salesforce sends current values only, so the first message about a record is remembered and
+    nothing more; changes are seen from the second one on. Values are read when Salesforce sends,
+    so a late or repeated message carries current values and cannot undo a newer one.
+    """
+    context = current_context()
+    crm, fields = str(payload["crm"]), dict(payload["fields"])
+    key = keys.crm_snapshot(crm, fields["Id"])
+    before = {keys.text(k): keys.text(v) for k, v in context.redis.hgetall(key).items()}
+    derive = SNAPSHOT_RULES.get(str(payload["sobject_type"]))
+    changes = derive(crm, before, fields, str(payload["notification_id"])) if derive else []
+    results = [HANDLERS[change.kind](context, change) for change in changes]
+    pipe = context.redis.pipeline()
+    pipe.hset(key, mapping=fields)
+    pipe.expire(key, SNAPSHOT_KEEP_SECONDS)
+    pipe.execute()
+    return "; ".join(results) or ("remembered" if not before else "no change we act on")
+
+
+def _changed(before: dict[str, str], after: dict[str, str], name: str) -> bool:
+    """Known before, sent now, and different: a field the message omits has not changed."""
+    return bool(before.get(name)) and name in after and after[name] != before[name]
+
+
+def _change(
+    crm: str,
+    kind: ChangeKind,
+    after: dict[str, str],
+    notification_id: str,
+    value: str | None = None,
+    related: str | None = None,
+) -> CrmChange:
+    stamp = after.get("LastModifiedDate") or after.get("SystemModstamp")
+    occurred = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else _now()
+    return CrmChange(
+        crm=crm,
+        kind=kind,
+        subject_id=after["Id"],
+        occurred_at=occurred,
+        delivery_key=f"{notification_id}:{kind.value}",
+        value=value,
+        related_id=related,
+    )
+
+
+def _contact_snapshot(
+    crm: str, before: dict[str, str], after: dict[str, str], notification_id: str
+) -> list[CrmChange]:
+    changes = []
+    if _changed(before, after, "AccountId"):
+        changes.append(
+            _change(
+                crm,
+                ChangeKind.CONTACT_LEFT_ACCOUNT,
+                after,
+                notification_id,
+                related=before["AccountId"],
+            )
+        )
+    if _changed(before, after, "Title"):
+        changes.append(
+            _change(
+                crm, ChangeKind.CONTACT_TITLE_CHANGED, after, notification_id, value=after["Title"]
+            )
+        )
+    return changes
+
+
+def _account_snapshot(
+    crm: str, before: dict[str, str], after: dict[str, str], notification_id: str
+) -> list[CrmChange]:
+    if _changed(before, after, "OwnerId"):
+        return [
+            _change(
+                crm,
+                ChangeKind.ACCOUNT_OWNER_CHANGED,
+                after,
+                notification_id,
+                value=after["OwnerId"],
+            )
+        ]
+    return []
+
+
+def _task_snapshot(
+    crm: str, before: dict[str, str], after: dict[str, str], notification_id: str
+) -> list[CrmChange]:
+    if after.get("Status") == "Completed" and before.get("Status") != "Completed":
+        return [_change(crm, ChangeKind.TASK_COMPLETED, after, notification_id)]
+    return []
+
+
+SNAPSHOT_RULES: dict[str, Callable[[str, dict[str, str], dict[str, str], str], list[CrmChange]]] = {
+    "Contact": _contact_snapshot,
+    "Account": _account_snapshot,
+    "Task": _task_snapshot,
 }
 
 

@@ -105,8 +105,10 @@ class SalesforceAuth(_Strict):
 
 
 class SalesforceOutbound(_Strict):
-    # Outbound messages carry no signature: we only take those from this org (18-character Id).
+    # Outbound messages carry no signature: we only take those from this org (15 or 18 characters).
     organization_id: str = Field(min_length=15, max_length=18)
+    # A shared secret Salesforce puts in the endpoint URL (?token=...), the one way to add one.
+    token_env: str | None = None
 
 
 class SalesforceCrm(_Strict):

@@ -224,6 +224,9 @@ def _secret_refs(raw: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
             return refs  # the schema error is reported already
         for key, env_name in flow.secret_envs().items():
             refs.append((f"crm.salesforce.auth.{key}", env_name, False))
+        token_env = _section(raw, "crm", "salesforce", "outbound").get("token_env")
+        if token_env:
+            refs.append(("crm.salesforce.outbound.token_env", token_env, False))
     return refs
 
 

@@ -78,6 +78,11 @@ def change_seen(ordering_key: str) -> str:
     return f"{PREFIX}:change_seen:{hashlib.sha256(ordering_key.encode()).hexdigest()[:40]}"
 
 
+def crm_snapshot(crm: str, record_id: str) -> str:
+    """Hash: the last field values a CRM sent for a record (Salesforce sends no old values)."""
+    return f"{PREFIX}:crm_snapshot:{crm}:{record_id}"
+
+
 def playbook_last_fired(account_id: str) -> str:
     """Hash: playbook name -> ISO date it last created work for the account (cooldowns)."""
     return f"{PREFIX}:{account_tag(account_id)}:playbook_last_fired"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from datetime import datetime
 
 from redis import Redis
@@ -42,7 +44,23 @@ def enqueue_crm_change(redis: Redis, change: CrmChange) -> bool:
     )
 
 
-def _enqueue_once(redis: Redis, function: str, payload: dict[str, object], job_id: str) -> bool:
+def enqueue_record_snapshot(
+    redis: Redis, crm: str, sobject_type: str, fields: dict[str, str], notification_id: str
+) -> bool:
+    """Queue one record notification (Salesforce outbound message); False if seen before."""
+    digest = hashlib.sha256(f"{crm}\x00{notification_id}".encode()).hexdigest()[:40]
+    payload = {
+        "crm": crm,
+        "sobject_type": sobject_type,
+        "fields": fields,
+        "notification_id": notification_id,
+    }
+    return _enqueue_once(
+        redis, "integration.change_jobs.process_record_snapshot", payload, f"record-{digest}"
+    )
+
+
+def _enqueue_once(redis: Redis, function: str, payload: Mapping[str, object], job_id: str) -> bool:
     """The job id is the dedupe key: kept for a week after the job ends, it drops re-deliveries."""
     try:
         queue(SIGNALS, redis).enqueue(
