@@ -79,6 +79,9 @@ class HubSpotCrm(_Strict):
     webhook: HubSpotWebhook | None = None
 
 
+SOAP_LOGIN_LAST_VERSION = 64.0
+
+
 class SalesforceAuth(_Strict):
     """How we log in. JWT bearer or client credentials for a service; the password flow uses the
     SOAP login() that Salesforce retires in Summer '27 (off by default in orgs from Winter '26)."""
@@ -129,6 +132,17 @@ class SalesforceCrm(_Strict):
     api_budget_share: float = Field(0.8, gt=0, le=1)
     request_timeout_seconds: float = Field(30, gt=0, le=600)
     outbound: SalesforceOutbound | None = None
+
+    @model_validator(mode="after")
+    def _password_flow_needs_an_old_api(self) -> SalesforceCrm:
+        # SOAP login() is not available in API 65.0 and later (reference/salesforce.md 1).
+        if self.auth.flow == "password" and float(self.api_version) >= SOAP_LOGIN_LAST_VERSION + 1:
+            msg = (
+                f"the password flow logs in with SOAP login(), which API {self.api_version} no "
+                "longer has: use auth.flow jwt or client_credentials, or api_version 64.0"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class CrmConfig(_Strict):

@@ -114,6 +114,12 @@ fields: {risk_level: 5}
             "  crm.sandbox.seed_file: no file at 'no/such/seed.yaml'",
         ),
         (
+            "crm: {kind: salesforce, salesforce: {auth: {flow: password}, api_version: '65.0'}}",
+            BOTH_SECRETS,
+            "  crm.salesforce: the password flow logs in with SOAP login(), which API 65.0 no "
+            "longer has: use auth.flow jwt or client_credentials, or api_version 64.0",
+        ),
+        (
             "crm: {kind: pipedrive}",
             BOTH_SECRETS,
             "  crm.kind: input should be 'sandbox', 'hubspot' or 'salesforce', got 'pipedrive'",
