@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import platform
+import re
 import time
 from typing import Any
 
@@ -53,9 +53,7 @@ def measure(accounts: int, redis: Redis) -> dict[str, float]:
             json={"access_token": "t", "instance_url": INSTANCE},
         )
         rsps.add_callback(responses.PATCH, f"{API}/composite/sobjects", callback=_collection_ok)
-        rsps.add(
-            responses.PATCH, __import__("re").compile(rf"{API}/sobjects/Account/.*"), status=204
-        )
+        rsps.add(responses.PATCH, re.compile(rf"{API}/sobjects/Account/.*"), status=204)
         crm.transport.client()  # log in before counting
         before = len(rsps.calls)
         started = time.perf_counter()
