@@ -179,10 +179,21 @@ class WebhookSource(_Strict):
     secret_env: str = Field(min_length=1)
 
 
+class SegmentSource(_Strict):
+    """Segment's Webhooks destination (classic or Actions)."""
+
+    # Set the same shared secret in Segment; without one, deliveries are not authenticated.
+    shared_secret_env: str | None = None
+    # Where the product account id sits when a message has no context.groupId, looked up in
+    # properties, then traits, then context.traits (dots reach into objects).
+    account_path: str = "company.id"
+
+
 class Webhooks(_Strict):
     # Names of environment variables, not secrets.
     usage: WebhookSource = WebhookSource(secret_env="USAGE_WEBHOOK_SECRET")  # noqa: S106
     job_changes: WebhookSource = WebhookSource(secret_env="JOB_CHANGES_WEBHOOK_SECRET")  # noqa: S106
+    segment: SegmentSource | None = None
     max_events_per_request: int = Field(1000, ge=1, le=10_000)
 
 

@@ -197,6 +197,9 @@ def _secret_refs(raw: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
                     True,
                 )
             )
+    segment_secret = _section(raw, "webhooks", "segment").get("shared_secret_env")
+    if segment_secret:
+        refs.append(("webhooks.segment.shared_secret_env", segment_secret, False))
     if _section(raw, "crm").get("kind") == "hubspot":
         hubspot = _section(raw, "crm", "hubspot")
         if "oauth" in hubspot:

@@ -103,6 +103,11 @@ def known_accounts() -> str:
     return f"{PREFIX}:known_accounts"
 
 
+def segment_user_groups() -> str:
+    """Hash: Segment user id -> group (account) id, learned from group calls."""
+    return f"{PREFIX}:segment:user_groups"
+
+
 def unmatched() -> str:
     """Hash: kind + reference -> what the CRM could not place (JSON with counts and dates)."""
     return f"{PREFIX}:unmatched"

@@ -11,7 +11,7 @@ from integration.config import Config
 from integration.logs import configure_logging
 from integration.metrics import RedisCounters
 from integration.settings import Settings
-from webhooks import hubspot, people, salesforce, usage
+from webhooks import hubspot, people, salesforce, segment, usage
 from webhooks.edge import redis, register_error_handlers
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.register_blueprint(people.bp)
     app.register_blueprint(hubspot.bp)
     app.register_blueprint(salesforce.bp)
+    app.register_blueprint(segment.bp)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/metrics", view_func=metrics)
     return app

@@ -1,0 +1,138 @@
+"""POST /webhooks/segment: Segment's own message shapes, its signature, and account attribution."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from redis import Redis
+
+from integration.bootstrap import read_config
+from integration.settings import Settings
+from webhooks.app import create_app
+
+SEGMENT = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "segment"
+SECRET = "abc123"  # the secret of Segment's own webhook test, and of our signature vectors
+
+
+def sample(name: str, **changes: Any) -> dict[str, Any]:
+    message = json.loads((SEGMENT / name).read_text())
+    fresh = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    return message | {"timestamp": fresh} | changes
+
+
+@pytest.fixture
+def client(config_file: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("SEGMENT_SECRET", SECRET)
+    config = yaml.safe_load(config_file.read_text())
+    config["webhooks"]["segment"] = {"shared_secret_env": "SEGMENT_SECRET"}
+    config_file.write_text(yaml.safe_dump(config))
+    settings = Settings(config=config_file, redis_url=redis_url)
+    app = create_app(settings, read_config(config_file))
+    yield app.test_client()
+    app.extensions["integration.redis"].close()
+
+
+def post(client: Any, body: str, signature: str | None = None) -> Any:
+    first = body
+    if body.lstrip().startswith("["):
+        _, end = json.JSONDecoder().raw_decode(body, 1)
+        first = body[1:end]
+    signature = signature or hmac.new(SECRET.encode(), first.encode(), hashlib.sha1).hexdigest()
+    return client.post(
+        "/webhooks/segment",
+        data=body,
+        headers={"Content-Type": "application/json", "X-Signature": signature},
+    )
+
+
+@pytest.mark.parametrize(
+    "case",
+    json.loads((SEGMENT / "signature-vectors.json").read_text())["cases"],
+    ids=["single", "actions-batch"],
+)
+def test_segments_signature_vectors_verify(client: Any, case: dict[str, str]) -> None:
+    body = (SEGMENT / case["body_file"]).read_text()
+    answer = post(client, body, case["x_signature"])
+    assert answer.status_code == 202, answer.json
+
+
+def test_a_tampered_or_unsigned_delivery_is_refused(client: Any, redis: Redis) -> None:
+    body = (SEGMENT / "signature-single-body.json").read_text()
+    vectors = json.loads((SEGMENT / "signature-vectors.json").read_text())["cases"]
+    tampered = post(client, body.replace("AiUGstSDIg", "AiUGstSDIh"), vectors[0]["x_signature"])
+    unsigned = client.post(
+        "/webhooks/segment", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert (tampered.status_code, unsigned.status_code) == (401, 401)
+    assert unsigned.json["message"] == "missing header X-Signature (a shared secret is configured)"
+    assert redis.dbsize() == 0
+
+
+def test_a_track_with_context_group_id_is_counted_for_that_account(
+    client: Any, redis: Redis
+) -> None:
+    message = sample("track-common-fields-with-context-groupid.json")
+    answer = post(client, json.dumps(message))
+    assert answer.json == {"status": "accepted", "events": 1, "unattributed": 0, "skipped": {}}
+    assert redis.smembers("ci:dirty_accounts") == {b"12345"}
+
+
+def test_a_group_call_ties_the_users_later_tracks_to_the_account(client: Any, redis: Redis) -> None:
+    group = sample("group.json")
+    track = sample("track.json", userId=group["userId"])
+    track.get("context", {}).pop("groupId", None)
+    post(client, json.dumps([group]))
+    answer = post(client, json.dumps(track))
+    assert answer.json["events"] == 1
+    assert answer.json["unattributed"] == 0
+    assert redis.smembers("ci:known_accounts") == {group["groupId"].encode()}
+
+
+def test_a_batch_envelope_with_an_unpadded_date_is_taken_not_rejected(
+    client: Any, redis: Redis
+) -> None:
+    envelope = json.loads((SEGMENT / "batch-http-api-docs.json").read_text())
+    today = datetime.now(UTC)
+    loose = f"{today.year}-{today.month}-{today.day}T00:00:01.276Z"  # as Segment's docs show
+    for item in envelope["batch"]:
+        item["timestamp"] = loose
+        item.setdefault("context", {})["groupId"] = "acme"
+    answer = post(client, json.dumps(envelope))
+    assert answer.json["events"] == len(envelope["batch"])
+
+
+def test_tracks_without_any_account_are_listed_not_silently_dropped(
+    client: Any, redis: Redis
+) -> None:
+    track = sample("track.json", userId="stranger")
+    track.get("context", {}).pop("groupId", None)
+    answer = post(client, json.dumps(track))
+    assert answer.json["unattributed"] == 1
+    assert b"segment:events without an account" in redis.hkeys("ci:unmatched")
+
+
+def test_deletions_are_answered_2xx_and_ignored(client: Any, redis: Redis) -> None:
+    delete = sample("webhooks-classic-delete.json")
+    answer = post(client, json.dumps(delete))
+    assert answer.json == {
+        "status": "accepted",
+        "events": 0,
+        "unattributed": 0,
+        "skipped": {"type delete": 1},
+    }
+
+
+def test_a_retried_delivery_counts_once(client: Any, redis: Redis) -> None:
+    body = json.dumps(sample("track-common-fields-with-context-groupid.json"))
+    post(client, body)
+    post(client, body)
+    events = redis.get("ci:{acct:12345}:daily:events") or b""
+    assert sum(events) == 1

@@ -1,0 +1,94 @@
+"""POST /webhooks/segment: Segment's Webhooks destination (classic or Actions, batched or not).
+
+Segment signs with X-Signature, HMAC-SHA1 hex of the body; a batched Actions delivery (a bare
+array) signs only its first element (reference/segment.md 4.3), so that element's raw bytes are
+checked, never a re-serialisation. A track without context.groupId is tied to its account by the
+last group call seen for the same user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, jsonify, request
+from redis.exceptions import RedisError
+
+from integration import keys, rollups
+from integration.errors import SignatureError
+from integration.queues import enqueue_dirty_evaluation, evaluation_job_key
+from integration.segment import parse_segment, resolve
+from integration.unmatched import record_unmatched
+from webhooks.edge import body_text, config, parse_json, redis
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("segment", __name__)
+
+
+def signed_bytes(text: str) -> str:
+    """What Segment signed: the whole body, or the first element of a bare array."""
+    stripped = text.lstrip()
+    if not stripped.startswith("["):
+        return text
+    start = len(text) - len(stripped) + 1
+    while start < len(text) and text[start].isspace():
+        start += 1
+    try:
+        _, end = json.JSONDecoder().raw_decode(text, start)
+    except ValueError:
+        return text
+    return text[start:end]
+
+
+def verify_segment(secret: str, text: str, signature: str | None) -> None:
+    if not signature:
+        msg = "missing header X-Signature (a shared secret is configured)"
+        raise SignatureError(msg)
+    expected = hmac.new(secret.encode(), signed_bytes(text).encode(), hashlib.sha1).hexdigest()
+    if not hmac.compare_digest(expected, signature.strip().lower()):
+        msg = "X-Signature does not match (HMAC-SHA1 of the body, or of a batch's first event)"
+        raise SignatureError(msg)
+
+
+@bp.post("/webhooks/segment")
+def receive_segment() -> tuple[Response, int]:
+    settings = config().webhooks.segment
+    if settings is None:
+        return jsonify(error="not_configured", message="webhooks.segment is not configured"), 404
+    text = body_text()
+    if settings.shared_secret_env:
+        verify_segment(
+            config().secret(settings.shared_secret_env), text, request.headers.get("X-Signature")
+        )
+    now = datetime.now(UTC)
+    batch = parse_segment(parse_json(text), now, settings.account_path)
+    store = redis()
+    unknown = sorted({e.user_id for e in batch.events if not e.account_id} - set(batch.links))
+    known = (
+        dict(zip(unknown, store.hmget(keys.segment_user_groups(), unknown), strict=True))
+        if unknown
+        else {}
+    )
+    events, unattributed = resolve(batch, {u: keys.text(g) for u, g in known.items() if g})
+    if batch.links:
+        pipe = store.pipeline(transaction=False)
+        for user, group in batch.links.items():
+            pipe.hset(keys.segment_user_groups(), user, group)
+        pipe.execute()
+    if unattributed:
+        record_unmatched(store, "segment", "events without an account", batch.dedupe_id, now)
+    if events:
+        folded = rollups.fold_usage(
+            store, keys.delivery_seen("segment", batch.dedupe_id), events, evaluation_job_key(now)
+        )
+        if folded.needs_evaluation_job:
+            try:
+                enqueue_dirty_evaluation(store, now)
+            except RedisError:
+                logger.warning("evaluation not queued; the next delivery or the sweep will")
+    return jsonify(
+        status="accepted", events=len(events), unattributed=unattributed, skipped=batch.skipped
+    ), 202
