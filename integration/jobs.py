@@ -26,6 +26,7 @@ from integration.errors import CrmFatalError, CrmRetriableError
 from integration.execution import last_fired, run_action
 from integration.fields import field_values
 from integration.metrics import count
+from integration.queues import enqueue_account_evaluation
 from integration.risk import (
     RiskAssessment,
     assess,
@@ -166,8 +167,15 @@ class _Evaluated:
     after: RiskAssessment
 
 
-def evaluate_accounts(context: Context, account_ids: Sequence[str], now: datetime) -> None:
-    """Assess accounts, write changed fields in one batch, then run the playbooks' actions."""
+def evaluate_accounts(
+    context: Context, account_ids: Sequence[str], now: datetime, isolate_refusals: bool = True
+) -> None:
+    """Assess accounts, write changed fields in one batch, then run the playbooks' actions.
+
+    A CRM refusal (4xx) for one account's action must not cost the others their tasks: that
+    account is handed to a job of its own, which fails into the failed registry with the CRM's
+    message (for `integration failed` / `retry`), and the batch goes on.
+    """
     found = context.crm.find_accounts(account_ids)
     for account_id in account_ids:
         if account_id in found:
@@ -184,23 +192,43 @@ def evaluate_accounts(context: Context, account_ids: Sequence[str], now: datetim
     ]
     _write_fields(context, evaluated)
     for item in evaluated:
-        account_id = item.after.account_id
-        actions = plan_actions(
-            item.before,
-            item.after,
-            item.account,
-            context.playbooks,
-            last_fired(context, account_id),
-            now.date(),
-            context.config.owners.fallback_owner,
-        )
-        for action in actions:
-            run_action(context, action, now)
-        context.redis.set(keys.assessment(account_id), json.dumps(assessment_to_json(item.after)))
-        if item.after.reason_keys != (item.before.reason_keys if item.before else frozenset()):
-            logger.info(
-                "risk changed", extra={"account_id": account_id, "level": item.after.level.value}
+        try:
+            _run_playbooks(context, item, now)
+        except CrmFatalError as exc:
+            if not isolate_refusals:
+                raise
+            logger.error(
+                "CRM refused an action; the account gets a job of its own",
+                extra={"account_id": item.after.account_id, "error": str(exc)},
             )
+            enqueue_account_evaluation(context.redis, item.after.account_id)
+
+
+@crm_job
+def evaluate_account(account_id: str) -> str:
+    """One account on its own, so a CRM refusal lands in the failed registry under its name."""
+    evaluate_accounts(current_context(), [account_id], _now(), isolate_refusals=False)
+    return account_id
+
+
+def _run_playbooks(context: Context, item: _Evaluated, now: datetime) -> None:
+    account_id = item.after.account_id
+    actions = plan_actions(
+        item.before,
+        item.after,
+        item.account,
+        context.playbooks,
+        last_fired(context, account_id),
+        now.date(),
+        context.config.owners.fallback_owner,
+    )
+    for action in actions:
+        run_action(context, action, now)
+    context.redis.set(keys.assessment(account_id), json.dumps(assessment_to_json(item.after)))
+    if item.after.reason_keys != (item.before.reason_keys if item.before else frozenset()):
+        logger.info(
+            "risk changed", extra={"account_id": account_id, "level": item.after.level.value}
+        )
 
 
 def load_state(context: Context, account_id: str, now: datetime) -> AccountState:
@@ -225,17 +253,38 @@ def _load_assessment(redis: Redis, account_id: str) -> RiskAssessment | None:
     return assessment_from_json(json.loads(raw)) if raw else None
 
 
+def _loaded(raw: bytes | str | None) -> object:
+    return json.loads(raw) if raw is not None else None
+
+
 def _write_fields(context: Context, evaluated: Sequence[_Evaluated]) -> None:
-    fields = context.config.fields
-    updates = [
-        FieldUpdate(item.account.crm_id, field_values(item.after, fields))
+    """Write what differs from what the CRM last accepted. A postponed write (rate limit, the
+    daily API budget) is skipped, not fatal: the actions still run, and the next evaluation
+    compares against the last values the CRM took, so it writes them then."""
+    mapping = context.config.fields
+    wanted = {
+        item.account.crm_id: (item.after.account_id, field_values(item.after, mapping))
         for item in evaluated
-        if item.before is None
-        or field_values(item.before, fields) != field_values(item.after, fields)
+    }
+    written_keys = [keys.crm_fields(account_id) for account_id, _ in wanted.values()]
+    last = dict(zip(wanted, context.redis.mget(written_keys) if written_keys else [], strict=True))
+    updates = [
+        FieldUpdate(crm_id, values)
+        for crm_id, (_, values) in wanted.items()
+        if _loaded(last[crm_id]) != values
     ]
     if not updates:
         return
-    result = context.crm.write_fields(updates)
+    try:
+        result = context.crm.write_fields(updates)
+    except CrmRetriableError as exc:
+        logger.warning("field writes postponed; tasks go on", extra={"error": str(exc)})
+        return
+    pipe = context.redis.pipeline(transaction=False)
+    for crm_id in result.written:
+        account_id, values = wanted[crm_id]
+        pipe.set(keys.crm_fields(account_id), json.dumps(values))
+    pipe.execute()
     for crm_id, message in result.rejected.items():
         logger.error(
             "CRM refused field update",

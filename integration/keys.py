@@ -50,6 +50,11 @@ def assessment(account_id: str) -> str:
     return f"{PREFIX}:{account_tag(account_id)}:assessment"
 
 
+def crm_fields(account_id: str) -> str:
+    """The field values the CRM last accepted for the account (JSON), so only changes are sent."""
+    return f"{PREFIX}:{account_tag(account_id)}:crm_fields"
+
+
 def action_done(idempotency_key: str) -> str:
     """Claimed before an action runs, then holds the CRM id it produced.
 

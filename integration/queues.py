@@ -77,6 +77,23 @@ def _enqueue_once(redis: Redis, function: str, payload: Mapping[str, object], jo
     return True
 
 
+def enqueue_account_evaluation(redis: Redis, account_id: str) -> None:
+    """A job for one account; while one waits or sits in the failed registry, no second one."""
+    digest = hashlib.sha256(account_id.encode()).hexdigest()[:40]
+    try:
+        queue(EVALUATE, redis).enqueue(
+            "integration.jobs.evaluate_account",
+            account_id,
+            job_id=f"account-{digest}",
+            unique=True,
+            result_ttl=0,
+            failure_ttl=FAILED_JOB_KEEP_SECONDS,
+            retry=CRM_RETRY,
+        )
+    except DuplicateJobError:
+        return
+
+
 def evaluation_job_id(now: datetime) -> str:
     """One evaluation job per minute at most: the id is the dedupe key (unique=True), and a job
     that failed for good blocks only the rest of its minute, not all later evaluations."""

@@ -218,3 +218,83 @@ def test_a_wrong_url_token_is_refused(org: Org, running: tuple[Context, Any], re
     answer = post_outbound(client, outbound(PRIYA, "04lxx0000000004AAA"), token="guess")
     assert answer.status_code == 401
     assert redis.keys("rq:job:*") == []
+
+
+ACME = ACCOUNT | {
+    "Id": "001xx000003GYk2AAG",
+    "Name": "Acme",
+    "Website": "acme.example",
+    "Product_Account_Id__c": "acme",
+}
+
+
+def test_one_accounts_refused_task_does_not_cost_the_others_theirs(
+    org: Org, running: tuple[Context, Any], redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    from rq.registry import FailedJobRegistry
+
+    org.tables["Account"] = [ACCOUNT, ACME]
+    refuse_acme = _created("00T")
+
+    def tasks(request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+        if json.loads(request.body)["WhatId"] == ACME["Id"]:
+            return (
+                400,
+                {},
+                json.dumps(
+                    [
+                        {
+                            "errorCode": "INVALID_CROSS_REFERENCE_KEY",
+                            "message": "invalid cross reference id",
+                        }
+                    ]
+                ),
+            )
+        return refuse_acme(request)
+
+    org.rsps.remove(responses.POST, f"{API}/sobjects/Task")
+    org.rsps.add_callback(responses.POST, f"{API}/sobjects/Task", callback=tasks)
+    _, client = running
+    for account in ("acme", "globex"):
+        post_signed(
+            client,
+            "/webhooks/usage",
+            webhook_secrets[USAGE_SECRET_ENV],
+            daily_usage(account, DROPPING),
+        )
+    drain(redis)
+    created = [
+        t["WhatId"]
+        for t, call in zip(
+            org.sent("POST", "/sobjects/Task"),
+            [c for c in org.rsps.calls if c.request.url.endswith("/sobjects/Task")],
+            strict=True,
+        )
+        if call.response.status_code == 201
+    ]
+    assert created == [ACCOUNT["Id"]]
+    [failed] = FailedJobRegistry("evaluate", connection=redis).get_job_ids()
+    assert failed.startswith("account-")
+
+
+def test_past_the_api_budget_field_writes_wait_but_tasks_still_go(
+    org: Org, running: tuple[Context, Any], redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    org.limit_info = {"Sforce-Limit-Info": "api-usage=14000/15000"}
+    _, client = running
+    post_signed(
+        client,
+        "/webhooks/usage",
+        webhook_secrets[USAGE_SECRET_ENV],
+        daily_usage("globex", DROPPING),
+    )
+    drain(redis)
+    assert org.sent("PATCH", "/composite/sobjects") == []
+    assert len(org.sent("POST", "/sobjects/Task")) == 1
+
+    org.limit_info = {"Sforce-Limit-Info": "api-usage=100/15000"}
+    redis.hset("ci:crm:salesforce:api_usage", mapping={"used": 100, "total": 15000})
+    jobs.evaluate_all_accounts()  # the next evaluation writes what was postponed
+    [collection] = org.sent("PATCH", "/composite/sobjects")
+    assert collection["records"][0]["Churn_Risk_Level__c"] == "high"
+    assert len(org.sent("POST", "/sobjects/Task")) == 1

@@ -39,6 +39,7 @@ class Org:
         self.soql: list[str] = []
         self.tables: dict[str, list[dict[str, Any]]] = {}
         self.logins = 0
+        self.limit_info = LIMIT_INFO  # what the org reports as used of its daily allocation
         rsps.add_callback(responses.POST, TOKEN_URL, callback=self._token)
         rsps.add_callback(
             responses.GET, re.compile(rf"{re.escape(API)}/query/?\?.*"), callback=self._query
@@ -63,7 +64,7 @@ class Org:
         rows = self.tables.get(table.group(1) if table else "", [])
         matching = [row for row in rows if _matches(row, soql)]
         body = {"totalSize": len(matching), "done": True, "records": matching}
-        return 200, LIMIT_INFO, json.dumps(body)
+        return 200, self.limit_info, json.dumps(body)
 
     def json(
         self,
