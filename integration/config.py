@@ -124,8 +124,9 @@ class SalesforceCrm(_Strict):
     # A Contact checkbox or picklist marking champions, and the values that count.
     champion_field: ApiName | None = None
     champion_values: tuple[str, ...] = ("true", "Champion")
-    # A Task text field holding our idempotency key, so an ambiguous retry finds the task.
-    task_key_field: ApiName | None = None
+    # A Task text field (Text 40) holding our idempotency key: a create that timed out is looked
+    # up by it before being sent again, so a rep never sees the same task twice.
+    task_key_field: ApiName = "Playbook_Key__c"
     # DeveloperName of the CustomNotificationType for owner notifications.
     notification_type: str | None = None
     # Stop non-urgent writes (field updates) once this share of the daily API allocation is used.

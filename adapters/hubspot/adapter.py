@@ -284,6 +284,7 @@ class HubSpotCrm:
             lambda hub: hub.crm.objects.tasks.basic_api.create(
                 simple_public_object_input_for_create=body, _request_timeout=self._timeout()
             ),
+            creates=True,
         )
         return str(record.id)
 
@@ -320,6 +321,7 @@ class HubSpotCrm:
             lambda hub: hub.crm.objects.notes.basic_api.create(
                 simple_public_object_input_for_create=body, _request_timeout=self._timeout()
             ),
+            creates=True,
         )
         return str(record.id)
 
@@ -357,5 +359,5 @@ class HubSpotCrm:
                 )
             )
 
-        answer = self._call("enroll_in_sequence", enroll)
+        answer = self._call("enroll_in_sequence", enroll, creates=True)
         return str(answer.get("id", ""))

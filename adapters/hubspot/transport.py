@@ -34,6 +34,8 @@ MAX_INLINE_WAIT_SECONDS = 15.0
 MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = (1.0, 2.0, 4.0)
 PAUSE_KEY = "ci:crm:hubspot:paused"
+# Answers that mean HubSpot did nothing with the request, so sending it again is safe.
+UNPROCESSED = frozenset({429, 423})
 T = TypeVar("T")
 
 
@@ -66,7 +68,16 @@ class HubSpotTransport:
             self.token = token
         return self._client
 
-    def call(self, operation: str, send: Callable[[HubSpot], T], search: bool = False) -> T:
+    def call(
+        self,
+        operation: str,
+        send: Callable[[HubSpot], T],
+        search: bool = False,
+        creates: bool = False,
+    ) -> T:
+        """Send with waits and retries. A create is retried here only when HubSpot refused it
+        unprocessed (429, 423): after a timeout or a 5xx it may exist, so the caller must look
+        before creating again (integration/execution.py does, by the task's key)."""
         self._check_not_paused(operation)
         for attempt in range(MAX_ATTEMPTS):
             (self._search_limit if search else self._limit).acquire()
@@ -78,7 +89,11 @@ class HubSpotTransport:
                 error = translate(exc, operation)
                 if error is None:
                     raise
-                wait = self._inline_wait(error, attempt)
+                wait = (
+                    None
+                    if creates and error.status not in UNPROCESSED
+                    else (self._inline_wait(error, attempt))
+                )
                 if wait is None:
                     self._pause_if_long(error)
                     raise error from exc

@@ -217,13 +217,11 @@ class SalesforceCrm:
             record["OwnerId"] = task.owner_id
         if task.contact_crm_id:
             record["WhoId"] = task.contact_crm_id
-        if self.settings.task_key_field and task.idempotency_key:
+        if task.idempotency_key:
             record[self.settings.task_key_field] = task_key(task.idempotency_key)
         return self._create("Task", record)
 
     def find_task(self, idempotency_key: str) -> str | None:
-        if not self.settings.task_key_field:
-            return None  # without a key field a retried create cannot be recognised
         soql = format_soql(
             f"SELECT Id FROM Task WHERE {self.settings.task_key_field} = {{}} LIMIT 1",  # noqa: S608
             task_key(idempotency_key),
@@ -258,6 +256,7 @@ class SalesforceCrm:
             lambda sf: sf.restful(
                 f"sobjects/{sobject}", method="POST", json=record, timeout=self._timeout()
             ),
+            creates=True,
         )
         return str((result or {})["id"])
 
@@ -316,6 +315,7 @@ class SalesforceCrm:
                     json={"inputs": [inputs]},
                     timeout=self._timeout(),
                 ),
+                creates=True,
             )
         except CrmError as exc:
             if exc.status == NOT_FOUND or any(code in str(exc) for code in FEATURE_MISSING_CODES):

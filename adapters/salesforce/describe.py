@@ -81,7 +81,7 @@ def wanted_fields(config: Config) -> list[Wanted]:
                 frozenset({"boolean", "picklist", "multipicklist", "string"}),
             )
         )
-    if settings.task_key_field:
+    if settings.task_key_field:  # always set; kept as a check for readers of older configs
         wanted.append(
             Wanted(
                 "Task",

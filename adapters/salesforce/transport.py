@@ -50,7 +50,15 @@ class SalesforceTransport:
             self._client = self.login(requests.Session())
         return self._client
 
-    def call(self, operation: str, send: Callable[[Salesforce], T], urgent: bool = True) -> T:
+    def call(
+        self,
+        operation: str,
+        send: Callable[[Salesforce], T],
+        urgent: bool = True,
+        creates: bool = False,
+    ) -> T:
+        """Send with the budget, waits and retries. A create is not retried here: after a
+        timeout or a 5xx it may exist, so the caller looks (by the task key field) first."""
         self._check_not_paused(operation)
         if not urgent:
             self._check_budget(operation)
@@ -64,7 +72,7 @@ class SalesforceTransport:
                 error = translate(exc, operation)
                 if error is None:
                     raise
-                wait = self._inline_wait(error, attempt)
+                wait = None if creates else self._inline_wait(error, attempt)
                 if wait is None:
                     self._pause_if_long(error)
                     raise error from exc

@@ -279,3 +279,41 @@ def test_a_portal_without_the_sequences_api_says_so(hub: FakeHubSpot, crm: HubSp
     contact = hub.add_contact({"email": "priya@globex.example"})
     with pytest.raises(CrmFeatureUnavailableError, match="MISSING_SCOPES"):
         crm.enroll_in_sequence(SequenceEnrollment(contact, "seq-1", owner["id"]))
+
+
+def test_a_task_create_that_timed_out_is_not_resent_and_a_retry_finds_it(
+    hub: FakeHubSpot, redis: Redis, sleeps: Sleeps
+) -> None:
+    import time
+
+    from integration.bootstrap import Context
+    from integration.config import Config
+    from integration.execution import run_action
+    from integration.settings import Settings
+    from playbooks.actions import CreateTask
+
+    crm = make_adapter(hub, redis, sleeps, request_timeout_seconds=0.3)
+    company = hub.add_company({"name": "Acme"})
+    context = Context(Settings(), Config(), redis, crm, [])
+    action = CreateTask(
+        "usage_drop_checkin:acme:usage_drop:2026-11-23",
+        "usage_drop_checkin",
+        "acme",
+        company,
+        "77",
+        "Check in",
+        "Why",
+        date(2026, 11, 25),
+        "high",
+        "call",
+    )
+    hub.delay_next(r"^/crm/v3/objects/tasks$", 0.8)  # HubSpot saves it, but answers too late
+    with pytest.raises(CrmRetriableError, match="network error"):
+        run_action(context, action, datetime(2026, 11, 23, 10, tzinfo=UTC))
+    deadline = time.monotonic() + 5
+    while not hub.tasks and time.monotonic() < deadline:  # the fake finishes its slow answer
+        time.sleep(0.05)
+
+    retried = run_action(context, action, datetime(2026, 11, 23, 10, 5, tzinfo=UTC))
+    assert list(hub.tasks) == [retried]
+    assert calls(hub, "/crm/v3/objects/tasks") == 1

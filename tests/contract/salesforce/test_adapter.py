@@ -271,3 +271,49 @@ def test_cadence_enrollment_sends_the_documented_inputs(org: Org, crm: Salesforc
         "targetId": "003xx01",
         "userId": "005xx01",
     }
+
+
+def test_a_task_create_that_timed_out_is_not_resent_and_a_retry_finds_it(
+    org: Org, crm: SalesforceCrm, redis: Redis
+) -> None:
+    from datetime import UTC, datetime
+
+    import requests
+
+    from adapters.salesforce.adapter import task_key
+    from integration.bootstrap import Context
+    from integration.config import Config
+    from integration.execution import run_action
+    from integration.settings import Settings
+    from playbooks.actions import CreateTask
+
+    org.rsps.add(
+        responses.POST, f"{API}/sobjects/Task", body=requests.ReadTimeout("read timed out")
+    )
+    context = Context(Settings(), Config(), redis, crm, [])
+    action = CreateTask(
+        "usage_drop_checkin:acme:usage_drop:2026-11-23",
+        "usage_drop_checkin",
+        "acme",
+        "001xx01",
+        "005xx01",
+        "Check in",
+        "Why",
+        date(2026, 11, 25),
+        "high",
+        "call",
+    )
+    with pytest.raises(CrmRetriableError, match="network error"):
+        run_action(context, action, datetime(2026, 11, 23, 10, tzinfo=UTC))
+    assert len(org.sent("POST", "/sobjects/Task")) == 1
+
+    # Salesforce had saved it: the retry finds it by its key and sends nothing more.
+    org.tables["Task"] = [
+        {
+            "attributes": {"type": "Task"},
+            "Id": "00Txx0000009",
+            "Playbook_Key__c": task_key(action.idempotency_key),
+        }
+    ]
+    assert run_action(context, action, datetime(2026, 11, 23, 10, 5, tzinfo=UTC)) == "00Txx0000009"
+    assert len(org.sent("POST", "/sobjects/Task")) == 1
