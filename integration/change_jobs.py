@@ -81,6 +81,13 @@ def _contact_title_changed(context: Context, change: CrmChange) -> str:
         else None
     )
     if contact is None or account is None or not account.product_account_id:
+        record_unmatched(
+            context.redis,
+            "crm_change",
+            f"{change.crm} {change.kind.value} {change.subject_id}",
+            change.delivery_key,
+            _now(),
+        )
         return "no_account"
     signal = _people_signal(
         change,
@@ -100,6 +107,13 @@ def _contact_title_changed(context: Context, change: CrmChange) -> str:
 def _account_owner_changed(context: Context, change: CrmChange) -> str:
     account = context.crm.account_by_id(change.subject_id)
     if account is None or not account.product_account_id or not change.value:
+        record_unmatched(
+            context.redis,
+            "crm_change",
+            f"{change.crm} {change.kind.value} {change.subject_id}",
+            change.delivery_key,
+            _now(),
+        )
         return "no_account"
     task_ids = sorted(
         keys.text(t) for t in context.redis.smembers(keys.open_tasks(account.product_account_id))
@@ -148,14 +162,19 @@ def process_record_snapshot(payload: dict[str, Any]) -> str:
     """A record's current values (a Salesforce outbound message): compare them with the last
     values seen for it, act on what changed, then remember them.
 
-    Salesforce sends current values only, so the first message about a record is remembered and
-    nothing more; changes are seen from the second one on. Values are read when Salesforce sends,
-    so a late or repeated message carries current values and cannot undo a newer one.
+    Salesforce sends current values only, so a change is seen against the last values kept here,
+    or, for the first message about a Contact, against the prior AccountId that the Flow sending it
+    put in `outbound.prior_account_field` ($Record__Prior.AccountId). Values are read when
+    Salesforce sends, so a late or repeated message carries current values and cannot undo a
+    newer one.
     """
     context = current_context()
     crm, fields = str(payload["crm"]), dict(payload["fields"])
     key = keys.crm_snapshot(crm, fields["Id"])
     before = {keys.text(k): keys.text(v) for k, v in context.redis.hgetall(key).items()}
+    prior_field = _prior_account_field(context)
+    if not before.get("AccountId") and prior_field and fields.get(prior_field):
+        before = {**before, "AccountId": fields[prior_field]}  # first message about the contact
     derive = SNAPSHOT_RULES.get(str(payload["sobject_type"]))
     changes = derive(crm, before, fields, str(payload["notification_id"])) if derive else []
     results = [HANDLERS[change.kind](context, change) for change in changes]
@@ -164,6 +183,11 @@ def process_record_snapshot(payload: dict[str, Any]) -> str:
     pipe.expire(key, SNAPSHOT_KEEP_SECONDS)
     pipe.execute()
     return "; ".join(results) or ("remembered" if not before else "no change we act on")
+
+
+def _prior_account_field(context: Context) -> str | None:
+    outbound = context.config.crm.salesforce.outbound
+    return outbound.prior_account_field if outbound else None
 
 
 def _changed(before: dict[str, str], after: dict[str, str], name: str) -> bool:

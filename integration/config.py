@@ -112,6 +112,9 @@ class SalesforceOutbound(_Strict):
     organization_id: str = Field(min_length=15, max_length=18)
     # A shared secret Salesforce puts in the endpoint URL (?token=...), the one way to add one.
     token_env: str | None = None
+    # A Contact field the sending Flow fills with $Record__Prior.AccountId, so that even the first
+    # message about a contact shows which account they left (messages carry current values only).
+    prior_account_field: ApiName | None = None
 
 
 class SalesforceCrm(_Strict):

@@ -69,7 +69,7 @@ def verify_hubspot(
         source = secret + body if version == "v1" else secret + method + signed_uri(url) + body
         expected = hashlib.sha256(source.encode()).hexdigest()
         if version in ("v1", "v2") and hmac.compare_digest(
-            expected, lowered["x-hubspot-signature"]
+            expected.encode(), lowered["x-hubspot-signature"].encode()
         ):
             return version
         msg = f"X-HubSpot-Signature ({version}) does not match the body"
@@ -90,6 +90,6 @@ def _check_v3(
         msg = "X-HubSpot-Request-Timestamp is more than 5 minutes from our clock"
         raise SignatureError(msg)
     digest = hmac.new(secret.encode(), f"{method}{uri}{body}{timestamp}".encode(), hashlib.sha256)
-    if not hmac.compare_digest(base64.b64encode(digest.digest()).decode(), signature):
+    if not hmac.compare_digest(base64.b64encode(digest.digest()), signature.encode()):
         msg = "X-HubSpot-Signature-v3 does not match (check the client secret and the public URL)"
         raise SignatureError(msg)

@@ -9,11 +9,13 @@ dedupe key.
 from __future__ import annotations
 
 import hmac
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request
 from redis.exceptions import RedisError
 
 from integration.queues import enqueue_record_snapshot
+from integration.unmatched import record_unmatched
 from webhooks.edge import config, redis
 from webhooks.salesforce_soap import ACK, OutboundMessageError, fault, parse_outbound
 
@@ -33,7 +35,7 @@ def receive_outbound_message() -> Response:
         why = "Salesforce outbound messages are not configured (crm.salesforce.outbound)"
         return _soap(fault(why), 404)
     if settings.token_env and not hmac.compare_digest(
-        request.args.get("token", ""), config().secret(settings.token_env)
+        request.args.get("token", "").encode(), config().secret(settings.token_env).encode()
     ):
         return _soap(fault("missing or wrong ?token= in the endpoint URL"), 401)
     try:
@@ -51,6 +53,10 @@ def receive_outbound_message() -> Response:
                 notification.sobject_type,
                 notification.fields,
                 notification.notification_id,
+            )
+        for reason in outbound.skipped:
+            record_unmatched(
+                redis(), "outbound_message", reason, outbound.action_id, datetime.now(UTC)
             )
     except RedisError:
         return _soap(fault("signal storage is unavailable; please retry", "soapenv:Server"), 503)

@@ -47,6 +47,9 @@ class OutboundMessage:
     organization_id: str
     action_id: str
     notifications: tuple[RecordNotification, ...]
+    # Notifications we cannot use (a deleted record comes with no data): reported, not faulted,
+    # because a fault makes Salesforce drop the whole message, good notifications included.
+    skipped: tuple[str, ...] = ()
 
 
 def fault(message: str, code: str = "soapenv:Client") -> str:
@@ -72,10 +75,17 @@ def parse_outbound(body: bytes) -> OutboundMessage:
     if not 0 < len(items) <= MAX_NOTIFICATIONS:
         msg = f"expected 1 to {MAX_NOTIFICATIONS} Notification elements, got {len(items)}"
         raise OutboundMessageError(msg)
+    good, skipped = [], []
+    for index, item in enumerate(items):
+        try:
+            good.append(_notification(item, index))
+        except OutboundMessageError as exc:
+            skipped.append(str(exc))
     return OutboundMessage(
         organization_id=_text(notifications, "OrganizationId"),
         action_id=_text(notifications, "ActionId"),
-        notifications=tuple(_notification(item, index) for index, item in enumerate(items)),
+        notifications=tuple(good),
+        skipped=tuple(skipped),
     )
 
 

@@ -48,7 +48,7 @@ def verify_segment(secret: str, text: str, signature: str | None) -> None:
         msg = "missing header X-Signature (a shared secret is configured)"
         raise SignatureError(msg)
     expected = hmac.new(secret.encode(), signed_bytes(text).encode(), hashlib.sha1).hexdigest()
-    if not hmac.compare_digest(expected, signature.strip().lower()):
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
         msg = "X-Signature does not match (HMAC-SHA1 of the body, or of a batch's first event)"
         raise SignatureError(msg)
 

@@ -88,6 +88,8 @@ def _ensure_property(
     def get(hub: Any) -> Any:  # noqa: ANN401 - the SDK's models are untyped
         found = hub.crm.properties.core_api.get_by_name(object_type, name)
         existing["type"] = found.type
+        existing["unique"] = bool(getattr(found, "has_unique_value", False))
+        existing["options"] = {o.value for o in getattr(found, "options", None) or []}
         return found
 
     created = _create_unless_present(
@@ -103,6 +105,17 @@ def _ensure_property(
         return (
             f"{where}: EXISTS AS {existing['type']}, expected {hubspot_type}; "
             "writes may be refused, map another property or change its type in HubSpot"
+        )
+    if unique and not existing.get("unique"):
+        return (
+            f"{where}: EXISTS WITHOUT unique values, so companies cannot be read by it; "
+            "HubSpot cannot make it unique later: map a new property with unique values"
+        )
+    missing = sorted(set(spec.options) - existing.get("options", set()))
+    if missing:
+        return (
+            f"{where}: LACKS OPTIONS {', '.join(missing)}; add them in HubSpot "
+            "or writes of those values are refused"
         )
     return f"{where}: already there"
 

@@ -11,7 +11,7 @@ import requests
 from adapters.hubspot.errors import CRM
 from integration.errors import CrmFeatureUnavailableError
 
-FORBIDDEN = 403
+CLIENT_ERRORS = range(400, 500)
 
 
 class HttpAnswerError(Exception):
@@ -24,17 +24,20 @@ class HttpAnswerError(Exception):
 
 def checked(response: requests.Response) -> dict[str, Any]:
     if response.status_code >= 300:  # noqa: PLR2004 - any non-2xx answer is a failure here
-        if response.status_code == FORBIDDEN:  # no sequences scope, or no paid seat
-            raise FeatureMissingError(response.text)
+        # 403: no sequences scope or paid seat; other 4xx (already enrolled, unsubscribed, no
+        # connected inbox; statuses UNCONFIRMED): the owner gets the task to do it by hand.
+        if CLIENT_ERRORS.start <= response.status_code < CLIENT_ERRORS.stop:
+            raise FeatureMissingError(response.text, response.status_code)
         raise HttpAnswerError(response.status_code, response.text, dict(response.headers))
     return response.json() if response.content else {}
 
 
 class FeatureMissingError(CrmFeatureUnavailableError):
-    def __init__(self, body: str) -> None:
+    def __init__(self, body: str, status: int) -> None:
         error = json.loads(body) if body.startswith("{") else {}
         message = error.get("message") or "HubSpot refused the sequences API"
-        super().__init__(CRM, "enroll_in_sequence", f"{message} [{error.get('category', '')}]", 403)
+        category = error.get("category", "")
+        super().__init__(CRM, "enroll_in_sequence", f"{message} [{category}]", status)
 
 
 def primary_company(record: Any) -> str | None:  # noqa: ANN401 - the SDK's models are untyped

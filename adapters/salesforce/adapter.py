@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from redis import Redis
 from simple_salesforce.api import Salesforce
@@ -40,6 +41,7 @@ TASK_TYPES = {"call": "Call", "email": "Email", "todo": "Other"}
 SUBJECT_MAX, DESCRIPTION_MAX = 255, 32_000
 NOTIFICATION_TITLE_MAX, NOTIFICATION_BODY_MAX = 250, 750
 NOT_FOUND = 404
+DOMAIN_CANDIDATES = 20
 # How an org without Sales Engagement or the notification type answers (UNCONFIRMED: the
 # reference expects a 404, or a 400 naming INVALID_TYPE / FUNCTIONALITY_NOT_ENABLED).
 FEATURE_MISSING_CODES = frozenset({"NOT_FOUND", "INVALID_TYPE", "FUNCTIONALITY_NOT_ENABLED"})
@@ -105,14 +107,19 @@ class SalesforceCrm:
         return found
 
     def find_account_by_domain(self, domain: str) -> CrmAccount | None:
+        """The Account whose website's host is exactly this domain (or www. + it): a LIKE alone
+        would also match bigacme.com or acme.com.au and file a people signal on the wrong one."""
         soql = format_soql(
             f"SELECT {self._account_fields()} FROM Account "  # noqa: S608 - names from config
             f"WHERE {self.settings.account_domain_field} LIKE '%{{:like}}%' "
-            "ORDER BY LastModifiedDate DESC LIMIT 1",
+            f"ORDER BY LastModifiedDate DESC LIMIT {DOMAIN_CANDIDATES}",
             domain,
         )
-        records = self._query("query_account_by_domain", soql)
-        return self._account(records[0]) if records else None
+        wanted = domain.lower().removeprefix("www.")
+        for record in self._query("query_account_by_domain", soql):
+            if website_host(record.get(self.settings.account_domain_field)) == wanted:
+                return self._account(record)
+        return None
 
     def account_by_id(self, crm_id: str) -> CrmAccount | None:
         soql = format_soql(f"SELECT {self._account_fields()} FROM Account WHERE Id = {{}}", crm_id)  # noqa: S608
@@ -326,6 +333,13 @@ class SalesforceCrm:
         if not result.get("isSuccess"):
             code, message = first_error(result.get("errors"))
             raise CrmFatalError(CRM, action, f"{code}: {message}", 200)
+
+
+def website_host(website: object) -> str:
+    """'https://www.Acme.com/about' -> 'acme.com'."""
+    text = str(website or "").strip().lower()
+    host = urlsplit(text if "://" in text else f"//{text}").hostname or ""
+    return host.removeprefix("www.")
 
 
 def task_key(idempotency_key: str) -> str:

@@ -486,3 +486,32 @@ def test_the_daily_limit_schedules_the_retry_for_when_hubspot_said_not_sooner(
     )
     drain(redis)
     assert len(hub.requests) == calls_before
+
+
+def test_a_title_change_for_a_contact_without_a_known_company_is_listed(
+    hub: FakeHubSpot,
+    portal: dict[str, str],
+    running: tuple[Context, Any],
+    redis: Redis,
+) -> None:
+    _, client = running
+    loner = hub.add_contact({"email": "sam@nowhere.example", "jobtitle": "CTO"})
+    post_hubspot(
+        client,
+        [
+            {
+                "subscriptionType": "contact.propertyChange",
+                "objectId": int(loner),
+                "propertyName": "jobtitle",
+                "propertyValue": "CEO",
+                "eventId": 9,
+                "subscriptionId": 7,
+                "portalId": 33,
+                "occurredAt": int(time.time() * 1000),
+            }
+        ],
+    )
+    drain(redis)
+    assert f"crm_change:hubspot contact_title_changed {loner}".encode() in redis.hkeys(
+        "ci:unmatched"
+    )

@@ -88,7 +88,11 @@ def running(
                     "salesforce": {
                         "auth": {"flow": "client_credentials", "domain": "acme.my"},
                         "champion_field": "Champion__c",
-                        "outbound": {"organization_id": ORG_ID, "token_env": "SF_OUTBOUND_TOKEN"},
+                        "outbound": {
+                            "organization_id": ORG_ID,
+                            "token_env": "SF_OUTBOUND_TOKEN",
+                            "prior_account_field": "Prior_Account__c",
+                        },
                     },
                 },
                 "account_match": {"crm_field": "Product_Account_Id__c"},
@@ -298,3 +302,48 @@ def test_past_the_api_budget_field_writes_wait_but_tasks_still_go(
     [collection] = org.sent("PATCH", "/composite/sobjects")
     assert collection["records"][0]["Churn_Risk_Level__c"] == "high"
     assert len(org.sent("POST", "/sobjects/Task")) == 1
+
+
+def test_the_first_message_about_a_contact_is_enough_with_the_prior_account_field(
+    org: Org, running: tuple[Context, Any], redis: Redis
+) -> None:
+    _, client = running
+    moved = PRIYA | {"AccountId": "001xx000009ZZZZAAA", "Prior_Account__c": ACCOUNT["Id"]}
+    post_outbound(client, outbound(moved, "04lxx0000000010AAA"))
+    drain(redis)
+    [task] = org.sent("POST", "/sobjects/Task")
+    assert task["Subject"] == "Priya Natarajan left Globex: find a new champion"
+
+
+def test_a_notification_without_data_is_listed_and_the_rest_still_acked(
+    org: Org, running: tuple[Context, Any], redis: Redis
+) -> None:
+    _, client = running
+    good = outbound(PRIYA, "04lxx0000000011AAA")
+    empty = (
+        "<Notification><Id>04lxx0000000012AAA</Id>"
+        '<sObject xsi:type="sf:Contact" xmlns:sf="urn:sobject.enterprise.soap.sforce.com"/>'
+        "</Notification></notifications>"
+    )
+    answer = post_outbound(client, good.replace("</notifications>", empty))
+    assert answer.status_code == 200
+    assert "<Ack>true</Ack>" in answer.get_data(as_text=True)
+    assert len(redis.keys("rq:job:record-*")) == 1
+    assert b"outbound_message:Notification[1] needs an sObject type and an sf:Id" in redis.hkeys(
+        "ci:unmatched"
+    )
+
+
+def test_no_ack_until_queued_when_redis_is_down_salesforce_gets_a_fault(
+    org: Org, running: tuple[Context, Any], redis_url: str
+) -> None:
+    from integration.devredis import free_port
+
+    context, _ = running
+    down = Settings(config=context.settings.config, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    app = create_app(down, context.config)
+    answer = post_outbound(app.test_client(), outbound(PRIYA, "04lxx0000000013AAA"))
+    app.extensions["integration.redis"].close()
+    assert answer.status_code == 503
+    assert "<Ack>" not in answer.get_data(as_text=True)
+    assert "signal storage is unavailable" in answer.get_data(as_text=True)

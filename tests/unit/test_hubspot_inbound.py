@@ -192,3 +192,16 @@ def test_the_docs_sample_with_eventtype_parses_and_is_ignored() -> None:
 def test_events_we_do_not_act_on_map_to_nothing(raw: dict[str, object]) -> None:
     [parsed] = parse_events([raw])
     assert to_change(parsed) is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-HubSpot-Signature-v3": "séance", "X-HubSpot-Request-Timestamp": str(TS)},
+        {"X-HubSpot-Signature": "ñ", "X-HubSpot-Signature-Version": "v1"},
+    ],
+    ids=["v3", "v1"],
+)
+def test_a_non_ascii_signature_is_refused_not_a_crash(headers: dict[str, str]) -> None:
+    with pytest.raises(SignatureError):
+        verify_hubspot(SECRET, "POST", URI, BODY, headers, TS, True)

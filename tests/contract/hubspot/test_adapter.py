@@ -317,3 +317,19 @@ def test_a_task_create_that_timed_out_is_not_resent_and_a_retry_finds_it(
     retried = run_action(context, action, datetime(2026, 11, 23, 10, 5, tzinfo=UTC))
     assert list(hub.tasks) == [retried]
     assert calls(hub, "/crm/v3/objects/tasks") == 1
+
+
+def test_any_refusal_of_an_enrollment_gives_the_owner_a_task_instead(
+    hub: FakeHubSpot, crm: HubSpotCrm
+) -> None:
+    owner = hub.add_owner("ana@vendor.example")
+    contact = hub.add_contact({"email": "priya@globex.example"})
+    body = {
+        "status": "error",
+        "message": "Contact is already enrolled in a sequence",
+        "correlationId": "c-2",
+        "category": "VALIDATION_ERROR",
+    }
+    hub.fail_next("POST", "/automation/v4/sequences/enrollments", 400, body)
+    with pytest.raises(CrmFeatureUnavailableError, match="already enrolled"):
+        crm.enroll_in_sequence(SequenceEnrollment(contact, "seq-1", owner["id"]))

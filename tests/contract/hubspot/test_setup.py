@@ -75,3 +75,22 @@ def test_account_lookups_are_cached_briefly(hub: FakeHubSpot, redis: Redis, slee
     assert crm.find_accounts(["acme"])["acme"].crm_id == company
     assert crm.find_accounts(["acme"])["acme"].crm_id == company
     assert sum(1 for r in hub.requests if r.path.endswith("/batch/read")) == 1
+
+
+def test_provision_warns_about_a_match_property_without_unique_values_and_missing_options(
+    hub: FakeHubSpot, redis: Redis, sleeps: Sleeps
+) -> None:
+    crm = make_adapter(hub, redis, sleeps)
+    provision(crm, config_for(hub))
+    hub.properties["companies"]["product_account_id"]["hasUniqueValue"] = False
+    hub.properties["companies"]["churn_risk_level"]["options"].pop()  # "high" is gone
+    lines = provision(crm, config_for(hub))
+    assert (
+        "property companies.product_account_id (string): EXISTS WITHOUT unique values, so "
+        "companies cannot be read by it; HubSpot cannot make it unique later: map a new "
+        "property with unique values"
+    ) in lines
+    assert (
+        "property companies.churn_risk_level (enumeration): LACKS OPTIONS high; add them in "
+        "HubSpot or writes of those values are refused"
+    ) in lines

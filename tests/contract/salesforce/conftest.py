@@ -102,7 +102,8 @@ def _matches(row: dict[str, Any], soql: str) -> bool:
         return str(row.get(within.group(1))) in values
     like = re.match(r"(\w+) LIKE '%(.*)%'", where)
     if like:
-        return like.group(2).replace("\\", "") in str(row.get(like.group(1)) or "")
+        wanted = like.group(2).replace("\\", "").lower()  # SOQL LIKE ignores case
+        return wanted in str(row.get(like.group(1)) or "").lower()
     return True
 
 

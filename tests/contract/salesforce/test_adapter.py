@@ -317,3 +317,17 @@ def test_a_task_create_that_timed_out_is_not_resent_and_a_retry_finds_it(
     ]
     assert run_action(context, action, datetime(2026, 11, 23, 10, 5, tzinfo=UTC)) == "00Txx0000009"
     assert len(org.sent("POST", "/sobjects/Task")) == 1
+
+
+def test_a_domain_finds_only_the_account_whose_website_is_that_domain(
+    org: Org, crm: SalesforceCrm
+) -> None:
+    rows = accounts(3)
+    rows[0]["Website"] = "https://www.bigacme.example"
+    rows[1]["Website"] = "acme.example.au"
+    rows[2]["Website"] = "https://www.Acme.example/about"
+    org.tables["Account"] = rows
+    found = crm.find_account_by_domain("acme.example")
+    assert found is not None
+    assert found.crm_id == rows[2]["Id"]
+    assert crm.find_account_by_domain("cme.example") is None
