@@ -205,7 +205,14 @@ class UsageDropRule(_Strict):
     enabled: bool = True
     drop_pct: float = Field(40, gt=0, le=100)
     window_days: int = Field(7, ge=1, le=60)
-    baseline_days: int = Field(28, ge=7, le=120)
+    # The normal is a block of this many days (whole weeks, weekday by weekday)...
+    baseline_days: int = Field(28, ge=7, le=112, multiple_of=7)
+    # ...the highest such block within this many weeks before the window, so a decline that
+    # began weeks ago is measured against the level before it.
+    lookback_weeks: int = Field(8, ge=1, le=16)
+    # Compare with the same weeks last year: "auto" when last year also dipped then (needs a
+    # year of history), "yes" for products known to be seasonal, "no" never.
+    seasonal: Literal["auto", "yes", "no"] = "auto"
     min_baseline_daily_users: float = Field(1.0, ge=0)
     small_account_max_users: float = Field(5, ge=0)
     small_account_window_days: int = Field(21, ge=1, le=60)

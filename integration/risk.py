@@ -13,6 +13,15 @@ from enum import StrEnum
 from typing import Any
 
 from integration.accounts import AccountState, UsageHistory
+from integration.baselines import (
+    WEEK,
+    YEAR_DAYS,
+    Comparison,
+    compare,
+    days_below,
+    seasonally_adjusted,
+    year_over_year,
+)
 from integration.config import ChampionLeftRule, RiskConfig, UsageDropRule
 from integration.signals import ChangeType
 
@@ -58,61 +67,79 @@ class RiskAssessment:
 
 
 def history_days_needed(rules: RiskConfig) -> int:
-    """How many days of usage the rules read, so the job loads exactly that."""
+    """How many days of usage the rules read (a year more for seasonal comparisons)."""
     rule = rules.usage_drop
-    return max(rule.window_days, rule.small_account_window_days) + rule.baseline_days
+    window = max(rule.window_days, rule.small_account_window_days)
+    year = YEAR_DAYS if rule.seasonal != "no" else 0
+    return year + window + rule.lookback_weeks * WEEK
 
 
 def usage_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[Reason]:
-    """Active users over the recent window against the account's own normal just before it.
+    """Active users over the recent window against the account's own normal before it.
 
     Guards: an account whose normal is below `min_baseline_daily_users` cannot drop, an account
-    without a full baseline of history is not judged, and a small account (normal at most
+    without a full normal of history is not judged, and a small account (normal at most
     `small_account_max_users` a day) must stay down for `small_account_window_days`, so one or
     two people on vacation in a three-seat account is not a churn risk while a sustained drop is.
+    A seasonal product's dip is measured against the same weeks last year.
     """
-    trend = _usage_trend(state.usage, rule)
-    if trend is None:
+    comparison = usage_comparison(state.usage, rule)
+    if comparison is None:
         return []
-    window, baseline, recent = trend
-    if baseline <= 0 or baseline < rule.min_baseline_daily_users:
+    recent, normal = comparison.per_day
+    if normal <= 0 or normal < rule.min_baseline_daily_users:
         return []
-    drop_pct = (baseline - recent) / baseline * 100
+    drop_pct = -comparison.change_pct
     if drop_pct < rule.drop_pct:
         return []
-    high = drop_pct >= min(100.0, rule.drop_pct * HIGH_DROP_FACTOR)
+    usage = state.usage
+    days = days_below(usage.daily_active_users, usage.last_day, comparison.profile, rule.drop_pct)
+    against = (
+        "the same weeks last year"
+        if comparison.seasonal
+        else f"their {rule.baseline_days // WEEK}-week normal"
+    )
     text = (
-        f"Daily active users fell {drop_pct:.0f}% below their {rule.baseline_days}-day normal "
-        f"({recent:.1f} vs {baseline:.1f} a day) over the last {window} days."
+        f"Daily active users fell {drop_pct:.0f}% below {against} "
+        f"({recent:.1f} vs {normal:.1f} a day) over the last {comparison.window_days} days"
+        + (f", and every day for {days} days." if days > comparison.window_days else ".")
     )
     details = {
         "metric": "daily_active_users",
         "observed": round(recent, 2),
-        "baseline": round(baseline, 2),
+        "baseline": round(normal, 2),
         "drop_pct": round(drop_pct, 1),
-        "window_days": window,
-        "baseline_days": rule.baseline_days,
+        "window_days": comparison.window_days,
+        "days_below": days,
+        "seasonal": comparison.seasonal,
     }
+    high = drop_pct >= min(100.0, rule.drop_pct * HIGH_DROP_FACTOR)
     severity = RiskLevel.HIGH if high else RiskLevel.MEDIUM
     return [Reason("usage_drop", "usage_drop", text, severity, details)]
 
 
-def _usage_trend(usage: UsageHistory, rule: UsageDropRule) -> tuple[int, float, float] | None:
-    """(window days, baseline per day, recent per day), or None without a full baseline."""
-    days = usage.daily_active_users
+def usage_comparison(usage: UsageHistory, rule: UsageDropRule) -> Comparison | None:
+    """The window against the normal (small accounts: the longer window), seasonally adjusted
+    when last year's same weeks dipped too; None without a full normal of history."""
+    history = (usage.last_day - usage.first_day).days + 1 if usage.first_day else 0
+    values = usage.daily_active_users
+    block = rule.baseline_days // WEEK
+    comparison = None
     for window in (rule.window_days, rule.small_account_window_days):
-        needed = window + rule.baseline_days
-        if usage.first_day is None or len(days) < needed:
+        comparison = compare(values, usage.last_day, window, block, rule.lookback_weeks, history)
+        if comparison is None:
             return None
-        if (usage.last_day - usage.first_day).days + 1 < needed:
-            return None
-        recent_days = days[len(days) - window :]
-        baseline_days = days[len(days) - window - rule.baseline_days : len(days) - window]
-        baseline = sum(baseline_days) / len(baseline_days)
-        recent = sum(recent_days) / len(recent_days)
-        if baseline > rule.small_account_max_users or window == rule.small_account_window_days:
-            return window, baseline, recent
-    return None
+        if comparison.per_day[1] > rule.small_account_max_users:
+            break
+    if comparison is None or rule.seasonal == "no":
+        return comparison
+    last_year = year_over_year(
+        values, usage.last_day, comparison.window_days, block, rule.lookback_weeks, history
+    )
+    dipped = last_year is not None and last_year.change_pct <= -rule.drop_pct / 2
+    if last_year is not None and (rule.seasonal == "yes" or dipped):
+        return seasonally_adjusted(comparison, last_year)
+    return comparison
 
 
 def champion_left(state: AccountState, rule: ChampionLeftRule, now: datetime) -> list[Reason]:
@@ -163,23 +190,16 @@ def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessm
                 by_key.setdefault(reason.key, reason)
     reasons = list(by_key.values())
     level = max((r.severity for r in reasons), key=_RANK.__getitem__, default=RiskLevel.NONE)
-    trend = _usage_trend(state.usage, rules.usage_drop)
+    comparison = usage_comparison(state.usage, rules.usage_drop)
     return RiskAssessment(
         account_id=state.account_id,
         level=level,
         score=min(100, sum(_SCORE[r.severity] for r in reasons)),
         reasons=tuple(reasons),
-        usage_trend_pct=_trend_pct(trend),
+        usage_trend_pct=round(comparison.change_pct, 1) if comparison else None,
         license_utilization_pct=_utilization_pct(state.usage),
         last_active_date=state.usage.last_active.date() if state.usage.last_active else None,
     )
-
-
-def _trend_pct(trend: tuple[int, float, float] | None) -> float | None:
-    if trend is None or trend[1] == 0:
-        return None
-    _, baseline, recent = trend
-    return round((recent - baseline) / baseline * 100, 1)
 
 
 def _utilization_pct(usage: UsageHistory) -> float | None:

@@ -21,7 +21,7 @@ from integration import keys
 from integration.accounts import UsageHistory
 from integration.signals import UsageEvent
 
-RING_DAYS = 512
+RING_DAYS = 448  # 64 weeks: a year for seasonal comparisons plus the window and its normal
 DELIVERY_DEDUPE_SECONDS = 7 * 24 * 3600
 # Late events up to this age still count users distinctly per day.
 DAY_USERS_TTL_SECONDS = 3 * 24 * 3600

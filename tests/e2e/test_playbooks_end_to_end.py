@@ -65,7 +65,7 @@ def test_a_usage_drop_creates_one_check_in_task_for_the_owner_with_the_numbers(
     assert task.subject == "Check in with Acme Analytics: product usage is down 60%"
     assert (task.owner_id, task.company_id, task.contact_id) == ("owner-ana", "1001", None)
     assert task.body.startswith(
-        "Why: Daily active users fell 60% below their 28-day normal (4.0 vs 10.0 a day) over the "
+        "Why: Daily active users fell 60% below their 4-week normal (4.0 vs 10.0 a day) over the "
         "last 7 days.\n"
     )
     assert (task.priority, task.task_type, task.status) == ("high", "call", "NOT_STARTED")
@@ -73,7 +73,7 @@ def test_a_usage_drop_creates_one_check_in_task_for_the_owner_with_the_numbers(
     assert fields == {
         "product_account_id": "acme",
         "churn_risk_level": "high",
-        "churn_risk_reasons": "Daily active users fell 60% below their 28-day normal "
+        "churn_risk_reasons": "Daily active users fell 60% below their 4-week normal "
         "(4.0 vs 10.0 a day) over the last 7 days.",
         "usage_trend_pct": -60.0,
         "license_utilization_pct": 50.0,

@@ -13,7 +13,7 @@ ACCOUNT = CrmAccount(crm_id="1001", name="Acme Analytics", owner_id="owner-ana")
 DROP = Reason(
     "usage_drop",
     "usage_drop",
-    "Daily active users fell 59% below their 28-day normal (4.0 vs 9.7 a day) over the "
+    "Daily active users fell 59% below their 4-week normal (4.0 vs 9.7 a day) over the "
     "last 7 days.",
     RiskLevel.MEDIUM,
     {"drop_pct": 58.8},
@@ -49,7 +49,7 @@ def test_a_new_usage_drop_plans_one_check_in_task_for_the_owner() -> None:
     [task] = plan_actions(None, assessed(DROP), ACCOUNT, PLAYBOOKS, {}, TODAY, None)
     assert task.subject == "Check in with Acme Analytics: product usage is down 59%"
     assert task.owner_id == "owner-ana"
-    assert task.body.startswith("Why: Daily active users fell 59% below their 28-day normal")
+    assert task.body.startswith("Why: Daily active users fell 59% below their 4-week normal")
     assert "Suggested next step: call your main contact at Acme Analytics" in task.body
     assert (task.priority, task.task_type) == ("high", "call")
     assert task.due_date == date(2026, 11, 23)  # due Sunday, moved to Monday

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -37,7 +38,7 @@ def state(daily: list[int], **kwargs: object) -> AccountState:
 def test_usage_drop_flags_a_fall_below_the_accounts_own_normal() -> None:
     reasons = usage_drop(state([10] * 42 + [4] * 7), RULE, NOW)
     assert [r.text for r in reasons] == [
-        "Daily active users fell 60% below their 28-day normal (4.0 vs 10.0 a day) "
+        "Daily active users fell 60% below their 4-week normal (4.0 vs 10.0 a day) "
         "over the last 7 days."
     ]
     assert reasons[0].severity is RiskLevel.HIGH
@@ -80,7 +81,7 @@ def test_a_sustained_drop_in_a_three_seat_account_is_still_a_flag() -> None:
     down_for_three_weeks = [3] * 28 + [1] * 21
     reasons = usage_drop(state(down_for_three_weeks, seats=3), RULE, NOW)
     assert [r.text for r in reasons] == [
-        "Daily active users fell 67% below their 28-day normal (1.0 vs 3.0 a day) "
+        "Daily active users fell 67% below their 4-week normal (1.0 vs 3.0 a day) "
         "over the last 21 days."
     ]
 
@@ -158,3 +159,70 @@ def test_disabled_rules_do_not_run() -> None:
     result = assess(state([10] * 42 + [4] * 7), rules, NOW)
     assert result.level is RiskLevel.NONE
     assert result.reasons == ()
+
+
+def by_date(days: int, level: Callable[[date], float]) -> list[int]:
+    """Daily active users for `days` days ending yesterday, from a function of the date."""
+    first = YESTERDAY - timedelta(days=days - 1)
+    return [round(level(first + timedelta(days=n))) for n in range(days)]
+
+
+def weekdays(weekday: float, weekend: float) -> Callable[[date], float]:
+    return lambda day: weekday if day.weekday() < 5 else weekend
+
+
+def test_a_weekday_product_is_not_flagged_for_its_quiet_weekends() -> None:
+    steady = by_date(63, weekdays(20, 2))
+    assert usage_drop(state(steady), RULE, NOW) == []
+
+
+def test_a_weekday_product_whose_weekdays_halve_is_flagged() -> None:
+    normal, dropped = weekdays(20, 2), weekdays(9, 2)
+    daily = by_date(63, lambda d: normal(d) if d <= YESTERDAY - timedelta(days=7) else dropped(d))
+    [reason] = usage_drop(state(daily), RULE, NOW)
+    assert reason.details["drop_pct"] == 52.9  # 49 users against 104 expected (5x20 + 2x2)
+
+
+def test_a_decline_that_began_weeks_ago_is_measured_against_the_level_before_it() -> None:
+    # Eight weeks at 10, three weeks easing to 7, then a week at 5: against the last four weeks
+    # that is a 26% dip (no flag); against the normal before the decline it is 50%.
+    daily = [10] * 56 + [7] * 21 + [5] * 7
+    [reason] = usage_drop(state(daily), RULE, NOW)
+    assert reason.details["baseline"] == 10.0
+    assert reason.details["drop_pct"] == 50.0
+
+
+def seasonal_year(dip_this_year: float) -> list[int]:
+    """A tax-season style product: every year the same four weeks run at half, this year at
+    `dip_this_year` of normal."""
+    total = 364 + 84
+
+    def level(day: date) -> float:
+        back = (YESTERDAY - day).days
+        in_dip_last_year = 364 <= back < 364 + 28
+        in_dip_this_year = back < 28
+        if in_dip_this_year:
+            return 20 * dip_this_year
+        return 10 if in_dip_last_year else 20
+
+    return by_date(total, level)
+
+
+def test_a_seasonal_dip_like_last_years_is_not_a_flag() -> None:
+    assert usage_drop(state(seasonal_year(0.5)), RULE, NOW) == []
+    no_seasons = RULE.model_copy(update={"seasonal": "no"})
+    assert len(usage_drop(state(seasonal_year(0.5)), no_seasons, NOW)) == 1
+
+
+def test_a_seasonal_product_that_also_declines_is_flagged_against_last_year() -> None:
+    [reason] = usage_drop(state(seasonal_year(0.2)), RULE, NOW)
+    assert reason.details["seasonal"] is True
+    assert reason.text.startswith("Daily active users fell 60% below the same weeks last year")
+
+
+def test_the_reason_says_how_long_usage_has_been_down() -> None:
+    [reason] = usage_drop(state([10] * 56 + [4] * 10), RULE, NOW)
+    assert reason.text == (
+        "Daily active users fell 60% below their 4-week normal (4.0 vs 10.0 a day) over the last "
+        "7 days, and every day for 10 days."
+    )

@@ -1,0 +1,148 @@
+"""An account's own normal, computed from its daily history: pure arithmetic, no I/O.
+
+- Weekday-aware: a Monday is compared with the account's usual Monday, so a product used on
+  weekdays does not "drop" every weekend.
+- Anchored before a decline: the normal is the highest 4-week level among the blocks of the last
+  `lookback_weeks` before the window, so a decline that began weeks ago is still measured against
+  the level before it, not against its own first weeks.
+- Seasonal: with a year of history, the same weeks last year tell whether a dip is the season.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+WEEK = 7
+YEAR_DAYS = 364  # 52 weeks: the same weekdays a year earlier
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The window's actual total against what the account's normal predicts for those days."""
+
+    window_days: int
+    actual: float
+    expected: float
+    normal_weeks: int
+    profile: tuple[float, ...] = ()
+    seasonal: bool = False
+
+    @property
+    def change_pct(self) -> float:
+        return (self.actual - self.expected) / self.expected * 100 if self.expected else 0.0
+
+    @property
+    def per_day(self) -> tuple[float, float]:
+        return self.actual / self.window_days, self.expected / self.window_days
+
+
+def weekday_profile(values: Sequence[int], first_day: date) -> list[float]:
+    """Mean value per weekday (Monday = 0) over whole weeks of `values` starting on `first_day`."""
+    sums, counts = [0.0] * WEEK, [0] * WEEK
+    for offset, value in enumerate(values):
+        weekday = (first_day + timedelta(days=offset)).weekday()
+        sums[weekday] += value
+        counts[weekday] += 1
+    return [sums[d] / counts[d] if counts[d] else 0.0 for d in range(WEEK)]
+
+
+def expected_total(profile: Sequence[float], first_day: date, days: int) -> float:
+    return sum(profile[(first_day + timedelta(days=n)).weekday()] for n in range(days))
+
+
+def normal_profile(
+    values: Sequence[int],
+    last_day: date,
+    window: int,
+    block_weeks: int,
+    lookback_weeks: int,
+    history_days: int,
+) -> tuple[list[float], int] | None:
+    """The weekday profile of the highest-level `block_weeks` block ending within
+    `lookback_weeks` before the window; None when not even one full block has history."""
+    block = block_weeks * WEEK
+    best: tuple[float, list[float]] | None = None
+    for shift_weeks in range(max(1, lookback_weeks - block_weeks + 1)):
+        end = len(values) - window - shift_weeks * WEEK  # exclusive index of the block's end
+        start = end - block
+        if start < 0 or start < len(values) - history_days:
+            break
+        first = last_day - timedelta(days=len(values) - 1 - start)
+        profile = weekday_profile(values[start:end], first)
+        level = sum(profile)
+        if best is None or level > best[0]:
+            best = (level, profile)
+    return (best[1], block_weeks) if best else None
+
+
+def compare(
+    values: Sequence[int],
+    last_day: date,
+    window: int,
+    block_weeks: int,
+    lookback_weeks: int,
+    history_days: int,
+) -> Comparison | None:
+    """This window against the normal before it; None without enough history."""
+    found = normal_profile(values, last_day, window, block_weeks, lookback_weeks, history_days)
+    if found is None:
+        return None
+    profile, weeks = found
+    window_first = last_day - timedelta(days=window - 1)
+    actual = float(sum(values[len(values) - window :]))
+    return Comparison(
+        window, actual, expected_total(profile, window_first, window), weeks, tuple(profile)
+    )
+
+
+def year_over_year(
+    values: Sequence[int],
+    last_day: date,
+    window: int,
+    block_weeks: int,
+    lookback_weeks: int,
+    history_days: int,
+) -> Comparison | None:
+    """The same comparison a year earlier (same weekdays), when the history reaches that far."""
+    if history_days < YEAR_DAYS + window + block_weeks * WEEK or len(values) <= YEAR_DAYS:
+        return None
+    return compare(
+        values[: len(values) - YEAR_DAYS],
+        last_day - timedelta(days=YEAR_DAYS),
+        window,
+        block_weeks,
+        lookback_weeks,
+        history_days - YEAR_DAYS,
+    )
+
+
+def seasonally_adjusted(now: Comparison, last_year: Comparison) -> Comparison:
+    """Scale the expectation by how much last year's same weeks moved against their normal."""
+    ratio = last_year.actual / last_year.expected if last_year.expected else 1.0
+    return Comparison(
+        now.window_days,
+        now.actual,
+        now.expected * ratio,
+        now.normal_weeks,
+        tuple(p * ratio for p in now.profile),
+        seasonal=True,
+    )
+
+
+def days_below(
+    values: Sequence[int], last_day: date, profile: Sequence[float], threshold_pct: float
+) -> int:
+    """How many days in a row, counting back from `last_day`, each fell below its weekday's
+    normal by at least the threshold (the "for N days" a rep reads)."""
+    streak = 0
+    for back in range(len(values)):
+        day = last_day - timedelta(days=back)
+        expected = profile[day.weekday()]
+        if not expected or (expected - values[len(values) - 1 - back]) / expected * 100 < (
+            threshold_pct
+        ):
+            break
+        streak += 1
+    return streak
