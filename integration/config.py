@@ -214,6 +214,9 @@ class UsageDropRule(_Strict):
     # year of history), "yes" for products known to be seasonal, "no" never.
     seasonal: Literal["auto", "yes", "no"] = "auto"
     min_baseline_daily_users: float = Field(1.0, ge=0)
+    # The shortfall must also exceed this many standard deviations of count noise (the square
+    # root of the expected total), so a quiet account's random low week is not a flag.
+    min_significance_z: float = Field(3.0, ge=0, le=10)
     small_account_max_users: float = Field(5, ge=0)
     small_account_window_days: int = Field(21, ge=1, le=60)
 

@@ -6,6 +6,7 @@ the numbers behind them); `assess` combines them into one RiskAssessment.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -90,7 +91,10 @@ def usage_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[
     if normal <= 0 or normal < rule.min_baseline_daily_users:
         return []
     drop_pct = -comparison.change_pct
-    if drop_pct < rule.drop_pct:
+    noise = math.sqrt(comparison.expected)
+    if drop_pct < rule.drop_pct or comparison.expected - comparison.actual < (
+        rule.min_significance_z * noise
+    ):
         return []
     usage = state.usage
     days = days_below(usage.daily_active_users, usage.last_day, comparison.profile, rule.drop_pct)
