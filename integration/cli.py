@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -15,8 +16,10 @@ from integration.bootstrap import build_context, read_config
 from integration.config import Config
 from integration.errors import InvalidConfigError
 from integration.failures import list_failed, retry_failed
+from integration.jobs import load_state
 from integration.logs import configure_logging
 from integration.queues import QUEUE_NAMES
+from integration.risk import assess, assessment_to_json
 from integration.settings import Settings
 from integration.unmatched import list_unmatched
 
@@ -205,6 +208,40 @@ def retry(config_path: Path, job_ids: tuple[str, ...], retry_all: bool) -> None:
     context = build_context(_settings(config_path))
     count = retry_failed(context.redis, None if retry_all else job_ids)
     click.echo(f"re-queued {count} job(s)")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--account", "account_ids", multiple=True, help="Only this account (repeatable).")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Judge as at the end of this day (default: today so far).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, one object per account.")
+def evaluate(
+    config_path: Path, account_ids: tuple[str, ...], as_of: datetime | None, as_json: bool
+) -> None:
+    """Print risk assessments as of a date, writing nothing (replay history safely)."""
+    context = build_context(_settings(config_path))
+    now = (as_of.replace(tzinfo=UTC) + timedelta(days=1)) if as_of else datetime.now(UTC)
+    ids = sorted(
+        account_ids or (keys.text(a) for a in context.redis.smembers(keys.known_accounts()))
+    )
+    for account_id in ids:
+        result = assess(load_state(context, account_id, now), context.config.risk, now)
+        if as_json:
+            click.echo(json.dumps(assessment_to_json(result)))
+            continue
+        trend = f"{result.usage_trend_pct:+.0f}%" if result.usage_trend_pct is not None else "n/a"
+        click.echo(
+            f"{account_id}: {result.level.value} (score {result.score}), usage trend {trend}"
+        )
+        for reason in result.reasons:
+            click.echo(f"  - {reason.text}")
+    if not ids:
+        click.echo("no accounts yet", err=True)
 
 
 @main.command()

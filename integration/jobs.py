@@ -240,10 +240,11 @@ def load_state(context: Context, account_id: str, now: datetime) -> AccountState
 
 
 def _people(redis: Redis, account_id: str, now: datetime) -> tuple[JobChanged, ...]:
+    """People signals known as of `now` (a replay as of a past date sees none from after it)."""
     people = []
     for raw in redis.hvals(keys.people_signals(account_id)):
         change = JobChanged.from_json(json.loads(raw))
-        if now - change.detected_at <= PEOPLE_MEMORY:
+        if timedelta(0) <= now - change.detected_at <= PEOPLE_MEMORY:
             people.append(change)
     return tuple(sorted(people, key=lambda person: person.detected_at))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -204,3 +205,36 @@ def test_a_crm_outage_during_evaluation_loses_no_account_and_later_creates_one_t
 
     assert jobs.evaluate_dirty_accounts() == 1
     assert len(flaky.tasks()) == 1
+
+
+def test_evaluate_replays_history_as_of_a_date_and_writes_nothing(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str], settings: Any
+) -> None:
+    # Usage arrives, but no worker runs: nothing is evaluated or written yet.
+    post_usage(client, webhook_secrets, daily_usage("acme", DROPPING))
+    env = {"REDIS_URL": settings.redis_url}
+    before_drop = (datetime.now(UTC) - timedelta(days=9)).date().isoformat()
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+
+    early = CliRunner().invoke(
+        main, ["evaluate", "--config", str(settings.config), "--as-of", before_drop], env=env
+    )
+    assert early.output == "acme: none (score 0), usage trend +0%\n"
+    late = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--config",
+            str(settings.config),
+            "--as-of",
+            yesterday,
+            "--account",
+            "acme",
+            "--json",
+        ],
+        env=env,
+    )
+    [assessment] = [json.loads(line) for line in late.output.splitlines()]
+    assert (assessment["level"], assessment["usage_trend_pct"]) == ("high", -60.0)
+    assert crm(context).tasks() == []
+    assert redis.exists("ci:{acct:acme}:assessment") == 0
