@@ -237,9 +237,38 @@ class ChampionLeftRule(_Strict):
     remember_days: int = Field(90, ge=1, le=730)
 
 
+class InactivityRule(_Strict):
+    enabled: bool = True
+    days: int = Field(14, ge=1, le=365)  # no one at the account used the product for this long
+
+
+class UtilizationRule(_Strict):
+    enabled: bool = True
+    # Users active in the last 30 days as a share of the seats purchased.
+    below_pct: float = Field(60, gt=0, le=100)
+    min_seats: int = Field(5, ge=1)  # too few seats for a share to mean much
+
+
+class DecisionMakerRule(_Strict):
+    enabled: bool = True
+    # Regular expressions (case-insensitive) for titles that buy or block renewals.
+    title_patterns: tuple[str, ...] = (
+        r"\bchief\b",
+        r"\bc[eiotfr]o\b",
+        r"\bvp\b",
+        r"vice president",
+        r"\bhead of\b",
+        r"\bdirector\b",
+    )
+    remember_days: int = Field(60, ge=1, le=365)
+
+
 class RiskConfig(_Strict):
     usage_drop: UsageDropRule = UsageDropRule()
     champion_left: ChampionLeftRule = ChampionLeftRule()
+    inactivity: InactivityRule = InactivityRule()
+    license_utilization: UtilizationRule = UtilizationRule()
+    new_decision_maker: DecisionMakerRule = DecisionMakerRule()
 
 
 class PlaybookSettings(_Strict):

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
@@ -35,7 +35,7 @@ from integration.risk import (
     history_days_needed,
 )
 from integration.settings import Settings
-from integration.signals import JobChanged
+from integration.signals import ChangeType, JobChanged
 from integration.unmatched import forget_unmatched, record_unmatched
 from playbooks.engine import plan_actions
 
@@ -128,24 +128,31 @@ def evaluate_all_accounts() -> int:
 
 @crm_job
 def process_job_change(change_json: dict[str, object]) -> str:
-    """Remember a people signal on the account it concerns, then re-evaluate that account."""
+    """Remember a people signal on the account the person left and on the one they joined or
+    were promoted in, then re-evaluate those accounts."""
     context = current_context()
     change = JobChanged.from_json(change_json)
-    domain = change.previous_company_domain
-    account_id = change.previous_account_id or _account_by_domain(context, domain)
-    if account_id is None:
-        record_unmatched(context.redis, "job_change", domain or "", change.event_id, _now())
+    left = change.previous_account_id or _account_by_domain(context, change.previous_company_domain)
+    joined = None
+    if change.change_type in (ChangeType.COMPANY_CHANGE, ChangeType.PROMOTION):
+        domain = change.current_company_domain or (
+            change.previous_company_domain if change.change_type is ChangeType.PROMOTION else None
+        )
+        joined = change.current_account_id or _account_by_domain(context, domain)
+    if left is None and joined is None:
+        reference = change.previous_company_domain or change.current_company_domain or ""
+        record_unmatched(context.redis, "job_change", reference, change.event_id, _now())
         return "unmatched"
-    record_people_signal(context, change, account_id)
-    return account_id
+    signal = replace(change, previous_account_id=left, current_account_id=joined)
+    for account_id in dict.fromkeys(a for a in (left, joined) if a):
+        record_people_signal(context, signal, account_id)
+    return ", ".join(a for a in (left, joined) if a)
 
 
 def record_people_signal(context: Context, change: JobChanged, account_id: str) -> None:
     """Store the signal on the account (once, by its dedupe id) and re-evaluate the account."""
     context.redis.hset(
-        keys.people_signals(account_id),
-        change.dedupe_id,
-        json.dumps(change.to_json() | {"previous_account_id": account_id}),
+        keys.people_signals(account_id), change.dedupe_id, json.dumps(change.to_json())
     )
     rollups.remember_account(context.redis, account_id)
     evaluate_accounts(context, [account_id], _now())

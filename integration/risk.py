@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from integration.accounts import AccountState, UsageHistory
@@ -24,32 +23,15 @@ from integration.baselines import (
     year_over_year,
 )
 from integration.config import ChampionLeftRule, RiskConfig, UsageDropRule
+from integration.reasons import Reason, RiskLevel
+from integration.rules_more import inactivity, license_utilization, new_decision_maker
 from integration.signals import ChangeType
-
-
-class RiskLevel(StrEnum):
-    NONE = "none"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-
 
 _RANK = {RiskLevel.NONE: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
 _SCORE = {RiskLevel.NONE: 0, RiskLevel.LOW: 15, RiskLevel.MEDIUM: 35, RiskLevel.HIGH: 60}
 # A drop this many times the configured threshold (capped at 100%) makes the flag high, not medium.
 HIGH_DROP_FACTOR = 1.5
 LEAVING_CHANGES = frozenset({ChangeType.COMPANY_CHANGE, ChangeType.LEFT_COMPANY})
-
-
-@dataclass(frozen=True, slots=True)
-class Reason:
-    """Why an account is at risk: `key` tells flags apart (one per champion); `text` is for reps."""
-
-    code: str
-    key: str
-    text: str
-    severity: RiskLevel
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +162,11 @@ def champion_left(state: AccountState, rule: ChampionLeftRule, now: datetime) ->
 RULES: dict[str, Callable[[AccountState, Any, datetime], list[Reason]]] = {
     "usage_drop": usage_drop,
     "champion_left": champion_left,
+    "inactivity": inactivity,
+    "license_utilization": license_utilization,
+    "new_decision_maker": new_decision_maker,
 }
+__all__ = ["RULES", "Reason", "RiskAssessment", "RiskLevel", "assess"]
 
 
 def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessment:

@@ -75,7 +75,8 @@ def test_a_usage_drop_creates_one_check_in_task_for_the_owner_with_the_numbers(
         "product_account_id": "acme",
         "churn_risk_level": "high",
         "churn_risk_reasons": "Daily active users fell 60% below their 4-week normal "
-        "(4.0 vs 10.0 a day) over the last 7 days.",
+        "(4.0 vs 10.0 a day) over the last 7 days.\n"
+        "Only 10 of 20 licensed seats were used in the last 30 days (50%, below 60%).",
         "usage_trend_pct": -60.0,
         "license_utilization_pct": 50.0,
         "last_product_activity_date": (datetime.now(UTC) - timedelta(days=1)).date().isoformat(),
@@ -105,7 +106,7 @@ def test_the_same_usage_delivered_twice_and_more_usage_later_still_make_one_task
 def test_steady_usage_creates_no_task_and_writes_no_risk(
     client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
 ) -> None:
-    post_usage(client, webhook_secrets, daily_usage("globex", STEADY, seats=40))
+    post_usage(client, webhook_secrets, daily_usage("globex", STEADY, seats=12))
     drain(redis)
     assert crm(context).tasks() == []
     fields = crm(context).company_properties("1002")
@@ -238,3 +239,22 @@ def test_evaluate_replays_history_as_of_a_date_and_writes_nothing(
     assert (assessment["level"], assessment["usage_trend_pct"]) == ("high", -60.0)
     assert crm(context).tasks() == []
     assert redis.exists("ci:{acct:acme}:assessment") == 0
+
+
+def test_a_new_vp_joining_an_account_is_written_as_a_reason_on_it(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    hire = {
+        "event_id": "pdl-7",
+        "source": "pdl",
+        "change_type": "company_change",
+        "email": "kim@acme.example",
+        "full_name": "Kim Park",
+        "previous_company_domain": "elsewhere.example",
+        "current_company_domain": "acme.example",
+        "current_job_title": "VP Operations",
+    }
+    post_signed(client, "/webhooks/job-changes", webhook_secrets[PEOPLE_SECRET_ENV], hire)
+    drain(redis)
+    reasons = crm(context).company_properties("1001")["churn_risk_reasons"]
+    assert reasons.startswith("Kim Park joined as VP Operations (reported by pdl on ")

@@ -147,7 +147,11 @@ def test_assessment_combines_reasons_and_computes_the_crm_values() -> None:
     )
     result = assess(account, RiskConfig(), NOW)
     assert result.level is RiskLevel.HIGH
-    assert [r.code for r in result.reasons] == ["usage_drop", "champion_left"]
+    assert [r.code for r in result.reasons] == [
+        "usage_drop",
+        "champion_left",
+        "license_utilization",
+    ]
     assert result.score == 100
     assert result.usage_trend_pct == -60.0
     assert result.license_utilization_pct == 55.0
