@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from integration.signals import JobChanged
@@ -20,6 +21,8 @@ class UsageHistory:
     seats: int | None
     active_users_30d: int
     last_active: datetime | None
+    # Every other daily counter by metric name ("events", "logins", configured ones), same days.
+    daily_metrics: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

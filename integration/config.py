@@ -175,6 +175,31 @@ class FieldMap(_Strict):
     last_active_date: ApiName | None = "last_product_activity_date"
 
 
+MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+BUILT_IN_METRICS = ("active_users", "events", "logins")
+
+
+class Metrics(_Strict):
+    """What is counted per account and day besides distinct active users and all events."""
+
+    # Event names that count as a login.
+    login_events: tuple[str, ...] = ("login", "signed_in", "sign_in", "logged_in")
+    # Further daily counters: metric name -> the event names that count toward it, e.g.
+    # reports_created: [report_created]. A bulk import's extra columns land in these too.
+    counted: dict[MetricName, tuple[str, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _no_built_in_names(self) -> Metrics:
+        taken = sorted(set(self.counted) & set(BUILT_IN_METRICS))
+        if taken:
+            msg = f"{', '.join(taken)} are built in; give counted metrics other names"
+            raise ValueError(msg)
+        return self
+
+    def names(self) -> tuple[str, ...]:
+        return (*BUILT_IN_METRICS, *self.counted)
+
+
 class Owners(_Strict):
     fallback_owner: str | None = None
 
@@ -289,6 +314,7 @@ class Config(_Strict):
     account_match: AccountMatch = AccountMatch()
     fields: FieldMap = FieldMap()
     owners: Owners = Owners()
+    metrics: Metrics = Metrics()
     webhooks: Webhooks = Webhooks()
     risk: RiskConfig = RiskConfig()
     playbooks: dict[str, PlaybookSettings] = Field(default_factory=dict)

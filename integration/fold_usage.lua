@@ -5,6 +5,8 @@
 -- ARGV[4] JSON list of groups, one per account and day, with the keys Python built (integration/keys.py).
 -- Returns {duplicate, needs_job}: duplicate=1 means nothing was written; needs_job=1 means accounts
 -- are waiting and no evaluation job exists, so the caller should queue one.
+-- Each metric has its own ring and its own last day (meta field last_day:<metric>), so a metric
+-- that starts later, or is quiet for a while, never reads another year's leftovers.
 -- Nothing below can fail halfway for valid input (SADD is chunked under Lua's unpack limit), which
 -- matters because Redis does not roll a script back: the dedupe key is set first.
 -- Cluster note: the keys inside ARGV are undeclared, so this script assumes one Redis node.
@@ -20,14 +22,21 @@ local CHUNK = 500
 
 local function slot(day) return '#' .. tostring(day % ring) end
 
-local function zero_days(metric_keys, from_day, to_day)
-  for _, key in ipairs(metric_keys) do
+-- Make `day` writable in this metric's ring: zero the slots it moves past. False when too old.
+local function place(meta_key, metric, key, day)
+  local field = 'last_day:' .. metric
+  local last = tonumber(redis.call('HGET', meta_key, field))
+  if last ~= nil and day <= last - ring then return false end
+  if last == nil or day > last then
+    local from = last == nil and day or math.max(last + 1, day - ring + 1)
     local args = {'BITFIELD', key}
-    for d = from_day, to_day do
+    for d = from, day do
       table.insert(args, 'SET'); table.insert(args, 'u16'); table.insert(args, slot(d)); table.insert(args, 0)
     end
     redis.call(unpack(args))
+    redis.call('HSET', meta_key, field, day)
   end
+  return true
 end
 
 local function add_users(key, users)
@@ -40,25 +49,20 @@ end
 
 for _, g in ipairs(groups) do
   local day = g.day
-  local metric_keys = {g.active_key, g.events_key}
+  local first_day = tonumber(redis.call('HGET', g.meta_key, 'first_day'))
+  if first_day == nil or day < first_day then redis.call('HSET', g.meta_key, 'first_day', day) end
   local last_day = tonumber(redis.call('HGET', g.meta_key, 'last_day'))
-  local writable = true
-  if last_day == nil then
-    zero_days(metric_keys, day, day)
-    redis.call('HSET', g.meta_key, 'first_day', day, 'last_day', day)
-  elseif day > last_day then
-    zero_days(metric_keys, math.max(last_day + 1, day - ring + 1), day)
-    redis.call('HSET', g.meta_key, 'last_day', day)
-  elseif day <= last_day - ring then
-    writable = false
-  end
-  if writable then
-    local first_day = tonumber(redis.call('HGET', g.meta_key, 'first_day'))
-    if day < first_day then redis.call('HSET', g.meta_key, 'first_day', day) end
+  if last_day == nil or day > last_day then redis.call('HSET', g.meta_key, 'last_day', day) end
+  if place(g.meta_key, 'active_users', g.active_key, day) then
     local added = add_users(g.users_key, g.users)
     redis.call('EXPIRE', g.users_key, user_ttl)
     redis.call('BITFIELD', g.active_key, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', slot(day), added)
-    redis.call('BITFIELD', g.events_key, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', slot(day), g.events)
+  end
+  for _, counter in ipairs(g.counters) do
+    local metric, key, amount = counter[1], counter[2], counter[3]
+    if place(g.meta_key, metric, key, day) then
+      redis.call('BITFIELD', key, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', slot(day), amount)
+    end
   end
   for i, user in ipairs(g.users) do
     redis.call('ZADD', g.last_seen_key, 'GT', g.user_seen[i], user)

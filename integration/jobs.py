@@ -242,7 +242,9 @@ def load_state(context: Context, account_id: str, now: datetime) -> AccountState
     days = history_days_needed(context.config.risk)
     # The current day is still filling up; judging it against full days would invent drops.
     last_day = now.date() - timedelta(days=1)
-    usage = rollups.load_history(context.redis, account_id, now, last_day, days)
+    usage = rollups.load_history(
+        context.redis, account_id, now, last_day, days, context.config.metrics.names()
+    )
     return AccountState(account_id, usage, _people(context.redis, account_id, now))
 
 

@@ -7,7 +7,7 @@ account's history costs 2 bytes a metric-day and never grows (DESIGN.md: about 1
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +19,7 @@ from redis import Redis
 
 from integration import keys
 from integration.accounts import UsageHistory
+from integration.config import Metrics
 from integration.signals import UsageEvent
 
 RING_DAYS = 448  # 64 weeks: a year for seasonal comparisons plus the window and its normal
@@ -41,7 +42,11 @@ def day_number(day: date) -> int:
 
 
 def fold_usage(
-    redis: Redis, delivery_key: str, events: Sequence[UsageEvent], evaluation_job_key: str
+    redis: Redis,
+    delivery_key: str,
+    events: Sequence[UsageEvent],
+    evaluation_job_key: str,
+    metrics: Metrics,
 ) -> FoldResult:
     """Write a whole delivery in one round trip; a delivery seen before writes nothing.
 
@@ -59,7 +64,7 @@ def fold_usage(
         DELIVERY_DEDUPE_SECONDS,
         RING_DAYS,
         DAY_USERS_TTL_SECONDS,
-        json.dumps(_groups(events), separators=(",", ":")),
+        json.dumps(_groups(events, metrics), separators=(",", ":")),
     )
     return FoldResult(bool(duplicate), bool(needs_job))
 
@@ -69,23 +74,37 @@ def _fold_script() -> str:
     return _FOLD_SCRIPT_PATH.read_text(encoding="utf-8")
 
 
-def _groups(events: Sequence[UsageEvent]) -> list[dict[str, Any]]:
+def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[dict[str, Any]]:
     """Group events per account and day in Python, so Redis does one update per group."""
+    counted = {name: frozenset(events) for name, events in metrics.counted.items()}
+    logins = frozenset(metrics.login_events)
     grouped: dict[tuple[str, int], dict[str, Any]] = {}
     seen: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+    tallies: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
     for event in events:
         number = day_number(event.occurred_at.date())
         ts = event.occurred_at.timestamp()
-        group = grouped.setdefault((event.account_id, number), _new_group(event.account_id, number))
-        group["events"] += 1
+        key = (event.account_id, number)
+        group = grouped.setdefault(key, _new_group(event.account_id, number))
         group["last_ts"] = max(group["last_ts"], ts)
         if event.seats is not None and ts >= group["seats_ts"]:
             group["seats"], group["seats_ts"] = event.seats, ts
-        users = seen[(event.account_id, number)]
+        users = seen[key]
         users[event.user_id] = max(users.get(event.user_id, 0.0), ts)
+        tally = tallies[key]
+        tally["events"] += 1
+        if event.event in logins:
+            tally["logins"] += 1
+        for name, names in counted.items():
+            if event.event in names:
+                tally[name] += 1
     for key, group in grouped.items():
         group["users"] = list(seen[key])
         group["user_seen"] = list(seen[key].values())
+        group["counters"] = [
+            [name, keys.daily_metric(key[0], name), amount]
+            for name, amount in sorted(tallies[key].items())
+        ]
     return list(grouped.values())
 
 
@@ -93,12 +112,10 @@ def _new_group(account_id: str, number: int) -> dict[str, Any]:
     return {
         "account": account_id,
         "day": number,
-        "events": 0,
         "last_ts": 0.0,
         "seats": None,
         "seats_ts": 0.0,
         "active_key": keys.daily_metric(account_id, "active_users"),
-        "events_key": keys.daily_metric(account_id, "events"),
         "meta_key": keys.account_meta(account_id),
         "users_key": keys.day_users(account_id, number),
         "last_seen_key": keys.user_last_seen(account_id),
@@ -162,25 +179,34 @@ def mark_all_accounts_dirty(redis: Redis) -> int:
 
 
 def load_history(
-    redis: Redis, account_id: str, now: datetime, last_day: date, days: int
+    redis: Redis,
+    account_id: str,
+    now: datetime,
+    last_day: date,
+    days: int,
+    metric_names: Sequence[str] = ("active_users", "events"),
 ) -> UsageHistory:
-    """Read `days` of daily counts ending on `last_day`, plus account facts, in one round trip."""
+    """Read `days` of each metric ending on `last_day`, plus account facts, in one round trip."""
     since = now - UTILIZATION_WINDOW
+    names = list(dict.fromkeys(["active_users", "events", *metric_names]))
     pipe = redis.pipeline(transaction=False)
-    pipe.get(keys.daily_metric(account_id, "active_users"))
-    pipe.get(keys.daily_metric(account_id, "events"))
+    for name in names:
+        pipe.get(keys.daily_metric(account_id, name))
     pipe.hgetall(keys.account_meta(account_id))
     pipe.zcount(keys.user_last_seen(account_id), since.timestamp(), "+inf")
-    active_raw, events_raw, meta_raw, active_30d = pipe.execute()
-    meta = {k.decode(): v.decode() for k, v in meta_raw.items()}
-    stored_last = int(meta["last_day"]) if "last_day" in meta else None
+    *blobs, meta_raw, active_30d = pipe.execute()
+    meta = {keys.text(k): keys.text(v) for k, v in meta_raw.items()}
     first = int(meta["first_day"]) if "first_day" in meta else None
     wanted = range(day_number(last_day) - days + 1, day_number(last_day) + 1)
+    series = {}
+    for name, blob in zip(names, blobs, strict=True):
+        stored_last = meta.get(f"last_day:{name}", meta.get("last_day"))
+        series[name] = _read_days(blob, wanted, first, int(stored_last) if stored_last else None)
     return UsageHistory(
         account_id=account_id,
         last_day=last_day,
-        daily_active_users=_read_days(active_raw, wanted, first, stored_last),
-        daily_events=_read_days(events_raw, wanted, first, stored_last),
+        daily_active_users=series["active_users"],
+        daily_events=series["events"],
         first_day=_EPOCH + timedelta(days=first) if first is not None else None,
         seats=int(meta["seats"]) if "seats" in meta else None,
         active_users_30d=int(active_30d),
@@ -189,6 +215,7 @@ def load_history(
             if "last_active" in meta
             else None
         ),
+        daily_metrics={n: v for n, v in series.items() if n != "active_users"},
     )
 
 

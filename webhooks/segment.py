@@ -81,8 +81,9 @@ def receive_segment() -> tuple[Response, int]:
     if unattributed:
         record_unmatched(store, "segment", "events without an account", batch.dedupe_id, now)
     if events:
+        delivery = keys.delivery_seen("segment", batch.dedupe_id)
         folded = rollups.fold_usage(
-            store, keys.delivery_seen("segment", batch.dedupe_id), events, evaluation_job_key(now)
+            store, delivery, events, evaluation_job_key(now), config().metrics
         )
         if folded.needs_evaluation_job:
             try:

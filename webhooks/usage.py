@@ -24,7 +24,9 @@ def receive_usage() -> tuple[Response, int]:
     now = datetime.now(UTC)
     events = parse_usage(body, now, settings.max_events_per_request)
     delivery_key = keys.delivery_seen("usage", delivery_id)
-    folded = rollups.fold_usage(redis(), delivery_key, events, evaluation_job_key(now))
+    folded = rollups.fold_usage(
+        redis(), delivery_key, events, evaluation_job_key(now), config().metrics
+    )
     if folded.needs_evaluation_job:
         try:
             enqueue_dirty_evaluation(redis(), now)

@@ -1,0 +1,53 @@
+"""Daily rollups in a real Redis: every metric counted per account and day, read back intact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from redis import Redis
+
+from integration import keys, rollups
+from integration.config import Metrics
+from integration.signals import UsageEvent
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+METRICS = Metrics(counted={"reports_created": ("report_created", "report_duplicated")})
+
+
+def event(user: str, name: str, days_ago: int) -> UsageEvent:
+    return UsageEvent("acme", user, name, NOW - timedelta(days=days_ago, hours=1))
+
+
+def test_logins_and_configured_metrics_are_counted_per_day(redis: Redis) -> None:
+    events = [
+        event("u1", "login", 1),
+        event("u1", "report_created", 1),
+        event("u2", "signed_in", 1),
+        event("u2", "report_duplicated", 0),
+        event("u1", "login", 0),
+        event("u1", "login", 0),
+    ]
+    rollups.fold_usage(redis, keys.delivery_seen("usage", "d1"), events, "rq:job:none", METRICS)
+    history = rollups.load_history(redis, "acme", NOW, NOW.date(), 3, METRICS.names())
+    assert history.daily_active_users == (0, 2, 1)
+    assert history.daily_metrics == {
+        "events": (0, 3, 3),
+        "logins": (0, 2, 2),
+        "reports_created": (0, 1, 1),
+    }
+
+
+def test_a_metric_that_starts_later_reads_zeros_before_it_not_old_slots(redis: Redis) -> None:
+    rollups.fold_usage(
+        redis, keys.delivery_seen("usage", "d1"), [event("u1", "page", 3)], "rq:job:none", METRICS
+    )
+    rollups.fold_usage(
+        redis,
+        keys.delivery_seen("usage", "d2"),
+        [event("u1", "report_created", 1)],
+        "rq:job:none",
+        METRICS,
+    )
+    history = rollups.load_history(redis, "acme", NOW, NOW.date(), 4, METRICS.names())
+    assert history.daily_metrics["reports_created"] == (0, 0, 1, 0)
+    assert history.daily_metrics["events"] == (1, 0, 1, 0)
