@@ -29,7 +29,7 @@ def test_logins_and_configured_metrics_are_counted_per_day(redis: Redis) -> None
     ]
     rollups.fold_usage(redis, keys.delivery_seen("usage", "d1"), events, "rq:job:none", METRICS)
     history = rollups.load_history(redis, "acme", NOW, NOW.date(), 3, METRICS.names())
-    assert history.daily_active_users == (0, 2, 1)
+    assert history.daily_active_users == (0, 2, 2)  # u1 and u2 on both days
     assert history.daily_metrics == {
         "events": (0, 3, 3),
         "logins": (0, 2, 2),
