@@ -15,29 +15,9 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
   local waiting = redis.call('EXISTS', KEYS[2]) == 1
   return {1, (no_job and waiting) and 1 or 0}
 end
-local ring = tonumber(ARGV[2])
 local user_ttl = tonumber(ARGV[3])
 local groups = cjson.decode(ARGV[4])
 local CHUNK = 500
-
-local function slot(day) return '#' .. tostring(day % ring) end
-
--- Make `day` writable in this metric's ring: zero the slots it moves past. False when too old.
-local function place(meta_key, metric, key, day)
-  local field = 'last_day:' .. metric
-  local last = tonumber(redis.call('HGET', meta_key, field))
-  if last ~= nil and day <= last - ring then return false end
-  if last == nil or day > last then
-    local from = last == nil and day or math.max(last + 1, day - ring + 1)
-    local args = {'BITFIELD', key}
-    for d = from, day do
-      table.insert(args, 'SET'); table.insert(args, 'u16'); table.insert(args, slot(d)); table.insert(args, 0)
-    end
-    redis.call(unpack(args))
-    redis.call('HSET', meta_key, field, day)
-  end
-  return true
-end
 
 local function add_users(key, users)
   local added = 0

@@ -28,7 +28,7 @@ DELIVERY_DEDUPE_SECONDS = 7 * 24 * 3600
 DAY_USERS_TTL_SECONDS = 3 * 24 * 3600
 UTILIZATION_WINDOW = timedelta(days=30)
 _EPOCH = date(1970, 1, 1)
-_FOLD_SCRIPT_PATH = Path(__file__).with_name("fold_usage.lua")
+_SCRIPTS = Path(__file__).parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ def fold_usage(
     usage and then lost its answer).
     """
     duplicate, needs_job = redis.eval(
-        _fold_script(),
+        script("fold_usage.lua"),
         4,
         delivery_key,
         keys.dirty_accounts(),
@@ -70,8 +70,10 @@ def fold_usage(
 
 
 @cache
-def _fold_script() -> str:
-    return _FOLD_SCRIPT_PATH.read_text(encoding="utf-8")
+def script(name: str) -> str:
+    """A Lua script with the shared ring helpers (ring.lua) in front of it."""
+    prelude = (_SCRIPTS / "ring.lua").read_text(encoding="utf-8")
+    return prelude + "\n" + (_SCRIPTS / name).read_text(encoding="utf-8")
 
 
 def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[dict[str, Any]]:

@@ -1,0 +1,155 @@
+"""`integration import usage FILE`: daily rollups from a warehouse export (CSV or NDJSON).
+
+Columns: account_id, date, active_users, logins, seats, and any further numeric column, which is
+a metric of that name. Each bad row is reported with its line number and the reason, and the
+rest are imported; values are set rather than added, so importing a file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from integration import keys, rollups
+
+REQUIRED = ("account_id", "date")
+NOT_METRICS = frozenset({"account_id", "date", "seats"})
+U16_MAX = 65_535
+BATCH_ROWS = 500
+_METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class DayRow:
+    account_id: str
+    day: date
+    metrics: dict[str, int]
+    seats: int | None
+
+
+@dataclass
+class ImportSummary:
+    accepted: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    accounts: set[str] = field(default_factory=set)
+    metrics: set[str] = field(default_factory=set)
+    too_old: int = 0
+
+
+def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, record) from CSV (with a header) or NDJSON; a broken line gives its error."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        if path.suffix.lower() in (".ndjson", ".jsonl", ".json"):
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield number, f"not valid JSON: {exc.msg}"
+                    continue
+                yield number, record if isinstance(record, dict) else "expected a JSON object"
+            return
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            yield 1, f"the header lacks {', '.join(missing)}"
+            return
+        for record in reader:
+            yield reader.line_num, dict(record)
+
+
+def parse_row(record: dict[str, Any]) -> DayRow:
+    """One row, or ValueError naming the column and what was wrong."""
+    account = str(record.get("account_id") or "").strip()
+    if not account:
+        msg = "account_id: is empty"
+        raise ValueError(msg)
+    try:
+        day = date.fromisoformat(str(record.get("date") or "").strip()[:10])
+    except ValueError:
+        msg = f"date: expected YYYY-MM-DD, got {record.get('date')!r}"
+        raise ValueError(msg) from None
+    metrics = {}
+    for name, raw in record.items():
+        if name in NOT_METRICS or raw in (None, ""):
+            continue
+        if not _METRIC_NAME.match(str(name)):
+            msg = f"{name}: a metric column must be named in lower_snake_case"
+            raise ValueError(msg)
+        metrics[str(name)] = _count(str(name), raw, U16_MAX)
+    seats_raw = record.get("seats")
+    seats = _count("seats", seats_raw, 10_000_000) if seats_raw not in (None, "") else None
+    return DayRow(account, day, metrics, seats)
+
+
+def _count(name: str, raw: Any, maximum: int) -> int:  # noqa: ANN401 - a cell of any type
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        msg = f"{name}: expected a whole number, got {raw!r}"
+        raise ValueError(msg) from None
+    if not value.is_integer() or not 0 <= value <= maximum:
+        msg = f"{name}: expected a whole number from 0 to {maximum}, got {raw!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def import_rows(redis: Redis, records: Iterable[tuple[int, dict[str, Any] | str]]) -> ImportSummary:
+    summary = ImportSummary()
+    batch: list[DayRow] = []
+    for number, record in records:
+        try:
+            if isinstance(record, str):
+                raise ValueError(record)  # noqa: TRY301 - one path for every bad line
+            row = parse_row(record)
+        except ValueError as exc:
+            summary.rejected.append((number, str(exc)))
+            continue
+        batch.append(row)
+        if len(batch) >= BATCH_ROWS:
+            _write(redis, batch, summary)
+            batch = []
+    if batch:
+        _write(redis, batch, summary)
+    return summary
+
+
+def _write(redis: Redis, rows: list[DayRow], summary: ImportSummary) -> None:
+    payload = [
+        {
+            "account": row.account_id,
+            "day": rollups.day_number(row.day),
+            "meta_key": keys.account_meta(row.account_id),
+            "seats": row.seats,
+            "metrics": [
+                [name, keys.daily_metric(row.account_id, name), value]
+                for name, value in sorted(row.metrics.items())
+            ],
+        }
+        for row in rows
+    ]
+    placed = int(
+        redis.eval(
+            rollups.script("import_days.lua"),
+            2,
+            keys.dirty_accounts(),
+            keys.known_accounts(),
+            "",
+            rollups.RING_DAYS,
+            json.dumps(payload, separators=(",", ":")),
+        )
+    )
+    summary.accepted += placed
+    summary.too_old += len(rows) - placed
+    summary.accounts.update(row.account_id for row in rows)
+    for row in rows:
+        summary.metrics.update(row.metrics)

@@ -1,0 +1,92 @@
+"""`integration import usage FILE`: CSV and NDJSON into the rollups, idempotent, bad rows named."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+from redis import Redis
+
+from integration import rollups
+from integration.cli import main
+from integration.config import Metrics
+from integration.settings import Settings
+
+YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
+
+
+def run_import(settings: Settings, path: Path) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(
+        main,
+        ["import", "usage", str(path), "--config", str(settings.config)],
+        env={"REDIS_URL": settings.redis_url},
+    )
+    return result.exit_code, result.stdout.splitlines()
+
+
+def history(redis: Redis, days: int = 3) -> rollups.UsageHistory:
+    names = (*Metrics().names(), "reports_created")
+    return rollups.load_history(redis, "acme", datetime.now(UTC), YESTERDAY, days, names)
+
+
+def test_a_csv_export_lands_in_the_rollups_and_a_second_import_changes_nothing(
+    tmp_path: Path, settings: Settings, redis: Redis, context: object
+) -> None:
+    days = [YESTERDAY - timedelta(days=n) for n in (2, 1, 0)]
+    csv = tmp_path / "usage.csv"
+    csv.write_text(
+        "account_id,date,active_users,logins,seats,reports_created\n"
+        + "".join(
+            f"acme,{day.isoformat()},{10 + n},{20 + n},25,{n}\n" for n, day in enumerate(days)
+        )
+    )
+    code, lines = run_import(settings, csv)
+    assert code == 0
+    assert lines == [
+        "accepted 3 row(s) for 1 account(s); metrics: active_users, logins, reports_created",
+        "stored but not used by any rule yet: reports_created (name them under metrics.counted)",
+    ]
+    run_import(settings, csv)
+    imported = history(redis)
+    assert imported.daily_active_users == (10, 11, 12)
+    assert imported.daily_metrics["logins"] == (20, 21, 22)
+    assert imported.daily_metrics["reports_created"] == (0, 1, 2)
+    assert (imported.seats, imported.first_day) == (25, days[0])
+
+
+def test_bad_rows_are_listed_with_line_numbers_and_the_good_ones_imported(
+    tmp_path: Path, settings: Settings, redis: Redis, context: object
+) -> None:
+    ndjson = tmp_path / "usage.ndjson"
+    rows = [
+        {"account_id": "acme", "date": YESTERDAY.isoformat(), "active_users": 7},
+        {"account_id": "", "date": YESTERDAY.isoformat(), "active_users": 7},
+        {"account_id": "acme", "date": "23/11/2026", "active_users": 7},
+        {"account_id": "acme", "date": YESTERDAY.isoformat(), "active_users": "seven"},
+        {"account_id": "acme", "date": YESTERDAY.isoformat(), "logins": 70000},
+    ]
+    ndjson.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n")
+    code, lines = run_import(settings, ndjson)
+    assert code == 1
+    assert lines == [
+        "accepted 1 row(s) for 1 account(s); metrics: active_users",
+        "rejected 5 row(s):",
+        "  line 2: account_id: is empty",
+        "  line 3: date: expected YYYY-MM-DD, got '23/11/2026'",
+        "  line 4: active_users: expected a whole number, got 'seven'",
+        "  line 5: logins: expected a whole number from 0 to 65535, got 70000",
+        "  line 6: not valid JSON: Expecting property name enclosed in double quotes",
+    ]
+    assert history(redis, 1).daily_active_users == (7,)
+
+
+def test_imported_accounts_are_queued_for_evaluation(
+    tmp_path: Path, settings: Settings, redis: Redis, context: object
+) -> None:
+    csv = tmp_path / "usage.csv"
+    csv.write_text(f"account_id,date,active_users\nglobex,{YESTERDAY.isoformat()},3\n")
+    run_import(settings, csv)
+    assert redis.smembers("ci:dirty_accounts") == {b"globex"}
+    assert redis.keys("rq:job:evaluate-dirty-*")
