@@ -290,6 +290,8 @@ class DecisionMakerRule(_Strict):
 
 class RiskConfig(_Strict):
     usage_drop: UsageDropRule = UsageDropRule()
+    # The same measure on logins: people still come, but less often.
+    login_frequency_drop: UsageDropRule = UsageDropRule()
     champion_left: ChampionLeftRule = ChampionLeftRule()
     inactivity: InactivityRule = InactivityRule()
     license_utilization: UtilizationRule = UtilizationRule()

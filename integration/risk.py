@@ -66,7 +66,21 @@ def usage_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[
     two people on vacation in a three-seat account is not a churn risk while a sustained drop is.
     A seasonal product's dip is measured against the same weeks last year.
     """
-    comparison = usage_comparison(state.usage, rule)
+    return _drop(
+        state.usage, state.usage.daily_active_users, rule, "usage_drop", "Daily active users"
+    )
+
+
+def login_frequency_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[Reason]:
+    """Logins against the account's own normal: people still come, but less often."""
+    logins = state.usage.daily_metrics.get("logins", ())
+    return _drop(state.usage, logins, rule, "login_frequency_drop", "Daily logins")
+
+
+def _drop(
+    usage: UsageHistory, values: Sequence[int], rule: UsageDropRule, code: str, label: str
+) -> list[Reason]:
+    comparison = metric_comparison(usage, values, rule)
     if comparison is None:
         return []
     recent, normal = comparison.per_day
@@ -78,20 +92,19 @@ def usage_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[
         rule.min_significance_z * noise
     ):
         return []
-    usage = state.usage
-    days = days_below(usage.daily_active_users, usage.last_day, comparison.profile, rule.drop_pct)
+    days = days_below(values, usage.last_day, comparison.profile, rule.drop_pct)
     against = (
         "the same weeks last year"
         if comparison.seasonal
         else f"their {rule.baseline_days // WEEK}-week normal"
     )
     text = (
-        f"Daily active users fell {drop_pct:.0f}% below {against} "
+        f"{label} fell {drop_pct:.0f}% below {against} "
         f"({recent:.1f} vs {normal:.1f} a day) over the last {comparison.window_days} days"
         + (f", and every day for {days} days." if days > comparison.window_days else ".")
     )
     details = {
-        "metric": "daily_active_users",
+        "metric": code,
         "observed": round(recent, 2),
         "baseline": round(normal, 2),
         "drop_pct": round(drop_pct, 1),
@@ -101,14 +114,22 @@ def usage_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[
     }
     high = drop_pct >= min(100.0, rule.drop_pct * HIGH_DROP_FACTOR)
     severity = RiskLevel.HIGH if high else RiskLevel.MEDIUM
-    return [Reason("usage_drop", "usage_drop", text, severity, details)]
+    return [Reason(code, code, text, severity, details)]
 
 
 def usage_comparison(usage: UsageHistory, rule: UsageDropRule) -> Comparison | None:
+    """Daily active users against their normal (see metric_comparison)."""
+    return metric_comparison(usage, usage.daily_active_users, rule)
+
+
+def metric_comparison(
+    usage: UsageHistory, values: Sequence[int], rule: UsageDropRule
+) -> Comparison | None:
     """The window against the normal (small accounts: the longer window), seasonally adjusted
     when last year's same weeks dipped too; None without a full normal of history."""
     history = (usage.last_day - usage.first_day).days + 1 if usage.first_day else 0
-    values = usage.daily_active_users
+    if len(values) < rule.window_days:
+        return None
     block = rule.baseline_days // WEEK
     comparison = None
     for window in (rule.window_days, rule.small_account_window_days):
@@ -161,6 +182,7 @@ def champion_left(state: AccountState, rule: ChampionLeftRule, now: datetime) ->
 
 RULES: dict[str, Callable[[AccountState, Any, datetime], list[Reason]]] = {
     "usage_drop": usage_drop,
+    "login_frequency_drop": login_frequency_drop,
     "champion_left": champion_left,
     "inactivity": inactivity,
     "license_utilization": license_utilization,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -229,4 +230,17 @@ def test_the_reason_says_how_long_usage_has_been_down() -> None:
     assert reason.text == (
         "Daily active users fell 60% below their 4-week normal (4.0 vs 10.0 a day) over the last "
         "7 days, and every day for 10 days."
+    )
+
+
+def test_fewer_logins_from_the_same_people_is_a_login_frequency_drop() -> None:
+    from integration.risk import login_frequency_drop
+
+    steady_users = history([10] * 56 + [10] * 7)
+    logins = replace(steady_users, daily_metrics={"logins": (30,) * 56 + (12,) * 7})
+    account = AccountState("acct-1", logins)
+    assert usage_drop(account, RULE, NOW) == []
+    [reason] = login_frequency_drop(account, RULE, NOW)
+    assert reason.text == (
+        "Daily logins fell 60% below their 4-week normal (12.0 vs 30.0 a day) over the last 7 days."
     )
