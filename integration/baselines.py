@@ -133,8 +133,9 @@ def seasonally_adjusted(now: Comparison, last_year: Comparison) -> Comparison:
     )
 
 
-def days_below(values: Sequence[int], last_day: date, profile: Sequence[float],
-               threshold_pct: float) -> int:
+def days_below(
+    values: Sequence[int], last_day: date, profile: Sequence[float], threshold_pct: float
+) -> int:
     """How many days in a row, counting back from `last_day`, each fell below its weekday's
     normal by at least the threshold (the "for N days" a rep reads)."""
     last = last_day.weekday()

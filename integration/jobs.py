@@ -189,11 +189,12 @@ def evaluate_accounts(
             forget_unmatched(context.redis, "account", account_id)
         else:
             record_unmatched(context.redis, "account", account_id, "", now)
+    states = load_states(context, sorted(found), now)
     evaluated = [
         _Evaluated(
             account,
             _load_assessment(context.redis, account_id),
-            assess(load_state(context, account_id, now), context.config.risk, now),
+            assess(states[account_id], context.config.risk, now),
         )
         for account_id, account in sorted(found.items())
     ]
@@ -239,19 +240,33 @@ def _run_playbooks(context: Context, item: _Evaluated, now: datetime) -> None:
 
 
 def load_state(context: Context, account_id: str, now: datetime) -> AccountState:
+    return load_states(context, [account_id], now)[account_id]
+
+
+def load_states(
+    context: Context, account_ids: Sequence[str], now: datetime
+) -> dict[str, AccountState]:
+    """Everything the rules read for many accounts, in two round trips."""
     days = history_days_needed(context.config.risk)
     # The current day is still filling up; judging it against full days would invent drops.
     last_day = now.date() - timedelta(days=1)
-    usage = rollups.load_history(
-        context.redis, account_id, now, last_day, days, context.config.metrics.names()
+    usage = rollups.load_histories(
+        context.redis, account_ids, now, last_day, days, context.config.metrics.names()
     )
-    return AccountState(account_id, usage, _people(context.redis, account_id, now))
+    pipe = context.redis.pipeline(transaction=False)
+    for account_id in account_ids:
+        pipe.hvals(keys.people_signals(account_id))
+    people = pipe.execute()
+    return {
+        account_id: AccountState(account_id, usage[account_id], _people(raw, now))
+        for account_id, raw in zip(account_ids, people, strict=True)
+    }
 
 
-def _people(redis: Redis, account_id: str, now: datetime) -> tuple[JobChanged, ...]:
+def _people(raw_signals: Sequence[bytes], now: datetime) -> tuple[JobChanged, ...]:
     """People signals known as of `now` (a replay as of a past date sees none from after it)."""
     people = []
-    for raw in redis.hvals(keys.people_signals(account_id)):
+    for raw in raw_signals:
         change = JobChanged.from_json(json.loads(raw))
         if timedelta(0) <= now - change.detected_at <= PEOPLE_MEMORY:
             people.append(change)
