@@ -253,11 +253,19 @@ def _history(
 def _read_days(
     raw: bytes | None, wanted: range, first: int | None, stored_last: int | None
 ) -> tuple[int, ...]:
-    """Counters for the wanted day numbers; days outside what the ring holds read as zero."""
-    if raw is None or first is None or stored_last is None:
+    """Counters for the wanted (consecutive) day numbers; days the ring does not hold read as 0.
+
+    Decoded with one array conversion and at most two slices: this is the hot loop of the daily
+    evaluation of every account."""
+    if raw is None or first is None or stored_last is None or not wanted:
         return (0,) * len(wanted)
     counters = array("H", raw.ljust(RING_DAYS * 2, b"\0")[: RING_DAYS * 2])
     if sys.byteorder == "little":
         counters.byteswap()  # BITFIELD u16 is big-endian
-    oldest = max(first, stored_last - RING_DAYS + 1)
-    return tuple(counters[n % RING_DAYS] if oldest <= n <= stored_last else 0 for n in wanted)
+    start = max(wanted.start, first, stored_last - RING_DAYS + 1)
+    stop = min(wanted.stop - 1, stored_last)
+    if start > stop:
+        return (0,) * len(wanted)
+    low, high = start % RING_DAYS, stop % RING_DAYS
+    held = counters[low : high + 1] if low <= high else counters[low:] + counters[: high + 1]
+    return (0,) * (start - wanted.start) + tuple(held) + (0,) * (wanted.stop - 1 - stop)

@@ -1,0 +1,138 @@
+"""A daily evaluation of many accounts with 400 days of history: time, peak memory, Redis bytes.
+
+    python -m bench.evaluation [--accounts 100000] [--batch 200]
+
+Fills an empty Redis database with `--accounts` accounts, each with 400 days of four metrics
+(active users, events, logins, one configured counter) written straight into the day rings, then
+times what the daily job does per batch: read the rollups and people signals (one round trip per
+batch) and run every risk rule. CRM writes are not included: they are bounded by the CRM's API
+(10 HubSpot or 5 Salesforce calls per 1,000 accounts, see bench.hubspot / bench.salesforce).
+Baseline in the same run: the same reads with no rules (the Redis floor). Target (issue 6):
+under 60 s for 100,000 accounts; memory at most 4 KB per account.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import resource
+import sys
+import time
+from array import array
+from datetime import UTC, datetime, timedelta
+
+from redis import Redis
+
+from integration import keys, rollups
+from integration.accounts import AccountState
+from integration.config import Metrics, RiskConfig
+from integration.devredis import empty_database_url, find_or_start
+from integration.risk import assess, history_days_needed
+from integration.settings import DEFAULT_REDIS_URL
+
+HISTORY_DAYS = 400
+METRICS = Metrics(counted={"reports_created": ("report_created",)})
+NOW = datetime(2026, 11, 23, 6, tzinfo=UTC)
+
+
+def ring_blob(values: list[int], last_number: int) -> bytes:
+    """The u16 ring as Redis BITFIELD stores it (big-endian), days ending on `last_number`."""
+    ring = array("H", [0] * rollups.RING_DAYS)
+    for offset, value in enumerate(values):
+        ring[(last_number - len(values) + 1 + offset) % rollups.RING_DAYS] = value
+    if sys.byteorder == "little":
+        ring.byteswap()
+    return ring.tobytes()
+
+
+def fill(redis: Redis, accounts: int, seed: int) -> None:
+    rng = random.Random(seed)
+    last = rollups.day_number(NOW.date() - timedelta(days=1))
+    pipe = redis.pipeline(transaction=False)
+    for n in range(accounts):
+        account = f"acct-{n:06d}"
+        level = rng.randint(3, 60)
+        daily = [max(0, round(rng.gauss(level, level**0.5))) for _ in range(HISTORY_DAYS)]
+        if n % 10 == 0:  # a tenth of the accounts declined over the last two weeks
+            daily[-14:] = [v // 3 for v in daily[-14:]]
+        meta = {
+            "first_day": last - HISTORY_DAYS + 1,
+            "last_day": last,
+            "seats": level + 10,
+            "last_active": NOW.timestamp() - 3600,
+        }
+        for name, series in (
+            ("active_users", daily),
+            ("events", [v * 5 for v in daily]),
+            ("logins", [v * 2 for v in daily]),
+            ("reports_created", [v // 4 for v in daily]),
+        ):
+            pipe.set(keys.daily_metric(account, name), ring_blob(series, last))
+            meta[f"last_day:{name}"] = last
+        pipe.hset(keys.account_meta(account), mapping=meta)
+        pipe.sadd(keys.known_accounts(), account)
+        if n % 500 == 499:
+            pipe.execute()
+    pipe.execute()
+
+
+def bytes_per_account(redis: Redis) -> int:
+    account = "acct-000001"
+    names = [keys.daily_metric(account, m) for m in METRICS.names() if m != "logins"]
+    names += [keys.daily_metric(account, "logins"), keys.account_meta(account)]
+    return sum(int(redis.memory_usage(name) or 0) for name in names)
+
+
+def run(redis: Redis, accounts: int, batch: int, with_rules: bool) -> tuple[float, int]:
+    rules = RiskConfig()
+    days = history_days_needed(rules)
+    ids = [f"acct-{n:06d}" for n in range(accounts)]
+    flagged = 0
+    started = time.perf_counter()
+    for start in range(0, accounts, batch):
+        chunk = ids[start : start + batch]
+        histories = rollups.load_histories(
+            redis, chunk, NOW, NOW.date() - timedelta(days=1), days, METRICS.names()
+        )
+        pipe = redis.pipeline(transaction=False)
+        for account in chunk:
+            pipe.hvals(keys.people_signals(account))
+        pipe.execute()
+        if with_rules:
+            for account in chunk:
+                result = assess(AccountState(account, histories[account]), rules, NOW)
+                flagged += any(r.code == "usage_drop" for r in result.reasons)
+    return time.perf_counter() - started, flagged
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    server = find_or_start(DEFAULT_REDIS_URL)
+    redis = Redis.from_url(empty_database_url(server.url))
+    try:
+        started = time.perf_counter()
+        fill(redis, args.accounts, args.seed)
+        print("evaluation.fill_s", round(time.perf_counter() - started, 1))
+        print("evaluation.redis_bytes_per_account_4_metrics", bytes_per_account(redis))
+        floor_s, _ = run(redis, args.accounts, args.batch, with_rules=False)
+        full_s, flagged = run(redis, args.accounts, args.batch, with_rules=True)
+        print("evaluation.accounts", args.accounts)
+        print("evaluation.daily_run_s", round(full_s, 1))
+        print("evaluation.baseline_reads_only_s", round(floor_s, 1))
+        print("evaluation.accounts_per_s", round(args.accounts / full_s))
+        print("evaluation.accounts_flagged_usage_drop", flagged)
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print("evaluation.peak_rss_mb", round(peak_kb / 1024, 1))
+        print("python", platform.python_version(), "redis", redis.info()["redis_version"])
+    finally:
+        redis.flushdb()
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
