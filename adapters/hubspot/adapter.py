@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ import requests
 from hubspot import HubSpot
 from redis import Redis
 
+from adapters.batching import chunks
 from adapters.hubspot import mapping
 from adapters.hubspot.auth import TokenSource
 from adapters.hubspot.errors import CRM
@@ -42,11 +43,6 @@ HUBSPOT_BATCH_LIMIT = 100
 SEQUENCES_PATH = "/automation/v4/sequences/enrollments"
 NOT_FOUND = 404
 T = TypeVar("T")
-
-
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @dataclass

@@ -11,7 +11,6 @@ correlationId. hubspot-api-client's own urllib3 retry is left off: it never retr
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +22,9 @@ from redis import Redis
 from adapters.hubspot.auth import TokenSource
 from adapters.hubspot.errors import CRM, translate
 from adapters.ratelimit import SharedRateLimit
+from adapters.waits import WaitPolicy
 from integration.config import HubSpotCrm as HubSpotSettings
-from integration.errors import CrmError, CrmRetriableError
-from integration.keys import text
+from integration.errors import CrmError
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +48,19 @@ class HubSpotTransport:
     _client: HubSpot | None = field(default=None, init=False, repr=False)
     _limit: SharedRateLimit = field(init=False, repr=False)
     _search_limit: SharedRateLimit = field(init=False, repr=False)
+    waits: WaitPolicy = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.waits = WaitPolicy(
+            CRM,
+            "HubSpot",
+            self.redis,
+            PAUSE_KEY,
+            429,
+            MAX_ATTEMPTS,
+            BACKOFF_SECONDS,
+            MAX_INLINE_WAIT_SECONDS,
+        )
         rate = self.settings.rate_limit
         self._limit = SharedRateLimit(
             "hubspot", rate.requests, rate.per_seconds, self.redis, self.sleep
@@ -78,7 +88,7 @@ class HubSpotTransport:
         """Send with waits and retries. A create is retried here only when HubSpot refused it
         unprocessed (429, 423): after a timeout or a 5xx it may exist, so the caller must look
         before creating again (integration/execution.py does, by the task's key)."""
-        self._check_not_paused(operation)
+        self.waits.check_not_paused(operation)
         for attempt in range(MAX_ATTEMPTS):
             (self._search_limit if search else self._limit).acquire()
             try:
@@ -92,10 +102,10 @@ class HubSpotTransport:
                 wait = (
                     None
                     if creates and error.status not in UNPROCESSED
-                    else (self._inline_wait(error, attempt))
+                    else (self.waits.inline_wait(error, attempt))
                 )
                 if wait is None:
-                    self._pause_if_long(error)
+                    self.waits.pause_if_long(error)
                     raise error from exc
                 logger.warning(
                     "HubSpot asked us to wait; retrying",
@@ -109,24 +119,3 @@ class HubSpotTransport:
                 self.sleep(wait)
         msg = "unreachable: the last attempt raises"
         raise AssertionError(msg)
-
-    def _pause_if_long(self, error: CrmError) -> None:
-        """A long wait (the daily limit) holds every worker's calls, not just this one's."""
-        wait = error.retry_after_seconds if isinstance(error, CrmRetriableError) else None
-        if wait and wait > MAX_INLINE_WAIT_SECONDS:
-            self.redis.set(PAUSE_KEY, str(error), ex=math.ceil(wait))
-
-    def _check_not_paused(self, operation: str) -> None:
-        remaining = self.redis.ttl(PAUSE_KEY)
-        if remaining and remaining > 0:
-            why = text(self.redis.get(PAUSE_KEY) or b"")
-            msg = f"HubSpot calls are paused for {remaining}s more: {why}"
-            raise CrmRetriableError(CRM, operation, msg, 429, float(remaining))
-
-    def _inline_wait(self, error: CrmError, attempt: int) -> float | None:
-        if not isinstance(error, CrmRetriableError) or attempt + 1 >= MAX_ATTEMPTS:
-            return None
-        wait = error.retry_after_seconds
-        if wait is None:
-            wait = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
-        return wait if wait <= MAX_INLINE_WAIT_SECONDS else None

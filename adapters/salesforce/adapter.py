@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -17,6 +17,7 @@ from redis import Redis
 from simple_salesforce.api import Salesforce
 from simple_salesforce.format import format_soql
 
+from adapters.batching import chunks
 from adapters.protocol import (
     CrmAccount,
     CrmContact,
@@ -46,11 +47,6 @@ DOMAIN_CANDIDATES = 20
 # reference expects a 404, or a 400 naming INVALID_TYPE / FUNCTIONALITY_NOT_ENABLED).
 FEATURE_MISSING_CODES = frozenset({"NOT_FOUND", "INVALID_TYPE", "FUNCTIONALITY_NOT_ENABLED"})
 T = TypeVar("T")
-
-
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @dataclass

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from redis import Redis
 from simple_salesforce.api import Salesforce
 
 from adapters.salesforce.errors import CRM, translate
+from adapters.waits import WaitPolicy
 from integration.config import SalesforceCrm as SalesforceSettings
 from integration.errors import CrmError, CrmRetriableError
 from integration.keys import text
@@ -44,6 +44,19 @@ class SalesforceTransport:
     redis: Redis
     sleep: Callable[[float], None] = time.sleep
     _client: Salesforce | None = field(default=None, init=False, repr=False)
+    waits: WaitPolicy = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.waits = WaitPolicy(
+            CRM,
+            "Salesforce",
+            self.redis,
+            PAUSE_KEY,
+            403,
+            MAX_ATTEMPTS,
+            BACKOFF_SECONDS,
+            MAX_INLINE_WAIT_SECONDS,
+        )
 
     def client(self) -> Salesforce:
         if self._client is None:
@@ -59,7 +72,7 @@ class SalesforceTransport:
     ) -> T:
         """Send with the budget, waits and retries. A create is not retried here: after a
         timeout or a 5xx it may exist, so the caller looks (by the task key field) first."""
-        self._check_not_paused(operation)
+        self.waits.check_not_paused(operation)
         if not urgent:
             self._check_budget(operation)
         for attempt in range(MAX_ATTEMPTS):
@@ -72,9 +85,9 @@ class SalesforceTransport:
                 error = translate(exc, operation)
                 if error is None:
                     raise
-                wait = None if creates else self._inline_wait(error, attempt)
+                wait = None if creates else self.waits.inline_wait(error, attempt)
                 if wait is None:
-                    self._pause_if_long(error)
+                    self.waits.pause_if_long(error)
                     raise error from exc
                 logger.warning(
                     "Salesforce asked us to wait; retrying",
@@ -109,23 +122,3 @@ class SalesforceTransport:
                 f"{self.settings.api_budget_share:.0%} kept for non-urgent writes"
             )
             raise CrmRetriableError(CRM, operation, msg, None, BUDGET_WAIT_SECONDS)
-
-    def _pause_if_long(self, error: CrmError) -> None:
-        wait = error.retry_after_seconds if isinstance(error, CrmRetriableError) else None
-        if wait and wait > MAX_INLINE_WAIT_SECONDS:
-            self.redis.set(PAUSE_KEY, str(error), ex=math.ceil(wait))
-
-    def _check_not_paused(self, operation: str) -> None:
-        remaining = self.redis.ttl(PAUSE_KEY)
-        if remaining and remaining > 0:
-            why = text(self.redis.get(PAUSE_KEY) or b"")
-            msg = f"Salesforce calls are paused for {remaining}s more: {why}"
-            raise CrmRetriableError(CRM, operation, msg, 403, float(remaining))
-
-    def _inline_wait(self, error: CrmError, attempt: int) -> float | None:
-        if not isinstance(error, CrmRetriableError) or attempt + 1 >= MAX_ATTEMPTS:
-            return None
-        wait = error.retry_after_seconds
-        if wait is None:
-            wait = BACKOFF_SECONDS[min(attempt, len(BACKOFF_SECONDS) - 1)]
-        return wait if wait <= MAX_INLINE_WAIT_SECONDS else None
