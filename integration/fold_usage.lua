@@ -18,6 +18,7 @@ end
 local user_ttl = tonumber(ARGV[3])
 local groups = cjson.decode(ARGV[4])
 local CHUNK = 500
+local accounts = {}
 
 local function add_users(key, users)
   local added = 0
@@ -44,9 +45,11 @@ for _, g in ipairs(groups) do
       redis.call('BITFIELD', key, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', slot(day), amount)
     end
   end
+  local seen = {'ZADD', g.last_seen_key, 'GT'}
   for i, user in ipairs(g.users) do
-    redis.call('ZADD', g.last_seen_key, 'GT', g.user_seen[i], user)
+    table.insert(seen, g.user_seen[i]); table.insert(seen, user)
   end
+  redis.call(unpack(seen))
   local last_active = tonumber(redis.call('HGET', g.meta_key, 'last_active') or '0')
   if g.last_ts > last_active then redis.call('HSET', g.meta_key, 'last_active', g.last_ts) end
   if g.seats ~= cjson.null then
@@ -56,7 +59,13 @@ for _, g in ipairs(groups) do
       redis.call('HSET', g.meta_key, 'seats', g.seats, 'seats_ts', g.seats_ts)
     end
   end
-  redis.call('SADD', KEYS[2], g.account)
-  redis.call('SADD', KEYS[3], g.account)
+  accounts[g.account] = true
+end
+local names = {}
+for account in pairs(accounts) do table.insert(names, account) end
+for start = 1, #names, CHUNK do
+  local part = {unpack(names, start, math.min(start + CHUNK - 1, #names))}
+  redis.call('SADD', KEYS[2], unpack(part))
+  redis.call('SADD', KEYS[3], unpack(part))
 end
 return {0, no_job and 1 or 0}

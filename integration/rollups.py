@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
+from redis.commands.core import Script
 
 from integration import keys
 from integration.accounts import UsageHistory
@@ -56,19 +57,27 @@ def fold_usage(
     caller queues one only when needed, also on a re-delivery (the first try may have stored the
     usage and then lost its answer).
     """
-    duplicate, needs_job = redis.eval(
-        script("fold_usage.lua"),
-        4,
-        delivery_key,
-        keys.dirty_accounts(),
-        keys.known_accounts(),
-        evaluation_job_key,
-        DELIVERY_DEDUPE_SECONDS,
-        RING_DAYS,
-        DAY_USERS_TTL_SECONDS,
-        json.dumps(_groups(events, metrics), separators=(",", ":")),
+    duplicate, needs_job = registered(redis, "fold_usage.lua")(
+        keys=[delivery_key, keys.dirty_accounts(), keys.known_accounts(), evaluation_job_key],
+        args=[
+            DELIVERY_DEDUPE_SECONDS,
+            RING_DAYS,
+            DAY_USERS_TTL_SECONDS,
+            json.dumps(_groups(events, metrics), separators=(",", ":")),
+        ],
+        client=redis,
     )
     return FoldResult(bool(duplicate), bool(needs_job))
+
+
+@cache
+def _registered(name: str, redis: Redis) -> Script:
+    return redis.register_script(script(name))
+
+
+def registered(redis: Redis, name: str) -> Script:
+    """The script called by its SHA (EVALSHA): the hot ingest path does not resend its text."""
+    return _registered(name, redis)
 
 
 @cache
