@@ -15,7 +15,12 @@ def build_adapter(config: Config, redis: Redis) -> CrmAdapter:
         from adapters.sandbox.adapter import SandboxCrm
 
         sandbox = config.crm.sandbox
-        return SandboxCrm.open(sandbox.path, config.account_match.crm_field, sandbox.seed_file)
+        return SandboxCrm.open(
+            sandbox.path,
+            config.account_match.crm_field,
+            sandbox.seed_file,
+            config.account_facts.crm_fields(),
+        )
     if config.crm.kind == "hubspot":
         return _hubspot(config, redis)
     if config.crm.kind == "salesforce":
@@ -24,7 +29,13 @@ def build_adapter(config: Config, redis: Redis) -> CrmAdapter:
 
         settings = config.crm.salesforce
         login = login_with(settings, config.secret)
-        return SalesforceCrm(settings, config.account_match.crm_field, login, redis)
+        return SalesforceCrm(
+            settings,
+            config.account_match.crm_field,
+            login,
+            redis,
+            facts=config.account_facts.crm_fields(),
+        )
     path, msg = "crm.kind", f"the {config.crm.kind} adapter is not part of this build yet"
     raise ConfigError(path, msg)
 
@@ -47,4 +58,10 @@ def _hubspot(config: Config, redis: Redis) -> CrmAdapter:
     else:
         assert settings.access_token_env is not None  # noqa: S101 - validation requires one
         tokens = PrivateAppToken(config.secret(settings.access_token_env))
-    return HubSpotCrm(settings, config.account_match.crm_field, tokens, redis)
+    return HubSpotCrm(
+        settings,
+        config.account_match.crm_field,
+        tokens,
+        redis,
+        facts=config.account_facts.crm_fields(),
+    )

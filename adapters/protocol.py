@@ -23,6 +23,9 @@ class CrmAccount:
     owner_id: str | None
     product_account_id: str | None = None
     domain: str | None = None
+    # Values of the fields config.account_facts maps (renewal_date, segment, plan), as the CRM
+    # holds them.
+    facts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

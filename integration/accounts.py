@@ -32,3 +32,5 @@ class AccountState:
     account_id: str
     usage: UsageHistory
     people: tuple[JobChanged, ...] = ()
+    # Facts the CRM holds: renewal_date (YYYY-MM-DD), segment, plan.
+    facts: Mapping[str, str] = field(default_factory=dict)

@@ -94,7 +94,7 @@ def _summary(path: Path, config: Config) -> str:
         if crm_field
     )
     playbooks = ", ".join(config.playbooks) or "all shipped playbooks"
-    rules = ", ".join(name for name, rule in config.risk if rule.enabled)
+    rules = ", ".join(name for name, rule in config.risk if getattr(rule, "enabled", False))
     return "\n".join(
         [
             f"{path}: valid",

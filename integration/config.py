@@ -8,9 +8,9 @@ they are set.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 CrmKind = Literal["sandbox", "hubspot", "salesforce"]
 Priority = Literal["low", "medium", "high"]
@@ -200,6 +200,18 @@ class Metrics(_Strict):
         return (*BUILT_IN_METRICS, *self.counted)
 
 
+class AccountFacts(_Strict):
+    """CRM fields read back with each account (HubSpot company properties, Salesforce Account
+    fields): the CRM owns the renewal date and the segment, so rules use its values."""
+
+    renewal_date: ApiName | None = None
+    segment: ApiName | None = None  # e.g. an ARR tier; selects risk.segments overrides
+    plan: ApiName | None = None
+
+    def crm_fields(self) -> dict[str, str]:
+        return {name: field for name, field in self.model_dump().items() if field}
+
+
 class Owners(_Strict):
     fallback_owner: str | None = None
 
@@ -288,6 +300,12 @@ class DecisionMakerRule(_Strict):
     remember_days: int = Field(60, ge=1, le=365)
 
 
+class RenewalRule(_Strict):
+    enabled: bool = True
+    # Any other risk with a renewal this close raises the account's level one step.
+    within_days: int = Field(90, ge=1, le=730)
+
+
 class RiskConfig(_Strict):
     usage_drop: UsageDropRule = UsageDropRule()
     # The same measure on logins: people still come, but less often.
@@ -296,6 +314,37 @@ class RiskConfig(_Strict):
     inactivity: InactivityRule = InactivityRule()
     license_utilization: UtilizationRule = UtilizationRule()
     new_decision_maker: DecisionMakerRule = DecisionMakerRule()
+    renewal: RenewalRule = RenewalRule()
+    # Per-segment overrides (the segment comes from account_facts.segment), e.g.
+    # enterprise: {usage_drop: {drop_pct: 30}}. Keys and values are checked like the rules above.
+    segments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _segments_are_valid_rules(self) -> RiskConfig:
+        for segment, overrides in self.segments.items():
+            try:
+                self.for_segment(segment)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                msg = f"segments.{segment}.{where}: {first['msg'].lower()}"
+                raise ValueError(msg) from None
+            if "segments" in overrides:
+                msg = f"segments.{segment}: a segment cannot have segments of its own"
+                raise ValueError(msg)
+        return self
+
+    def for_segment(self, segment: str | None) -> RiskConfig:
+        """These rules with a segment's overrides applied (the rules as they are without one)."""
+        overrides = self.segments.get(segment or "")
+        if not overrides:
+            return self
+        merged = self.model_dump()
+        merged.pop("segments")
+        for rule, values in overrides.items():
+            base = merged.get(rule, {})
+            merged[rule] = {**base, **values} if isinstance(values, dict) else values
+        return RiskConfig.model_validate(merged)
 
 
 class PlaybookSettings(_Strict):
@@ -317,6 +366,7 @@ class Config(_Strict):
     fields: FieldMap = FieldMap()
     owners: Owners = Owners()
     metrics: Metrics = Metrics()
+    account_facts: AccountFacts = AccountFacts()
     webhooks: Webhooks = Webhooks()
     risk: RiskConfig = RiskConfig()
     playbooks: dict[str, PlaybookSettings] = Field(default_factory=dict)

@@ -10,7 +10,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import ParamSpec, TypeVar
@@ -189,7 +189,12 @@ def evaluate_accounts(
             forget_unmatched(context.redis, "account", account_id)
         else:
             record_unmatched(context.redis, "account", account_id, "", now)
-    states = load_states(context, sorted(found), now)
+    states = load_states(
+        context,
+        sorted(found),
+        now,
+        {account_id: account.facts for account_id, account in found.items()},
+    )
     evaluated = [
         _Evaluated(
             account,
@@ -244,7 +249,10 @@ def load_state(context: Context, account_id: str, now: datetime) -> AccountState
 
 
 def load_states(
-    context: Context, account_ids: Sequence[str], now: datetime
+    context: Context,
+    account_ids: Sequence[str],
+    now: datetime,
+    facts: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, AccountState]:
     """Everything the rules read for many accounts, in two round trips."""
     days = history_days_needed(context.config.risk)
@@ -258,7 +266,9 @@ def load_states(
         pipe.hvals(keys.people_signals(account_id))
     people = pipe.execute()
     return {
-        account_id: AccountState(account_id, usage[account_id], _people(raw, now))
+        account_id: AccountState(
+            account_id, usage[account_id], _people(raw, now), (facts or {}).get(account_id, {})
+        )
         for account_id, raw in zip(account_ids, people, strict=True)
     }
 

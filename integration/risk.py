@@ -22,7 +22,7 @@ from integration.baselines import (
     seasonally_adjusted,
     year_over_year,
 )
-from integration.config import ChampionLeftRule, RiskConfig, UsageDropRule
+from integration.config import ChampionLeftRule, RenewalRule, RiskConfig, UsageDropRule
 from integration.reasons import Reason, RiskLevel
 from integration.rules_more import inactivity, license_utilization, new_decision_maker
 from integration.signals import ChangeType
@@ -192,7 +192,9 @@ __all__ = ["RULES", "Reason", "RiskAssessment", "RiskLevel", "assess"]
 
 
 def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessment:
-    """Run every enabled rule and combine: level is the worst reason, score adds up, capped."""
+    """Run every enabled rule (with the account's segment overrides) and combine: level is the
+    worst reason, raised one step when a renewal is near; score adds up, capped."""
+    rules = rules.for_segment(state.facts.get("segment"))
     by_key: dict[str, Reason] = {}
     for name, rule_function in RULES.items():
         rule = getattr(rules, name)
@@ -202,6 +204,10 @@ def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessm
                 by_key.setdefault(reason.key, reason)
     reasons = list(by_key.values())
     level = max((r.severity for r in reasons), key=_RANK.__getitem__, default=RiskLevel.NONE)
+    renewal = renewal_near(state, rules.renewal, now) if reasons and rules.renewal.enabled else None
+    if renewal is not None:
+        reasons.append(renewal)
+        level = _one_step_up(level)
     comparison = usage_comparison(state.usage, rules.usage_drop)
     return RiskAssessment(
         account_id=state.account_id,
@@ -212,6 +218,30 @@ def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessm
         license_utilization_pct=_utilization_pct(state.usage),
         last_active_date=state.usage.last_active.date() if state.usage.last_active else None,
     )
+
+
+def renewal_near(state: AccountState, rule: RenewalRule, now: datetime) -> Reason | None:
+    """The renewal date (a CRM fact) falls within `within_days`: open risk costs more now."""
+    raw = state.facts.get("renewal_date", "")
+    try:
+        renewal = date.fromisoformat(raw[:10])
+    except ValueError:
+        return None
+    days = (renewal - now.date()).days
+    if not 0 <= days <= rule.within_days:
+        return None
+    text = f"The renewal is on {renewal.isoformat()}, {days} days away, with the risks above open."
+    details = {
+        "renewal_date": renewal.isoformat(),
+        "days_to_renewal": days,
+        "threshold": rule.within_days,
+    }
+    return Reason("renewal_near", "renewal_near", text, RiskLevel.LOW, details)
+
+
+def _one_step_up(level: RiskLevel) -> RiskLevel:
+    order = sorted(_RANK, key=_RANK.__getitem__)
+    return order[min(_RANK[level] + 1, len(order) - 1)]
 
 
 def _utilization_pct(usage: UsageHistory) -> float | None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
 import requests
@@ -54,6 +54,7 @@ class HubSpotCrm:
     tokens: TokenSource
     redis: Redis
     sleep: Callable[[float], None] = time.sleep
+    facts: Mapping[str, str] = field(default_factory=dict)  # fact -> company property
     name: str = CRM
     transport: HubSpotTransport = field(init=False, repr=False)
 
@@ -70,7 +71,7 @@ class HubSpotCrm:
     # -- accounts and contacts -----------------------------------------------------------------
 
     def _company_properties(self) -> list[str]:
-        names = [*mapping.COMPANY_PROPERTIES, self.match_field]
+        names = [*mapping.COMPANY_PROPERTIES, self.match_field, *self.facts.values()]
         if self.settings.owner_property:
             names.append(self.settings.owner_property)
         return names
@@ -130,9 +131,15 @@ class HubSpotCrm:
         return self._account(records[0].id, records[0].properties or {}) if records else None
 
     def _account(self, record_id: str, properties: dict[str, Any]) -> CrmAccount:
-        return mapping.company_account(
+        account = mapping.company_account(
             record_id, properties, self.match_field, self.settings.owner_property
         )
+        facts = {
+            name: str(properties[field])
+            for name, field in self.facts.items()
+            if properties.get(field) not in (None, "")
+        }
+        return replace(account, facts=facts)
 
     def find_account_by_domain(self, domain: str) -> CrmAccount | None:
         return self._search_company("domain", domain)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -56,6 +56,7 @@ class SalesforceCrm:
     login: Callable[[Any], Salesforce]
     redis: Redis
     sleep: Callable[[float], None] = time.sleep
+    facts: Mapping[str, str] = field(default_factory=dict)  # fact -> Account field
     name: str = CRM
     transport: SalesforceTransport = field(init=False, repr=False)
 
@@ -73,7 +74,14 @@ class SalesforceCrm:
     # -- accounts and contacts -----------------------------------------------------------------
 
     def _account_fields(self) -> str:
-        names = ["Id", "Name", "OwnerId", self.settings.account_domain_field, self.match_field]
+        names = [
+            "Id",
+            "Name",
+            "OwnerId",
+            self.settings.account_domain_field,
+            self.match_field,
+            *self.facts.values(),
+        ]
         if self.settings.owner_field:
             names.append(self.settings.owner_field)
         return ", ".join(dict.fromkeys(names))
@@ -86,6 +94,11 @@ class SalesforceCrm:
             owner_id=owner or record.get("OwnerId"),
             product_account_id=record.get(self.match_field),
             domain=record.get(self.settings.account_domain_field),
+            facts={
+                name: str(record[field])
+                for name, field in self.facts.items()
+                if record.get(field) not in (None, "")
+            },
         )
 
     def find_accounts(self, product_account_ids: Sequence[str]) -> dict[str, CrmAccount]:

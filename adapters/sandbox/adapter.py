@@ -11,7 +11,7 @@ import json
 import logging
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,14 +84,23 @@ class SandboxCrm:
 
     name = "sandbox"
 
-    def __init__(self, path: Path, match_field: str) -> None:
+    def __init__(
+        self, path: Path, match_field: str, facts: Mapping[str, str] | None = None
+    ) -> None:
         self.path = path
         self.match_field = match_field
+        self.facts = dict(facts or {})  # fact name -> company property holding it
 
     @classmethod
-    def open(cls, path: Path, match_field: str, seed_file: Path | None = None) -> SandboxCrm:
+    def open(
+        cls,
+        path: Path,
+        match_field: str,
+        seed_file: Path | None = None,
+        facts: Mapping[str, str] | None = None,
+    ) -> SandboxCrm:
         path.parent.mkdir(parents=True, exist_ok=True)
-        crm = cls(path, match_field)
+        crm = cls(path, match_field, facts)
         with crm._db() as db:
             db.execute("pragma journal_mode=wal")
             db.executescript(_SCHEMA)
@@ -165,12 +174,19 @@ class SandboxCrm:
 
     def _account(self, row: sqlite3.Row) -> CrmAccount:
         product_id = row["product_id"]
+        properties = json.loads(row["properties"])
+        facts = {
+            name: str(properties[field])
+            for name, field in self.facts.items()
+            if properties.get(field) not in (None, "")
+        }
         return CrmAccount(
             crm_id=row["id"],
             name=row["name"],
             owner_id=row["owner_id"],
             product_account_id=str(product_id) if product_id is not None else None,
             domain=row["domain"],
+            facts=facts,
         )
 
     def find_contact(self, email: str) -> CrmContact | None:

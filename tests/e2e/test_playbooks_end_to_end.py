@@ -260,3 +260,31 @@ def test_a_new_vp_joining_an_account_is_written_as_a_reason_on_it(
     drain(redis)
     reasons = crm(context).company_properties("1001")["churn_risk_reasons"]
     assert reasons.startswith("Kim Park joined as VP Operations (reported by pdl on ")
+
+
+def test_a_renewal_date_held_in_the_crm_raises_the_risk_of_a_dropping_account(
+    settings: Any, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    import yaml
+
+    from adapters.protocol import FieldUpdate
+    from integration.bootstrap import build_context, read_config
+    from webhooks.app import create_app
+
+    config = yaml.safe_load(settings.config.read_text())
+    config["account_facts"] = {"renewal_date": "renewal_date"}
+    settings.config.write_text(yaml.safe_dump(config))
+    context = build_context(settings, read_config(settings.config))
+    jobs.install_context(context)
+    renewal = (datetime.now(UTC) + timedelta(days=40)).date().isoformat()
+    crm(context).write_fields([FieldUpdate("1001", {"renewal_date": renewal})])
+    app = create_app(settings, context.config)
+    post_usage(app.test_client(), webhook_secrets, daily_usage("acme", [10] * 42 + [5] * 7))
+    drain(redis)
+    fields = crm(context).company_properties("1001")
+    assert fields["churn_risk_level"] == "high", fields  # a medium drop, one step up
+    assert fields["churn_risk_reasons"].endswith(
+        f"The renewal is on {renewal}, 40 days away, with the risks above open."
+    )
+    app.extensions["integration.redis"].close()
+    jobs.install_context(None)

@@ -112,3 +112,46 @@ def test_other_arrivals_are_not_decision_makers(signal: JobChanged, why: str) ->
     assert (
         new_decision_maker(AccountState("acme", USAGE, (signal,)), DecisionMakerRule(), NOW) == []
     ), why
+
+
+def test_risk_near_a_renewal_raises_the_level_and_says_when() -> None:
+    from integration.config import RiskConfig
+    from integration.risk import assess
+
+    idle = account(last_active=NOW - timedelta(days=16))
+    renewing = replace(idle, facts={"renewal_date": "2027-01-15"})
+    far = replace(idle, facts={"renewal_date": "2027-09-01"})
+    result = assess(renewing, RiskConfig(), NOW)
+    assert result.level is RiskLevel.HIGH  # inactivity alone is medium
+    assert result.reasons[-1].text == (
+        "The renewal is on 2027-01-15, 53 days away, with the risks above open."
+    )
+    assert assess(far, RiskConfig(), NOW).level is RiskLevel.MEDIUM
+
+
+def test_a_healthy_account_renewing_soon_is_not_flagged() -> None:
+    from integration.config import RiskConfig
+    from integration.risk import assess
+
+    healthy = replace(account(active_users_30d=18), facts={"renewal_date": "2026-12-01"})
+    assert assess(healthy, RiskConfig(), NOW).reasons == ()
+
+
+def test_a_segment_uses_its_own_thresholds() -> None:
+    from integration.config import RiskConfig
+    from integration.risk import assess
+
+    rules = RiskConfig(segments={"enterprise": {"license_utilization": {"below_pct": 90}}})
+    in_use = account(active_users_30d=16)  # 80% of 20 seats
+    assert assess(in_use, rules, NOW).reasons == ()
+    enterprise = replace(in_use, facts={"segment": "enterprise"})
+    assert [r.code for r in assess(enterprise, rules, NOW).reasons] == ["license_utilization"]
+
+
+def test_a_segment_override_with_a_wrong_key_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from integration.config import RiskConfig
+
+    with pytest.raises(ValidationError, match=r"segments\.enterprise\.usage_drop\.drop_pc"):
+        RiskConfig(segments={"enterprise": {"usage_drop": {"drop_pc": 30}}})

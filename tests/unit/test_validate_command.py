@@ -32,7 +32,7 @@ def test_the_shipped_example_is_valid_and_summarised() -> None:
         "usage_trend_pct -> usage_trend_pct, license_utilization_pct -> license_utilization_pct, "
         "last_active_date -> last_product_activity_date",
         "  risk rules: usage_drop, login_frequency_drop, champion_left, inactivity, "
-        "license_utilization, new_decision_maker",
+        "license_utilization, new_decision_maker, renewal",
         "  playbooks: usage_drop_checkin, champion_left_multithread",
         "  webhook secrets from: USAGE_WEBHOOK_SECRET, JOB_CHANGES_WEBHOOK_SECRET",
     ]
@@ -119,6 +119,11 @@ fields: {risk_level: 5}
             BOTH_SECRETS,
             "  crm.salesforce: the password flow logs in with SOAP login(), which API 65.0 no "
             "longer has: use auth.flow jwt or client_credentials, or api_version 64.0",
+        ),
+        (
+            "risk: {segments: {enterprise: {usage_drop: {drop_pc: 30}}}}",
+            BOTH_SECRETS,
+            "  risk: segments.enterprise.usage_drop.drop_pc: extra inputs are not permitted",
         ),
         (
             "crm: {kind: pipedrive}",
