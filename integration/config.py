@@ -176,7 +176,14 @@ class FieldMap(_Strict):
 
 
 MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
-BUILT_IN_METRICS = ("active_users", "events", "logins")
+BUILT_IN_METRICS = (
+    "active_users",
+    "events",
+    "logins",
+    "nps_responses",
+    "nps_detractors",
+    "tickets_opened",
+)
 
 
 class Metrics(_Strict):
@@ -184,6 +191,12 @@ class Metrics(_Strict):
 
     # Event names that count as a login.
     login_events: tuple[str, ...] = ("login", "signed_in", "sign_in", "logged_in")
+    # Voice of customer: NPS responses arrive as usage events with a score property; a score of
+    # 6 or less is a detractor (counted as nps_responses / nps_detractors).
+    nps_events: tuple[str, ...] = ("nps_submitted", "nps_response")
+    nps_score_property: str = "score"
+    # Support tickets opened, counted as tickets_opened.
+    ticket_opened_events: tuple[str, ...] = ("ticket_opened", "support_ticket_created")
     # Further daily counters: metric name -> the event names that count toward it, e.g.
     # reports_created: [report_created]. A bulk import's extra columns land in these too.
     counted: dict[MetricName, tuple[str, ...]] = Field(default_factory=dict)
@@ -306,6 +319,37 @@ class RenewalRule(_Strict):
     within_days: int = Field(90, ge=1, le=730)
 
 
+class NpsRule(_Strict):
+    enabled: bool = True
+    days: int = Field(30, ge=1, le=365)  # detractor responses this recent
+
+
+class TicketSpikeRule(_Strict):
+    enabled: bool = True
+    factor: float = Field(2.0, gt=1)  # tickets opened in 7 days against the weekly normal
+    min_tickets: int = Field(3, ge=1)
+
+
+class AdoptionRule(_Strict):
+    enabled: bool = True
+    # Metrics (from metrics.counted) whose absence over `days` means a key feature is unused.
+    key_features: tuple[str, ...] = ()
+    days: int = Field(30, ge=7, le=365)
+
+
+class OnboardingRule(_Strict):
+    enabled: bool = True
+    # Metrics each new account should reach (be above zero) within `within_days` of starting.
+    milestones: tuple[str, ...] = ()
+    within_days: int = Field(90, ge=7, le=365)
+
+
+class StickinessRule(_Strict):
+    enabled: bool = True
+    below_ratio: float = Field(0.2, gt=0, le=1)  # average daily users / users active in 30 days
+    min_monthly_users: int = Field(5, ge=1)
+
+
 class RiskConfig(_Strict):
     usage_drop: UsageDropRule = UsageDropRule()
     # The same measure on logins: people still come, but less often.
@@ -314,6 +358,11 @@ class RiskConfig(_Strict):
     inactivity: InactivityRule = InactivityRule()
     license_utilization: UtilizationRule = UtilizationRule()
     new_decision_maker: DecisionMakerRule = DecisionMakerRule()
+    nps_detractor: NpsRule = NpsRule()
+    support_ticket_spike: TicketSpikeRule = TicketSpikeRule()
+    key_feature_not_adopted: AdoptionRule = AdoptionRule()
+    onboarding_stalled: OnboardingRule = OnboardingRule()
+    low_stickiness: StickinessRule = StickinessRule()
     renewal: RenewalRule = RenewalRule()
     # Per-segment overrides (the segment comes from account_facts.segment), e.g.
     # enterprise: {usage_drop: {drop_pct: 30}}. Keys and values are checked like the rules above.

@@ -24,7 +24,16 @@ from integration.baselines import (
 )
 from integration.config import ChampionLeftRule, RenewalRule, RiskConfig, UsageDropRule
 from integration.reasons import Reason, RiskLevel
-from integration.rules_more import inactivity, license_utilization, new_decision_maker
+from integration.rules_more import (
+    inactivity,
+    key_feature_not_adopted,
+    license_utilization,
+    low_stickiness,
+    new_decision_maker,
+    nps_detractor,
+    onboarding_stalled,
+    support_ticket_spike,
+)
 from integration.signals import ChangeType
 
 _RANK = {RiskLevel.NONE: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
@@ -187,6 +196,11 @@ RULES: dict[str, Callable[[AccountState, Any, datetime], list[Reason]]] = {
     "inactivity": inactivity,
     "license_utilization": license_utilization,
     "new_decision_maker": new_decision_maker,
+    "nps_detractor": nps_detractor,
+    "support_ticket_spike": support_ticket_spike,
+    "key_feature_not_adopted": key_feature_not_adopted,
+    "onboarding_stalled": onboarding_stalled,
+    "low_stickiness": low_stickiness,
 }
 __all__ = ["RULES", "Reason", "RiskAssessment", "RiskLevel", "assess"]
 

@@ -30,6 +30,7 @@ DELIVERY_DEDUPE_SECONDS = 7 * 24 * 3600
 # Late events up to this age still count users distinctly per day.
 DAY_USERS_TTL_SECONDS = 3 * 24 * 3600
 UTILIZATION_WINDOW = timedelta(days=30)
+NPS_DETRACTOR_MAX = 6  # NPS: 0-6 detractors, 7-8 passives, 9-10 promoters
 _EPOCH = date(1970, 1, 1)
 _SCRIPTS = Path(__file__).parent
 
@@ -91,6 +92,7 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[dict[str, An
     """Group events per account and day in Python, so Redis does one update per group."""
     counted = {name: frozenset(events) for name, events in metrics.counted.items()}
     logins = frozenset(metrics.login_events)
+    nps, tickets = frozenset(metrics.nps_events), frozenset(metrics.ticket_opened_events)
     grouped: dict[tuple[str, int], dict[str, Any]] = {}
     seen: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
     tallies: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
@@ -108,6 +110,13 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[dict[str, An
         tally["events"] += 1
         if event.event in logins:
             tally["logins"] += 1
+        if event.event in nps:
+            tally["nps_responses"] += 1
+            score = event.properties.get(metrics.nps_score_property)
+            if isinstance(score, int | float) and score <= NPS_DETRACTOR_MAX:
+                tally["nps_detractors"] += 1
+        if event.event in tickets:
+            tally["tickets_opened"] += 1
         for name, names in counted.items():
             if event.event in names:
                 tally[name] += 1

@@ -7,14 +7,27 @@ module stays small; risk.RULES lists them all.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from integration.accounts import AccountState
-from integration.config import DecisionMakerRule, InactivityRule, UtilizationRule
+from integration.config import (
+    AdoptionRule,
+    DecisionMakerRule,
+    InactivityRule,
+    NpsRule,
+    OnboardingRule,
+    StickinessRule,
+    TicketSpikeRule,
+    UtilizationRule,
+)
 from integration.reasons import Reason, RiskLevel
 from integration.signals import ChangeType
 
 ARRIVING = frozenset({ChangeType.COMPANY_CHANGE, ChangeType.PROMOTION})
+WEEKS_OF_NORMAL = 8
+STICKINESS_DAYS = 28
+STALLED_REMINDER_DAYS = 30  # keep saying it for a month after the deadline, then stop
 
 
 def inactivity(state: AccountState, rule: InactivityRule, now: datetime) -> list[Reason]:
@@ -82,3 +95,102 @@ def new_decision_maker(state: AccountState, rule: DecisionMakerRule, now: dateti
         key = f"new_decision_maker:{person.email or person.full_name}"
         reasons.append(Reason("new_decision_maker", key, text, RiskLevel.LOW, details))
     return reasons
+
+
+def _recent(values: Sequence[int], days: int) -> int:
+    return sum(values[-days:]) if days else 0
+
+
+def nps_detractor(state: AccountState, rule: NpsRule, now: datetime) -> list[Reason]:
+    """Someone at the account answered NPS with 6 or less recently."""
+    metrics = state.usage.daily_metrics
+    detractors = _recent(metrics.get("nps_detractors", ()), rule.days)
+    if not detractors:
+        return []
+    responses = _recent(metrics.get("nps_responses", ()), rule.days)
+    text = (
+        f"{detractors} of {responses} NPS responses in the last {rule.days} days were "
+        "detractors (a score of 6 or less)."
+    )
+    details = {
+        "metric": "nps_detractors",
+        "observed": detractors,
+        "responses": responses,
+        "window_days": rule.days,
+    }
+    severity = RiskLevel.MEDIUM if detractors * 2 >= responses else RiskLevel.LOW
+    return [Reason("nps_detractor", "nps_detractor", text, severity, details)]
+
+
+def support_ticket_spike(state: AccountState, rule: TicketSpikeRule, now: datetime) -> list[Reason]:
+    """Tickets opened in the last week against the account's weekly normal over 8 weeks."""
+    opened = state.usage.daily_metrics.get("tickets_opened", ())
+    if len(opened) < WEEKS_OF_NORMAL * 7 + 7:
+        return []
+    week = _recent(opened, 7)
+    normal = sum(opened[-(WEEKS_OF_NORMAL * 7 + 7) : -7]) / WEEKS_OF_NORMAL
+    if week < rule.min_tickets or week < rule.factor * max(normal, 1.0):
+        return []
+    text = (
+        f"{week} support tickets were opened in the last 7 days, against {normal:.1f} "
+        f"a week over the {WEEKS_OF_NORMAL} weeks before."
+    )
+    details = {"metric": "tickets_opened", "observed": week, "baseline": round(normal, 2)}
+    return [Reason("support_ticket_spike", "support_ticket_spike", text, RiskLevel.MEDIUM, details)]
+
+
+def key_feature_not_adopted(state: AccountState, rule: AdoptionRule, now: datetime) -> list[Reason]:
+    """A configured key feature went unused for `days` by an account at least that old."""
+    usage = state.usage
+    if usage.first_day is None or (usage.last_day - usage.first_day).days + 1 < rule.days:
+        return []
+    unused = [
+        name
+        for name in rule.key_features
+        if not _recent(usage.daily_metrics.get(name, ()), rule.days)
+    ]
+    if not unused:
+        return []
+    names = ", ".join(name.replace("_", " ") for name in unused)
+    text = f"No one used {names} in the last {rule.days} days."
+    details = {"metric": "key_features", "unused": unused, "window_days": rule.days}
+    return [
+        Reason("key_feature_not_adopted", "key_feature_not_adopted", text, RiskLevel.LOW, details)
+    ]
+
+
+def onboarding_stalled(state: AccountState, rule: OnboardingRule, now: datetime) -> list[Reason]:
+    """Milestones a new account should reach within `within_days`, still at zero."""
+    usage = state.usage
+    if usage.first_day is None or not rule.milestones:
+        return []
+    age = (usage.last_day - usage.first_day).days + 1
+    if age < rule.within_days or age > rule.within_days + STALLED_REMINDER_DAYS:
+        return []  # too early to tell, or long past onboarding
+    missing = [name for name in rule.milestones if not sum(usage.daily_metrics.get(name, ()))]
+    if not missing:
+        return []
+    names = ", ".join(name.replace("_", " ") for name in missing)
+    text = (
+        f"Onboarding stalled: {age} days in, the account has not reached {names} "
+        f"(expected within {rule.within_days} days)."
+    )
+    details = {"metric": "onboarding_milestones", "missing": missing, "age_days": age}
+    return [Reason("onboarding_stalled", "onboarding_stalled", text, RiskLevel.MEDIUM, details)]
+
+
+def low_stickiness(state: AccountState, rule: StickinessRule, now: datetime) -> list[Reason]:
+    """Average daily users against users active in 30 days (DAU/MAU): people come rarely."""
+    monthly = state.usage.active_users_30d
+    daily = state.usage.daily_active_users
+    if monthly < rule.min_monthly_users or len(daily) < STICKINESS_DAYS:
+        return []
+    ratio = sum(daily[-STICKINESS_DAYS:]) / STICKINESS_DAYS / monthly
+    if ratio >= rule.below_ratio:
+        return []
+    text = (
+        f"On an average day only {ratio:.0%} of the {monthly} people active this month use "
+        f"the product (below {rule.below_ratio:.0%})."
+    )
+    details = {"metric": "dau_mau", "observed": round(ratio, 3), "threshold": rule.below_ratio}
+    return [Reason("low_stickiness", "low_stickiness", text, RiskLevel.LOW, details)]

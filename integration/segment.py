@@ -32,6 +32,7 @@ class SegmentEvent:
     occurred_at: datetime
     account_id: str | None
     seats: int | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,6 +100,7 @@ def parse_segment(body: Any, now: datetime, account_path: str) -> SegmentBatch: 
                 occurred_at=occurred,
                 account_id=account,
                 seats=_seats(message, kind),
+                properties=message.get("properties") or {},
             )
         )
     return batch
@@ -114,7 +116,9 @@ def resolve(batch: SegmentBatch, known_links: Mapping[str, str]) -> tuple[list[U
             missing += 1
             continue
         resolved.append(
-            UsageEvent(account, event.user_id, event.name, event.occurred_at, event.seats)
+            UsageEvent(
+                account, event.user_id, event.name, event.occurred_at, event.seats, event.properties
+            )
         )
     return resolved, missing
 

@@ -110,6 +110,7 @@ class UsageEvent:
     event: str
     occurred_at: datetime
     seats: int | None = None
+    properties: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +182,14 @@ def parse_usage(body: object, now: datetime, max_events: int) -> list[UsageEvent
             msg = f"is more than {MAX_EVENT_AGE.days} days old, older than the rollups keep"
             raise PayloadError(USAGE, _join(prefix, "timestamp"), msg)
         events.append(
-            UsageEvent(parsed.account_id, parsed.user_id, parsed.event, occurred_at, parsed.seats)
+            UsageEvent(
+                parsed.account_id,
+                parsed.user_id,
+                parsed.event,
+                occurred_at,
+                parsed.seats,
+                parsed.properties,
+            )
         )
     return events
 

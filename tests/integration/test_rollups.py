@@ -33,6 +33,9 @@ def test_logins_and_configured_metrics_are_counted_per_day(redis: Redis) -> None
     assert history.daily_metrics == {
         "events": (0, 3, 3),
         "logins": (0, 2, 2),
+        "nps_responses": (0, 0, 0),
+        "nps_detractors": (0, 0, 0),
+        "tickets_opened": (0, 0, 0),
         "reports_created": (0, 1, 1),
     }
 
@@ -51,3 +54,20 @@ def test_a_metric_that_starts_later_reads_zeros_before_it_not_old_slots(redis: R
     history = rollups.load_history(redis, "acme", NOW, NOW.date(), 4, METRICS.names())
     assert history.daily_metrics["reports_created"] == (0, 0, 1, 0)
     assert history.daily_metrics["events"] == (1, 0, 1, 0)
+
+
+def test_nps_scores_of_six_or_less_count_as_detractors_and_tickets_are_counted(
+    redis: Redis,
+) -> None:
+    from dataclasses import replace
+
+    events = [
+        replace(event(f"u{n}", "nps_submitted", 1), properties={"score": score})
+        for n, score in enumerate((9, 6, 3, 7))
+    ]
+    events.append(event("u9", "ticket_opened", 1))
+    rollups.fold_usage(redis, keys.delivery_seen("usage", "d1"), events, "rq:job:none", METRICS)
+    history = rollups.load_history(redis, "acme", NOW, NOW.date(), 2, METRICS.names())
+    assert history.daily_metrics["nps_responses"] == (4, 0)
+    assert history.daily_metrics["nps_detractors"] == (2, 0)
+    assert history.daily_metrics["tickets_opened"] == (1, 0)

@@ -155,3 +155,86 @@ def test_a_segment_override_with_a_wrong_key_is_refused() -> None:
 
     with pytest.raises(ValidationError, match=r"segments\.enterprise\.usage_drop\.drop_pc"):
         RiskConfig(segments={"enterprise": {"usage_drop": {"drop_pc": 30}}})
+
+
+def with_metrics(**series: tuple[int, ...]) -> AccountState:
+    days = max(len(v) for v in series.values())
+    return account(
+        daily_metrics=series,
+        first_day=USAGE.last_day - timedelta(days=days - 1),
+        daily_active_users=(5,) * days,
+    )
+
+
+def test_recent_nps_detractors_are_a_reason_with_the_count() -> None:
+    from integration.config import NpsRule
+    from integration.rules_more import nps_detractor
+
+    state = with_metrics(nps_responses=(0,) * 50 + (1, 2, 1), nps_detractors=(0,) * 50 + (1, 1, 0))
+    [reason] = nps_detractor(state, NpsRule(), NOW)
+    assert reason.text == (
+        "2 of 4 NPS responses in the last 30 days were detractors (a score of 6 or less)."
+    )
+    assert reason.severity is RiskLevel.MEDIUM
+
+
+def test_a_week_with_far_more_tickets_than_usual_is_a_spike() -> None:
+    from integration.config import TicketSpikeRule
+    from integration.rules_more import support_ticket_spike
+
+    usual = (0, 1, 0, 0, 1, 0, 0) * 8
+    assert (
+        support_ticket_spike(
+            with_metrics(tickets_opened=usual + (0, 1, 0, 0, 1, 0, 0)), TicketSpikeRule(), NOW
+        )
+        == []
+    )
+    [reason] = support_ticket_spike(
+        with_metrics(tickets_opened=usual + (2, 1, 3, 0, 1, 2, 0)), TicketSpikeRule(), NOW
+    )
+    assert reason.text == (
+        "9 support tickets were opened in the last 7 days, against 2.0 a "
+        "week over the 8 weeks before."
+    )
+
+
+def test_an_unused_key_feature_is_named() -> None:
+    from integration.config import AdoptionRule
+    from integration.rules_more import key_feature_not_adopted
+
+    rule = AdoptionRule(key_features=("reports_created", "dashboards_shared"))
+    state = with_metrics(reports_created=(1,) * 60, dashboards_shared=(1,) * 20 + (0,) * 40)
+    [reason] = key_feature_not_adopted(state, rule, NOW)
+    assert reason.text == "No one used dashboards shared in the last 30 days."
+
+
+def test_onboarding_milestones_missed_after_90_days_are_named_then_dropped() -> None:
+    from integration.config import OnboardingRule
+    from integration.rules_more import onboarding_stalled
+
+    rule = OnboardingRule(milestones=("integrations_connected", "reports_created"))
+    at = {"integrations_connected": (0,) * 95, "reports_created": (0,) * 90 + (1,) * 5}
+    [reason] = onboarding_stalled(with_metrics(**at), rule, NOW)
+    assert reason.text == (
+        "Onboarding stalled: 95 days in, the account has not reached "
+        "integrations connected (expected within 90 days)."
+    )
+    early = {name: values[:60] for name, values in at.items()}
+    assert onboarding_stalled(with_metrics(**early), rule, NOW) == []
+
+
+def test_few_daily_users_out_of_many_monthly_ones_is_low_stickiness() -> None:
+    from integration.config import StickinessRule
+    from integration.rules_more import low_stickiness
+
+    rare = account(daily_active_users=(2,) * 28, active_users_30d=20)
+    [reason] = low_stickiness(rare, StickinessRule(), NOW)
+    assert reason.text == (
+        "On an average day only 10% of the 20 people active this month use the product (below 20%)."
+    )
+    assert (
+        low_stickiness(
+            account(daily_active_users=(8,) * 28, active_users_30d=20), StickinessRule(), NOW
+        )
+        == []
+    )
