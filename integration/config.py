@@ -319,6 +319,12 @@ class RenewalRule(_Strict):
     within_days: int = Field(90, ge=1, le=730)
 
 
+class ChampionJoinedRule(_Strict):
+    enabled: bool = True
+    champion_labels: tuple[str, ...] = ("champion",)
+    remember_days: int = Field(90, ge=1, le=730)
+
+
 class NpsRule(_Strict):
     enabled: bool = True
     days: int = Field(30, ge=1, le=365)  # detractor responses this recent
@@ -358,6 +364,8 @@ class RiskConfig(_Strict):
     inactivity: InactivityRule = InactivityRule()
     license_utilization: UtilizationRule = UtilizationRule()
     new_decision_maker: DecisionMakerRule = DecisionMakerRule()
+    # A champion of another customer joined this account: a warm way in.
+    champion_joined: ChampionJoinedRule = ChampionJoinedRule()
     nps_detractor: NpsRule = NpsRule()
     support_ticket_spike: TicketSpikeRule = TicketSpikeRule()
     key_feature_not_adopted: AdoptionRule = AdoptionRule()

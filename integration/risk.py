@@ -25,6 +25,7 @@ from integration.baselines import (
 from integration.config import ChampionLeftRule, RenewalRule, RiskConfig, UsageDropRule
 from integration.reasons import Reason, RiskLevel
 from integration.rules_more import (
+    champion_joined,
     inactivity,
     key_feature_not_adopted,
     license_utilization,
@@ -195,6 +196,7 @@ RULES: dict[str, Callable[[AccountState, Any, datetime], list[Reason]]] = {
     "champion_left": champion_left,
     "inactivity": inactivity,
     "license_utilization": license_utilization,
+    "champion_joined": champion_joined,
     "new_decision_maker": new_decision_maker,
     "nps_detractor": nps_detractor,
     "support_ticket_spike": support_ticket_spike,

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from integration.accounts import AccountState
 from integration.config import (
     AdoptionRule,
+    ChampionJoinedRule,
     DecisionMakerRule,
     InactivityRule,
     NpsRule,
@@ -76,6 +77,8 @@ def new_decision_maker(state: AccountState, rule: DecisionMakerRule, now: dateti
     for person in state.people:
         if person.change_type not in ARRIVING or person.current_account_id != state.account_id:
             continue
+        if person.is_champion or (person.relationship_type or "").lower() == "champion":
+            continue  # a former champion arriving is told by champion_joined, more usefully
         title = person.current_job_title or ""
         if not any(p.search(title) for p in patterns):
             continue
@@ -194,3 +197,36 @@ def low_stickiness(state: AccountState, rule: StickinessRule, now: datetime) -> 
     )
     details = {"metric": "dau_mau", "observed": round(ratio, 3), "threshold": rule.below_ratio}
     return [Reason("low_stickiness", "low_stickiness", text, RiskLevel.LOW, details)]
+
+
+def champion_joined(state: AccountState, rule: ChampionJoinedRule, now: datetime) -> list[Reason]:
+    """Someone who championed us elsewhere joined this account: they can open doors here."""
+    labels = {label.lower() for label in rule.champion_labels}
+    reasons = []
+    for person in state.people:
+        came_from = person.previous_company_name or person.previous_account_id or "another account"
+        champion = person.is_champion or (person.relationship_type or "").lower() in labels
+        if (
+            person.change_type is not ChangeType.COMPANY_CHANGE
+            or not champion
+            or person.current_account_id != state.account_id
+            or person.previous_account_id == state.account_id
+            or now - person.detected_at > timedelta(days=rule.remember_days)
+        ):
+            continue
+        title = f" as {person.current_job_title}" if person.current_job_title else ""
+        text = (
+            f"{person.full_name}, a champion at {came_from}, joined{title} "
+            f"(reported by {person.source} on {person.detected_at.date().isoformat()}): "
+            "a warm introduction."
+        )
+        details = {
+            "person": person.full_name,
+            "email": person.email,
+            "from": came_from,
+            "new_title": person.current_job_title,
+            "source": person.source,
+        }
+        key = f"champion_joined:{person.email or person.full_name}"
+        reasons.append(Reason("champion_joined", key, text, RiskLevel.LOW, details))
+    return reasons

@@ -288,3 +288,19 @@ def test_a_renewal_date_held_in_the_crm_raises_the_risk_of_a_dropping_account(
     )
     app.extensions["integration.redis"].close()
     jobs.install_context(None)
+
+
+def test_a_champion_moving_to_another_customer_is_a_warm_introduction_there(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    move = CHAMPION_LEFT | {
+        "event_id": "clay-row-2",
+        "current_company_domain": "acme.example",
+        "current_company_name": "Acme Analytics",
+    }
+    post_signed(client, "/webhooks/job-changes", webhook_secrets[PEOPLE_SECRET_ENV], move)
+    drain(redis)
+    acme = crm(context).company_properties("1001")["churn_risk_reasons"]
+    assert acme.startswith("Priya Natarajan, a champion at globex, joined as VP Operations")
+    globex = crm(context).company_properties("1002")["churn_risk_reasons"]
+    assert globex.startswith("Champion Priya Natarajan, Director of Operations, left the account")

@@ -32,8 +32,9 @@ def test_the_shipped_example_is_valid_and_summarised() -> None:
         "usage_trend_pct -> usage_trend_pct, license_utilization_pct -> license_utilization_pct, "
         "last_active_date -> last_product_activity_date",
         "  risk rules: usage_drop, login_frequency_drop, champion_left, inactivity, "
-        "license_utilization, new_decision_maker, nps_detractor, support_ticket_spike, "
-        "key_feature_not_adopted, onboarding_stalled, low_stickiness, renewal",
+        "license_utilization, new_decision_maker, champion_joined, nps_detractor, "
+        "support_ticket_spike, key_feature_not_adopted, onboarding_stalled, low_stickiness, "
+        "renewal",
         "  playbooks: usage_drop_checkin, champion_left_multithread",
         "  webhook secrets from: USAGE_WEBHOOK_SECRET, JOB_CHANGES_WEBHOOK_SECRET",
     ]
