@@ -143,7 +143,9 @@ def days_below(
     streak = 0
     for back in range(len(values)):
         expected = profile[(last - back) % WEEK]
-        if not expected or values[len(values) - 1 - back] > expected * keep:
+        if not expected:
+            continue  # a day the account never uses (a weekend) neither breaks nor counts
+        if values[len(values) - 1 - back] > expected * keep:
             break
         streak += 1
     return streak

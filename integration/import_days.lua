@@ -19,9 +19,9 @@ for _, row in ipairs(rows) do
     end
   end
   if row.seats ~= cjson.null then
-    local seats_day = tonumber(redis.call('HGET', row.meta_key, 'seats_day') or '-1')
-    if row.day >= seats_day then
-      redis.call('HSET', row.meta_key, 'seats', row.seats, 'seats_day', row.day)
+    local seats_ts = tonumber(redis.call('HGET', row.meta_key, 'seats_ts') or '0')
+    if row.seats_ts >= seats_ts then
+      redis.call('HSET', row.meta_key, 'seats', row.seats, 'seats_ts', row.seats_ts)
     end
   end
   if any then placed = placed + 1 end

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             yield reader.line_num, dict(record)
 
 
-def parse_row(record: dict[str, Any]) -> DayRow:
+def parse_row(record: dict[str, Any], today: date) -> DayRow:
     """One row, or ValueError naming the column and what was wrong."""
     account = str(record.get("account_id") or "").strip()
     if not account:
@@ -78,6 +78,9 @@ def parse_row(record: dict[str, Any]) -> DayRow:
     except ValueError:
         msg = f"date: expected YYYY-MM-DD, got {record.get('date')!r}"
         raise ValueError(msg) from None
+    if day > today + timedelta(days=1):
+        msg = f"date: {day.isoformat()} is in the future; a warehouse export holds past days"
+        raise ValueError(msg)
     metrics = {}
     for name, raw in record.items():
         if name in NOT_METRICS or raw in (None, ""):
@@ -105,12 +108,13 @@ def _count(name: str, raw: Any, maximum: int) -> int:  # noqa: ANN401 - a cell o
 
 def import_rows(redis: Redis, records: Iterable[tuple[int, dict[str, Any] | str]]) -> ImportSummary:
     summary = ImportSummary()
+    today = datetime.now(UTC).date()
     batch: list[DayRow] = []
     for number, record in records:
         try:
             if isinstance(record, str):
                 raise ValueError(record)  # noqa: TRY301 - one path for every bad line
-            row = parse_row(record)
+            row = parse_row(record, today)
         except ValueError as exc:
             summary.rejected.append((number, str(exc)))
             continue
@@ -130,6 +134,9 @@ def _write(redis: Redis, rows: list[DayRow], summary: ImportSummary) -> None:
             "day": rollups.day_number(row.day),
             "meta_key": keys.account_meta(row.account_id),
             "seats": row.seats,
+            # Seats from a row count as reported at the end of its day, in the same order as the
+            # seats live events carry, so an older row never overwrites a newer count.
+            "seats_ts": datetime.combine(row.day, datetime.max.time(), UTC).timestamp(),
             "metrics": [
                 [name, keys.daily_metric(row.account_id, name), value]
                 for name, value in sorted(row.metrics.items())

@@ -139,6 +139,8 @@ def process_job_change(change_json: dict[str, object]) -> str:
             change.previous_company_domain if change.change_type is ChangeType.PROMOTION else None
         )
         joined = change.current_account_id or _account_by_domain(context, domain)
+        if joined is None and change.change_type is ChangeType.PROMOTION:
+            joined = left  # promoted where they were
     if left is None and joined is None:
         reference = change.previous_company_domain or change.current_company_domain or ""
         record_unmatched(context.redis, "job_change", reference, change.event_id, _now())

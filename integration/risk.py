@@ -41,6 +41,9 @@ _RANK = {RiskLevel.NONE: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIG
 _SCORE = {RiskLevel.NONE: 0, RiskLevel.LOW: 15, RiskLevel.MEDIUM: 35, RiskLevel.HIGH: 60}
 # A drop this many times the configured threshold (capped at 100%) makes the flag high, not medium.
 HIGH_DROP_FACTOR = 1.5
+MIN_SEASONAL_RATIO = 0.1
+# Reasons that are opportunities, not risk: they do not make a renewal riskier.
+NOT_RISK = frozenset({"new_decision_maker", "champion_joined"})
 LEAVING_CHANGES = frozenset({ChangeType.COMPANY_CHANGE, ChangeType.LEFT_COMPANY})
 
 
@@ -82,15 +85,28 @@ def usage_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[
 
 
 def login_frequency_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[Reason]:
-    """Logins against the account's own normal: people still come, but less often."""
+    """Logins against the account's own normal: people still come, but less often. Whether the
+    account is small (and needs the longer window) is judged by its people, not its logins."""
     logins = state.usage.daily_metrics.get("logins", ())
-    return _drop(state.usage, logins, rule, "login_frequency_drop", "Daily logins")
+    return _drop(
+        state.usage,
+        logins,
+        rule,
+        "login_frequency_drop",
+        "Daily logins",
+        sizing=state.usage.daily_active_users,
+    )
 
 
 def _drop(
-    usage: UsageHistory, values: Sequence[int], rule: UsageDropRule, code: str, label: str
+    usage: UsageHistory,
+    values: Sequence[int],
+    rule: UsageDropRule,
+    code: str,
+    label: str,
+    sizing: Sequence[int] | None = None,
 ) -> list[Reason]:
-    comparison = metric_comparison(usage, values, rule)
+    comparison = metric_comparison(usage, values, rule, sizing)
     if comparison is None:
         return []
     recent, normal = comparison.per_day
@@ -133,7 +149,10 @@ def usage_comparison(usage: UsageHistory, rule: UsageDropRule) -> Comparison | N
 
 
 def metric_comparison(
-    usage: UsageHistory, values: Sequence[int], rule: UsageDropRule
+    usage: UsageHistory,
+    values: Sequence[int],
+    rule: UsageDropRule,
+    sizing: Sequence[int] | None = None,
 ) -> Comparison | None:
     """The window against the normal (small accounts: the longer window), seasonally adjusted
     when last year's same weeks dipped too; None without a full normal of history."""
@@ -142,11 +161,13 @@ def metric_comparison(
         return None
     block = rule.baseline_days // WEEK
     comparison = None
+    people = sizing if sizing is not None else values
     for window in (rule.window_days, rule.small_account_window_days):
         comparison = compare(values, usage.last_day, window, block, rule.lookback_weeks, history)
-        if comparison is None:
+        size = compare(people, usage.last_day, window, block, rule.lookback_weeks, history)
+        if comparison is None or size is None:
             return None
-        if comparison.per_day[1] > rule.small_account_max_users:
+        if size.per_day[1] > rule.small_account_max_users:
             break
     if comparison is None or rule.seasonal == "no":
         return comparison
@@ -154,7 +175,13 @@ def metric_comparison(
         values, usage.last_day, comparison.window_days, block, rule.lookback_weeks, history
     )
     dipped = last_year is not None and last_year.change_pct <= -rule.drop_pct / 2
-    if last_year is not None and (rule.seasonal == "yes" or dipped):
+    # A near-zero week last year was an outage or a shutdown, not a season: ignore it.
+    usable = (
+        last_year is not None
+        and last_year.expected > 0
+        and (last_year.actual / last_year.expected >= MIN_SEASONAL_RATIO)
+    )
+    if last_year is not None and usable and (rule.seasonal == "yes" or dipped):
         return seasonally_adjusted(comparison, last_year)
     return comparison
 
@@ -220,7 +247,11 @@ def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessm
                 by_key.setdefault(reason.key, reason)
     reasons = list(by_key.values())
     level = max((r.severity for r in reasons), key=_RANK.__getitem__, default=RiskLevel.NONE)
-    renewal = renewal_near(state, rules.renewal, now) if reasons and rules.renewal.enabled else None
+    risks = [r for r in reasons if r.code not in NOT_RISK]
+    # The same fall in people and in their logins is one fact; say it once.
+    if any(r.code == "usage_drop" for r in risks):
+        reasons = [r for r in reasons if r.code != "login_frequency_drop"]
+    renewal = renewal_near(state, rules.renewal, now) if risks and rules.renewal.enabled else None
     if renewal is not None:
         reasons.append(renewal)
         level = _one_step_up(level)

@@ -229,20 +229,30 @@ def load_histories(
         for name in names:
             pipe.get(keys.daily_metric(account_id, name))
         pipe.hgetall(keys.account_meta(account_id))
-        pipe.zcount(keys.user_last_seen(account_id), since, "+inf")
+        pipe.zcount(keys.user_last_seen(account_id), since, now.timestamp())
     replies = pipe.execute()
     per_account = len(names) + 2
     wanted = range(day_number(last_day) - days + 1, day_number(last_day) + 1)
     return {
         account_id: _history(
-            account_id, last_day, wanted, names, replies[n * per_account : (n + 1) * per_account]
+            account_id,
+            now,
+            last_day,
+            wanted,
+            names,
+            replies[n * per_account : (n + 1) * per_account],
         )
         for n, account_id in enumerate(account_ids)
     }
 
 
 def _history(
-    account_id: str, last_day: date, wanted: range, names: Sequence[str], replies: Sequence[Any]
+    account_id: str,
+    now: datetime,
+    last_day: date,
+    wanted: range,
+    names: Sequence[str],
+    replies: Sequence[Any],
 ) -> UsageHistory:
     *blobs, meta_raw, active_30d = replies
     meta = {keys.text(k): keys.text(v) for k, v in meta_raw.items()}
@@ -251,19 +261,29 @@ def _history(
     for name, blob in zip(names, blobs, strict=True):
         stored_last = meta.get(f"last_day:{name}", meta.get("last_day"))
         series[name] = _read_days(blob, wanted, first, int(stored_last) if stored_last else None)
+    daily = series["active_users"]
+    last_active = (
+        datetime.fromtimestamp(float(meta["last_active"]), UTC) if "last_active" in meta else None
+    )
+    if last_active is None or last_active > now:
+        # Imported accounts have no per-user data, and a replay must not see later activity:
+        # the last day anyone was counted stands in.
+        active_days = [n for n, users in zip(wanted, daily, strict=True) if users]
+        last_active = (
+            datetime.combine(_EPOCH + timedelta(days=active_days[-1]), datetime.max.time(), UTC)
+            if active_days
+            else None
+        )
     return UsageHistory(
         account_id=account_id,
         last_day=last_day,
-        daily_active_users=series["active_users"],
+        daily_active_users=daily,
         daily_events=series["events"],
         first_day=_EPOCH + timedelta(days=first) if first is not None else None,
         seats=int(meta["seats"]) if "seats" in meta else None,
-        active_users_30d=int(active_30d),
-        last_active=(
-            datetime.fromtimestamp(float(meta["last_active"]), UTC)
-            if "last_active" in meta
-            else None
-        ),
+        # Users active in 30 days are at least the busiest day's users (imports have no ids).
+        active_users_30d=max(int(active_30d), max(daily[-30:], default=0)),
+        last_active=last_active,
         daily_metrics={n: v for n, v in series.items() if n != "active_users"},
     )
 

@@ -127,8 +127,12 @@ def nps_detractor(state: AccountState, rule: NpsRule, now: datetime) -> list[Rea
 
 def support_ticket_spike(state: AccountState, rule: TicketSpikeRule, now: datetime) -> list[Reason]:
     """Tickets opened in the last week against the account's weekly normal over 8 weeks."""
-    opened = state.usage.daily_metrics.get("tickets_opened", ())
-    if len(opened) < WEEKS_OF_NORMAL * 7 + 7:
+    usage = state.usage
+    opened = usage.daily_metrics.get("tickets_opened", ())
+    needed = WEEKS_OF_NORMAL * 7 + 7
+    if usage.first_day is None or (usage.last_day - usage.first_day).days + 1 < needed:
+        return []  # a young account's weeks before it existed are not its normal
+    if len(opened) < needed:
         return []
     week = _recent(opened, 7)
     normal = sum(opened[-(WEEKS_OF_NORMAL * 7 + 7) : -7]) / WEEKS_OF_NORMAL

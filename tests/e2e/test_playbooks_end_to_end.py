@@ -76,8 +76,6 @@ def test_a_usage_drop_creates_one_check_in_task_for_the_owner_with_the_numbers(
         "churn_risk_level": "high",
         "churn_risk_reasons": "Daily active users fell 60% below their 4-week normal "
         "(4.0 vs 10.0 a day) over the last 7 days.\n"
-        "Daily logins fell 60% below their 4-week normal (4.0 vs 10.0 a day) over the last 7 "
-        "days.\n"
         "Only 10 of 20 licensed seats were used in the last 30 days (50%, below 60%).",
         "usage_trend_pct": -60.0,
         "license_utilization_pct": 50.0,

@@ -13,6 +13,7 @@ from integration import rollups
 from integration.cli import main
 from integration.config import Metrics
 from integration.settings import Settings
+from integration.signals import UsageEvent
 
 YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
 
@@ -66,18 +67,20 @@ def test_bad_rows_are_listed_with_line_numbers_and_the_good_ones_imported(
         {"account_id": "acme", "date": "23/11/2026", "active_users": 7},
         {"account_id": "acme", "date": YESTERDAY.isoformat(), "active_users": "seven"},
         {"account_id": "acme", "date": YESTERDAY.isoformat(), "logins": 70000},
+        {"account_id": "acme", "date": "9999-12-31", "active_users": 1},
     ]
     ndjson.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n")
     code, lines = run_import(settings, ndjson)
     assert code == 1
     assert lines == [
         "accepted 1 row(s) for 1 account(s); metrics: active_users",
-        "rejected 5 row(s):",
+        "rejected 6 row(s):",
         "  line 2: account_id: is empty",
         "  line 3: date: expected YYYY-MM-DD, got '23/11/2026'",
         "  line 4: active_users: expected a whole number, got 'seven'",
         "  line 5: logins: expected a whole number from 0 to 65535, got 70000",
-        "  line 6: not valid JSON: Expecting property name enclosed in double quotes",
+        "  line 6: date: 9999-12-31 is in the future; a warehouse export holds past days",
+        "  line 7: not valid JSON: Expecting property name enclosed in double quotes",
     ]
     assert history(redis, 1).daily_active_users == (7,)
 
@@ -90,3 +93,36 @@ def test_imported_accounts_are_queued_for_evaluation(
     run_import(settings, csv)
     assert redis.smembers("ci:dirty_accounts") == {b"globex"}
     assert redis.keys("rq:job:evaluate-dirty-*")
+
+
+def test_an_imported_account_is_judged_on_its_imported_users_and_activity(
+    tmp_path: Path, settings: Settings, redis: Redis, context: object
+) -> None:
+    days = [YESTERDAY - timedelta(days=n) for n in range(5)]
+    csv = tmp_path / "usage.csv"
+    csv.write_text(
+        "account_id,date,active_users,seats\n"
+        + "".join(f"acme,{day.isoformat()},10,12\n" for day in days)
+    )
+    run_import(settings, csv)
+    result = CliRunner().invoke(
+        main,
+        ["evaluate", "--config", str(settings.config), "--json"],
+        env={"REDIS_URL": settings.redis_url},
+    )
+    [assessment] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert assessment["license_utilization_pct"] == 83.3  # 10 of 12 seats, not 0 of 12
+    assert assessment["last_active_date"] == YESTERDAY.isoformat()
+
+
+def test_an_older_imported_row_does_not_overwrite_newer_live_seats(
+    tmp_path: Path, settings: Settings, redis: Redis, context: object
+) -> None:
+    from integration import keys
+
+    live = [UsageEvent("acme", "u1", "login", datetime.now(UTC), seats=50)]
+    rollups.fold_usage(redis, keys.delivery_seen("usage", "d1"), live, "rq:job:none", Metrics())
+    csv = tmp_path / "usage.csv"
+    csv.write_text(f"account_id,date,active_users,seats\nacme,{YESTERDAY.isoformat()},3,10\n")
+    run_import(settings, csv)
+    assert redis.hget("ci:{acct:acme}:meta", "seats") == b"50"

@@ -244,3 +244,52 @@ def test_fewer_logins_from_the_same_people_is_a_login_frequency_drop() -> None:
     assert reason.text == (
         "Daily logins fell 60% below their 4-week normal (12.0 vs 30.0 a day) over the last 7 days."
     )
+
+
+def test_a_small_accounts_vacation_is_not_a_login_drop_either() -> None:
+    from integration.risk import login_frequency_drop
+
+    # Three people logging in twice a day, two of them away for a week.
+    people = replace(history([3] * 42 + [1] * 7), daily_metrics={"logins": (6,) * 42 + (2,) * 7})
+    assert login_frequency_drop(AccountState("acct-1", people), RULE, NOW) == []
+
+
+def test_a_collapse_is_flagged_even_if_the_same_weeks_last_year_were_an_outage() -> None:
+    def level(day: date) -> float:
+        back = (YESTERDAY - day).days
+        if back < 7:
+            return 0  # usage collapsed this week
+        return 0 if 364 <= back < 371 else 30  # and the same week last year was an outage
+
+    [reason] = usage_drop(state(by_date(364 + 84, level)), RULE, NOW)
+    assert reason.details["seasonal"] is False
+    assert reason.details["drop_pct"] == 100.0
+
+
+def test_a_weekday_products_drop_streak_runs_through_its_weekends() -> None:
+    normal, dropped = weekdays(20, 0), weekdays(4, 0)
+    daily = by_date(70, lambda d: normal(d) if d <= YESTERDAY - timedelta(days=14) else dropped(d))
+    [reason] = usage_drop(state(daily), RULE, NOW)
+    assert reason.details["days_below"] == 10  # ten weekdays in two weeks
+    assert reason.text.endswith(", and every day for 10 days.")
+
+
+def test_good_news_alone_does_not_make_a_renewal_risky() -> None:
+    from integration.config import RiskConfig
+
+    hire = person(
+        change_type=ChangeType.PROMOTION,
+        previous_account_id="acct-1",
+        current_account_id="acct-1",
+        current_job_title="VP Operations",
+        is_champion=False,
+    )
+    near = AccountState(
+        "acct-1",
+        history([5] * 49),
+        (hire,),
+        {"renewal_date": (NOW + timedelta(days=30)).date().isoformat()},
+    )
+    result = assess(near, RiskConfig(), NOW)
+    assert [r.code for r in result.reasons] == ["new_decision_maker"]
+    assert result.level is RiskLevel.LOW

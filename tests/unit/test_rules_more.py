@@ -238,3 +238,14 @@ def test_few_daily_users_out_of_many_monthly_ones_is_low_stickiness() -> None:
         )
         == []
     )
+
+
+def test_a_young_accounts_first_tickets_are_not_a_spike() -> None:
+    from integration.config import TicketSpikeRule
+    from integration.rules_more import support_ticket_spike
+
+    young = with_metrics(tickets_opened=(0,) * 49 + (1, 1, 1, 1, 1, 1, 1) + (2,) * 7)
+    young = replace(
+        young, usage=replace(young.usage, first_day=USAGE.last_day - timedelta(days=20))
+    )
+    assert support_ticket_spike(young, TicketSpikeRule(), NOW) == []
