@@ -13,6 +13,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 CrmKind = Literal["sandbox", "hubspot", "salesforce"]
+# Days of daily history kept per metric (the rollup ring): a year for seasonal comparisons,
+# plus the longest window and the normal's lookback.
+HISTORY_DAYS_KEPT = 448
+YEAR_DAYS = 364
 Priority = Literal["low", "medium", "high"]
 # The CRMs whose adapter ships in this build; the others are accepted by the schema so the error
 # can say plainly that the adapter is missing rather than that the word is wrong.
@@ -269,6 +273,24 @@ class UsageDropRule(_Strict):
     min_significance_z: float = Field(3.0, ge=0, le=10)
     small_account_max_users: float = Field(5, ge=0)
     small_account_window_days: int = Field(21, ge=1, le=60)
+
+    def history_days(self) -> int:
+        """Days of history this rule reads."""
+        year = YEAR_DAYS if self.seasonal != "no" else 0
+        return (
+            year + max(self.window_days, self.small_account_window_days) + (self.lookback_weeks * 7)
+        )
+
+    @model_validator(mode="after")
+    def _fits_the_history_kept(self) -> UsageDropRule:
+        if self.history_days() > HISTORY_DAYS_KEPT:
+            msg = (
+                f"these settings read {self.history_days()} days of history but "
+                f"{HISTORY_DAYS_KEPT} are kept: shorten window_days or lookback_weeks, "
+                "or set seasonal: no"
+            )
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _small_accounts_wait_longer(self) -> UsageDropRule:

@@ -55,6 +55,7 @@ def load_config(
             *_check_playbooks(raw, frozenset(playbook_names)),
             *secret_errors,
             *(_check_sandbox_files(config.crm.sandbox) if config else []),
+            *(_check_metric_names(config) if config else []),
         )
         if error.yaml_path not in reported
     )
@@ -165,6 +166,30 @@ def _check_sandbox_files(sandbox: SandboxCrm) -> list[ConfigError]:
     if folder is None or not os.access(folder if folder.is_dir() else folder.parent, os.W_OK):
         msg = f"cannot create or write {str(sandbox.path)!r} (no write access to {folder})"
         errors.append(ConfigError("crm.sandbox.path", msg))
+    return errors
+
+
+def _check_metric_names(config: Config) -> list[ConfigError]:
+    """Rules that name metrics must name ones that are counted, or they flag every account."""
+    known = config.metrics.names()
+    risk = config.risk
+    named = {
+        "risk.key_feature_not_adopted.key_features": risk.key_feature_not_adopted.key_features,
+        "risk.onboarding_stalled.milestones": risk.onboarding_stalled.milestones,
+    }
+    errors = []
+    for path, names in named.items():
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                errors.append(
+                    ConfigError(
+                        path,
+                        f"{name!r} is not a counted metric",
+                        f"{hint}name it under metrics.counted first",
+                    )
+                )
     return errors
 
 

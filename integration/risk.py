@@ -15,14 +15,19 @@ from typing import Any
 from integration.accounts import AccountState, UsageHistory
 from integration.baselines import (
     WEEK,
-    YEAR_DAYS,
     Comparison,
     compare,
     days_below,
     seasonally_adjusted,
     year_over_year,
 )
-from integration.config import ChampionLeftRule, RenewalRule, RiskConfig, UsageDropRule
+from integration.config import (
+    HISTORY_DAYS_KEPT,
+    ChampionLeftRule,
+    RenewalRule,
+    RiskConfig,
+    UsageDropRule,
+)
 from integration.reasons import Reason, RiskLevel
 from integration.rules_more import (
     champion_joined,
@@ -63,11 +68,18 @@ class RiskAssessment:
 
 
 def history_days_needed(rules: RiskConfig) -> int:
-    """How many days of usage the rules read (a year more for seasonal comparisons)."""
-    rule = rules.usage_drop
-    window = max(rule.window_days, rule.small_account_window_days)
-    year = YEAR_DAYS if rule.seasonal != "no" else 0
-    return year + window + rule.lookback_weeks * WEEK
+    """How many days of history the rules read: the most any rule needs, segments included."""
+    needed = []
+    for segment in (None, *rules.segments):
+        applied = rules.for_segment(segment)
+        needed += [
+            applied.usage_drop.history_days(),
+            applied.login_frequency_drop.history_days(),
+            applied.onboarding_stalled.within_days + 31,
+            applied.key_feature_not_adopted.days,
+            9 * WEEK,
+        ]
+    return min(max(needed), HISTORY_DAYS_KEPT)
 
 
 def usage_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[Reason]:

@@ -22,10 +22,10 @@ from redis.commands.core import Script
 
 from integration import keys
 from integration.accounts import UsageHistory
-from integration.config import Metrics
+from integration.config import HISTORY_DAYS_KEPT, Metrics
 from integration.signals import UsageEvent
 
-RING_DAYS = 448  # 64 weeks: a year for seasonal comparisons plus the window and its normal
+RING_DAYS = HISTORY_DAYS_KEPT
 DELIVERY_DEDUPE_SECONDS = 7 * 24 * 3600
 # Late events up to this age still count users distinctly per day.
 DAY_USERS_TTL_SECONDS = 3 * 24 * 3600

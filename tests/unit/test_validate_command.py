@@ -101,10 +101,21 @@ fields: {risk_level: 5}
             "  risk.usage_drop.drop_pct: input should be less than or equal to 100, got 140",
         ),
         (
-            "risk: {usage_drop: {window_days: 30, small_account_window_days: 7}}",
+            "risk: {usage_drop: {window_days: 14, small_account_window_days: 7}}",
             BOTH_SECRETS,
-            "  risk.usage_drop: small_account_window_days (7) must be at least window_days (30): "
+            "  risk.usage_drop: small_account_window_days (7) must be at least window_days (14): "
             "small accounts must stay down longer",
+        ),
+        (
+            "risk: {usage_drop: {window_days: 30, small_account_window_days: 30}}",
+            BOTH_SECRETS,
+            "  risk.usage_drop: these settings read 450 days of history but 448 are kept: "
+            "shorten window_days or lookback_weeks, or set seasonal: no",
+        ),
+        (
+            "risk: {key_feature_not_adopted: {key_features: [reports_creatd]}}",
+            BOTH_SECRETS,
+            "  risk.key_feature_not_adopted.key_features: 'reports_creatd' is not a counted metric",
         ),
         (
             "webhooks: {usage: {secret_env: 5}}",
