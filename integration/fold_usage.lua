@@ -34,7 +34,7 @@ for _, g in ipairs(groups) do
   if first_day == nil or day < first_day then redis.call('HSET', g.meta_key, 'first_day', day) end
   local last_day = tonumber(redis.call('HGET', g.meta_key, 'last_day'))
   if last_day == nil or day > last_day then redis.call('HSET', g.meta_key, 'last_day', day) end
-  if place(g.meta_key, 'active_users', g.active_key, day) then
+  if #g.users > 0 and place(g.meta_key, 'active_users', g.active_key, day) then
     local added = add_users(g.users_key, g.users)
     redis.call('EXPIRE', g.users_key, user_ttl)
     redis.call('BITFIELD', g.active_key, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', slot(day), added)
@@ -45,11 +45,15 @@ for _, g in ipairs(groups) do
       redis.call('BITFIELD', key, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', slot(day), amount)
     end
   end
-  local seen = {'ZADD', g.last_seen_key, 'GT'}
-  for i, user in ipairs(g.users) do
-    table.insert(seen, g.user_seen[i]); table.insert(seen, user)
+  if #g.users > 0 then
+    local seen = {'ZADD', g.last_seen_key, 'GT'}
+    for i, user in ipairs(g.users) do
+      table.insert(seen, g.user_seen[i]); table.insert(seen, user)
+    end
+    redis.call(unpack(seen))
+    -- Only the last 30 days of users are ever read: keep the set that small.
+    redis.call('ZREMRANGEBYSCORE', g.last_seen_key, '-inf', '(' .. g.forget_before)
   end
-  redis.call(unpack(seen))
   local last_active = tonumber(redis.call('HGET', g.meta_key, 'last_active') or '0')
   if g.last_ts > last_active then redis.call('HSET', g.meta_key, 'last_active', g.last_ts) end
   if g.seats ~= cjson.null then

@@ -30,7 +30,10 @@ DELIVERY_DEDUPE_SECONDS = 7 * 24 * 3600
 # Late events up to this age still count users distinctly per day.
 DAY_USERS_TTL_SECONDS = 3 * 24 * 3600
 UTILIZATION_WINDOW = timedelta(days=30)
-NPS_DETRACTOR_MAX = 6  # NPS: 0-6 detractors, 7-8 passives, 9-10 promoters
+NPS_DETRACTOR_MAX = 6
+# Segment calls that describe people and accounts rather than product use.
+NOT_PRODUCT_USE = frozenset({"identify", "group"})
+LAST_SEEN_KEEP = timedelta(days=31)  # NPS: 0-6 detractors, 7-8 passives, 9-10 promoters
 _EPOCH = date(1970, 1, 1)
 _SCRIPTS = Path(__file__).parent
 
@@ -93,6 +96,7 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[dict[str, An
     counted = {name: frozenset(events) for name, events in metrics.counted.items()}
     logins = frozenset(metrics.login_events)
     nps, tickets = frozenset(metrics.nps_events), frozenset(metrics.ticket_opened_events)
+    not_usage = nps | tickets | NOT_PRODUCT_USE
     grouped: dict[tuple[str, int], dict[str, Any]] = {}
     seen: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
     tallies: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
@@ -101,11 +105,13 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[dict[str, An
         ts = event.occurred_at.timestamp()
         key = (event.account_id, number)
         group = grouped.setdefault(key, _new_group(event.account_id, number))
-        group["last_ts"] = max(group["last_ts"], ts)
+        if event.event not in not_usage:
+            group["last_ts"] = max(group["last_ts"], ts)
         if event.seats is not None and ts >= group["seats_ts"]:
             group["seats"], group["seats_ts"] = event.seats, ts
-        users = seen[key]
-        users[event.user_id] = max(users.get(event.user_id, 0.0), ts)
+        if event.event not in not_usage:  # NPS answers and tickets are not product use
+            users = seen[key]
+            users[event.user_id] = max(users.get(event.user_id, 0.0), ts)
         tally = tallies[key]
         tally["events"] += 1
         if event.event in logins:
@@ -123,6 +129,7 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[dict[str, An
     for key, group in grouped.items():
         group["users"] = list(seen[key])
         group["user_seen"] = list(seen[key].values())
+        group["forget_before"] = (datetime.now(UTC) - LAST_SEEN_KEEP).timestamp()
         group["counters"] = [
             [name, keys.daily_metric(key[0], name), amount]
             for name, amount in sorted(tallies[key].items())

@@ -33,6 +33,7 @@ class SegmentEvent:
     account_id: str | None
     seats: int | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
+    property_account: str | None = None
 
 
 @dataclass
@@ -101,6 +102,7 @@ def parse_segment(body: Any, now: datetime, account_path: str) -> SegmentBatch: 
                 account_id=account,
                 seats=_seats(message, kind),
                 properties=message.get("properties") or {},
+                property_account=_property_account(message, account_path),
             )
         )
     return batch
@@ -111,7 +113,7 @@ def resolve(batch: SegmentBatch, known_links: Mapping[str, str]) -> tuple[list[U
     links = {**known_links, **batch.links}
     resolved, missing = [], 0
     for event in batch.events:
-        account = event.account_id or links.get(event.user_id)
+        account = event.account_id or links.get(event.user_id) or event.property_account
         if account is None:
             missing += 1
             continue
@@ -129,11 +131,18 @@ def _account(message: dict[str, Any], kind: str, account_path: str) -> str | Non
     context = message.get("context") or {}
     if context.get("groupId"):
         return str(context["groupId"])
-    for source in (message.get("properties"), message.get("traits"), context.get("traits")):
+    for source in (message.get("traits"), context.get("traits")):
         value = _dig(source, account_path)
         if value not in (None, ""):
             return str(value)
     return None
+
+
+def _property_account(message: dict[str, Any], account_path: str) -> str | None:
+    """A track's properties may name the company the user looked at, not the user's own: this
+    is used only when the user has no group yet."""
+    value = _dig(message.get("properties"), account_path)
+    return str(value) if value not in (None, "") else None
 
 
 def _dig(source: Any, path: str) -> Any:  # noqa: ANN401 - JSON of any shape
