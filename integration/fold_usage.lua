@@ -3,6 +3,7 @@
 -- KEYS[4] the RQ key of the evaluation job that would pick the dirty accounts up.
 -- ARGV[1] dedupe TTL seconds, ARGV[2] ring size in days, ARGV[3] per-day user-set TTL seconds,
 -- ARGV[4] JSON list of groups, one per account and day, with the keys Python built (integration/keys.py).
+-- ARGV[5] JSON list of per-message keys to mark as taken (Segment messageIds), ARGV[6] their TTL.
 -- Returns {duplicate, needs_job}: duplicate=1 means nothing was written; needs_job=1 means accounts
 -- are waiting and no evaluation job exists, so the caller should queue one.
 -- Each metric has its own ring and its own last day (meta field last_day:<metric>), so a metric
@@ -35,9 +36,14 @@ for _, g in ipairs(groups) do
   local last_day = tonumber(redis.call('HGET', g.meta_key, 'last_day'))
   if last_day == nil or day > last_day then redis.call('HSET', g.meta_key, 'last_day', day) end
   if #g.users > 0 and place(g.meta_key, 'active_users', g.active_key, day) then
-    local added = add_users(g.users_key, g.users)
-    redis.call('EXPIRE', g.users_key, user_ttl)
-    redis.call('BITFIELD', g.active_key, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', slot(day), added)
+    -- A day already counted whose user set has expired cannot tell new users from counted ones:
+    -- a late event then adds nothing, rather than counting its user a second time.
+    local counted = redis.call('BITFIELD', g.active_key, 'GET', 'u16', slot(day))[1]
+    if counted == 0 or redis.call('EXISTS', g.users_key) == 1 then
+      local added = add_users(g.users_key, g.users)
+      redis.call('EXPIRE', g.users_key, user_ttl)
+      redis.call('BITFIELD', g.active_key, 'OVERFLOW', 'SAT', 'INCRBY', 'u16', slot(day), added)
+    end
   end
   for _, counter in ipairs(g.counters) do
     local metric, key, amount = counter[1], counter[2], counter[3]
@@ -64,6 +70,9 @@ for _, g in ipairs(groups) do
     end
   end
   accounts[g.account] = true
+end
+for _, key in ipairs(cjson.decode(ARGV[5])) do
+  redis.call('SET', key, '1', 'EX', ARGV[6])
 end
 local names = {}
 for account in pairs(accounts) do table.insert(names, account) end

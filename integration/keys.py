@@ -20,6 +20,11 @@ def delivery_seen(source: str, delivery_id: str) -> str:
     return f"{PREFIX}:delivery:{source}:{delivery_id}"
 
 
+def message_seen(source: str, message_id: str) -> str:
+    """Set once a message's usage is stored; a message re-sent in another batch is dropped."""
+    return f"{PREFIX}:message:{source}:{message_id}"
+
+
 def daily_metric(account_id: str, metric: str) -> str:
     """A string of u16 counters, one per day in a ring (see rollups.RING_DAYS)."""
     return f"{PREFIX}:{account_tag(account_id)}:daily:{metric}"

@@ -27,13 +27,16 @@ from integration.signals import UsageEvent
 
 RING_DAYS = HISTORY_DAYS_KEPT
 DELIVERY_DEDUPE_SECONDS = 7 * 24 * 3600
+# Segment drops most duplicate messageIds within ~24 h and retries a delivery for up to 4 h
+# (reference/segment.md 5): keep our own per-message marks a little longer than both.
+MESSAGE_DEDUPE_SECONDS = 48 * 3600
 # Late events up to this age still count users distinctly per day.
 DAY_USERS_TTL_SECONDS = 3 * 24 * 3600
 UTILIZATION_WINDOW = timedelta(days=30)
-NPS_DETRACTOR_MAX = 6
+NPS_DETRACTOR_MAX = 6  # NPS: 0-6 detractors, 7-8 passives, 9-10 promoters
 # Segment calls that describe people and accounts rather than product use.
 NOT_PRODUCT_USE = frozenset({"identify", "group"})
-LAST_SEEN_KEEP = timedelta(days=31)  # NPS: 0-6 detractors, 7-8 passives, 9-10 promoters
+LAST_SEEN_KEEP = timedelta(days=31)  # per-user last activity: 30-day actives read it
 _EPOCH = date(1970, 1, 1)
 _SCRIPTS = Path(__file__).parent
 
@@ -54,12 +57,14 @@ def fold_usage(
     events: Sequence[UsageEvent],
     evaluation_job_key: str,
     metrics: Metrics,
+    message_keys: Sequence[str] = (),
 ) -> FoldResult:
     """Write a whole delivery in one round trip; a delivery seen before writes nothing.
 
     The same round trip tells whether an evaluation job exists for the waiting accounts, so the
     caller queues one only when needed, also on a re-delivery (the first try may have stored the
-    usage and then lost its answer).
+    usage and then lost its answer). `message_keys` are marked in the same script, so a message
+    is remembered only once its usage is stored.
     """
     duplicate, needs_job = registered(redis, "fold_usage.lua")(
         keys=[delivery_key, keys.dirty_accounts(), keys.known_accounts(), evaluation_job_key],
@@ -68,6 +73,8 @@ def fold_usage(
             RING_DAYS,
             DAY_USERS_TTL_SECONDS,
             json.dumps(_groups(events, metrics), separators=(",", ":")),
+            json.dumps(list(message_keys)),
+            MESSAGE_DEDUPE_SECONDS,
         ],
         client=redis,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +51,15 @@ class SegmentBatch:
         joined = "\x00".join(sorted(event.message_id for event in self.events))
         return hashlib.sha256(joined.encode()).hexdigest()[:40]
 
+    def without(self, taken: Set[str]) -> SegmentBatch:
+        """The batch less messages already stored: Segment may re-send a message in a batch
+        made up differently, so a whole-delivery id alone would count it twice."""
+        kept = [event for event in self.events if event.message_id not in taken]
+        skipped = dict(self.skipped)
+        if len(kept) < len(self.events):
+            skipped["messageId already taken"] = len(self.events) - len(kept)
+        return SegmentBatch(kept, self.links, skipped)
+
 
 def messages(body: Any) -> list[Any]:  # noqa: ANN401 - JSON of any shape
     """Object, bare array, or a Tracking API batch envelope (its context merged into each)."""
@@ -70,6 +79,7 @@ def messages(body: Any) -> list[Any]:  # noqa: ANN401 - JSON of any shape
 def parse_segment(body: Any, now: datetime, account_path: str) -> SegmentBatch:  # noqa: ANN401
     """Usage events and group links from a delivery; bad messages are counted, never fatal."""
     batch = SegmentBatch()
+    message_ids: set[str] = set()
     for message in messages(body):
         if not isinstance(message, dict):
             batch.skip("not an object")
@@ -90,12 +100,17 @@ def parse_segment(body: Any, now: datetime, account_path: str) -> SegmentBatch: 
         ):
             batch.skip("no user or usable timestamp")
             continue
+        message_id = str(message.get("messageId") or f"{user}:{occurred.isoformat()}:{kind}")
+        if message_id in message_ids:
+            batch.skip("repeated messageId")
+            continue
+        message_ids.add(message_id)
         account = _account(message, kind, account_path)
         if kind == "group" and account:
             batch.links[str(user)] = account
         batch.events.append(
             SegmentEvent(
-                message_id=str(message.get("messageId") or f"{user}:{occurred.isoformat()}:{kind}"),
+                message_id=message_id,
                 user_id=str(user),
                 name=_event_name(message, kind),
                 occurred_at=occurred,

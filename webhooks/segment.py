@@ -15,12 +15,13 @@ import logging
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, request
+from redis import Redis
 from redis.exceptions import RedisError
 
 from integration import keys, rollups
 from integration.errors import SignatureError
 from integration.queues import enqueue_dirty_evaluation, evaluation_job_key
-from integration.segment import parse_segment, resolve
+from integration.segment import SegmentBatch, parse_segment, resolve
 from integration.unmatched import record_unmatched
 from webhooks.edge import body_text, config, parse_json, redis
 
@@ -66,13 +67,8 @@ def receive_segment() -> tuple[Response, int]:
     now = datetime.now(UTC)
     batch = parse_segment(parse_json(text), now, settings.account_path)
     store = redis()
-    unknown = sorted({e.user_id for e in batch.events if not e.account_id} - set(batch.links))
-    known = (
-        dict(zip(unknown, store.hmget(keys.segment_user_groups(), unknown), strict=True))
-        if unknown
-        else {}
-    )
-    events, unattributed = resolve(batch, {u: keys.text(g) for u, g in known.items() if g})
+    batch, known = _drop_taken_messages(store, batch)
+    events, unattributed = resolve(batch, known)
     if batch.links:
         pipe = store.pipeline(transaction=False)
         for user, group in batch.links.items():
@@ -82,8 +78,9 @@ def receive_segment() -> tuple[Response, int]:
         record_unmatched(store, "segment", "events without an account", batch.dedupe_id, now)
     if events:
         delivery = keys.delivery_seen("segment", batch.dedupe_id)
+        taken = [keys.message_seen("segment", event.message_id) for event in batch.events]
         folded = rollups.fold_usage(
-            store, delivery, events, evaluation_job_key(now), config().metrics
+            store, delivery, events, evaluation_job_key(now), config().metrics, taken
         )
         if folded.needs_evaluation_job:
             try:
@@ -93,3 +90,21 @@ def receive_segment() -> tuple[Response, int]:
     return jsonify(
         status="accepted", events=len(events), unattributed=unattributed, skipped=batch.skipped
     ), 202
+
+
+def _drop_taken_messages(store: Redis, batch: SegmentBatch) -> tuple[SegmentBatch, dict[str, str]]:
+    """One round trip: which messages were stored before, and the account of each user whose
+    tracks carry none (the last group call seen for them)."""
+    if not batch.events:
+        return batch, {}
+    unknown = sorted({e.user_id for e in batch.events if not e.account_id} - set(batch.links))
+    ids = [event.message_id for event in batch.events]
+    pipe = store.pipeline(transaction=False)
+    pipe.mget([keys.message_seen("segment", message_id) for message_id in ids])
+    if unknown:
+        pipe.hmget(keys.segment_user_groups(), unknown)
+    taken_flags, *groups = pipe.execute()
+    taken = {message_id for message_id, flag in zip(ids, taken_flags, strict=True) if flag}
+    found = groups[0] if groups else []
+    known = {user: keys.text(group) for user, group in zip(unknown, found, strict=True) if group}
+    return batch.without(taken), known

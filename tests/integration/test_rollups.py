@@ -71,3 +71,29 @@ def test_nps_scores_of_six_or_less_count_as_detractors_and_tickets_are_counted(
     assert history.daily_metrics["nps_responses"] == (4, 0)
     assert history.daily_metrics["nps_detractors"] == (2, 0)
     assert history.daily_metrics["tickets_opened"] == (1, 0)
+
+
+def test_a_late_event_after_the_days_user_set_expired_does_not_count_its_user_again(
+    redis: Redis,
+) -> None:
+    def fold(delivery: str, user: str) -> None:
+        events = [event(user, "login", 5)]
+        rollups.fold_usage(redis, keys.delivery_seen("usage", delivery), events, "-", METRICS)
+
+    fold("d1", "u1")
+    day = rollups.day_number((NOW - timedelta(days=5, hours=1)).date())
+    redis.delete(keys.day_users("acme", day))  # what the set's TTL does a few days later
+    fold("d2", "u1")  # the same user, sent again days late under a new delivery id
+    history = rollups.load_history(redis, "acme", NOW, NOW.date(), 6, METRICS.names())
+    assert history.daily_active_users[0] == 1
+    assert history.daily_metrics["logins"][0] == 2  # the event itself still counts
+
+
+def test_a_backfill_of_an_old_day_counts_its_users(redis: Redis) -> None:
+    events = [event("u1", "login", 40), event("u2", "login", 40)]
+    rollups.fold_usage(redis, keys.delivery_seen("usage", "d1"), events, "-", METRICS)
+    rollups.fold_usage(
+        redis, keys.delivery_seen("usage", "d2"), [event("u3", "login", 40)], "-", METRICS
+    )
+    history = rollups.load_history(redis, "acme", NOW, NOW.date(), 41, METRICS.names())
+    assert history.daily_active_users[0] == 3

@@ -136,3 +136,22 @@ def test_a_retried_delivery_counts_once(client: Any, redis: Redis) -> None:
     post(client, body)
     events = redis.get("ci:{acct:12345}:daily:events") or b""
     assert sum(events) == 1
+
+
+def test_a_message_resent_in_a_different_batch_counts_once(client: Any, redis: Redis) -> None:
+    first = sample("track-common-fields-with-context-groupid.json", messageId="m-1")
+    second = sample("track-common-fields-with-context-groupid.json", messageId="m-2")
+    post(client, json.dumps([first]))
+    answer = post(client, json.dumps([first, second]))  # Segment batched the retry with m-2
+    events = redis.get("ci:{acct:12345}:daily:events") or b""
+    assert sum(events) == 2
+    assert answer.json["events"] == 1
+    assert answer.json["skipped"] == {"messageId already taken": 1}
+
+
+def test_the_same_message_twice_in_one_batch_counts_once(client: Any, redis: Redis) -> None:
+    track = sample("track-common-fields-with-context-groupid.json", messageId="m-1")
+    answer = post(client, json.dumps([track, track]))
+    events = redis.get("ci:{acct:12345}:daily:events") or b""
+    assert sum(events) == 1
+    assert answer.json["skipped"] == {"repeated messageId": 1}

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from integration.errors import PayloadError
+from integration.segment import lenient_timestamp
 from integration.signals import ChangeType, parse_job_changes, parse_usage
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -115,3 +116,22 @@ def test_dedupe_id_is_the_same_for_the_same_source_and_event() -> None:
     [again] = parse_job_changes({**CHANGE, "email": "other@x.example"}, NOW, 10)
     [other_source] = parse_job_changes({**CHANGE, "source": "pdl"}, NOW, 10)
     assert first.dedupe_id == again.dedupe_id != other_source.dedupe_id
+
+
+@pytest.mark.parametrize(
+    ("sent", "meant"),
+    [
+        ("2024-1-5T00:00:01.276Z", datetime(2024, 1, 5, 0, 0, 1, 276000, UTC)),  # Segment's docs
+        ("2024-01-05T01:00:00+01:00", datetime(2024, 1, 5, 0, 0, tzinfo=UTC)),
+        ("2024-01-05T00:00:00", datetime(2024, 1, 5, tzinfo=UTC)),  # no zone: taken as UTC
+    ],
+)
+def test_segment_timestamps_in_the_shapes_segment_sends_are_read(
+    sent: str, meant: datetime
+) -> None:
+    assert lenient_timestamp(sent) == meant
+
+
+@pytest.mark.parametrize("sent", ["2024-13-05T00:00:00Z", "yesterday", 1704412800, None])
+def test_segment_timestamps_that_name_no_moment_are_refused(sent: object) -> None:
+    assert lenient_timestamp(sent) is None
