@@ -30,6 +30,7 @@ from integration.config import Metrics, RiskConfig
 from integration.devredis import empty_database_url, find_or_start
 from integration.risk import assess, history_days_needed
 from integration.settings import DEFAULT_REDIS_URL
+from integration.signals import UsageEvent
 
 HISTORY_DAYS = 400
 METRICS = Metrics(counted={"reports_created": ("report_created",)})
@@ -84,6 +85,52 @@ def bytes_per_account(redis: Redis) -> int:
     return sum(int(redis.memory_usage(name) or 0) for name in names)
 
 
+def live_bytes_per_account(redis: Redis, users: int, samples: int = 5) -> int:
+    """Every key of an account fed 30 days of usage through the real ingest fold: the day rings
+    and meta, plus the per-user last-seen set and the day user sets still alive (the rings-only
+    figure above leaves those out). Delivery marks are shared by all accounts and not counted."""
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    # Day user sets live DAY_USERS_TTL after their last write: older ones would have expired.
+    oldest_alive = rollups.day_number(today.date()) - rollups.DAY_USERS_TTL_SECONDS // 86400
+    total = 0
+    for n in range(samples):
+        account = f"live-{users}-{n}"
+        for days_ago in range(30, -1, -1):
+            at = today - timedelta(days=days_ago)
+            events = [
+                UsageEvent(account, f"user-{u:04d}@example.com", name, at)
+                for u in range(users)
+                for name in ("login", "report_created", "page")
+            ]
+            delivery = keys.delivery_seen("bench", f"{account}-{days_ago}")  # one per day
+            rollups.fold_usage(redis, delivery, events, "rq:job:none", METRICS)
+        pattern = f"{keys.PREFIX}:{keys.account_tag(account)}:*"
+        alive = [
+            key
+            for key in redis.scan_iter(match=pattern)
+            if b":users:" not in key or int(key.rsplit(b":", 1)[1]) >= oldest_alive
+        ]
+        total += sum(int(redis.memory_usage(key, samples=0) or 0) for key in alive)
+    return total // samples
+
+
+def active_user_count_error(redis: Redis, users: int, trials: int = 10) -> int:
+    """The largest miss of a day's active-user count (a HyperLogLog) over `trials` accounts fed
+    `users` distinct users in deliveries of 100 events that overlap by half."""
+    at = datetime.now(UTC) - timedelta(hours=1)
+    worst = 0
+    for trial in range(trials):
+        account = f"count-{users}-{trial}"
+        people = [f"{trial}-{n}@example.com" for n in range(users)]
+        for start in range(0, users, 50):
+            events = [UsageEvent(account, p, "page", at) for p in people[start : start + 100]]
+            delivery = keys.delivery_seen("bench", f"{account}-{start}")
+            rollups.fold_usage(redis, delivery, events, "rq:job:none", METRICS)
+        history = rollups.load_history(redis, account, at, at.date(), 1)
+        worst = max(worst, abs(history.daily_active_users[-1] - users))
+    return worst
+
+
 def run(redis: Redis, accounts: int, batch: int, with_rules: bool) -> tuple[float, int]:
     rules = RiskConfig()
     days = history_days_needed(rules)
@@ -119,6 +166,12 @@ def main() -> None:
         fill(redis, args.accounts, args.seed)
         print("evaluation.fill_s", round(time.perf_counter() - started, 1))
         print("evaluation.redis_bytes_per_account_4_metrics", bytes_per_account(redis))
+        for users in (10, 50):
+            figure = live_bytes_per_account(redis, users)
+            print(f"evaluation.redis_bytes_per_live_account_{users}_users", figure)
+        for users in (10, 50, 300, 1000):
+            miss = active_user_count_error(redis, users)
+            print(f"evaluation.active_users_worst_miss_of_{users}", miss)
         floor_s, _ = run(redis, args.accounts, args.batch, with_rules=False)
         full_s, flagged = run(redis, args.accounts, args.batch, with_rules=True)
         print("evaluation.accounts", args.accounts)

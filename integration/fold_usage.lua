@@ -8,8 +8,8 @@
 -- are waiting and no evaluation job exists, so the caller should queue one.
 -- Each metric has its own ring and its own last day (meta field last_day:<metric>), so a metric
 -- that starts later, or is quiet for a while, never reads another year's leftovers.
--- Nothing below can fail halfway for valid input (SADD is chunked under Lua's unpack limit), which
--- matters because Redis does not roll a script back: the dedupe key is set first.
+-- Nothing below can fail halfway for valid input (variadic calls are chunked under Lua's unpack
+-- limit), which matters because Redis does not roll a script back: the dedupe key is set first.
 -- Cluster note: the keys inside ARGV are undeclared, so this script assumes one Redis node.
 local no_job = redis.call('EXISTS', KEYS[4]) == 0
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
@@ -21,12 +21,15 @@ local groups = cjson.decode(ARGV[4])
 local CHUNK = 500
 local accounts = {}
 
+-- A day's users are a HyperLogLog, where a set costs about 70 bytes a user: sparse, it takes a
+-- few bytes a user (12 KB at most); measured, it counts 10 users exactly, 50 within 1, 300
+-- within 3, 1,000 within 2% (bench/README.md).
 local function add_users(key, users)
-  local added = 0
+  local before = redis.call('PFCOUNT', key)
   for start = 1, #users, CHUNK do
-    added = added + redis.call('SADD', key, unpack(users, start, math.min(start + CHUNK - 1, #users)))
+    redis.call('PFADD', key, unpack(users, start, math.min(start + CHUNK - 1, #users)))
   end
-  return added
+  return math.max(0, redis.call('PFCOUNT', key) - before)
 end
 
 for _, g in ipairs(groups) do
@@ -52,11 +55,13 @@ for _, g in ipairs(groups) do
     end
   end
   if #g.users > 0 then
-    local seen = {'ZADD', g.last_seen_key, 'GT'}
-    for i, user in ipairs(g.users) do
-      table.insert(seen, g.user_seen[i]); table.insert(seen, user)
+    for start = 1, #g.users, CHUNK do
+      local seen = {'ZADD', g.last_seen_key, 'GT'}
+      for i = start, math.min(start + CHUNK - 1, #g.users) do
+        table.insert(seen, g.user_seen[i]); table.insert(seen, g.users[i])
+      end
+      redis.call(unpack(seen))
     end
-    redis.call(unpack(seen))
     -- Only the last 30 days of users are ever read: keep the set that small.
     redis.call('ZREMRANGEBYSCORE', g.last_seen_key, '-inf', '(' .. g.forget_before)
   end

@@ -31,7 +31,7 @@ def daily_metric(account_id: str, metric: str) -> str:
 
 
 def day_users(account_id: str, day_number: int) -> str:
-    """The distinct users seen on one day; short-lived, it only makes the daily count distinct."""
+    """HyperLogLog of the users seen on one day; short-lived, it only makes the count distinct."""
     return f"{PREFIX}:{account_tag(account_id)}:users:{day_number}"
 
 

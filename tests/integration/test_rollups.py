@@ -97,3 +97,12 @@ def test_a_backfill_of_an_old_day_counts_its_users(redis: Redis) -> None:
     )
     history = rollups.load_history(redis, "acme", NOW, NOW.date(), 41, METRICS.names())
     assert history.daily_active_users[0] == 3
+
+
+def test_a_small_teams_daily_users_are_counted_exactly_across_deliveries(redis: Redis) -> None:
+    team = [f"user-{n}@example.com" for n in range(12)]
+    for delivery, people in enumerate((team[:6], team[3:9], team[6:], team)):
+        events = [event(person, "page", 0) for person in people]
+        rollups.fold_usage(redis, keys.delivery_seen("usage", f"d{delivery}"), events, "-", METRICS)
+    history = rollups.load_history(redis, "acme", NOW, NOW.date(), 1, METRICS.names())
+    assert history.daily_active_users == (12,)
