@@ -173,10 +173,13 @@ def metric_comparison(
         return None
     block = rule.baseline_days // WEEK
     comparison = None
-    people = sizing if sizing is not None else values
     for window in (rule.window_days, rule.small_account_window_days):
         comparison = compare(values, usage.last_day, window, block, rule.lookback_weeks, history)
-        size = compare(people, usage.last_day, window, block, rule.lookback_weeks, history)
+        size = (
+            comparison
+            if sizing is None  # the series sizes itself: the same comparison, not computed twice
+            else compare(sizing, usage.last_day, window, block, rule.lookback_weeks, history)
+        )
         if comparison is None or size is None:
             return None
         if size.per_day[1] > rule.small_account_max_users:
