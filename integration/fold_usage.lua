@@ -4,14 +4,23 @@
 -- ARGV[1] dedupe TTL seconds, ARGV[2] ring size in days, ARGV[3] per-day user-set TTL seconds,
 -- ARGV[4] JSON list of groups, one per account and day, with the keys Python built (integration/keys.py).
 -- ARGV[5] JSON list of per-message keys to mark as taken (Segment messageIds), ARGV[6] their TTL.
--- Returns {duplicate, needs_job}: duplicate=1 means nothing was written; needs_job=1 means accounts
--- are waiting and no evaluation job exists, so the caller should queue one.
+-- Returns {status, needs_job}: status 0 written, 1 a duplicate delivery, 2 a message in ARGV[5] is
+-- marked already (both: nothing written); needs_job=1 means accounts are waiting and no evaluation
+-- job exists, so the caller should queue one.
 -- Each metric has its own ring and its own last day (meta field last_day:<metric>), so a metric
 -- that starts later, or is quiet for a while, never reads another year's leftovers.
 -- Nothing below can fail halfway for valid input (variadic calls are chunked under Lua's unpack
 -- limit), which matters because Redis does not roll a script back: the dedupe key is set first.
 -- Cluster note: the keys inside ARGV are undeclared, so this script assumes one Redis node.
 local no_job = redis.call('EXISTS', KEYS[4]) == 0
+local marks = cjson.decode(ARGV[5])
+for start = 1, #marks, 500 do
+  -- Another delivery stored one of these messages since the caller looked: write nothing, so
+  -- the caller can drop it and fold the rest (a whole-delivery id would not catch it).
+  if redis.call('EXISTS', unpack(marks, start, math.min(start + 499, #marks))) > 0 then
+    return {2, 0}
+  end
+end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
   local waiting = redis.call('EXISTS', KEYS[2]) == 1
   return {1, (no_job and waiting) and 1 or 0}
@@ -76,7 +85,7 @@ for _, g in ipairs(groups) do
   end
   accounts[g.account] = true
 end
-for _, key in ipairs(cjson.decode(ARGV[5])) do
+for _, key in ipairs(marks) do
   redis.call('SET', key, '1', 'EX', ARGV[6])
 end
 local names = {}

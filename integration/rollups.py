@@ -41,10 +41,14 @@ _EPOCH = date(1970, 1, 1)
 _SCRIPTS = Path(__file__).parent
 
 
+_DUPLICATE, _MESSAGES_TAKEN = 1, 2  # fold_usage.lua's first reply
+
+
 @dataclass(frozen=True, slots=True)
 class FoldResult:
     duplicate: bool
     needs_evaluation_job: bool
+    messages_taken: bool = False  # some message was stored by another delivery: nothing written
 
 
 def day_number(day: date) -> int:
@@ -64,9 +68,10 @@ def fold_usage(
     The same round trip tells whether an evaluation job exists for the waiting accounts, so the
     caller queues one only when needed, also on a re-delivery (the first try may have stored the
     usage and then lost its answer). `message_keys` are marked in the same script, so a message
-    is remembered only once its usage is stored.
+    is remembered only once its usage is stored; if one is marked already, nothing is written
+    and the caller drops the stored messages and folds the rest.
     """
-    duplicate, needs_job = registered(redis, "fold_usage.lua")(
+    status, needs_job = registered(redis, "fold_usage.lua")(
         keys=[delivery_key, keys.dirty_accounts(), keys.known_accounts(), evaluation_job_key],
         args=[
             DELIVERY_DEDUPE_SECONDS,
@@ -78,7 +83,7 @@ def fold_usage(
         ],
         client=redis,
     )
-    return FoldResult(bool(duplicate), bool(needs_job))
+    return FoldResult(status == _DUPLICATE, bool(needs_job), status == _MESSAGES_TAKEN)
 
 
 @cache

@@ -22,6 +22,7 @@ from integration import keys, rollups
 from integration.errors import SignatureError
 from integration.queues import enqueue_dirty_evaluation, evaluation_job_key
 from integration.segment import SegmentBatch, parse_segment, resolve
+from integration.signals import UsageEvent
 from integration.unmatched import record_unmatched
 from webhooks.edge import body_text, config, parse_json, redis
 
@@ -67,8 +68,14 @@ def receive_segment() -> tuple[Response, int]:
     now = datetime.now(UTC)
     batch = parse_segment(parse_json(text), now, settings.account_path)
     store = redis()
-    batch, known = _drop_taken_messages(store, batch)
-    events, unattributed = resolve(batch, known)
+    # Each pass drops the messages already stored; the fold refuses a batch holding one that
+    # another delivery stored meanwhile, so every pass that repeats has fewer messages.
+    for _ in range(len(batch.events) + 1):
+        batch, known = _drop_taken_messages(store, batch)
+        events, unattributed = resolve(batch, known)
+        folded = _fold(store, batch, events, now) if events else None
+        if folded is None or not folded.messages_taken:
+            break
     if batch.links:
         pipe = store.pipeline(transaction=False)
         for user, group in batch.links.items():
@@ -76,20 +83,24 @@ def receive_segment() -> tuple[Response, int]:
         pipe.execute()
     if unattributed:
         record_unmatched(store, "segment", "events without an account", batch.dedupe_id, now)
-    if events:
-        delivery = keys.delivery_seen("segment", batch.dedupe_id)
-        taken = [keys.message_seen("segment", event.message_id) for event in batch.events]
-        folded = rollups.fold_usage(
-            store, delivery, events, evaluation_job_key(now), config().metrics, taken
-        )
-        if folded.needs_evaluation_job:
-            try:
-                enqueue_dirty_evaluation(store, now)
-            except RedisError:
-                logger.warning("evaluation not queued; the next delivery or the sweep will")
+    if folded is not None and folded.needs_evaluation_job:
+        try:
+            enqueue_dirty_evaluation(store, now)
+        except RedisError:
+            logger.warning("evaluation not queued; the next delivery or the sweep will")
     return jsonify(
         status="accepted", events=len(events), unattributed=unattributed, skipped=batch.skipped
     ), 202
+
+
+def _fold(
+    store: Redis, batch: SegmentBatch, events: list[UsageEvent], now: datetime
+) -> rollups.FoldResult:
+    delivery = keys.delivery_seen("segment", batch.dedupe_id)
+    marks = [keys.message_seen("segment", event.message_id) for event in batch.events]
+    return rollups.fold_usage(
+        store, delivery, events, evaluation_job_key(now), config().metrics, marks
+    )
 
 
 def _drop_taken_messages(store: Redis, batch: SegmentBatch) -> tuple[SegmentBatch, dict[str, str]]:

@@ -106,3 +106,12 @@ def test_a_small_teams_daily_users_are_counted_exactly_across_deliveries(redis: 
         rollups.fold_usage(redis, keys.delivery_seen("usage", f"d{delivery}"), events, "-", METRICS)
     history = rollups.load_history(redis, "acme", NOW, NOW.date(), 1, METRICS.names())
     assert history.daily_active_users == (12,)
+
+
+def test_a_fold_holding_a_message_stored_meanwhile_writes_nothing(redis: Redis) -> None:
+    marks = [keys.message_seen("segment", "m-1"), keys.message_seen("segment", "m-2")]
+    redis.set(marks[1], "1")  # another delivery stored m-2 a moment ago
+    events = [event("u1", "page", 0), event("u2", "page", 0)]
+    folded = rollups.fold_usage(redis, "ci:delivery:x", events, "-", METRICS, marks)
+    assert folded.messages_taken
+    assert not redis.exists(keys.daily_metric("acme", "events"), "ci:delivery:x", marks[0])

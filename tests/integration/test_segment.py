@@ -16,6 +16,7 @@ from redis import Redis
 
 from integration.bootstrap import read_config
 from integration.settings import Settings
+from webhooks import segment as segment_webhook
 from webhooks.app import create_app
 
 SEGMENT = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "segment"
@@ -155,3 +156,26 @@ def test_the_same_message_twice_in_one_batch_counts_once(client: Any, redis: Red
     events = redis.get("ci:{acct:12345}:daily:events") or b""
     assert sum(events) == 1
     assert answer.json["skipped"] == {"repeated messageId": 1}
+
+
+def test_a_message_stored_by_a_concurrent_delivery_counts_once(
+    client: Any, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = sample("track-common-fields-with-context-groupid.json", messageId="m-1")
+    second = sample("track-common-fields-with-context-groupid.json", messageId="m-2")
+    check = segment_webhook._drop_taken_messages
+    other: list[Any] = []
+
+    def racing_check(store: Redis, batch: Any) -> Any:
+        seen = check(store, batch)
+        if not other:  # the other delivery stores m-1 after this one looked
+            other.append(None)
+            other[0] = post(client, json.dumps([first]))
+        return seen
+
+    monkeypatch.setattr(segment_webhook, "_drop_taken_messages", racing_check)
+    answer = post(client, json.dumps([first, second]))
+    assert other[0].json["events"] == 1
+    assert answer.json["events"] == 1
+    events = redis.get("ci:{acct:12345}:daily:events") or b""
+    assert sum(events) == 2
