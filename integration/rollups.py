@@ -245,12 +245,13 @@ def load_histories(
     names = list(dict.fromkeys(["active_users", "events", *metric_names]))
     pipe = redis.pipeline(transaction=False)
     for account_id in account_ids:
-        for name in names:
-            pipe.get(keys.daily_metric(account_id, name))
+        # One MGET per account, not one per batch: an account's keys share a hash tag, so this
+        # also works on a Redis Cluster. Fewer commands is what makes the daily read fast.
+        pipe.mget([keys.daily_metric(account_id, name) for name in names])
         pipe.hgetall(keys.account_meta(account_id))
         pipe.zcount(keys.user_last_seen(account_id), since, now.timestamp())
     replies = pipe.execute()
-    per_account = len(names) + 2
+    per_account = 3
     wanted = range(day_number(last_day) - days + 1, day_number(last_day) + 1)
     return {
         account_id: _history(
@@ -273,7 +274,7 @@ def _history(
     names: Sequence[str],
     replies: Sequence[Any],
 ) -> UsageHistory:
-    *blobs, meta_raw, active_30d = replies
+    blobs, meta_raw, active_30d = replies
     meta = {keys.text(k): keys.text(v) for k, v in meta_raw.items()}
     first = int(meta["first_day"]) if "first_day" in meta else None
     series = {}
