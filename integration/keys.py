@@ -21,8 +21,10 @@ def delivery_seen(source: str, delivery_id: str) -> str:
 
 
 def message_seen(source: str, message_id: str) -> str:
-    """Set once a message's usage is stored; a message re-sent in another batch is dropped."""
-    return f"{PREFIX}:message:{source}:{message_id}"
+    """Set once a message's usage is stored; a message re-sent in another batch is dropped.
+    Hashed to 80 bits: one key per message adds up, and ids run to 100 characters."""
+    digest = hashlib.blake2b(message_id.encode(), digest_size=10).hexdigest()
+    return f"{PREFIX}:msg:{source}:{digest}"
 
 
 def daily_metric(account_id: str, metric: str) -> str:
