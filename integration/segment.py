@@ -57,7 +57,8 @@ class SegmentBatch:
         kept = [event for event in self.events if event.message_id not in taken]
         skipped = dict(self.skipped)
         if len(kept) < len(self.events):
-            skipped["messageId already taken"] = len(self.events) - len(kept)
+            reason = "messageId already taken"
+            skipped[reason] = skipped.get(reason, 0) + len(self.events) - len(kept)
         return SegmentBatch(kept, self.links, skipped)
 
 

@@ -177,5 +177,6 @@ def test_a_message_stored_by_a_concurrent_delivery_counts_once(
     answer = post(client, json.dumps([first, second]))
     assert other[0].json["events"] == 1
     assert answer.json["events"] == 1
+    assert answer.json["skipped"] == {"messageId already taken": 1}
     events = redis.get("ci:{acct:12345}:daily:events") or b""
     assert sum(events) == 2
