@@ -51,13 +51,7 @@ def _contact_left_account(context: Context, change: CrmChange) -> str:
     account = context.crm.account_by_id(change.related_id or "")
     contact = context.crm.contact_by_id(change.subject_id)
     if account is None or not account.product_account_id or contact is None:
-        record_unmatched(
-            context.redis,
-            "crm_change",
-            f"{change.crm} company {change.related_id}",
-            change.delivery_key,
-            _now(),
-        )
+        _unmatched(context, change, f"company {change.related_id}")
         return "unmatched"
     signal = _people_signal(
         change,
@@ -81,13 +75,7 @@ def _contact_title_changed(context: Context, change: CrmChange) -> str:
         else None
     )
     if contact is None or account is None or not account.product_account_id:
-        record_unmatched(
-            context.redis,
-            "crm_change",
-            f"{change.crm} {change.kind.value} {change.subject_id}",
-            change.delivery_key,
-            _now(),
-        )
+        _unmatched(context, change, f"{change.kind.value} {change.subject_id}")
         return "no_account"
     signal = _people_signal(
         change,
@@ -107,13 +95,7 @@ def _contact_title_changed(context: Context, change: CrmChange) -> str:
 def _account_owner_changed(context: Context, change: CrmChange) -> str:
     account = context.crm.account_by_id(change.subject_id)
     if account is None or not account.product_account_id or not change.value:
-        record_unmatched(
-            context.redis,
-            "crm_change",
-            f"{change.crm} {change.kind.value} {change.subject_id}",
-            change.delivery_key,
-            _now(),
-        )
+        _unmatched(context, change, f"{change.kind.value} {change.subject_id}")
         return "no_account"
     task_ids = sorted(
         keys.text(t) for t in context.redis.smembers(keys.open_tasks(account.product_account_id))
@@ -297,6 +279,13 @@ def _people_signal(
         relationship_type=None,
         is_champion=is_champion,
         previous_account_id=account_id,
+    )
+
+
+def _unmatched(context: Context, change: CrmChange, what: str) -> None:
+    """List a change we could not tie to a product account, for `integration unmatched`."""
+    record_unmatched(
+        context.redis, "crm_change", f"{change.crm} {what}", change.delivery_key, _now()
     )
 
 

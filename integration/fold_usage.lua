@@ -76,13 +76,7 @@ for _, g in ipairs(groups) do
   end
   local last_active = tonumber(redis.call('HGET', g.meta_key, 'last_active') or '0')
   if g.last_ts > last_active then redis.call('HSET', g.meta_key, 'last_active', g.last_ts) end
-  if g.seats ~= cjson.null then
-    -- The newest report of seats wins; a late event must not overwrite a newer count.
-    local seats_ts = tonumber(redis.call('HGET', g.meta_key, 'seats_ts') or '0')
-    if g.seats_ts >= seats_ts then
-      redis.call('HSET', g.meta_key, 'seats', g.seats, 'seats_ts', g.seats_ts)
-    end
-  end
+  keep_newest_seats(g.meta_key, g.seats, g.seats_ts)
   accounts[g.account] = true
 end
 for _, key in ipairs(marks) do

@@ -18,12 +18,7 @@ for _, row in ipairs(rows) do
       any = true
     end
   end
-  if row.seats ~= cjson.null then
-    local seats_ts = tonumber(redis.call('HGET', row.meta_key, 'seats_ts') or '0')
-    if row.seats_ts >= seats_ts then
-      redis.call('HSET', row.meta_key, 'seats', row.seats, 'seats_ts', row.seats_ts)
-    end
-  end
+  keep_newest_seats(row.meta_key, row.seats, row.seats_ts)
   if any then placed = placed + 1 end
   redis.call('SADD', KEYS[1], row.account)
   redis.call('SADD', KEYS[2], row.account)

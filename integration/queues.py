@@ -80,18 +80,7 @@ def _enqueue_once(redis: Redis, function: str, payload: Mapping[str, object], jo
 def enqueue_account_evaluation(redis: Redis, account_id: str) -> None:
     """A job for one account; while one waits or sits in the failed registry, no second one."""
     digest = hashlib.sha256(account_id.encode()).hexdigest()[:40]
-    try:
-        queue(EVALUATE, redis).enqueue(
-            "integration.jobs.evaluate_account",
-            account_id,
-            job_id=f"account-{digest}",
-            unique=True,
-            result_ttl=0,
-            failure_ttl=FAILED_JOB_KEEP_SECONDS,
-            retry=CRM_RETRY,
-        )
-    except DuplicateJobError:
-        return
+    _enqueue_evaluation(redis, "integration.jobs.evaluate_account", f"account-{digest}", account_id)
 
 
 def evaluation_job_id(now: datetime) -> str:
@@ -106,10 +95,16 @@ def evaluation_job_key(now: datetime) -> str:
 
 def enqueue_dirty_evaluation(redis: Redis, now: datetime) -> None:
     """Queue the job that evaluates every account with new usage, many at a time."""
+    _enqueue_evaluation(redis, "integration.jobs.evaluate_dirty_accounts", evaluation_job_id(now))
+
+
+def _enqueue_evaluation(redis: Redis, function: str, job_id: str, *args: str) -> None:
+    """An evaluation job unless one with this id waits or failed; it keeps no result."""
     try:
         queue(EVALUATE, redis).enqueue(
-            "integration.jobs.evaluate_dirty_accounts",
-            job_id=evaluation_job_id(now),
+            function,
+            *args,
+            job_id=job_id,
             unique=True,
             result_ttl=0,
             failure_ttl=FAILED_JOB_KEEP_SECONDS,

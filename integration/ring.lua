@@ -23,3 +23,12 @@ local function place(meta_key, metric, key, day)
   return true
 end
 
+
+-- The newest report of seats wins; a late event or an older import row must not overwrite it.
+local function keep_newest_seats(meta_key, seats, seats_ts)
+  if seats == cjson.null then return end
+  local stored_ts = tonumber(redis.call('HGET', meta_key, 'seats_ts') or '0')
+  if seats_ts >= stored_ts then
+    redis.call('HSET', meta_key, 'seats', seats, 'seats_ts', seats_ts)
+  end
+end
