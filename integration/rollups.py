@@ -118,11 +118,10 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[dict[str, An
         ts = event.occurred_at.timestamp()
         key = (event.account_id, number)
         group = grouped.setdefault(key, _new_group(event.account_id, number))
-        if event.event not in not_usage:
-            group["last_ts"] = max(group["last_ts"], ts)
         if event.seats is not None and ts >= group["seats_ts"]:
             group["seats"], group["seats_ts"] = event.seats, ts
         if event.event not in not_usage:  # NPS answers and tickets are not product use
+            group["last_ts"] = max(group["last_ts"], ts)
             users = seen[key]
             users[event.user_id] = max(users.get(event.user_id, 0.0), ts)
         tally = tallies[key]
@@ -139,10 +138,11 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[dict[str, An
         for name, names in counted.items():
             if event.event in names:
                 tally[name] += 1
+    forget_before = (datetime.now(UTC) - LAST_SEEN_KEEP).timestamp()
     for key, group in grouped.items():
         group["users"] = list(seen[key])
         group["user_seen"] = list(seen[key].values())
-        group["forget_before"] = (datetime.now(UTC) - LAST_SEEN_KEEP).timestamp()
+        group["forget_before"] = forget_before
         group["counters"] = [
             [name, keys.daily_metric(key[0], name), amount]
             for name, amount in sorted(tallies[key].items())
