@@ -75,11 +75,3 @@ class CrmFatalError(CrmError):
 
 class CrmFeatureUnavailableError(CrmFatalError):
     """The CRM account lacks a feature (sequences API, cadences, notifications): fall back."""
-
-
-class CrmRecordRejected(CrmError):  # noqa: N818 - the name STYLE.md gives this error
-    """One record of a batch was refused; the rest of the batch goes on."""
-
-    def __init__(self, crm: str, operation: str, message: str, record_key: str) -> None:
-        super().__init__(crm, operation, message)
-        self.record_key = record_key

@@ -43,10 +43,7 @@ end
 
 for _, g in ipairs(groups) do
   local day = g.day
-  local first_day = tonumber(redis.call('HGET', g.meta_key, 'first_day'))
-  if first_day == nil or day < first_day then redis.call('HSET', g.meta_key, 'first_day', day) end
-  local last_day = tonumber(redis.call('HGET', g.meta_key, 'last_day'))
-  if last_day == nil or day > last_day then redis.call('HSET', g.meta_key, 'last_day', day) end
+  note_day(g.meta_key, day)
   if #g.users > 0 and place(g.meta_key, 'active_users', g.active_key, day) then
     -- A day already counted whose user set has expired cannot tell new users from counted ones:
     -- a late event then adds nothing, rather than counting its user a second time.

@@ -7,10 +7,7 @@
 local rows = cjson.decode(ARGV[3])
 local placed = 0
 for _, row in ipairs(rows) do
-  local first_day = tonumber(redis.call('HGET', row.meta_key, 'first_day'))
-  if first_day == nil or row.day < first_day then redis.call('HSET', row.meta_key, 'first_day', row.day) end
-  local last_day = tonumber(redis.call('HGET', row.meta_key, 'last_day'))
-  if last_day == nil or row.day > last_day then redis.call('HSET', row.meta_key, 'last_day', row.day) end
+  note_day(row.meta_key, row.day)
   local any = false
   for _, metric in ipairs(row.metrics) do
     if place(row.meta_key, metric[1], metric[2], row.day) then

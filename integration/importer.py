@@ -145,14 +145,10 @@ def _write(redis: Redis, rows: list[DayRow], summary: ImportSummary) -> None:
         for row in rows
     ]
     placed = int(
-        redis.eval(
-            rollups.script("import_days.lua"),
-            2,
-            keys.dirty_accounts(),
-            keys.known_accounts(),
-            "",
-            rollups.RING_DAYS,
-            json.dumps(payload, separators=(",", ":")),
+        rollups.registered(redis, "import_days.lua")(
+            keys=[keys.dirty_accounts(), keys.known_accounts()],
+            args=["", rollups.RING_DAYS, json.dumps(payload, separators=(",", ":"))],
+            client=redis,
         )
     )
     summary.accepted += placed

@@ -32,3 +32,11 @@ local function keep_newest_seats(meta_key, seats, seats_ts)
     redis.call('HSET', meta_key, 'seats', seats, 'seats_ts', seats_ts)
   end
 end
+
+-- Widen the account's first and last day seen to include `day`.
+local function note_day(meta_key, day)
+  local first_day = tonumber(redis.call('HGET', meta_key, 'first_day'))
+  if first_day == nil or day < first_day then redis.call('HSET', meta_key, 'first_day', day) end
+  local last_day = tonumber(redis.call('HGET', meta_key, 'last_day'))
+  if last_day == nil or day > last_day then redis.call('HSET', meta_key, 'last_day', day) end
+end

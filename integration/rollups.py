@@ -88,13 +88,9 @@ def fold_usage(
 
 
 @cache
-def _registered(name: str, redis: Redis) -> Script:
-    return redis.register_script(script(name))
-
-
 def registered(redis: Redis, name: str) -> Script:
     """The script called by its SHA (EVALSHA): the hot ingest path does not resend its text."""
-    return _registered(name, redis)
+    return redis.register_script(script(name))
 
 
 @cache

@@ -86,7 +86,6 @@ MAPPERS: dict[str, Mapper] = {
     "object.propertyChange": _task_completed,
     "task.propertyChange": _task_completed,
 }
-HANDLED = frozenset(MAPPERS)
 
 
 def to_change(event: HubSpotEvent) -> CrmChange | None:

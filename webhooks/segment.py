@@ -77,10 +77,8 @@ def receive_segment() -> tuple[Response, int]:
         if folded is None or not folded.messages_taken:
             break
     if batch.links:
-        pipe = store.pipeline(transaction=False)
-        for user, group in batch.links.items():
-            pipe.hset(keys.segment_user_groups(), user, group)
-        pipe.execute()
+        pairs = [part for link in batch.links.items() for part in link]
+        store.hset(keys.segment_user_groups(), items=pairs)
     if unattributed:
         record_unmatched(store, "segment", "events without an account", batch.dedupe_id, now)
     if folded is not None and folded.needs_evaluation_job:
