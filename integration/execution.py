@@ -11,6 +11,7 @@ A claim in Redis guards each idempotency key:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, datetime
 
@@ -80,9 +81,9 @@ def run_action(context: Context, action: Action, now: datetime) -> str:
     return crm_id
 
 
-def last_fired(context: Context, account_id: str) -> dict[str, date]:
-    """When each playbook last created work for the account (for cooldowns)."""
-    raw = context.redis.hgetall(keys.playbook_last_fired(account_id))
+def last_fired(raw: Mapping[bytes, bytes]) -> dict[str, date]:
+    """When each playbook last created work for the account (for cooldowns), from the HGETALL
+    of keys.playbook_last_fired."""
     return {keys.text(name): date.fromisoformat(keys.text(day)) for name, day in raw.items()}
 
 

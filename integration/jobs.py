@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
 from redis import Redis
@@ -174,6 +174,7 @@ class _Evaluated:
     account: CrmAccount
     before: RiskAssessment | None
     after: RiskAssessment
+    fired: dict[str, date]  # playbook -> the day it last created work (cooldowns)
 
 
 def evaluate_accounts(
@@ -186,10 +187,9 @@ def evaluate_accounts(
     message (for `integration failed` / `retry`), and the batch goes on.
     """
     found = context.crm.find_accounts(account_ids)
+    forget_unmatched(context.redis, "account", list(found))
     for account_id in account_ids:
-        if account_id in found:
-            forget_unmatched(context.redis, "account", account_id)
-        else:
+        if account_id not in found:
             record_unmatched(context.redis, "account", account_id, "", now)
     states = load_states(
         context,
@@ -197,14 +197,12 @@ def evaluate_accounts(
         now,
         {account_id: account.facts for account_id, account in found.items()},
     )
-    evaluated = [
-        _Evaluated(
-            account,
-            _load_assessment(context.redis, account_id),
-            assess(states[account_id], context.config.risk, now),
-        )
-        for account_id, account in sorted(found.items())
-    ]
+    previous = _load_previous(context.redis, sorted(found))
+    evaluated = []
+    for account_id, account in sorted(found.items()):
+        before, fired = previous[account_id]
+        after = assess(states[account_id], context.config.risk, now)
+        evaluated.append(_Evaluated(account, before, after, fired))
     _write_fields(context, evaluated)
     for item in evaluated:
         try:
@@ -233,7 +231,7 @@ def _run_playbooks(context: Context, item: _Evaluated, now: datetime) -> None:
         item.after,
         item.account,
         context.playbooks,
-        last_fired(context, account_id),
+        item.fired,
         now.date(),
         context.config.owners.fallback_owner,
     )
@@ -285,9 +283,22 @@ def _people(raw_signals: Sequence[bytes], now: datetime) -> tuple[JobChanged, ..
     return tuple(sorted(people, key=lambda person: person.detected_at))
 
 
-def _load_assessment(redis: Redis, account_id: str) -> RiskAssessment | None:
-    raw = redis.get(keys.assessment(account_id))
-    return assessment_from_json(json.loads(raw)) if raw else None
+def _load_previous(
+    redis: Redis, account_ids: Sequence[str]
+) -> dict[str, tuple[RiskAssessment | None, dict[str, date]]]:
+    """Each account's last assessment and playbook firings, for a whole batch in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    for account_id in account_ids:
+        pipe.get(keys.assessment(account_id))
+        pipe.hgetall(keys.playbook_last_fired(account_id))
+    replies = pipe.execute()
+    return {
+        account_id: (
+            assessment_from_json(json.loads(raw)) if (raw := replies[2 * n]) else None,
+            last_fired(replies[2 * n + 1]),
+        )
+        for n, account_id in enumerate(account_ids)
+    }
 
 
 def _loaded(raw: bytes | str | None) -> object:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +57,7 @@ def list_unmatched(redis: Redis) -> list[Unmatched]:
     return sorted(entries, key=lambda entry: entry.last_seen, reverse=True)
 
 
-def forget_unmatched(redis: Redis, kind: str, reference: str) -> None:
-    """Called once the CRM has the record, so the list shows only what still needs fixing."""
-    redis.hdel(keys.unmatched(), f"{kind}:{reference}")
+def forget_unmatched(redis: Redis, kind: str, references: Sequence[str]) -> None:
+    """Called once the CRM has the records, so the list shows only what still needs fixing."""
+    if references:
+        redis.hdel(keys.unmatched(), *(f"{kind}:{reference}" for reference in references))
