@@ -6,6 +6,7 @@ own package, translating their SDK's errors into integration.errors.CrmError sub
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -26,6 +27,21 @@ class CrmAccount:
     # Values of the fields config.account_facts maps (renewal_date, segment, plan), as the CRM
     # holds them.
     facts: Mapping[str, str] = field(default_factory=dict)
+
+
+def account_facts(record: Mapping[str, object], fields: Mapping[str, str]) -> dict[str, str]:
+    """The mapped fact fields a CRM record holds a value for (empty and null are no value)."""
+    return {
+        name: str(record[field])
+        for name, field in fields.items()
+        if record.get(field) not in (None, "")
+    }
+
+
+def task_key(idempotency_key: str) -> str:
+    """What we store on a CRM task to find it again: a hash, because our keys may hold a
+    person's email."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
 
 
 @dataclass(frozen=True, slots=True)

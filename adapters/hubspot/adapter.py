@@ -7,11 +7,10 @@ Each operation builds HubSpot's wire body (mapping.py) and sends it through the 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 from hubspot import HubSpot
@@ -32,17 +31,16 @@ from adapters.protocol import (
     SequenceEnrollment,
     TaskRequest,
     WriteResult,
+    account_facts,
+    task_key,
 )
 from integration.config import HubSpotCrm as HubSpotSettings
 from integration.errors import CrmError, CrmFeatureUnavailableError
-
-logger = logging.getLogger(__name__)
 
 # https://developers.hubspot.com/docs/api-reference/crm-objects/guide: 100 inputs per batch call.
 HUBSPOT_BATCH_LIMIT = 100
 SEQUENCES_PATH = "/automation/v4/sequences/enrollments"
 NOT_FOUND = 404
-T = TypeVar("T")
 
 
 @dataclass
@@ -134,12 +132,7 @@ class HubSpotCrm:
         account = mapping.company_account(
             record_id, properties, self.match_field, self.settings.owner_property
         )
-        facts = {
-            name: str(properties[field])
-            for name, field in self.facts.items()
-            if properties.get(field) not in (None, "")
-        }
-        return replace(account, facts=facts)
+        return replace(account, facts=account_facts(properties, self.facts))
 
     def find_account_by_domain(self, domain: str) -> CrmAccount | None:
         return self._search_company("domain", domain)
@@ -299,7 +292,7 @@ class HubSpotCrm:
                         {
                             "propertyName": self.settings.task_key_property,
                             "operator": "EQ",
-                            "value": mapping.task_key(idempotency_key),
+                            "value": task_key(idempotency_key),
                         }
                     ]
                 }

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import html
 from datetime import date, datetime, time
 from typing import Any
 
-from adapters.protocol import CrmAccount, FieldValue, NoteRequest, TaskRequest
+from adapters.protocol import CrmAccount, FieldValue, NoteRequest, TaskRequest, task_key
 
 # hubspot.crm.association_type.AssociationType in hubspot-api-client 12.0.0 (reference/hubspot.md
 # 2.5): the id is the one for the direction from the object being created.
@@ -36,11 +35,6 @@ def property_value(value: FieldValue) -> str:
 
 def hubspot_timestamp(day: date) -> str:
     return datetime.combine(day, DUE_TIME).isoformat() + "Z"
-
-
-def task_key(idempotency_key: str) -> str:
-    """What we store on the task: a hash, because our keys may hold a person's email."""
-    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
 
 
 def html_body(text: str) -> str:

@@ -6,11 +6,10 @@ field name comes from validated config, so signal data can never change a query'
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from redis import Redis
@@ -27,6 +26,8 @@ from adapters.protocol import (
     SequenceEnrollment,
     TaskRequest,
     WriteResult,
+    account_facts,
+    task_key,
 )
 from adapters.salesforce.errors import CRM, LOCKED_ROW_WAIT_SECONDS, TRANSIENT_CODES, first_error
 from adapters.salesforce.transport import SalesforceTransport
@@ -46,7 +47,6 @@ DOMAIN_CANDIDATES = 20
 # How an org without Sales Engagement or the notification type answers (UNCONFIRMED: the
 # reference expects a 404, or a 400 naming INVALID_TYPE / FUNCTIONALITY_NOT_ENABLED).
 FEATURE_MISSING_CODES = frozenset({"NOT_FOUND", "INVALID_TYPE", "FUNCTIONALITY_NOT_ENABLED"})
-T = TypeVar("T")
 
 
 @dataclass
@@ -94,11 +94,7 @@ class SalesforceCrm:
             owner_id=owner or record.get("OwnerId"),
             product_account_id=record.get(self.match_field),
             domain=record.get(self.settings.account_domain_field),
-            facts={
-                name: str(record[field])
-                for name, field in self.facts.items()
-                if record.get(field) not in (None, "")
-            },
+            facts=account_facts(record, self.facts),
         )
 
     def find_accounts(self, product_account_ids: Sequence[str]) -> dict[str, CrmAccount]:
@@ -349,8 +345,3 @@ def website_host(website: object) -> str:
     text = str(website or "").strip().lower()
     host = urlsplit(text if "://" in text else f"//{text}").hostname or ""
     return host.removeprefix("www.")
-
-
-def task_key(idempotency_key: str) -> str:
-    """A hash: our keys may hold a person's email."""
-    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]

@@ -29,6 +29,7 @@ from adapters.protocol import (
     SequenceEnrollment,
     TaskRequest,
     WriteResult,
+    account_facts,
 )
 
 logger = logging.getLogger(__name__)
@@ -175,11 +176,7 @@ class SandboxCrm:
     def _account(self, row: sqlite3.Row) -> CrmAccount:
         product_id = row["product_id"]
         properties = json.loads(row["properties"])
-        facts = {
-            name: str(properties[field])
-            for name, field in self.facts.items()
-            if properties.get(field) not in (None, "")
-        }
+        facts = account_facts(properties, self.facts)
         return CrmAccount(
             crm_id=row["id"],
             name=row["name"],
@@ -221,11 +218,6 @@ class SandboxCrm:
     def reassign_task(self, task_crm_id: str, owner_id: str) -> None:
         with self._db() as db:
             db.execute("update tasks set owner_id = ? where id = ?", (owner_id, task_crm_id))
-
-    def complete_task(self, task_crm_id: str) -> None:
-        """What a rep does in the CRM; the sandbox's stand-in for it in demos and tests."""
-        with self._db() as db:
-            db.execute("update tasks set status = 'COMPLETED' where id = ?", (task_crm_id,))
 
     def write_fields(self, updates: Sequence[FieldUpdate]) -> WriteResult:
         written, rejected = [], {}

@@ -280,7 +280,7 @@ def test_a_task_create_that_timed_out_is_not_resent_and_a_retry_finds_it(
 
     import requests
 
-    from adapters.salesforce.adapter import task_key
+    from adapters.protocol import task_key
     from integration.bootstrap import Context
     from integration.config import Config
     from integration.execution import run_action
