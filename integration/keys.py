@@ -128,3 +128,28 @@ def unmatched() -> str:
 def text(reply: bytes | str | int) -> str:
     """A Redis reply as text (RQ needs clients that return bytes, so we decode where we read)."""
     return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
+def crm_paused(crm: str) -> str:
+    """Set while the CRM asked all workers to wait (a long rate-limit wait); its TTL is the wait."""
+    return f"{PREFIX}:crm:{crm}:paused"
+
+
+def crm_api_usage(crm: str) -> str:
+    """Hash: the API calls used and allowed today, as the CRM last reported them."""
+    return f"{PREFIX}:crm:{crm}:api_usage"
+
+
+def crm_access_token(crm: str) -> str:
+    """The OAuth access token, shared by all workers until it expires (a secret: never logged)."""
+    return f"{PREFIX}:crm:{crm}:oauth_access_token"
+
+
+def crm_company(crm: str, match_field: str, product_id: str) -> str:
+    """A short-lived copy of the company that holds our product account id."""
+    return f"{PREFIX}:crm:{crm}:company:{match_field}:{product_id}"
+
+
+def crm_notification_type(crm: str, name: str) -> str:
+    """The id of a custom notification type, looked up once."""
+    return f"{PREFIX}:crm:{crm}:notification_type:{name}"

@@ -34,6 +34,7 @@ from adapters.protocol import (
     account_facts,
     task_key,
 )
+from integration import keys
 from integration.config import HubSpotCrm as HubSpotSettings
 from integration.errors import CrmError, CrmFeatureUnavailableError
 
@@ -218,7 +219,7 @@ class HubSpotCrm:
     # -- lookup cache (Redis, short-lived: an admin's fix shows up within a minute) ------------
 
     def _cache_key(self, product_id: str) -> str:
-        return f"ci:crm:hubspot:company:{self.match_field}:{product_id}"
+        return keys.crm_company("hubspot", self.match_field, product_id)
 
     def _cached_accounts(self, product_ids: Sequence[str]) -> dict[str, CrmAccount]:
         if not self.settings.lookup_cache_seconds or not product_ids:

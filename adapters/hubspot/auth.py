@@ -15,6 +15,7 @@ import requests
 from redis import Redis
 
 from adapters.hubspot.errors import CRM, from_response
+from integration import keys
 from integration.errors import CrmRetriableError
 from integration.keys import text
 
@@ -43,7 +44,7 @@ class OAuthTokens:
     client_secret: str
     refresh_token: str
     redis: Redis
-    cache_key: str = "ci:crm:hubspot:oauth_access_token"
+    cache_key: str = keys.crm_access_token("hubspot")
 
     def token(self) -> str:
         cached = self.redis.get(self.cache_key)

@@ -23,6 +23,7 @@ from adapters.hubspot.auth import TokenSource
 from adapters.hubspot.errors import CRM, translate
 from adapters.ratelimit import SharedRateLimit
 from adapters.waits import WaitPolicy
+from integration import keys
 from integration.config import HubSpotCrm as HubSpotSettings
 from integration.errors import CrmError
 
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 MAX_INLINE_WAIT_SECONDS = 15.0
 MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = (1.0, 2.0, 4.0)
-PAUSE_KEY = "ci:crm:hubspot:paused"
+PAUSE_KEY = keys.crm_paused("hubspot")
 # Answers that mean HubSpot did nothing with the request, so sending it again is safe.
 UNPROCESSED = frozenset({429, 423})
 T = TypeVar("T")

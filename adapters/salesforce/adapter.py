@@ -31,6 +31,7 @@ from adapters.protocol import (
 )
 from adapters.salesforce.errors import CRM, LOCKED_ROW_WAIT_SECONDS, TRANSIENT_CODES, first_error
 from adapters.salesforce.transport import SalesforceTransport
+from integration import keys
 from integration.config import SalesforceCrm as SalesforceSettings
 from integration.errors import CrmError, CrmFatalError, CrmFeatureUnavailableError
 from integration.keys import text
@@ -300,7 +301,7 @@ class SalesforceCrm:
         if not name:
             msg = "no crm.salesforce.notification_type is configured"
             raise CrmFeatureUnavailableError(CRM, "notify_owner", msg)
-        cache = f"ci:crm:salesforce:notification_type:{name}"
+        cache = keys.crm_notification_type("salesforce", name)
         cached = self.redis.get(cache)
         if cached:
             return text(cached)

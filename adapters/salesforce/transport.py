@@ -22,6 +22,7 @@ from simple_salesforce.api import Salesforce
 
 from adapters.salesforce.errors import CRM, translate
 from adapters.waits import WaitPolicy
+from integration import keys
 from integration.config import SalesforceCrm as SalesforceSettings
 from integration.errors import CrmError, CrmRetriableError
 from integration.keys import text
@@ -31,8 +32,8 @@ logger = logging.getLogger(__name__)
 MAX_INLINE_WAIT_SECONDS = 15.0
 MAX_ATTEMPTS = 3
 BACKOFF_SECONDS = (1.0, 2.0)
-PAUSE_KEY = "ci:crm:salesforce:paused"
-USAGE_KEY = "ci:crm:salesforce:api_usage"
+PAUSE_KEY = keys.crm_paused("salesforce")
+USAGE_KEY = keys.crm_api_usage("salesforce")
 BUDGET_WAIT_SECONDS = 1800.0
 T = TypeVar("T")
 
