@@ -166,8 +166,10 @@ class _Work:
         return self.account.owner_id or self.fallback_owner
 
     def actions(self) -> list[Action]:
-        actions: list[Action] = [self.task()]
+        task = self.task()
+        actions: list[Action] = [task]
         email = self.reason.details.get("email")
+        owner = self.owner()
         if self.playbook.note is not None:
             actions.append(
                 CreateNote(
@@ -175,17 +177,14 @@ class _Work:
                     self.playbook.name,
                     self.account_id,
                     self.account.crm_id,
-                    self.owner(),
+                    owner,
                     self.playbook.note.render(self.context()).strip(),
                     email,
                 )
             )
         if self.playbook.sequence_id and email:
             actions.append(self.enrollment(self.playbook.sequence_id, email))
-        owner = self.owner()
         if self.playbook.notify_owner and owner:
-            task = actions[0]
-            assert isinstance(task, CreateTask)  # noqa: S101 - the first action is the task
             actions.append(
                 NotifyOwner(
                     self.key("notify"),
@@ -201,14 +200,15 @@ class _Work:
 
     def task(self) -> CreateTask:
         task = self.playbook.task
+        context = self.context()
         return CreateTask(
             idempotency_key=self.key("task"),
             playbook=self.playbook.name,
             account_id=self.account_id,
             account_crm_id=self.account.crm_id,
             owner_id=self.owner(),
-            subject=" ".join(self.playbook.subject.render(self.context()).split()),
-            body=self.playbook.body.render(self.context()).strip(),
+            subject=" ".join(self.playbook.subject.render(context).split()),
+            body=self.playbook.body.render(context).strip(),
             due_date=next_working_day(self.today + timedelta(days=task.due_in_days)),
             priority=task.priority,
             task_type=task.type,
