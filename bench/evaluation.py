@@ -17,9 +17,7 @@ import argparse
 import platform
 import random
 import resource
-import sys
 import time
-from array import array
 from datetime import UTC, datetime, timedelta
 
 from redis import Redis
@@ -35,16 +33,6 @@ from integration.signals import UsageEvent
 HISTORY_DAYS = 400
 METRICS = Metrics(counted={"reports_created": ("report_created",)})
 NOW = datetime(2026, 11, 23, 6, tzinfo=UTC)
-
-
-def ring_blob(values: list[int], last_number: int) -> bytes:
-    """The u16 ring as Redis BITFIELD stores it (big-endian), days ending on `last_number`."""
-    ring = array("H", [0] * rollups.RING_DAYS)
-    for offset, value in enumerate(values):
-        ring[(last_number - len(values) + 1 + offset) % rollups.RING_DAYS] = value
-    if sys.byteorder == "little":
-        ring.byteswap()
-    return ring.tobytes()
 
 
 def fill(redis: Redis, accounts: int, seed: int) -> None:
@@ -69,7 +57,7 @@ def fill(redis: Redis, accounts: int, seed: int) -> None:
             ("logins", [v * 2 for v in daily]),
             ("reports_created", [v // 4 for v in daily]),
         ):
-            pipe.set(keys.daily_metric(account, name), ring_blob(series, last))
+            pipe.set(keys.daily_metric(account, name), rollups.ring_bytes(series, last))
             meta[f"last_day:{name}"] = last
         pipe.hset(keys.account_meta(account), mapping=meta)
         pipe.sadd(keys.known_accounts(), account)

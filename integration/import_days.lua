@@ -1,17 +1,37 @@
 -- Set daily rollups from an import (a warehouse export), in one round trip per batch of rows.
 -- KEYS[1] dirty-accounts set, KEYS[2] known-accounts set.
--- ARGV[2] ring size in days (read by ring.lua); ARGV[3] JSON list of rows with the keys Python
--- built: {account, day, meta_key, seats (or null), metrics: [[name, key, value], ...]}.
--- Values are SET, not added, so importing the same file twice changes nothing.
--- Returns how many rows were placed (a row older than the ring is skipped).
-local rows = cjson.decode(ARGV[3])
+-- ARGV[2] and ARGV[3] the ring sizes (read by ring.lua); ARGV[4] JSON list of rows with the keys
+-- Python built: {account, day, meta_key, seats (or null), metrics: [[name, key, value], ...]}.
+-- Values are SET, not added, so importing the same file twice changes nothing (a day in the old
+-- ring is stored as its 3%-close code, the same code both times).
+-- Returns how many rows were placed (a row older than the rings is skipped).
+
+-- The newest report of seats wins; a late event or an older import row must not overwrite it.
+local function keep_newest_seats(meta_key, seats, seats_ts)
+  if seats == cjson.null then return end
+  local stored_ts = tonumber(redis.call('HGET', meta_key, 'seats_ts') or '0')
+  if seats_ts >= stored_ts then
+    redis.call('HSET', meta_key, 'seats', seats, 'seats_ts', seats_ts)
+  end
+end
+
+-- Widen the account's first and last day seen to include `day`.
+local function note_day(meta_key, day)
+  local first_day = tonumber(redis.call('HGET', meta_key, 'first_day'))
+  if first_day == nil or day < first_day then redis.call('HSET', meta_key, 'first_day', day) end
+  local last_day = tonumber(redis.call('HGET', meta_key, 'last_day'))
+  if last_day == nil or day > last_day then redis.call('HSET', meta_key, 'last_day', day) end
+end
+
+local rows = cjson.decode(ARGV[4])
 local placed = 0
 for _, row in ipairs(rows) do
   note_day(row.meta_key, row.day)
   local any = false
   for _, metric in ipairs(row.metrics) do
-    if place(row.meta_key, metric[1], metric[2], row.day) then
-      redis.call('BITFIELD', metric[2], 'OVERFLOW', 'SAT', 'SET', 'u16', slot(row.day), metric[3])
+    local newest = place(row.meta_key, metric[1], metric[2], row.day)
+    if newest then
+      set_day(metric[2], newest, row.day, metric[3])
       any = true
     end
   end

@@ -147,7 +147,12 @@ def _write(redis: Redis, rows: list[DayRow], summary: ImportSummary) -> None:
     placed = int(
         rollups.registered(redis, "import_days.lua")(
             keys=[keys.dirty_accounts(), keys.known_accounts()],
-            args=["", rollups.RING_DAYS, json.dumps(payload, separators=(",", ":"))],
+            args=[
+                "",
+                rollups.RECENT_DAYS,
+                rollups.OLD_DAYS,
+                json.dumps(payload, separators=(",", ":")),
+            ],
             client=redis,
         )
     )

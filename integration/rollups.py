@@ -1,7 +1,14 @@
 """Per-account daily usage rollups in Redis: written at ingest, read by evaluation.
 
-Each metric is a Redis string of u16 counters, one per day in a ring of RING_DAYS slots, so an
-account's history costs 2 bytes a metric-day and never grows (DESIGN.md: about 1 KB per metric).
+Each metric is one Redis string of fixed size holding two rings (integration/ring.lua writes them):
+the last RECENT_DAYS days as exact u16 counters, then OLD_DAYS older days as one-byte codes, each
+within 3% of the day's count. Every rule window and normal fits in the exact part; only the
+seasonal look at last year reads the old part. A metric costs 630 bytes for 448 days and never
+grows, so four metrics and the meta hash stay under the 4 KB an account may use (bench/README.md).
+
+Old days are compacted per day rather than into weekly sums, which DESIGN.md suggested: a day
+keeps its weekday for the year-over-year comparison, and an imported day can still be set again,
+so importing the same file twice changes nothing.
 """
 
 from __future__ import annotations
@@ -9,9 +16,9 @@ from __future__ import annotations
 import json
 import sys
 from array import array
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -26,6 +33,43 @@ from integration.config import HISTORY_DAYS_KEPT, Metrics
 from integration.signals import UsageEvent
 
 RING_DAYS = HISTORY_DAYS_KEPT
+# 26 weeks: the longest window (60 days) plus the longest lookback (16 weeks) is 172 days.
+RECENT_DAYS = 182
+OLD_DAYS = RING_DAYS - RECENT_DAYS
+# The one-byte code of an old day (ring.lua's encode): 0-31 as is, above that four significant
+# bits and an exponent, so a code reads back within 3% of the count it stood for.
+DECODE = tuple(
+    code if code < 32 else min(65535, (16 + code % 16) << (code // 16 - 1)) for code in range(256)
+)
+
+
+def encode(value: int) -> int:
+    """ring.lua's encode, for code that lays rings out itself (bench/evaluation.py, tests)."""
+    if value < 32:
+        return value
+    shift = (value // 16).bit_length() - 1  # 16 <= value >> shift < 32
+    mantissa = int(value / 2**shift + 0.5)
+    if mantissa == 32:
+        mantissa, shift = 16, shift + 1
+    return (shift + 1) * 16 + mantissa - 16
+
+
+def ring_bytes(values: Sequence[int], last_day: int) -> bytes:
+    """A metric's stored string for `values` on consecutive days ending on day number `last_day`,
+    exactly as ring.lua would have written it day by day."""
+    recent = array("H", [0] * RECENT_DAYS)
+    old = bytearray(OLD_DAYS)
+    first_day = last_day - len(values) + 1
+    for day, value in enumerate(values, start=first_day):
+        if day > last_day - RECENT_DAYS:
+            recent[day % RECENT_DAYS] = min(value, 65535)
+        elif day > last_day - RING_DAYS:
+            old[day % OLD_DAYS] = encode(min(value, 65535))
+    if sys.byteorder == "little":
+        recent.byteswap()
+    return recent.tobytes() + bytes(old)
+
+
 DELIVERY_DEDUPE_SECONDS = 7 * 24 * 3600
 # Segment drops most duplicate messageIds within ~24 h and retries a delivery for up to 4 h
 # (reference/segment.md 5): keep our own per-message marks a little longer than both. Each mark
@@ -72,15 +116,18 @@ def fold_usage(
     is remembered only once its usage is stored; if one is marked already, nothing is written
     and the caller drops the stored messages and folds the rest.
     """
+    forget_before = (datetime.now(UTC) - LAST_SEEN_KEEP).timestamp()
     status, needs_job = registered(redis, "fold_usage.lua")(
         keys=[delivery_key, keys.dirty_accounts(), keys.known_accounts(), evaluation_job_key],
         args=[
             DELIVERY_DEDUPE_SECONDS,
-            RING_DAYS,
+            RECENT_DAYS,
+            OLD_DAYS,
             DAY_USERS_TTL_SECONDS,
-            json.dumps(_groups(events, metrics), separators=(",", ":")),
-            json.dumps(list(message_keys)),
+            forget_before,
             MESSAGE_DEDUPE_SECONDS,
+            json.dumps(list(message_keys)),
+            json.dumps(_groups(events, metrics), separators=(",", ":")),
         ],
         client=redis,
     )
@@ -100,27 +147,35 @@ def script(name: str) -> str:
     return prelude + "\n" + (_SCRIPTS / name).read_text(encoding="utf-8")
 
 
-def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[dict[str, Any]]:
-    """Group events per account and day in Python, so Redis does one update per group."""
+@dataclass(slots=True)
+class _Group:
+    """One account's events on one day, summed in Python before Redis sees them."""
+
+    last_ts: float = 0.0
+    seats: int | None = None
+    seats_ts: float = 0.0
+    users: dict[str, float] = field(default_factory=dict)  # user id -> last activity ts
+    tally: Counter[str] = field(default_factory=Counter)
+
+
+def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[list[Any]]:
+    """Group events per account and day, so Redis does one update per group, each laid out as
+    the array fold_usage.lua reads."""
     counted = {name: frozenset(events) for name, events in metrics.counted.items()}
     logins = frozenset(metrics.login_events)
     nps, tickets = frozenset(metrics.nps_events), frozenset(metrics.ticket_opened_events)
     not_usage = nps | tickets | NOT_PRODUCT_USE
-    grouped: dict[tuple[str, int], dict[str, Any]] = {}
-    seen: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
-    tallies: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
+    grouped: dict[tuple[str, int], _Group] = {}
     for event in events:
-        number = day_number(event.occurred_at.date())
+        key = (event.account_id, day_number(event.occurred_at.date()))
+        group = grouped.get(key) or grouped.setdefault(key, _Group())
         ts = event.occurred_at.timestamp()
-        key = (event.account_id, number)
-        group = grouped.setdefault(key, _new_group(event.account_id, number))
-        if event.seats is not None and ts >= group["seats_ts"]:
-            group["seats"], group["seats_ts"] = event.seats, ts
+        if event.seats is not None and ts >= group.seats_ts:
+            group.seats, group.seats_ts = event.seats, ts
         if event.event not in not_usage:  # NPS answers and tickets are not product use
-            group["last_ts"] = max(group["last_ts"], ts)
-            users = seen[key]
-            users[event.user_id] = max(users.get(event.user_id, 0.0), ts)
-        tally = tallies[key]
+            group.last_ts = max(group.last_ts, ts)
+            group.users[event.user_id] = max(group.users.get(event.user_id, 0.0), ts)
+        tally = group.tally
         tally["events"] += 1
         if event.event in logins:
             tally["logins"] += 1
@@ -134,30 +189,25 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[dict[str, An
         for name, names in counted.items():
             if event.event in names:
                 tally[name] += 1
-    forget_before = (datetime.now(UTC) - LAST_SEEN_KEEP).timestamp()
-    for key, group in grouped.items():
-        group["users"] = list(seen[key])
-        group["user_seen"] = list(seen[key].values())
-        group["forget_before"] = forget_before
-        group["counters"] = [
-            [name, keys.daily_metric(key[0], name), amount]
-            for name, amount in sorted(tallies[key].items())
+    return [
+        [
+            account,
+            keys.account_meta(account),
+            day,
+            group.last_ts,
+            group.seats,
+            group.seats_ts,
+            keys.daily_metric(account, "active_users"),
+            keys.day_users(account, day),
+            keys.user_last_seen(account),
+            [item for user, seen in group.users.items() for item in (seen, user)],
+            [
+                [name, keys.daily_metric(account, name), amount]
+                for name, amount in sorted(group.tally.items())
+            ],
         ]
-    return list(grouped.values())
-
-
-def _new_group(account_id: str, number: int) -> dict[str, Any]:
-    return {
-        "account": account_id,
-        "day": number,
-        "last_ts": 0.0,
-        "seats": None,
-        "seats_ts": 0.0,
-        "active_key": keys.daily_metric(account_id, "active_users"),
-        "meta_key": keys.account_meta(account_id),
-        "users_key": keys.day_users(account_id, number),
-        "last_seen_key": keys.user_last_seen(account_id),
-    }
+        for (account, day), group in grouped.items()
+    ]
 
 
 _TAKE_DIRTY = """
@@ -308,19 +358,31 @@ def _history(
 def _read_days(
     raw: bytes | None, wanted: range, first: int | None, stored_last: int | None
 ) -> tuple[int, ...]:
-    """Counters for the wanted (consecutive) day numbers; days the ring does not hold read as 0.
+    """Counters for the wanted (consecutive) day numbers; days the rings do not hold read as 0.
 
-    Decoded with one array conversion and at most two slices: this is the hot loop of the daily
+    Decoded with one array conversion and a few slices: this is the hot loop of the daily
     evaluation of every account."""
     if raw is None or first is None or stored_last is None or not wanted:
         return (0,) * len(wanted)
-    counters = array("H", raw.ljust(RING_DAYS * 2, b"\0")[: RING_DAYS * 2])
-    if sys.byteorder == "little":
-        counters.byteswap()  # BITFIELD u16 is big-endian
     start = max(wanted.start, first, stored_last - RING_DAYS + 1)
     stop = min(wanted.stop - 1, stored_last)
     if start > stop:
         return (0,) * len(wanted)
-    low, high = start % RING_DAYS, stop % RING_DAYS
-    held = counters[low : high + 1] if low <= high else counters[low:] + counters[: high + 1]
-    return (0,) * (start - wanted.start) + tuple(held) + (0,) * (wanted.stop - 1 - stop)
+    raw = raw.ljust(2 * RECENT_DAYS + OLD_DAYS, b"\0")
+    held: tuple[int, ...] = ()
+    oldest_recent = stored_last - RECENT_DAYS + 1
+    if start < oldest_recent:
+        codes = _ring_slice(raw[2 * RECENT_DAYS :], OLD_DAYS, start, min(stop, oldest_recent - 1))
+        held = tuple(map(DECODE.__getitem__, codes))
+    if stop >= oldest_recent:
+        counters = array("H", raw[: 2 * RECENT_DAYS])
+        if sys.byteorder == "little":
+            counters.byteswap()  # BITFIELD u16 is big-endian
+        held += tuple(_ring_slice(counters, RECENT_DAYS, max(start, oldest_recent), stop))
+    return (0,) * (start - wanted.start) + held + (0,) * (wanted.stop - 1 - stop)
+
+
+def _ring_slice(ring: Sequence[int], size: int, first_day: int, last_day: int) -> Sequence[int]:
+    """The slots of consecutive days first_day..last_day (at most `size` of them) of a ring."""
+    low, high = first_day % size, last_day % size
+    return ring[low : high + 1] if low <= high else [*ring[low:], *ring[: high + 1]]
