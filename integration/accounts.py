@@ -23,6 +23,10 @@ class UsageHistory:
     last_active: datetime | None
     # Every other daily counter by metric name ("events", "logins", configured ones), same days.
     daily_metrics: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # When each support ticket still open was opened (oldest first).
+    open_tickets: tuple[datetime, ...] = ()
+    # Users active in the 30 days that ended 30 days before `last_day` (None: not recorded).
+    active_users_30d_before: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

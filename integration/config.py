@@ -187,6 +187,8 @@ BUILT_IN_METRICS = (
     "nps_responses",
     "nps_detractors",
     "tickets_opened",
+    "csat_responses",
+    "csat_satisfied",
 )
 
 
@@ -199,8 +201,16 @@ class Metrics(_Strict):
     # 6 or less is a detractor (counted as nps_responses / nps_detractors).
     nps_events: tuple[str, ...] = ("nps_submitted", "nps_response")
     nps_score_property: str = "score"
-    # Support tickets opened, counted as tickets_opened.
+    # CSAT responses: a score property on a 1-5 scale, satisfied at 4 or more (counted as
+    # csat_responses / csat_satisfied).
+    csat_events: tuple[str, ...] = ("csat_submitted", "csat_response")
+    csat_score_property: str = "score"
+    csat_satisfied_min: float = Field(4, gt=0)
+    # Support tickets opened, counted as tickets_opened. With a ticket id property, each ticket
+    # stays open until a closing event names it, so long-open tickets can be told.
     ticket_opened_events: tuple[str, ...] = ("ticket_opened", "support_ticket_created")
+    ticket_closed_events: tuple[str, ...] = ("ticket_closed", "support_ticket_closed")
+    ticket_id_property: str = "ticket_id"
     # Further daily counters: metric name -> the event names that count toward it, e.g.
     # reports_created: [report_created]. A bulk import's extra columns land in these too.
     counted: dict[MetricName, tuple[str, ...]] = Field(default_factory=dict)
@@ -352,6 +362,26 @@ class NpsRule(_Strict):
     days: int = Field(30, ge=1, le=365)  # detractor responses this recent
 
 
+class CsatRule(_Strict):
+    enabled: bool = True
+    days: int = Field(30, ge=1, le=182)  # responses this recent
+    below_pct: float = Field(70, gt=0, le=100)  # share of satisfied responses
+    min_responses: int = Field(3, ge=1)  # fewer say little
+
+
+class OpenTicketsRule(_Strict):
+    enabled: bool = True
+    days: int = Field(14, ge=1, le=365)  # a ticket open this long is long-open
+    min_tickets: int = Field(1, ge=1)
+
+
+class UtilizationGrowthRule(_Strict):
+    enabled: bool = True
+    # License utilization up this many percentage points over 30 days: an expansion signal.
+    points: float = Field(10, gt=0, le=100)
+    min_seats: int = Field(5, ge=1)
+
+
 class TicketSpikeRule(_Strict):
     enabled: bool = True
     factor: float = Field(2.0, gt=1)  # tickets opened in 7 days against the weekly normal
@@ -390,6 +420,10 @@ class RiskConfig(_Strict):
     champion_joined: ChampionJoinedRule = ChampionJoinedRule()
     nps_detractor: NpsRule = NpsRule()
     support_ticket_spike: TicketSpikeRule = TicketSpikeRule()
+    long_open_tickets: OpenTicketsRule = OpenTicketsRule()
+    csat_low: CsatRule = CsatRule()
+    # Not a risk: more of the seats in use than 30 days ago, a reason to talk expansion.
+    utilization_growth: UtilizationGrowthRule = UtilizationGrowthRule()
     key_feature_not_adopted: AdoptionRule = AdoptionRule()
     onboarding_stalled: OnboardingRule = OnboardingRule()
     low_stickiness: StickinessRule = StickinessRule()

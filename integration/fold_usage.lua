@@ -7,8 +7,10 @@
 -- messageIds), ARGV[8] JSON list of groups, one per account and day, each an array as
 -- integration/rollups.py lays it out: account, meta key, day, last activity ts, seats (or null),
 -- seats ts, active-users ring key, day-users key, last-seen key, a flat list of (seen ts, user)
--- pairs, and a list of (metric, ring key, amount). Arrays, not objects: one JSON argument is
--- cheap for the client to send, where a thousand small arguments cost it milliseconds.
+-- pairs, a list of (metric, ring key, amount), the 30-day-actives snapshot key, tickets opened
+-- and closed as (ts, meta field) lists, and the closed-tickets key. Arrays, not objects: one
+-- JSON argument is cheap for the client to send, where a thousand small arguments cost it
+-- milliseconds. ARGV[9] days in the snapshot ring, ARGV[10] how long closed tickets are kept.
 -- Returns {status, needs_job}: status 0 written, 1 a duplicate delivery, 2 a message among the
 -- marks is marked already (both: nothing written); needs_job=1 means accounts are waiting and no
 -- evaluation job exists, so the caller should queue one.
@@ -32,6 +34,8 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
   return {1, (no_job and waiting) and 1 or 0}
 end
 local user_ttl = tonumber(ARGV[4])
+local SNAPSHOT_DAYS, CLOSED_KEEP = tonumber(ARGV[9]), tonumber(ARGV[10])
+local DAY = 86400
 local accounts = {}
 
 -- A day's users are a HyperLogLog (a set costs about 70 bytes a user); the day's count grows by
@@ -59,6 +63,7 @@ end
 for _, g in ipairs(cjson.decode(ARGV[8])) do
   local account, meta_key, day, last_ts, seats, seats_ts = g[1], g[2], g[3], g[4], g[5], g[6]
   local active_key, users_key, last_seen_key, seen, counters = g[7], g[8], g[9], g[10], g[11]
+  local snapshot_key, opened, closed, closed_key = g[12], g[13], g[14], g[15]
 
   local fields = {'HMGET', meta_key, 'first_day', 'last_day', 'last_active', 'seats_ts',
     'last_day:active_users'}
@@ -81,6 +86,12 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
     if newest then
       if newest ~= last then
         update('last_day:active_users', newest)
+        if last ~= nil then
+          -- The day `last` is over: keep its 30-day active users (none of today's are in yet).
+          local active = redis.call('ZCOUNT', last_seen_key, (last + 1 - 30) * DAY, '+inf')
+          redis.call('BITFIELD', snapshot_key, 'SET', 'u32', '#' .. tostring(last % SNAPSHOT_DAYS),
+            (last % 65536) * 65536 + math.min(active, 65535))
+        end
         -- Once a day is enough to keep the last-seen set to the 30 days ever read.
         redis.call('ZREMRANGEBYSCORE', last_seen_key, '-inf', '(' .. ARGV[5])
       end
@@ -101,6 +112,18 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
     end
   end
   if #updates > 2 then redis.call(unpack(updates)) end
+  -- A ticket stays open until a closing event names it. Closings are kept a while, so an
+  -- opening that arrives after its closing (or again) does not open it for good.
+  for _, ticket in ipairs(opened) do
+    if redis.call('ZSCORE', closed_key, ticket[2]) == false then
+      redis.call('HSETNX', meta_key, ticket[2], ticket[1])
+    end
+  end
+  for _, ticket in ipairs(closed) do
+    redis.call('HDEL', meta_key, ticket[2])
+    redis.call('ZADD', closed_key, ticket[1], ticket[2])
+    redis.call('ZREMRANGEBYSCORE', closed_key, '-inf', '(' .. (ticket[1] - CLOSED_KEEP))
+  end
   accounts[account] = true
 end
 

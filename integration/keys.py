@@ -47,6 +47,23 @@ def user_last_seen(account_id: str) -> str:
     return f"{PREFIX}:{account_tag(account_id)}:user_last_seen"
 
 
+def active_30d_snapshots(account_id: str) -> str:
+    """A small ring of u32, one per day: (day number mod 65536) << 16 | users active in the 30
+    days up to that day, written once a day, so utilization can be compared with a month ago."""
+    return f"{PREFIX}:{account_tag(account_id)}:active_30d"
+
+
+def open_ticket(ticket_id: str) -> str:
+    """Meta hash field: a support ticket still open -> when it opened. Hashed: ids can be long,
+    and a long field would make Redis store the whole hash in its bigger encoding."""
+    return "ticket:" + hashlib.blake2b(ticket_id.encode(), digest_size=8).hexdigest()
+
+
+def closed_tickets(account_id: str) -> str:
+    """Sorted set: meta field of a closed ticket (see open_ticket) scored by when it closed."""
+    return f"{PREFIX}:{account_tag(account_id)}:closed_tickets"
+
+
 def people_signals(account_id: str) -> str:
     """Hash: people-signal dedupe id -> the signal (JSON); one entry however often it is sent."""
     return f"{PREFIX}:{account_tag(account_id)}:people"

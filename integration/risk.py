@@ -31,14 +31,17 @@ from integration.config import (
 from integration.reasons import Reason, RiskLevel
 from integration.rules_more import (
     champion_joined,
+    csat_low,
     inactivity,
     key_feature_not_adopted,
     license_utilization,
+    long_open_tickets,
     low_stickiness,
     new_decision_maker,
     nps_detractor,
     onboarding_stalled,
     support_ticket_spike,
+    utilization_growth,
 )
 from integration.signals import ChangeType
 
@@ -48,7 +51,7 @@ _SCORE = {RiskLevel.NONE: 0, RiskLevel.LOW: 15, RiskLevel.MEDIUM: 35, RiskLevel.
 HIGH_DROP_FACTOR = 1.5
 MIN_SEASONAL_RATIO = 0.1
 # Reasons that are opportunities, not risk: they do not make a renewal riskier.
-NOT_RISK = frozenset({"new_decision_maker", "champion_joined"})
+NOT_RISK = frozenset({"new_decision_maker", "champion_joined", "utilization_growth"})
 LEAVING_CHANGES = frozenset({ChangeType.COMPANY_CHANGE, ChangeType.LEFT_COMPANY})
 
 
@@ -242,6 +245,9 @@ RULES: dict[str, Callable[[AccountState, Any, datetime], list[Reason]]] = {
     "new_decision_maker": new_decision_maker,
     "nps_detractor": nps_detractor,
     "support_ticket_spike": support_ticket_spike,
+    "long_open_tickets": long_open_tickets,
+    "csat_low": csat_low,
+    "utilization_growth": utilization_growth,
     "key_feature_not_adopted": key_feature_not_adopted,
     "onboarding_stalled": onboarding_stalled,
     "low_stickiness": low_stickiness,

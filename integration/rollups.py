@@ -82,6 +82,11 @@ NPS_DETRACTOR_MAX = 6  # NPS: 0-6 detractors, 7-8 passives, 9-10 promoters
 # Segment calls that describe people and accounts rather than product use.
 NOT_PRODUCT_USE = frozenset({"identify", "group"})
 LAST_SEEN_KEEP = timedelta(days=31)  # per-user last activity: 30-day actives read it
+# Daily 30-day-active snapshots kept: a month ago, give or take a week of quiet days.
+SNAPSHOT_DAYS = 40
+SNAPSHOT_LOOKBACK_DAYS = 7
+# A closed ticket is remembered this long, so a late or repeated opening cannot reopen it.
+CLOSED_TICKETS_KEEP_SECONDS = 30 * 24 * 3600
 _EPOCH = date(1970, 1, 1)
 _SCRIPTS = Path(__file__).parent
 
@@ -128,6 +133,8 @@ def fold_usage(
             MESSAGE_DEDUPE_SECONDS,
             json.dumps(list(message_keys)),
             json.dumps(_groups(events, metrics), separators=(",", ":")),
+            SNAPSHOT_DAYS,
+            CLOSED_TICKETS_KEEP_SECONDS,
         ],
         client=redis,
     )
@@ -156,6 +163,8 @@ class _Group:
     seats_ts: float = 0.0
     users: dict[str, float] = field(default_factory=dict)  # user id -> last activity ts
     tally: Counter[str] = field(default_factory=Counter)
+    tickets_opened: list[tuple[float, str]] = field(default_factory=list)  # (ts, meta field)
+    tickets_closed: list[tuple[float, str]] = field(default_factory=list)
 
 
 def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[list[Any]]:
@@ -164,7 +173,8 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[list[Any]]:
     counted = {name: frozenset(events) for name, events in metrics.counted.items()}
     logins = frozenset(metrics.login_events)
     nps, tickets = frozenset(metrics.nps_events), frozenset(metrics.ticket_opened_events)
-    not_usage = nps | tickets | NOT_PRODUCT_USE
+    csat, closed = frozenset(metrics.csat_events), frozenset(metrics.ticket_closed_events)
+    not_usage = nps | tickets | csat | closed | NOT_PRODUCT_USE
     grouped: dict[tuple[str, int], _Group] = {}
     for event in events:
         key = (event.account_id, day_number(event.occurred_at.date()))
@@ -184,8 +194,18 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[list[Any]]:
             score = event.properties.get(metrics.nps_score_property)
             if isinstance(score, int | float) and score <= NPS_DETRACTOR_MAX:
                 tally["nps_detractors"] += 1
+        if event.event in csat:
+            tally["csat_responses"] += 1
+            score = event.properties.get(metrics.csat_score_property)
+            if isinstance(score, int | float) and score >= metrics.csat_satisfied_min:
+                tally["csat_satisfied"] += 1
         if event.event in tickets:
             tally["tickets_opened"] += 1
+        if event.event in tickets or event.event in closed:
+            ticket = event.properties.get(metrics.ticket_id_property)
+            if isinstance(ticket, str | int) and not isinstance(ticket, bool):
+                track = group.tickets_opened if event.event in tickets else group.tickets_closed
+                track.append((ts, keys.open_ticket(str(ticket))))
         for name, names in counted.items():
             if event.event in names:
                 tally[name] += 1
@@ -205,6 +225,10 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[list[Any]]:
                 [name, keys.daily_metric(account, name), amount]
                 for name, amount in sorted(group.tally.items())
             ],
+            keys.active_30d_snapshots(account),
+            group.tickets_opened,
+            group.tickets_closed,
+            keys.closed_tickets(account) if group.tickets_opened or group.tickets_closed else "",
         ]
         for (account, day), group in grouped.items()
     ]
@@ -294,7 +318,8 @@ def load_histories(
     for account_id in account_ids:
         # One MGET per account, not one per batch: an account's keys share a hash tag, so this
         # also works on a Redis Cluster. Fewer commands is what makes the daily read fast.
-        pipe.mget([keys.daily_metric(account_id, name) for name in names])
+        rings = [keys.daily_metric(account_id, name) for name in names]
+        pipe.mget([*rings, keys.active_30d_snapshots(account_id)])
         pipe.hgetall(keys.account_meta(account_id))
         pipe.zcount(keys.user_last_seen(account_id), since, now.timestamp())
     replies = pipe.execute()
@@ -321,7 +346,7 @@ def _history(
     names: Sequence[str],
     replies: Sequence[Any],
 ) -> UsageHistory:
-    blobs, meta_raw, active_30d = replies
+    (*blobs, snapshots), meta_raw, active_30d = replies
     meta = {keys.text(k): keys.text(v) for k, v in meta_raw.items()}
     first = int(meta["first_day"]) if "first_day" in meta else None
     series = {}
@@ -352,7 +377,29 @@ def _history(
         active_users_30d=max(int(active_30d), max(daily[-30:], default=0)),
         last_active=last_active,
         daily_metrics={n: v for n, v in series.items() if n != "active_users"},
+        open_tickets=_open_tickets(meta, now),
+        active_users_30d_before=_active_30d_before(snapshots, daily, day_number(last_day)),
     )
+
+
+def _open_tickets(meta: dict[str, str], now: datetime) -> tuple[datetime, ...]:
+    """Opening times of the tickets still open (a replay does not see tickets opened later)."""
+    opened = sorted(float(value) for field, value in meta.items() if field.startswith("ticket:"))
+    return tuple(datetime.fromtimestamp(ts, UTC) for ts in opened if ts <= now.timestamp())
+
+
+def _active_30d_before(snapshots: bytes | None, daily: Sequence[int], last: int) -> int | None:
+    """Users active in the 30 days up to 30 days before `last`: the day's snapshot, or the
+    nearest earlier one within a week (a quiet day writes none). An import has no user ids, so
+    the busiest day of those 30 stands in as a floor, as it does for the current figure."""
+    floor = max(daily[-60:-30], default=0) if len(daily) >= 60 else 0
+    if snapshots:
+        for day in range(last - 30, last - 30 - SNAPSHOT_LOOKBACK_DAYS - 1, -1):
+            at = day % SNAPSHOT_DAYS * 4
+            stamp = int.from_bytes(snapshots[at : at + 4], "big")
+            if stamp >> 16 == day % 65536:
+                return max(stamp & 0xFFFF, floor)
+    return floor or None
 
 
 def _read_days(

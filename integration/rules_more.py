@@ -14,12 +14,15 @@ from integration.accounts import AccountState
 from integration.config import (
     AdoptionRule,
     ChampionJoinedRule,
+    CsatRule,
     DecisionMakerRule,
     InactivityRule,
     NpsRule,
     OnboardingRule,
+    OpenTicketsRule,
     StickinessRule,
     TicketSpikeRule,
+    UtilizationGrowthRule,
     UtilizationRule,
 )
 from integration.reasons import Reason, RiskLevel
@@ -68,6 +71,31 @@ def license_utilization(state: AccountState, rule: UtilizationRule, now: datetim
         "active_users_30d": active,
     }
     return [Reason("license_utilization", "license_utilization", text, RiskLevel.LOW, details)]
+
+
+def utilization_growth(
+    state: AccountState, rule: UtilizationGrowthRule, now: datetime
+) -> list[Reason]:
+    """More of the seats in use than 30 days before: an expansion conversation, not a risk."""
+    usage = state.usage
+    seats, before = usage.seats, usage.active_users_30d_before
+    if not seats or seats < rule.min_seats or before is None:
+        return []
+    now_pct, before_pct = usage.active_users_30d / seats * 100, before / seats * 100
+    if now_pct - before_pct < rule.points:
+        return []
+    text = (
+        f"License utilization rose from {before_pct:.0f}% to {now_pct:.0f}% in 30 days "
+        f"({usage.active_users_30d} of {seats} seats in use): room to expand."
+    )
+    details = {
+        "metric": "license_utilization_pct",
+        "observed": round(now_pct, 1),
+        "baseline": round(before_pct, 1),
+        "threshold_points": rule.points,
+        "window_days": 30,
+    }
+    return [Reason("utilization_growth", "utilization_growth", text, RiskLevel.NONE, details)]
 
 
 def new_decision_maker(state: AccountState, rule: DecisionMakerRule, now: datetime) -> list[Reason]:
@@ -144,6 +172,50 @@ def support_ticket_spike(state: AccountState, rule: TicketSpikeRule, now: dateti
     )
     details = {"metric": "tickets_opened", "observed": week, "baseline": round(normal, 2)}
     return [Reason("support_ticket_spike", "support_ticket_spike", text, RiskLevel.MEDIUM, details)]
+
+
+def long_open_tickets(state: AccountState, rule: OpenTicketsRule, now: datetime) -> list[Reason]:
+    """Support tickets open for more than `days`: the customer is still waiting on us."""
+    ages = [(now - opened).days for opened in state.usage.open_tickets]
+    old = [age for age in ages if age >= rule.days]
+    if len(old) < rule.min_tickets:
+        return []
+    count = f"{len(old)} support tickets have" if len(old) > 1 else "A support ticket has"
+    oldest = f" (the oldest for {max(old)} days)" if len(old) > 1 else f" ({old[0]} days)"
+    text = f"{count} been open for more than {rule.days} days{oldest}."
+    details = {
+        "metric": "open_tickets",
+        "observed": len(old),
+        "oldest_days": max(old),
+        "threshold_days": rule.days,
+    }
+    severity = RiskLevel.MEDIUM if len(old) >= 3 or max(old) >= 2 * rule.days else RiskLevel.LOW
+    return [Reason("long_open_tickets", "long_open_tickets", text, severity, details)]
+
+
+def csat_low(state: AccountState, rule: CsatRule, now: datetime) -> list[Reason]:
+    """The share of satisfied CSAT answers in the last `days` fell below the threshold."""
+    metrics = state.usage.daily_metrics
+    responses = _recent(metrics.get("csat_responses", ()), rule.days)
+    if responses < rule.min_responses:
+        return []
+    satisfied = _recent(metrics.get("csat_satisfied", ()), rule.days)
+    share = satisfied / responses * 100
+    if share >= rule.below_pct:
+        return []
+    text = (
+        f"Only {satisfied} of {responses} CSAT responses in the last {rule.days} days were "
+        f"satisfied ({share:.0f}%, below {rule.below_pct:.0f}%)."
+    )
+    details = {
+        "metric": "csat_pct",
+        "observed": round(share, 1),
+        "threshold": rule.below_pct,
+        "responses": responses,
+        "window_days": rule.days,
+    }
+    severity = RiskLevel.MEDIUM if share < rule.below_pct / 2 else RiskLevel.LOW
+    return [Reason("csat_low", "csat_low", text, severity, details)]
 
 
 def key_feature_not_adopted(state: AccountState, rule: AdoptionRule, now: datetime) -> list[Reason]:

@@ -36,6 +36,8 @@ def test_logins_and_configured_metrics_are_counted_per_day(redis: Redis) -> None
         "nps_responses": (0, 0, 0),
         "nps_detractors": (0, 0, 0),
         "tickets_opened": (0, 0, 0),
+        "csat_responses": (0, 0, 0),
+        "csat_satisfied": (0, 0, 0),
         "reports_created": (0, 1, 1),
     }
 

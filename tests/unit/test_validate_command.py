@@ -33,8 +33,8 @@ def test_the_shipped_example_is_valid_and_summarised() -> None:
         "last_active_date -> last_product_activity_date",
         "  risk rules: usage_drop, login_frequency_drop, champion_left, inactivity, "
         "license_utilization, new_decision_maker, champion_joined, nps_detractor, "
-        "support_ticket_spike, key_feature_not_adopted, onboarding_stalled, low_stickiness, "
-        "renewal",
+        "support_ticket_spike, long_open_tickets, csat_low, utilization_growth, "
+        "key_feature_not_adopted, onboarding_stalled, low_stickiness, renewal",
         "  playbooks: usage_drop_checkin, champion_left_multithread",
         "  webhook secrets from: USAGE_WEBHOOK_SECRET, JOB_CHANGES_WEBHOOK_SECRET",
     ]

@@ -1,0 +1,73 @@
+"""Open tickets and month-ago utilization, folded from usage events into a real Redis."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from redis import Redis
+
+from integration import keys, rollups
+from integration.config import Metrics
+from integration.signals import UsageEvent
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+YESTERDAY = NOW.date() - timedelta(days=1)
+
+
+def fold(redis: Redis, *events: UsageEvent) -> None:
+    delivery = keys.delivery_seen("usage", repr(events))
+    rollups.fold_usage(redis, delivery, list(events), "rq:job:none", Metrics())
+
+
+def ticket(name: str, ticket_id: str, days_ago: float) -> UsageEvent:
+    at = NOW - timedelta(days=days_ago)
+    return UsageEvent("acme", "support", name, at, properties={"ticket_id": ticket_id})
+
+
+def open_tickets(redis: Redis) -> tuple[datetime, ...]:
+    return rollups.load_history(redis, "acme", NOW, YESTERDAY, 60).open_tickets
+
+
+def test_a_ticket_is_open_from_its_opening_until_an_event_closes_it(redis: Redis) -> None:
+    fold(redis, ticket("ticket_opened", "T-1", 20), ticket("ticket_opened", "T-2", 3))
+    assert open_tickets(redis) == (NOW - timedelta(days=20), NOW - timedelta(days=3))
+    fold(redis, ticket("support_ticket_closed", "T-1", 1))
+    assert open_tickets(redis) == (NOW - timedelta(days=3),)
+    history = rollups.load_history(redis, "acme", NOW, YESTERDAY, 30, Metrics().names())
+    assert sum(history.daily_metrics["tickets_opened"]) == 2
+    assert history.daily_active_users == (0,) * 30  # support work is not product use
+
+
+def test_a_closing_that_arrives_before_its_opening_keeps_the_ticket_closed(redis: Redis) -> None:
+    fold(redis, ticket("ticket_closed", "T-9", 1))
+    fold(redis, ticket("ticket_opened", "T-9", 5))
+    fold(redis, ticket("ticket_opened", "T-10", 4), ticket("ticket_closed", "T-10", 2))
+    fold(redis, ticket("ticket_opened", "T-10", 4.5))  # sent again by another delivery
+    assert open_tickets(redis) == ()
+
+
+def test_a_replay_does_not_see_tickets_opened_after_its_date(redis: Redis) -> None:
+    fold(redis, ticket("ticket_opened", "T-1", 20), ticket("ticket_opened", "T-2", 3))
+    earlier = NOW - timedelta(days=10)
+    history = rollups.load_history(redis, "acme", earlier, earlier.date(), 30)
+    assert history.open_tickets == (NOW - timedelta(days=20),)
+
+
+def use(users: range, days_ago: int) -> list[UsageEvent]:
+    at = NOW - timedelta(days=days_ago, hours=2)
+    return [UsageEvent("acme", f"u{n}", "report_viewed", at, seats=20) for n in users]
+
+
+def test_users_active_a_month_ago_are_kept_for_the_utilization_change(redis: Redis) -> None:
+    fold(redis, *use(range(3), 45))  # outside the 30 days that ended a month ago
+    fold(redis, *use(range(4), 34))
+    fold(redis, *use(range(12), 2))
+    history = rollups.load_history(redis, "acme", NOW, YESTERDAY, 60)
+    assert history.active_users_30d_before == 4  # u0-u3, as of the day 34 days ago
+    assert history.active_users_30d == 12
+
+
+def test_without_a_snapshot_a_month_ago_the_change_is_unknown(redis: Redis) -> None:
+    fold(redis, *use(range(4), 10))
+    fold(redis, *use(range(6), 1))
+    assert rollups.load_history(redis, "acme", NOW, YESTERDAY, 60).active_users_30d_before is None

@@ -1,0 +1,100 @@
+"""Long-open tickets, CSAT and the utilization expansion signal: pure rules, edge cases."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from integration.accounts import AccountState, UsageHistory
+from integration.config import CsatRule, OpenTicketsRule, RiskConfig, UtilizationGrowthRule
+from integration.reasons import RiskLevel
+from integration.risk import assess
+from integration.rules_more import csat_low, long_open_tickets, utilization_growth
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+USAGE = UsageHistory(
+    "acme", date(2026, 11, 22), (5,) * 60, (5,) * 60, date(2026, 1, 1), 20, 14, NOW
+)
+
+
+def account(**usage: object) -> AccountState:
+    return AccountState("acme", replace(USAGE, **usage))  # type: ignore[arg-type]
+
+
+def opened(*days_ago: float) -> tuple[datetime, ...]:
+    return tuple(sorted(NOW - timedelta(days=d) for d in days_ago))
+
+
+def test_a_ticket_open_past_the_limit_is_named_with_its_age() -> None:
+    [reason] = long_open_tickets(account(open_tickets=opened(16, 2)), OpenTicketsRule(), NOW)
+    assert reason.text == "A support ticket has been open for more than 14 days (16 days)."
+    assert reason.severity is RiskLevel.LOW
+
+
+def test_several_long_open_tickets_are_counted_and_weigh_more() -> None:
+    state = account(open_tickets=opened(40, 20, 15, 3))
+    [reason] = long_open_tickets(state, OpenTicketsRule(), NOW)
+    assert reason.text == (
+        "3 support tickets have been open for more than 14 days (the oldest for 40 days)."
+    )
+    assert reason.severity is RiskLevel.MEDIUM
+    assert reason.details["observed"] == 3
+
+
+def test_young_tickets_or_fewer_than_the_minimum_are_not_a_reason() -> None:
+    assert long_open_tickets(account(open_tickets=opened(13, 1)), OpenTicketsRule(), NOW) == []
+    rule = OpenTicketsRule(min_tickets=2)
+    assert long_open_tickets(account(open_tickets=opened(20, 1)), rule, NOW) == []
+
+
+def csat(responses: int, satisfied: int) -> AccountState:
+    return account(
+        daily_metrics={
+            "csat_responses": (0,) * 50 + (responses,) + (0,) * 9,
+            "csat_satisfied": (0,) * 50 + (satisfied,) + (0,) * 9,
+        }
+    )
+
+
+def test_mostly_unsatisfied_csat_answers_are_a_reason() -> None:
+    [reason] = csat_low(csat(5, 3), CsatRule(), NOW)
+    assert reason.text == (
+        "Only 3 of 5 CSAT responses in the last 30 days were satisfied (60%, below 70%)."
+    )
+    assert reason.severity is RiskLevel.LOW
+    [bad] = csat_low(csat(4, 1), CsatRule(), NOW)
+    assert bad.severity is RiskLevel.MEDIUM
+
+
+@pytest.mark.parametrize(("responses", "satisfied"), [(2, 0), (10, 7), (0, 0)])
+def test_few_or_satisfied_csat_answers_are_not_a_reason(responses: int, satisfied: int) -> None:
+    assert csat_low(csat(responses, satisfied), CsatRule(), NOW) == []
+
+
+def test_csat_older_than_the_window_is_not_counted() -> None:
+    assert csat_low(csat(5, 0), CsatRule(days=7), NOW) == []
+
+
+def test_utilization_up_ten_points_in_30_days_is_an_expansion_signal_not_a_risk() -> None:
+    state = account(active_users_30d=14, active_users_30d_before=11)  # 55% -> 70% of 20 seats
+    [reason] = utilization_growth(state, UtilizationGrowthRule(), NOW)
+    assert reason.text == (
+        "License utilization rose from 55% to 70% in 30 days (14 of 20 seats in use): "
+        "room to expand."
+    )
+    assessment = assess(state, RiskConfig(), NOW)
+    assert "utilization_growth" in assessment.reason_keys
+    assert assessment.level is RiskLevel.NONE
+    assert assessment.score == 0
+
+
+@pytest.mark.parametrize(
+    ("seats", "before", "now"), [(20, 12, 13), (20, None, 20), (4, 0, 4), (None, 1, 9)]
+)
+def test_small_unknown_or_slight_changes_are_no_expansion_signal(
+    seats: int | None, before: int | None, now: int
+) -> None:
+    state = account(seats=seats, active_users_30d=now, active_users_30d_before=before)
+    assert utilization_growth(state, UtilizationGrowthRule(), NOW) == []
