@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from integration import rollups
 from integration.accounts import AccountState, UsageHistory
 from integration.config import UsageDropRule
 from integration.risk import usage_drop
@@ -102,16 +103,24 @@ def series(scenario: Scenario, rng: random.Random) -> list[int]:
     return values
 
 
+def as_stored(values: list[int]) -> tuple[int, ...]:
+    """The days as the rollups give them back: days before the recent ring read within 3%."""
+    cut = max(0, len(values) - rollups.RECENT_DAYS)
+    old = [rollups.DECODE[rollups.encode(value)] for value in values[:cut]]
+    return (*old, *values[cut:])
+
+
 def first_flag(values: list[int], rule: UsageDropRule, seats: int) -> int | None:
     """Days after the event when the rule first flags (negative: before it), or None."""
     for back in range(START_BACK, -1, -1):
         end = len(values) - back
         last_day = TODAY - timedelta(days=back)
+        stored = as_stored(values[:end])
         usage = UsageHistory(
             "bench",
             last_day,
-            tuple(values[:end]),
-            tuple(values[:end]),
+            stored,
+            stored,
             last_day - timedelta(days=end - 1),
             seats,
             0,

@@ -15,7 +15,8 @@
 -- marks is marked already (both: nothing written); needs_job=1 means accounts are waiting and no
 -- evaluation job exists, so the caller should queue one.
 -- A group costs one HMGET and one HSET of the meta hash, one BITFIELD per counter, and for its
--- users a PFCOUNT, PFADD, PFCOUNT and ZADD: the ingest target is met by keeping this list short.
+-- users a PFADD and a ZADD (plus a PFCOUNT and a BITFIELD when someone is new that day): ingest
+-- speed is mostly the length of this list.
 -- Nothing below can fail halfway for valid input (variadic calls are chunked under Lua's unpack
 -- limit), which matters because Redis does not roll a script back: the dedupe key is set first.
 -- Cluster note: the keys inside ARGV are undeclared, so this script assumes one Redis node.
@@ -38,13 +39,10 @@ local SNAPSHOT_DAYS, CLOSED_KEEP = tonumber(ARGV[9]), tonumber(ARGV[10])
 local DAY = 86400
 local accounts = {}
 
--- A day's users are a HyperLogLog (a set costs about 70 bytes a user); the day's count grows by
--- what the users add to its estimate. Measured: exact for 10 and 50 users, within 2% at 1,000.
+-- A day's users are a HyperLogLog (a set costs about 70 bytes a user), and the day's count is
+-- its estimate. Measured: exact for 10 and 50 users, within 2% at 1,000 (bench/README.md).
+-- Most groups bring no user new to the day: then PFADD alone answers 0 and nothing else runs.
 local function count_users(active_key, last, day, users_key, seen)
-  local before = redis.call('PFCOUNT', users_key)
-  -- A day already counted whose user record has expired cannot tell new users from counted
-  -- ones: a late event then adds nothing, rather than counting its user a second time.
-  if before == 0 and get_day(active_key, last, day) > 0 then return end
   local changed = 0
   for start = 1, #seen, 2 * CHUNK do
     local users = {'PFADD', users_key}
@@ -53,10 +51,19 @@ local function count_users(active_key, last, day, users_key, seen)
     end
     changed = changed + redis.call(unpack(users))
   end
-  if before == 0 then redis.call('EXPIRE', users_key, user_ttl) end
-  if changed > 0 then
-    local added = redis.call('PFCOUNT', users_key) - before
-    if added > 0 then add_day(active_key, last, day, added) end
+  if changed == 0 then return end
+  local count = math.min(65535, redis.call('PFCOUNT', users_key))
+  -- A record as small as this group may be new: it lives while late events may still come.
+  if count <= #seen / 2 then redis.call('EXPIRE', users_key, user_ttl) end
+  -- The count never goes down: a day counted already whose user record has expired (or an
+  -- imported day, which has no user ids) keeps its count rather than counting users twice.
+  if day > last - RECENT then
+    local before = redis.call('BITFIELD', active_key, 'SET', 'u16', recent_slot(day), count)[1]
+    if before > count then
+      redis.call('BITFIELD', active_key, 'SET', 'u16', recent_slot(day), before)
+    end
+  elseif count > get_day(active_key, last, day) then
+    set_day(active_key, last, day, count)
   end
 end
 

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from integration.accounts import AccountState, UsageHistory
@@ -177,11 +178,15 @@ def metric_comparison(
     block = rule.baseline_days // WEEK
     comparison = None
     for window in (rule.window_days, rule.small_account_window_days):
-        comparison = compare(values, usage.last_day, window, block, rule.lookback_weeks, history)
+        comparison = _compare(
+            tuple(values), usage.last_day, window, block, rule.lookback_weeks, history
+        )
         size = (
             comparison
             if sizing is None  # the series sizes itself: the same comparison, not computed twice
-            else compare(sizing, usage.last_day, window, block, rule.lookback_weeks, history)
+            else _compare(
+                tuple(sizing), usage.last_day, window, block, rule.lookback_weeks, history
+            )
         )
         if comparison is None or size is None:
             return None
@@ -189,8 +194,8 @@ def metric_comparison(
             break
     if comparison is None or rule.seasonal == "no":
         return comparison
-    last_year = year_over_year(
-        values, usage.last_day, comparison.window_days, block, rule.lookback_weeks, history
+    last_year = _year_over_year(
+        tuple(values), usage.last_day, comparison.window_days, block, rule.lookback_weeks, history
     )
     dipped = last_year is not None and last_year.change_pct <= -rule.drop_pct / 2
     # A near-zero week last year was an outage or a shutdown, not a season: ignore it.
@@ -202,6 +207,12 @@ def metric_comparison(
     if last_year is not None and usable and (rule.seasonal == "yes" or dipped):
         return seasonally_adjusted(comparison, last_year)
     return comparison
+
+
+# One assessment asks for the same comparisons several times (the usage drop, the logins' size
+# guard, the trend field): remembering the last few saves about a third of the rule time.
+_compare = lru_cache(maxsize=32)(compare)
+_year_over_year = lru_cache(maxsize=32)(year_over_year)
 
 
 def champion_left(state: AccountState, rule: ChampionLeftRule, now: datetime) -> list[Reason]:

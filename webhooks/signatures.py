@@ -9,6 +9,7 @@ from __future__ import annotations
 import binascii
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -28,7 +29,7 @@ def verify_standard_webhook(secret: str, body: str, headers: Mapping[str, str]) 
         raise SignatureError(msg)
     _check_timestamp(lowered["webhook-timestamp"], time.time())
     try:
-        Webhook(secret).verify(
+        _webhook(secret).verify(
             body, {name: lowered[name] for name in REQUIRED_HEADERS}, json_parse=False
         )
     except WebhookVerificationError as exc:
@@ -38,6 +39,12 @@ def verify_standard_webhook(secret: str, body: str, headers: Mapping[str, str]) 
         msg = "webhook-signature is malformed: expected 'v1,<base64>' entries separated by spaces"
         raise SignatureError(msg) from exc
     return lowered["webhook-id"]
+
+
+@lru_cache(maxsize=16)
+def _webhook(secret: str) -> Webhook:
+    """One verifier per secret: building one decodes the secret, on every request otherwise."""
+    return Webhook(secret)
 
 
 def _check_timestamp(header: str, now: float) -> None:
