@@ -5,12 +5,12 @@
 -- ARGV[4] per-day user record TTL seconds, ARGV[5] last-seen entries older than this are trimmed,
 -- ARGV[6] TTL of message marks, ARGV[7] JSON list of message keys to mark taken (Segment
 -- messageIds), ARGV[8] JSON list of groups, one per account and day, each an array as
--- integration/rollups.py lays it out: account, meta key, day, last activity ts, seats (or null),
--- seats ts, active-users ring key, day-users key, last-seen key, a flat list of (seen ts, user)
--- pairs, a list of (metric, ring key, amount), the 30-day-actives snapshot key, tickets opened
--- and closed as (ts, meta field) lists, and the closed-tickets key. Arrays, not objects: one
--- JSON argument is cheap for the client to send, where a thousand small arguments cost it
--- milliseconds. ARGV[9] days in the snapshot ring, ARGV[10] how long closed tickets are kept.
+-- integration/rollups.py lays it out: account, the account's key prefix, day, last activity ts,
+-- seats (or null), seats ts, a flat list of (seen ts, user) pairs, a list of (metric, amount),
+-- and tickets opened and closed as (ts, meta field) lists. Arrays, not objects: one JSON
+-- argument is cheap for the client to send, where a thousand small arguments cost it
+-- milliseconds. ARGV[9] days in the snapshot ring, ARGV[10] how long closed tickets are kept,
+-- ARGV[11] JSON of the key suffixes that follow an account's prefix (integration/keys.py).
 -- Returns {status, needs_job}: status 0 written, 1 a duplicate delivery, 2 a message among the
 -- marks is marked already (both: nothing written); needs_job=1 means accounts are waiting and no
 -- evaluation job exists, so the caller should queue one.
@@ -37,6 +37,7 @@ end
 local user_ttl = tonumber(ARGV[4])
 local SNAPSHOT_DAYS, CLOSED_KEEP = tonumber(ARGV[9]), tonumber(ARGV[10])
 local DAY = 86400
+local SUFFIX = cjson.decode(ARGV[11])
 local accounts = {}
 
 -- A day's users are a HyperLogLog (a set costs about 70 bytes a user), and the day's count is
@@ -68,9 +69,10 @@ local function count_users(active_key, last, day, users_key, seen)
 end
 
 for _, g in ipairs(cjson.decode(ARGV[8])) do
-  local account, meta_key, day, last_ts, seats, seats_ts = g[1], g[2], g[3], g[4], g[5], g[6]
-  local active_key, users_key, last_seen_key, seen, counters = g[7], g[8], g[9], g[10], g[11]
-  local snapshot_key, opened, closed, closed_key = g[12], g[13], g[14], g[15]
+  local account, prefix, day, last_ts, seats, seats_ts = g[1], g[2], g[3], g[4], g[5], g[6]
+  local seen, counters, opened, closed = g[7], g[8], g[9], g[10]
+  local meta_key, daily = prefix .. SUFFIX.meta, prefix .. SUFFIX.daily
+  local active_key, last_seen_key = daily .. 'active_users', prefix .. SUFFIX.user_last_seen
 
   local fields = {'HMGET', meta_key, 'first_day', 'last_day', 'last_active', 'seats_ts',
     'last_day:active_users'}
@@ -96,13 +98,13 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
         if last ~= nil then
           -- The day `last` is over: keep its 30-day active users (none of today's are in yet).
           local active = redis.call('ZCOUNT', last_seen_key, (last + 1 - 30) * DAY, '+inf')
-          redis.call('BITFIELD', snapshot_key, 'SET', 'u32', '#' .. tostring(last % SNAPSHOT_DAYS),
+          redis.call('BITFIELD', prefix .. SUFFIX.active_30d, 'SET', 'u32', '#' .. tostring(last % SNAPSHOT_DAYS),
             (last % 65536) * 65536 + math.min(active, 65535))
         end
         -- Once a day is enough to keep the last-seen set to the 30 days ever read.
         redis.call('ZREMRANGEBYSCORE', last_seen_key, '-inf', '(' .. ARGV[5])
       end
-      count_users(active_key, newest, day, users_key, seen)
+      count_users(active_key, newest, day, prefix .. SUFFIX.day_users .. day, seen)
     end
     for start = 1, #seen, 2 * CHUNK do
       redis.call('ZADD', last_seen_key, 'GT', unpack(seen, start, math.min(start + 2 * CHUNK - 1, #seen)))
@@ -110,17 +112,19 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
   end
 
   for n, counter in ipairs(counters) do
-    local metric, key = counter[1], counter[2]
+    local metric = counter[1]
+    local key = daily .. metric
     local last = tonumber(stored[5 + n])
     local newest = advance(key, last, day)
     if newest then
       if newest ~= last then update('last_day:' .. metric, newest) end
-      add_day(key, newest, day, counter[3])
+      add_day(key, newest, day, counter[2])
     end
   end
   if #updates > 2 then redis.call(unpack(updates)) end
   -- A ticket stays open until a closing event names it. Closings are kept a while, so an
   -- opening that arrives after its closing (or again) does not open it for good.
+  local closed_key = prefix .. SUFFIX.closed_tickets
   for _, ticket in ipairs(opened) do
     if redis.call('ZSCORE', closed_key, ticket[2]) == false then
       redis.call('HSETNX', meta_key, ticket[2], ticket[1])

@@ -92,6 +92,7 @@ SNAPSHOT_LOOKBACK_DAYS = 7
 # A closed ticket is remembered this long, so a late or repeated opening cannot reopen it.
 CLOSED_TICKETS_KEEP_SECONDS = 30 * 24 * 3600
 _EPOCH = date(1970, 1, 1)
+_SUFFIXES = json.dumps(keys.usage_key_suffixes())
 _Ring = TypeVar("_Ring", bytes, "array[int]")
 _SCRIPTS = Path(__file__).parent
 
@@ -140,6 +141,7 @@ def fold_usage(
             json.dumps(_groups(events, metrics), separators=(",", ":")),
             SNAPSHOT_DAYS,
             CLOSED_TICKETS_KEEP_SECONDS,
+            _SUFFIXES,
         ],
         client=redis,
     )
@@ -217,23 +219,15 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[list[Any]]:
     return [
         [
             account,
-            keys.account_meta(account),
+            keys.account_prefix(account),
             day,
             group.last_ts,
             group.seats,
             group.seats_ts,
-            keys.daily_metric(account, "active_users"),
-            keys.day_users(account, day),
-            keys.user_last_seen(account),
             [item for user, seen in group.users.items() for item in (seen, user)],
-            [
-                [name, keys.daily_metric(account, name), amount]
-                for name, amount in sorted(group.tally.items())
-            ],
-            keys.active_30d_snapshots(account),
+            sorted(group.tally.items()),
             group.tickets_opened,
             group.tickets_closed,
-            keys.closed_tickets(account) if group.tickets_opened or group.tickets_closed else "",
         ]
         for (account, day), group in grouped.items()
     ]
