@@ -6,14 +6,24 @@ CRM through one Redis key until it is over; shorter ones are retried here with b
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from redis import Redis
 
 from integration.errors import CrmError, CrmRetriableError
 from integration.keys import text
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _always(error: CrmError) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
@@ -25,7 +35,47 @@ class WaitPolicy:
     pause_status: int
     max_attempts: int
     backoff_seconds: Sequence[float]
+    # Waits longer than this are left to RQ's retry instead of holding a worker.
     max_inline_wait_seconds: float = 15.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def run(
+        self,
+        operation: str,
+        attempt: Callable[[], T],
+        translate: Callable[[Exception, str], CrmError | None],
+        may_resend: Callable[[CrmError], bool] = _always,
+    ) -> T:
+        """Call `attempt` until it succeeds, waiting in-process as the CRM asks; give up with
+        the translated error when the wait is too long (pausing every worker) or when
+        `may_resend` says the request may have been done already (a create after a timeout)."""
+        self.check_not_paused(operation)
+        for number in range(self.max_attempts):
+            try:
+                return attempt()
+            except CrmError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - translated below, or re-raised untouched
+                error = translate(exc, operation)
+                if error is None:
+                    raise
+                wait = self.inline_wait(error, number) if may_resend(error) else None
+                if wait is None:
+                    self.pause_if_long(error)
+                    raise error from exc
+                logger.warning(
+                    "%s asked us to wait; retrying",
+                    self.label,
+                    extra={
+                        "crm": self.crm,
+                        "operation": operation,
+                        "wait_s": wait,
+                        "status": error.status,
+                    },
+                )
+                self.sleep(wait)
+        msg = "unreachable: the last attempt raises"
+        raise AssertionError(msg)
 
     def check_not_paused(self, operation: str) -> None:
         remaining = self.redis.ttl(self.pause_key)

@@ -10,7 +10,6 @@ correlationId. hubspot-api-client's own urllib3 retry is left off: it never retr
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,10 +26,6 @@ from integration import keys
 from integration.config import HubSpotCrm as HubSpotSettings
 from integration.errors import CrmError
 
-logger = logging.getLogger(__name__)
-
-# Waits longer than this are left to RQ's retry instead of holding a worker.
-MAX_INLINE_WAIT_SECONDS = 15.0
 MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = (1.0, 2.0, 4.0)
 PAUSE_KEY = keys.crm_paused("hubspot")
@@ -60,7 +55,7 @@ class HubSpotTransport:
             429,
             MAX_ATTEMPTS,
             BACKOFF_SECONDS,
-            MAX_INLINE_WAIT_SECONDS,
+            sleep=self.sleep,
         )
         rate = self.settings.rate_limit
         self._limit = SharedRateLimit(
@@ -89,34 +84,13 @@ class HubSpotTransport:
         """Send with waits and retries. A create is retried here only when HubSpot refused it
         unprocessed (429, 423): after a timeout or a 5xx it may exist, so the caller must look
         before creating again (integration/execution.py does, by the task's key)."""
-        self.waits.check_not_paused(operation)
-        for attempt in range(MAX_ATTEMPTS):
-            (self._search_limit if search else self._limit).acquire()
-            try:
-                return send(self.client())
-            except CrmError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - translated below, or re-raised untouched
-                error = translate(exc, operation)
-                if error is None:
-                    raise
-                wait = (
-                    None
-                    if creates and error.status not in UNPROCESSED
-                    else (self.waits.inline_wait(error, attempt))
-                )
-                if wait is None:
-                    self.waits.pause_if_long(error)
-                    raise error from exc
-                logger.warning(
-                    "HubSpot asked us to wait; retrying",
-                    extra={
-                        "crm": CRM,
-                        "operation": operation,
-                        "wait_s": wait,
-                        "status": error.status,
-                    },
-                )
-                self.sleep(wait)
-        msg = "unreachable: the last attempt raises"
-        raise AssertionError(msg)
+        limit = self._search_limit if search else self._limit
+
+        def attempt() -> T:
+            limit.acquire()
+            return send(self.client())
+
+        def may_resend(error: CrmError) -> bool:
+            return not creates or error.status in UNPROCESSED
+
+        return self.waits.run(operation, attempt, translate, may_resend)

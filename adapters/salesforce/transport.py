@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,12 +23,9 @@ from adapters.salesforce.errors import CRM, translate
 from adapters.waits import WaitPolicy
 from integration import keys
 from integration.config import SalesforceCrm as SalesforceSettings
-from integration.errors import CrmError, CrmRetriableError
+from integration.errors import CrmRetriableError
 from integration.keys import text
 
-logger = logging.getLogger(__name__)
-
-MAX_INLINE_WAIT_SECONDS = 15.0
 MAX_ATTEMPTS = 3
 BACKOFF_SECONDS = (1.0, 2.0)
 PAUSE_KEY = keys.crm_paused("salesforce")
@@ -56,7 +52,7 @@ class SalesforceTransport:
             403,
             MAX_ATTEMPTS,
             BACKOFF_SECONDS,
-            MAX_INLINE_WAIT_SECONDS,
+            sleep=self.sleep,
         )
 
     def client(self) -> Salesforce:
@@ -73,33 +69,16 @@ class SalesforceTransport:
     ) -> T:
         """Send with the budget, waits and retries. A create is not retried here: after a
         timeout or a 5xx it may exist, so the caller looks (by the task key field) first."""
-        self.waits.check_not_paused(operation)
         if not urgent:
             self._check_budget(operation)
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                client = self.client()
-                result = send(client)
-            except CrmError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - translated below, or re-raised untouched
-                error = translate(exc, operation)
-                if error is None:
-                    raise
-                wait = None if creates else self.waits.inline_wait(error, attempt)
-                if wait is None:
-                    self.waits.pause_if_long(error)
-                    raise error from exc
-                logger.warning(
-                    "Salesforce asked us to wait; retrying",
-                    extra={"crm": CRM, "operation": operation, "wait_s": wait},
-                )
-                self.sleep(wait)
-            else:
-                self._record_usage(client)
-                return result
-        msg = "unreachable: the last attempt raises"
-        raise AssertionError(msg)
+
+        def attempt() -> T:
+            client = self.client()
+            result = send(client)
+            self._record_usage(client)
+            return result
+
+        return self.waits.run(operation, attempt, translate, lambda error: not creates)
 
     def api_usage(self) -> tuple[int, int] | None:
         raw = self.redis.hgetall(USAGE_KEY)
