@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 
 from integration import keys
 from integration.metrics import count
@@ -34,19 +35,26 @@ class Unmatched:
 def record_unmatched(
     redis: Redis, kind: str, reference: str, signal_id: str, now: datetime
 ) -> None:
+    """Count one more signal for this reference. Workers and webhooks record at the same time,
+    so the read-modify-write runs in a WATCH transaction and no count is lost."""
     field = f"{kind}:{reference}"
-    raw = redis.hget(keys.unmatched(), field)
-    entry: dict[str, Any] = (
-        json.loads(raw)
-        if raw
-        else {"kind": kind, "reference": reference, "count": 0, "first_seen": now.isoformat()}
-    )
-    entry |= {
-        "count": int(entry["count"]) + 1,
-        "last_seen": now.isoformat(),
-        "signal_id": signal_id or entry.get("signal_id", ""),
-    }
-    redis.hset(keys.unmatched(), field, json.dumps(entry))
+
+    def add_one(pipe: Pipeline) -> None:
+        raw = pipe.hget(keys.unmatched(), field)
+        entry: dict[str, Any] = (
+            json.loads(raw)
+            if raw
+            else {"kind": kind, "reference": reference, "count": 0, "first_seen": now.isoformat()}
+        )
+        entry |= {
+            "count": int(entry["count"]) + 1,
+            "last_seen": now.isoformat(),
+            "signal_id": signal_id or entry.get("signal_id", ""),
+        }
+        pipe.multi()
+        pipe.hset(keys.unmatched(), field, json.dumps(entry))
+
+    redis.transaction(add_one, keys.unmatched())
     count(redis, "signals_unmatched", {"kind": kind})
     logger.warning("no CRM record for signal", extra={"kind": kind, "signal_id": signal_id})
 
