@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 CLAIM_LIVE_SECONDS = 120
 CLAIM_KEEP_SECONDS = 7 * 24 * 3600
 DONE_KEEP_SECONDS = 400 * 24 * 3600
+CONTACT_CACHE_SECONDS = 60
 _PENDING = "pending:"
 _UNKNOWN = "unknown"
 _TAKE_OVER = """
@@ -136,8 +137,20 @@ def _notify(context: Context, action: NotifyOwner) -> str:
 
 
 def _contact_id(context: Context, email: str | None) -> str | None:
-    contact = context.crm.find_contact(email) if email else None
-    return contact.crm_id if contact else None
+    """The contact's CRM id, looked up once a minute: a reason's task, note and enrollment all
+    name the same person, and each lookup is a CRM API call. Only found contacts are kept, so
+    a contact created in the CRM meanwhile is found on the next action."""
+    if not email:
+        return None
+    key = keys.crm_contact(context.crm.name, email)
+    cached = context.redis.get(key)
+    if cached:
+        return keys.text(cached)
+    contact = context.crm.find_contact(email)
+    if contact is None:
+        return None
+    context.redis.set(key, contact.crm_id, ex=CONTACT_CACHE_SECONDS)
+    return contact.crm_id
 
 
 def _enroll(context: Context, action: EnrollInSequence, now: datetime) -> str:

@@ -189,6 +189,12 @@ def crm_company(crm: str, match_field: str, product_id: str) -> str:
     return f"{PREFIX}:crm:{crm}:company:{match_field}:{product_id}"
 
 
+def crm_contact(crm: str, email: str) -> str:
+    """A short-lived copy of a contact's CRM id; the email is hashed (it is personal data)."""
+    digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    return f"{PREFIX}:crm:{crm}:contact:{digest}"
+
+
 def crm_notification_type(crm: str, name: str) -> str:
     """The id of a custom notification type, looked up once."""
     return f"{PREFIX}:crm:{crm}:notification_type:{name}"

@@ -8,13 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from redis import Redis
 
-from adapters.protocol import TaskRequest
+from adapters.protocol import CrmContact, TaskRequest
 from adapters.sandbox.adapter import SandboxCrm
 from integration import keys
 from integration.bootstrap import Context
 from integration.errors import CrmFatalError, CrmRetriableError
 from integration.execution import CLAIM_LIVE_SECONDS, run_action
-from playbooks.actions import CreateTask
+from playbooks.actions import CreateNote, CreateTask
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 ACTION = CreateTask(
@@ -91,3 +91,30 @@ def test_a_refused_task_leaves_no_claim_so_a_fixed_config_can_create_it(
         run_action(refusing, ACTION, NOW)
     assert redis.get(keys.action_done(ACTION.idempotency_key)) is None
     assert run_action(context, ACTION, NOW)
+
+
+class CountsContactLookups(SandboxCrm):
+    lookups = 0
+
+    def find_contact(self, email: str) -> CrmContact | None:
+        self.lookups += 1
+        return super().find_contact(email)
+
+
+def test_a_reasons_task_and_note_look_the_contact_up_once(context: Context) -> None:
+    crm = CountsContactLookups(sandbox(context).path, sandbox(context).match_field)
+    counted = replace(context, crm=crm)
+    task = replace(ACTION, contact_email="Priya@globex.example")
+    note = CreateNote(
+        "note:acme",
+        "usage_drop_checkin",
+        "acme",
+        "1001",
+        "owner-ana",
+        "Why",
+        "priya@globex.example",
+    )
+    run_action(counted, task, NOW)
+    run_action(counted, note, NOW)
+    assert crm.lookups == 1
+    assert [task.contact_id for task in crm.tasks()] == ["2001"]
