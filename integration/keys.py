@@ -195,6 +195,11 @@ def crm_contact(crm: str, email: str) -> str:
     return f"{PREFIX}:crm:{crm}:contact:{digest}"
 
 
+def crm_owner(crm: str, owner_id: str) -> str:
+    """A short-lived copy of an owner's login (email and user id), to send as."""
+    return f"{PREFIX}:crm:{crm}:owner:{owner_id}"
+
+
 def crm_notification_type(crm: str, name: str) -> str:
     """The id of a custom notification type, looked up once."""
     return f"{PREFIX}:crm:{crm}:notification_type:{name}"

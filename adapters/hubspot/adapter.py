@@ -42,6 +42,7 @@ from integration.errors import CrmError, CrmFeatureUnavailableError
 HUBSPOT_BATCH_LIMIT = 100
 SEQUENCES_PATH = "/automation/v4/sequences/enrollments"
 NOT_FOUND = 404
+OWNER_CACHE_SECONDS = 3600
 
 
 @dataclass
@@ -327,19 +328,29 @@ class HubSpotCrm:
         msg = "HubSpot has no API for owner notifications; the owner is notified of the task"
         raise CrmFeatureUnavailableError(CRM, "notify_owner", msg)
 
-    def enroll_in_sequence(self, enrollment: SequenceEnrollment) -> str:
+    def _sender(self, owner_id: str) -> tuple[str, str]:
+        """The owner's (email, user id) to enroll as, kept for an hour: one owner enrolls many
+        contacts, and owners rarely change their login."""
+        key = keys.crm_owner("hubspot", owner_id)
+        cached = self.redis.get(key)
+        if cached:
+            email, user_id = json.loads(cached)
+            return str(email), str(user_id)
         owner = self._call(
             "get_owner",
             lambda hub: hub.crm.owners.owners_api.get_by_id(
-                owner_id=int(enrollment.owner_id),
-                id_property="id",
-                _request_timeout=self._timeout(),
+                owner_id=int(owner_id), id_property="id", _request_timeout=self._timeout()
             ),
         )
+        self.redis.set(key, json.dumps([owner.email, owner.user_id]), ex=OWNER_CACHE_SECONDS)
+        return str(owner.email), str(owner.user_id)
+
+    def enroll_in_sequence(self, enrollment: SequenceEnrollment) -> str:
+        sender_email, user_id = self._sender(enrollment.owner_id)
         body = {
             "contactId": enrollment.contact_crm_id,
             "sequenceId": enrollment.sequence_id,
-            "senderEmail": owner.email,
+            "senderEmail": sender_email,
         }
         # hubspot-api-client 12 has no sequences API, and its api_request has no timeout, does
         # not raise on 4xx/5xx and ignores the retry setting: call it with requests directly.
@@ -349,7 +360,7 @@ class HubSpotCrm:
             return checked(
                 requests.post(
                     url,
-                    params={"userId": owner.user_id},
+                    params={"userId": user_id},
                     json=body,
                     timeout=self._timeout(),
                     headers={"Authorization": f"Bearer {self.transport.token}"},

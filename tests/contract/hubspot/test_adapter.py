@@ -273,6 +273,19 @@ def test_enrollment_is_sent_as_the_owner(hub: FakeHubSpot, crm: HubSpotCrm) -> N
     )
 
 
+def test_one_owner_enrolling_many_contacts_is_looked_up_once(
+    hub: FakeHubSpot, crm: HubSpotCrm
+) -> None:
+    owner = hub.add_owner("ana@vendor.example", "Ana", "Ortiz")
+    for email in ("priya@globex.example", "sam@globex.example", "li@globex.example"):
+        crm.enroll_in_sequence(
+            SequenceEnrollment(hub.add_contact({"email": email}), "seq-1", owner["id"])
+        )
+    owner_reads = [r for r in hub.requests if r.path.startswith("/crm/v3/owners/")]
+    assert len(owner_reads) == 1
+    assert [e["senderEmail"] for e in hub.enrollments] == ["ana@vendor.example"] * 3
+
+
 def test_a_portal_without_the_sequences_api_says_so(hub: FakeHubSpot, crm: HubSpotCrm) -> None:
     hub.sequences_access = False
     owner = hub.add_owner("ana@vendor.example")
