@@ -60,11 +60,12 @@ def signed(body: bytes, msg_id: str) -> dict[str, str]:
     }
 
 
-def events(count: int, client: int, n: int) -> bytes:
+def events(count: int, client: int, n: int, accounts: int) -> bytes:
+    """A body of `count` events spread over `accounts` accounts (of 5,000 in all)."""
     now = datetime.now(UTC).isoformat()
     batch = [
         {
-            "account_id": f"acct-{(client * 7919 + n * 31 + k) % 5000}",
+            "account_id": f"acct-{(client * 7919 + n * 31 + k % accounts) % 5000}",
             "user_id": f"u{k % 40}",
             "event": "login" if k % 5 == 0 else "report_viewed",
             "timestamp": now,
@@ -75,11 +76,17 @@ def events(count: int, client: int, n: int) -> bytes:
 
 
 def client(
-    port: int, path: str, batch: int, seconds: float, index: int, results: multiprocessing.Queue
-) -> None:  # type: ignore[type-arg]
+    port: int,
+    path: str,
+    batch: int,
+    accounts: int,
+    seconds: float,
+    index: int,
+    results: multiprocessing.Queue,  # type: ignore[type-arg]
+) -> None:
     prepared = []
     for n in range(4000):
-        body = events(batch, index, n) if batch else b"{}"
+        body = events(batch, index, n, accounts) if batch else b"{}"
         prepared.append((body, signed(body, f"msg_{index}_{n}_{secrets.token_hex(4)}")))
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     done = errors = 0
@@ -98,10 +105,14 @@ def client(
     results.put((done, errors))
 
 
-def load(port: int, path: str, batch: int, seconds: float, clients: int) -> tuple[float, int]:
+def load(
+    port: int, path: str, batch: int, accounts: int, seconds: float, clients: int
+) -> tuple[float, int]:
     results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     processes = [
-        multiprocessing.Process(target=client, args=(port, path, batch, seconds, i, results))
+        multiprocessing.Process(
+            target=client, args=(port, path, batch, accounts, seconds, i, results)
+        )
         for i in range(clients)
     ]
     for process in processes:
@@ -158,18 +169,22 @@ def main() -> None:
         BENCH_SECRET=SECRET,
         INTEGRATION_LOG_LEVEL="WARNING",
     )
-    runs = [
-        ("bare_flask_one_round_trip", "bench.bare_app:create_app()", "/bare", 0),
-        ("usage_single_event", "webhooks.app:create_app()", "/webhooks/usage", 1),
-        ("usage_batch_100", "webhooks.app:create_app()", "/webhooks/usage", 100),
+    usage = "webhooks.app:create_app()"
+    runs = [  # label, app, path, events per request, accounts per request
+        ("bare_flask_one_round_trip", "bench.bare_app:create_app()", "/bare", 0, 1),
+        ("usage_single_event", usage, "/webhooks/usage", 1, 1),
+        # The worst case: every event of the batch from another account.
+        ("usage_batch_100", usage, "/webhooks/usage", 100, 100),
+        # A backend flushing its queue: the batch's events from a handful of accounts.
+        ("usage_batch_100_over_10_accounts", usage, "/webhooks/usage", 100, 10),
     ]
     figures: dict[str, float] = {}
     try:
-        for label, app, path, batch in runs:
+        for label, app, path, batch, accounts in runs:
             process, port = serve(app, env)
             try:
-                load(port, path, batch, 1.0, args.clients)  # warm-up
-                rate, errors = load(port, path, batch, args.seconds, args.clients)
+                load(port, path, batch, accounts, 1.0, args.clients)  # warm-up
+                rate, errors = load(port, path, batch, accounts, args.seconds, args.clients)
             finally:
                 process.terminate()
                 process.wait()

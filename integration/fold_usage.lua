@@ -54,8 +54,8 @@ local function count_users(active_key, last, day, users_key, seen)
   end
   if changed == 0 then return end
   local count = math.min(65535, redis.call('PFCOUNT', users_key))
-  -- A record as small as this group may be new: it lives while late events may still come.
-  if count <= #seen / 2 then redis.call('EXPIRE', users_key, user_ttl) end
+  -- The record lives while late events may still come (a new record gets its TTL here too).
+  redis.call('EXPIRE', users_key, user_ttl)
   -- The count never goes down: a day counted already whose user record has expired (or an
   -- imported day, which has no user ids) keeps its count rather than counting users twice.
   if day > last - RECENT then
@@ -95,8 +95,10 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
     if newest then
       if newest ~= last then
         update('last_day:active_users', newest)
-        if last ~= nil then
-          -- The day `last` is over: keep its 30-day active users (none of today's are in yet).
+        -- The day `last` is over: keep its 30-day active users (none of today's are in yet),
+        -- when the last-seen set still holds all of those 30 days (not so for a backfill of
+        -- old history or after a long processing lag: then the month-ago figure is unknown).
+        if last ~= nil and (last + 1 - 30) * DAY >= tonumber(ARGV[5]) then
           local active = redis.call('ZCOUNT', last_seen_key, (last + 1 - 30) * DAY, '+inf')
           redis.call('BITFIELD', prefix .. SUFFIX.active_30d, 'SET', 'u32', '#' .. tostring(last % SNAPSHOT_DAYS),
             (last % 65536) * 65536 + math.min(active, 65535))

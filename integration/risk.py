@@ -81,6 +81,8 @@ def history_days_needed(rules: RiskConfig) -> int:
             applied.login_frequency_drop.history_days(),
             applied.onboarding_stalled.within_days + 31,
             applied.key_feature_not_adopted.days,
+            applied.nps_detractor.days,
+            applied.csat_low.days,
             9 * WEEK,
         ]
     return min(max(needed), HISTORY_DAYS_KEPT)

@@ -118,6 +118,7 @@ def fold_usage(
     evaluation_job_key: str,
     metrics: Metrics,
     message_keys: Sequence[str] = (),
+    now: datetime | None = None,
 ) -> FoldResult:
     """Write a whole delivery in one round trip; a delivery seen before writes nothing.
 
@@ -127,7 +128,7 @@ def fold_usage(
     is remembered only once its usage is stored; if one is marked already, nothing is written
     and the caller drops the stored messages and folds the rest.
     """
-    forget_before = (datetime.now(UTC) - LAST_SEEN_KEEP).timestamp()
+    forget_before = ((now or datetime.now(UTC)) - LAST_SEEN_KEEP).timestamp()
     status, needs_job = registered(redis, "fold_usage.lua")(
         keys=[delivery_key, keys.dirty_accounts(), keys.known_accounts(), evaluation_job_key],
         args=[
@@ -377,7 +378,7 @@ def _history(
         last_active=last_active,
         daily_metrics={n: v for n, v in series.items() if n != "active_users"},
         open_tickets=_open_tickets(meta, now),
-        active_users_30d_before=_active_30d_before(snapshots, daily, day_number(last_day)),
+        active_users_30d_before=_active_30d_before(snapshots, day_number(last_day)),
     )
 
 
@@ -387,18 +388,17 @@ def _open_tickets(meta: dict[str, str], now: datetime) -> tuple[datetime, ...]:
     return tuple(datetime.fromtimestamp(ts, UTC) for ts in opened if ts <= now.timestamp())
 
 
-def _active_30d_before(snapshots: bytes | None, daily: Sequence[int], last: int) -> int | None:
+def _active_30d_before(snapshots: bytes | None, last: int) -> int | None:
     """Users active in the 30 days up to 30 days before `last`: the day's snapshot, or the
-    nearest earlier one within a week (a quiet day writes none). An import has no user ids, so
-    the busiest day of those 30 stands in as a floor, as it does for the current figure."""
-    floor = max(daily[-60:-30], default=0) if len(daily) >= 60 else 0
+    nearest earlier one within a week (a quiet day writes none); None when none was kept (an
+    import or a backfill has no per-user record of those days)."""
     if snapshots:
         for day in range(last - 30, last - 30 - SNAPSHOT_LOOKBACK_DAYS - 1, -1):
             at = day % SNAPSHOT_DAYS * 4
             stamp = int.from_bytes(snapshots[at : at + 4], "big")
             if stamp >> 16 == day % 65536:
-                return max(stamp & 0xFFFF, floor)
-    return floor or None
+                return stamp & 0xFFFF
+    return None
 
 
 def _read_days(

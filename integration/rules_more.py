@@ -78,20 +78,31 @@ def utilization_growth(
 ) -> list[Reason]:
     """More of the seats in use than 30 days before: an expansion conversation, not a risk."""
     usage = state.usage
-    seats, before = usage.seats, usage.active_users_30d_before
-    if not seats or seats < rule.min_seats or before is None:
+    seats, daily = usage.seats, usage.daily_active_users
+    if not seats or seats < rule.min_seats:
         return []
-    now_pct, before_pct = usage.active_users_30d / seats * 100, before / seats * 100
-    if now_pct - before_pct < rule.points:
+    if usage.active_users_30d_before is not None:
+        now_users, then_users = usage.active_users_30d, usage.active_users_30d_before
+        measure = "users active in 30 days"
+    elif len(daily) >= 60 and max(daily[-60:-30]) > 0:
+        # No per-user record of a month ago (an import, a backfill): compare like with like,
+        # the busiest day of each 30 days, rather than distinct users now against a floor then.
+        now_users, then_users = max(daily[-30:]), max(daily[-60:-30])
+        measure = "users on the busiest day"
+    else:
+        return []
+    now_pct, then_pct = now_users / seats * 100, then_users / seats * 100
+    if now_pct - then_pct < rule.points:
         return []
     text = (
-        f"License utilization rose from {before_pct:.0f}% to {now_pct:.0f}% in 30 days "
-        f"({usage.active_users_30d} of {seats} seats in use): room to expand."
+        f"License utilization rose from {then_pct:.0f}% to {now_pct:.0f}% in 30 days "
+        f"({now_users} of {seats} seats in use): room to expand."
     )
     details = {
         "metric": "license_utilization_pct",
+        "measure": measure,
         "observed": round(now_pct, 1),
-        "baseline": round(before_pct, 1),
+        "baseline": round(then_pct, 1),
         "threshold_points": rule.points,
         "window_days": 30,
     }

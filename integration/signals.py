@@ -20,8 +20,10 @@ from integration.errors import PayloadError
 
 # An event further in the future than this is a sender's clock or unit bug (ms vs s), not usage.
 MAX_CLOCK_SKEW = timedelta(days=1)
-# Older usage than this cannot be placed in the daily rollups (see rollups.RING_DAYS).
-MAX_EVENT_AGE = timedelta(days=400)
+# Live events land in the exact part of the rollups (rollups.RECENT_DAYS, with a day to spare
+# for a sender's clock); older days are kept within 3%, where adding one event to a day would be
+# lost in the rounding, so they come only through the import, which sets whole days.
+MAX_EVENT_AGE = timedelta(days=180)
 # Source names used in error answers.
 USAGE = "usage"
 JOB_CHANGES = "job_changes"
@@ -179,7 +181,10 @@ def parse_usage(body: object, now: datetime, max_events: int) -> list[UsageEvent
             msg = f"is in the future ({parsed.timestamp.isoformat()}); send seconds-based ISO-8601"
             raise PayloadError(USAGE, _join(prefix, "timestamp"), msg)
         if occurred_at < now - MAX_EVENT_AGE:
-            msg = f"is more than {MAX_EVENT_AGE.days} days old, older than the rollups keep"
+            msg = (
+                f"is more than {MAX_EVENT_AGE.days} days old; send older days as daily rollups "
+                "with `integration import usage`"
+            )
             raise PayloadError(USAGE, _join(prefix, "timestamp"), msg)
         events.append(
             UsageEvent(

@@ -97,7 +97,7 @@ def _fold(
     delivery = keys.delivery_seen("segment", batch.dedupe_id)
     marks = [keys.message_seen("segment", event.message_id) for event in batch.events]
     return rollups.fold_usage(
-        store, delivery, events, evaluation_job_key(now), config().metrics, marks
+        store, delivery, events, evaluation_job_key(now), config().metrics, marks, now
     )
 
 

@@ -25,7 +25,7 @@ def receive_usage() -> tuple[Response, int]:
     events = parse_usage(body, now, settings.max_events_per_request)
     delivery_key = keys.delivery_seen("usage", delivery_id)
     folded = rollups.fold_usage(
-        redis(), delivery_key, events, evaluation_job_key(now), config().metrics
+        redis(), delivery_key, events, evaluation_job_key(now), config().metrics, now=now
     )
     if folded.needs_evaluation_job:
         try:

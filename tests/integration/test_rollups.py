@@ -117,3 +117,12 @@ def test_a_fold_holding_a_message_stored_meanwhile_writes_nothing(redis: Redis) 
     folded = rollups.fold_usage(redis, "ci:delivery:x", events, "-", METRICS, marks)
     assert folded.messages_taken
     assert not redis.exists(keys.daily_metric("acme", "events"), "ci:delivery:x", marks[0])
+
+
+def test_a_days_user_record_always_expires_however_many_users_it_holds(redis: Redis) -> None:
+    for users in (1, 130, 1500):
+        events = [event(f"{users}-u{n}", "page", 0) for n in range(users)]
+        delivery = keys.delivery_seen("usage", f"many-{users}")
+        rollups.fold_usage(redis, delivery, events, "rq:job:none", METRICS)
+        day = rollups.day_number((NOW - timedelta(hours=1)).date())
+        assert 0 < redis.ttl(keys.day_users("acme", day)) <= rollups.DAY_USERS_TTL_SECONDS

@@ -14,9 +14,9 @@ NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 YESTERDAY = NOW.date() - timedelta(days=1)
 
 
-def fold(redis: Redis, *events: UsageEvent) -> None:
+def fold(redis: Redis, *events: UsageEvent, now: datetime = NOW) -> None:
     delivery = keys.delivery_seen("usage", repr(events))
-    rollups.fold_usage(redis, delivery, list(events), "rq:job:none", Metrics())
+    rollups.fold_usage(redis, delivery, list(events), "rq:job:none", Metrics(), now=now)
 
 
 def ticket(name: str, ticket_id: str, days_ago: float) -> UsageEvent:
@@ -59,11 +59,11 @@ def use(users: range, days_ago: int) -> list[UsageEvent]:
 
 
 def test_users_active_a_month_ago_are_kept_for_the_utilization_change(redis: Redis) -> None:
-    fold(redis, *use(range(3), 45))  # outside the 30 days that ended a month ago
-    fold(redis, *use(range(4), 34))
-    fold(redis, *use(range(12), 2))
+    for days_ago in range(45, 0, -1):  # as it happens: each day's usage arrives that day
+        events = use(range(4 if days_ago > 30 else 12), days_ago)
+        fold(redis, *events, now=events[0].occurred_at)
     history = rollups.load_history(redis, "acme", NOW, YESTERDAY, 60)
-    assert history.active_users_30d_before == 4  # u0-u3, as of the day 34 days ago
+    assert history.active_users_30d_before == 4  # u0-u3 in the 30 days to 31 days ago
     assert history.active_users_30d == 12
 
 
@@ -71,3 +71,12 @@ def test_without_a_snapshot_a_month_ago_the_change_is_unknown(redis: Redis) -> N
     fold(redis, *use(range(4), 10))
     fold(redis, *use(range(6), 1))
     assert rollups.load_history(redis, "acme", NOW, YESTERDAY, 60).active_users_30d_before is None
+
+
+def test_a_backfill_of_old_history_records_no_month_ago_figure(redis: Redis) -> None:
+    # Days long past, replayed now: the per-user record of those days is gone, so the 30 days
+    # before each cannot be counted; the figure is unknown rather than too low.
+    for days_ago in range(100, 0, -1):
+        fold(redis, *use(range(days_ago % 7 + 3), days_ago))
+    history = rollups.load_history(redis, "acme", NOW, YESTERDAY, 60)
+    assert history.active_users_30d_before is None

@@ -168,6 +168,13 @@ def test_the_usage_secret_does_not_open_the_job_change_endpoint(
             "Input should have timezone info",
         ),
         (
+            "/webhooks/usage",
+            json.dumps([{**EVENT, "timestamp": "2020-01-06T10:00:00Z"}]).encode(),
+            "[0].timestamp",
+            "is more than 180 days old; send older days as daily rollups with "
+            "`integration import usage`",
+        ),
+        (
             "/webhooks/job-changes",
             json.dumps({"event_id": "e1", "email": "a@b.example"}).encode(),
             "change_type",

@@ -98,3 +98,15 @@ def test_small_unknown_or_slight_changes_are_no_expansion_signal(
 ) -> None:
     state = account(seats=seats, active_users_30d=now, active_users_30d_before=before)
     assert utilization_growth(state, UtilizationGrowthRule(), NOW) == []
+
+
+def test_without_a_month_ago_figure_the_busiest_days_are_compared() -> None:
+    imported = account(daily_active_users=(9,) * 30 + (14,) * 30, active_users_30d=20)
+    [reason] = utilization_growth(imported, UtilizationGrowthRule(), NOW)
+    assert reason.text == (
+        "License utilization rose from 45% to 70% in 30 days (14 of 20 seats in use): "
+        "room to expand."
+    )
+    assert reason.details["measure"] == "users on the busiest day"
+    brand_new = account(daily_active_users=(0,) * 30 + (14,) * 30, active_users_30d=20)
+    assert utilization_growth(brand_new, UtilizationGrowthRule(), NOW) == []  # onboarding
