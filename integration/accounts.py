@@ -23,8 +23,10 @@ class UsageHistory:
     last_active: datetime | None
     # Every other daily counter by metric name ("events", "logins", configured ones), same days.
     daily_metrics: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-    # When each support ticket still open was opened (oldest first).
+    # When each support ticket still open was opened (oldest first; a replay sees none opened
+    # after its date), and whether closing events arrive at all (else no ticket can be "old").
     open_tickets: tuple[datetime, ...] = ()
+    ticket_closings_arrive: bool = False
     # Users active in the 30 days that ended 30 days before `last_day` (None: not recorded).
     active_users_30d_before: int | None = None
 

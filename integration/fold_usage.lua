@@ -7,9 +7,10 @@
 -- messageIds), ARGV[8] JSON list of groups, one per account and day, each an array as
 -- integration/rollups.py lays it out: account, the account's key prefix, day, last activity ts,
 -- seats (or null), seats ts, a flat list of (seen ts, user) pairs, a list of (metric, amount),
--- and tickets opened and closed as (ts, meta field) lists. Arrays, not objects: one JSON
+-- and tickets opened and closed as (ts, hashed id) lists. Arrays, not objects: one JSON
 -- argument is cheap for the client to send, where a thousand small arguments cost it
--- milliseconds. ARGV[9] days in the snapshot ring, ARGV[10] how long closed tickets are kept,
+-- milliseconds. ARGV[9] days in the snapshot ring, ARGV[10] how many tickets an account keeps
+-- (open, and closed), ARGV[12] the key marking that closing events arrive at all,
 -- ARGV[11] JSON of the key suffixes that follow an account's prefix (integration/keys.py).
 -- Returns {status, needs_job}: status 0 written, 1 a duplicate delivery, 2 a message among the
 -- marks is marked already (both: nothing written); needs_job=1 means accounts are waiting and no
@@ -35,7 +36,7 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
   return {1, (no_job and waiting) and 1 or 0}
 end
 local user_ttl = tonumber(ARGV[4])
-local SNAPSHOT_DAYS, CLOSED_KEEP = tonumber(ARGV[9]), tonumber(ARGV[10])
+local SNAPSHOT_DAYS, TICKETS_KEPT = tonumber(ARGV[9]), tonumber(ARGV[10])
 local DAY = 86400
 local SUFFIX = cjson.decode(ARGV[11])
 local accounts = {}
@@ -124,18 +125,26 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
     end
   end
   if #updates > 2 then redis.call(unpack(updates)) end
-  -- A ticket stays open until a closing event names it. Closings are kept a while, so an
-  -- opening that arrives after its closing (or again) does not open it for good.
-  local closed_key = prefix .. SUFFIX.closed_tickets
+  -- A ticket is open from its opening until a closing names it. Each side keeps its time, so
+  -- events that arrive out of order, or again, land right: an opening no later than the
+  -- ticket's last closing is old news; one after it reopens the ticket. Both sets keep the
+  -- newest TICKETS_KEPT tickets an account has.
+  local open_key, closed_key = prefix .. SUFFIX.open_tickets, prefix .. SUFFIX.closed_tickets
   for _, ticket in ipairs(opened) do
-    if redis.call('ZSCORE', closed_key, ticket[2]) == false then
-      redis.call('HSETNX', meta_key, ticket[2], ticket[1])
+    local closed_at = tonumber(redis.call('ZSCORE', closed_key, ticket[2]))
+    if closed_at == nil or ticket[1] > closed_at then
+      redis.call('ZADD', open_key, 'NX', ticket[1], ticket[2])
     end
   end
+  if #opened > 0 then redis.call('ZREMRANGEBYRANK', open_key, 0, -TICKETS_KEPT - 1) end
   for _, ticket in ipairs(closed) do
-    redis.call('HDEL', meta_key, ticket[2])
-    redis.call('ZADD', closed_key, ticket[1], ticket[2])
-    redis.call('ZREMRANGEBYSCORE', closed_key, '-inf', '(' .. (ticket[1] - CLOSED_KEEP))
+    local opened_at = tonumber(redis.call('ZSCORE', open_key, ticket[2]))
+    if opened_at ~= nil and opened_at <= ticket[1] then redis.call('ZREM', open_key, ticket[2]) end
+    redis.call('ZADD', closed_key, 'GT', ticket[1], ticket[2])
+  end
+  if #closed > 0 then
+    redis.call('ZREMRANGEBYRANK', closed_key, 0, -TICKETS_KEPT - 1)
+    redis.call('SET', ARGV[12], '1')
   end
   accounts[account] = true
 end

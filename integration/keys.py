@@ -23,7 +23,8 @@ def account_prefix(account_id: str) -> str:
 # usage_key_suffixes) and builds the keys itself: sending a prefix per account instead of eight
 # keys keeps the ingest payload, and the script's JSON decoding of it, a third the size.
 DAILY, DAY_USERS, META = "daily:", "users:", "meta"
-USER_LAST_SEEN, ACTIVE_30D, CLOSED_TICKETS = "user_last_seen", "active_30d", "closed_tickets"
+USER_LAST_SEEN, ACTIVE_30D = "user_last_seen", "active_30d"
+OPEN_TICKETS, CLOSED_TICKETS = "open_tickets", "closed_tickets"
 
 
 def usage_key_suffixes() -> dict[str, str]:
@@ -33,6 +34,7 @@ def usage_key_suffixes() -> dict[str, str]:
         "meta": META,
         "user_last_seen": USER_LAST_SEEN,
         "active_30d": ACTIVE_30D,
+        "open_tickets": OPEN_TICKETS,
         "closed_tickets": CLOSED_TICKETS,
     }
 
@@ -75,14 +77,23 @@ def active_30d_snapshots(account_id: str) -> str:
     return account_prefix(account_id) + ACTIVE_30D
 
 
-def open_ticket(ticket_id: str) -> str:
-    """Meta hash field: a support ticket still open -> when it opened. Hashed: ids can be long,
-    and a long field would make Redis store the whole hash in its bigger encoding."""
-    return "ticket:" + hashlib.blake2b(ticket_id.encode(), digest_size=8).hexdigest()
+def ticket_member(ticket_id: str) -> str:
+    """A support ticket as a member of open_tickets / closed_tickets: hashed, ids can be long."""
+    return hashlib.blake2b(ticket_id.encode(), digest_size=8).hexdigest()
+
+
+def open_tickets(account_id: str) -> str:
+    """Sorted set: tickets still open (see ticket_member) scored by when they opened."""
+    return account_prefix(account_id) + OPEN_TICKETS
+
+
+def ticket_closings_seen() -> str:
+    """Set once any closing event arrives: until then open tickets cannot be told to be old."""
+    return f"{PREFIX}:tickets:closings_seen"
 
 
 def closed_tickets(account_id: str) -> str:
-    """Sorted set: meta field of a closed ticket (see open_ticket) scored by when it closed."""
+    """Sorted set: closed tickets (see ticket_member) scored by when they last closed."""
     return account_prefix(account_id) + CLOSED_TICKETS
 
 

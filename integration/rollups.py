@@ -89,8 +89,10 @@ LAST_SEEN_KEEP = timedelta(days=31)  # per-user last activity: 30-day actives re
 # Daily 30-day-active snapshots kept: a month ago, give or take a week of quiet days.
 SNAPSHOT_DAYS = 40
 SNAPSHOT_LOOKBACK_DAYS = 7
-# A closed ticket is remembered this long, so a late or repeated opening cannot reopen it.
-CLOSED_TICKETS_KEEP_SECONDS = 30 * 24 * 3600
+# Open tickets, and closed ones (so a late or repeated opening cannot reopen them), an account
+# keeps: the newest this many of each.
+TICKETS_KEPT = 500
+OPEN_TICKETS_READ = 100  # the oldest this many are what long-open tickets are about
 _EPOCH = date(1970, 1, 1)
 _SUFFIXES = json.dumps(keys.usage_key_suffixes())
 _Ring = TypeVar("_Ring", bytes, "array[int]")
@@ -141,8 +143,9 @@ def fold_usage(
             json.dumps(list(message_keys)),
             json.dumps(_groups(events, metrics), separators=(",", ":")),
             SNAPSHOT_DAYS,
-            CLOSED_TICKETS_KEEP_SECONDS,
+            TICKETS_KEPT,
             _SUFFIXES,
+            keys.ticket_closings_seen(),
         ],
         client=redis,
     )
@@ -171,7 +174,7 @@ class _Group:
     seats_ts: float = 0.0
     users: dict[str, float] = field(default_factory=dict)  # user id -> last activity ts
     tally: Counter[str] = field(default_factory=Counter)
-    tickets_opened: list[tuple[float, str]] = field(default_factory=list)  # (ts, meta field)
+    tickets_opened: list[tuple[float, str]] = field(default_factory=list)  # (ts, hashed id)
     tickets_closed: list[tuple[float, str]] = field(default_factory=list)
 
 
@@ -213,7 +216,7 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[list[Any]]:
             ticket = event.properties.get(metrics.ticket_id_property)
             if isinstance(ticket, str | int) and not isinstance(ticket, bool):
                 track = group.tickets_opened if event.event in tickets else group.tickets_closed
-                track.append((ts, keys.open_ticket(str(ticket))))
+                track.append((ts, keys.ticket_member(str(ticket))))
         for name, names in counted.items():
             if event.event in names:
                 tally[name] += 1
@@ -322,8 +325,10 @@ def load_histories(
         pipe.mget([*rings, keys.active_30d_snapshots(account_id)])
         pipe.hgetall(keys.account_meta(account_id))
         pipe.zcount(keys.user_last_seen(account_id), since, now.timestamp())
-    replies = pipe.execute()
-    per_account = 3
+        pipe.zrange(keys.open_tickets(account_id), 0, OPEN_TICKETS_READ - 1, withscores=True)
+    pipe.exists(keys.ticket_closings_seen())
+    *replies, closings_arrive = pipe.execute()
+    per_account = 4
     wanted = range(day_number(last_day) - days + 1, day_number(last_day) + 1)
     return {
         account_id: _history(
@@ -333,6 +338,7 @@ def load_histories(
             wanted,
             names,
             replies[n * per_account : (n + 1) * per_account],
+            bool(closings_arrive),
         )
         for n, account_id in enumerate(account_ids)
     }
@@ -345,8 +351,9 @@ def _history(
     wanted: range,
     names: Sequence[str],
     replies: Sequence[Any],
+    closings_arrive: bool,
 ) -> UsageHistory:
-    (*blobs, snapshots), meta_raw, active_30d = replies
+    (*blobs, snapshots), meta_raw, active_30d, open_tickets = replies
     meta = {keys.text(k): keys.text(v) for k, v in meta_raw.items()}
     first = int(meta["first_day"]) if "first_day" in meta else None
     series = {}
@@ -377,15 +384,12 @@ def _history(
         active_users_30d=max(int(active_30d), max(daily[-30:], default=0)),
         last_active=last_active,
         daily_metrics={n: v for n, v in series.items() if n != "active_users"},
-        open_tickets=_open_tickets(meta, now),
+        open_tickets=tuple(
+            datetime.fromtimestamp(ts, UTC) for _, ts in open_tickets if ts <= now.timestamp()
+        ),
+        ticket_closings_arrive=closings_arrive,
         active_users_30d_before=_active_30d_before(snapshots, day_number(last_day)),
     )
-
-
-def _open_tickets(meta: dict[str, str], now: datetime) -> tuple[datetime, ...]:
-    """Opening times of the tickets still open (a replay does not see tickets opened later)."""
-    opened = sorted(float(value) for field, value in meta.items() if field.startswith("ticket:"))
-    return tuple(datetime.fromtimestamp(ts, UTC) for ts in opened if ts <= now.timestamp())
 
 
 def _active_30d_before(snapshots: bytes | None, last: int) -> int | None:

@@ -42,8 +42,28 @@ def test_a_closing_that_arrives_before_its_opening_keeps_the_ticket_closed(redis
     fold(redis, ticket("ticket_closed", "T-9", 1))
     fold(redis, ticket("ticket_opened", "T-9", 5))
     fold(redis, ticket("ticket_opened", "T-10", 4), ticket("ticket_closed", "T-10", 2))
-    fold(redis, ticket("ticket_opened", "T-10", 4.5))  # sent again by another delivery
+    fold(redis, ticket("ticket_opened", "T-10", 4))  # sent again by another delivery
     assert open_tickets(redis) == ()
+
+
+def test_a_ticket_reopened_after_its_closing_is_open_again(redis: Redis) -> None:
+    fold(redis, ticket("ticket_opened", "T-3", 9), ticket("ticket_closed", "T-3", 6))
+    fold(redis, ticket("ticket_opened", "T-3", 2))
+    assert open_tickets(redis) == (NOW - timedelta(days=2),)
+
+
+def test_an_opening_sent_again_long_after_its_closing_does_not_reopen_it(redis: Redis) -> None:
+    fold(redis, ticket("ticket_opened", "T-3", 100), ticket("ticket_closed", "T-3", 90))
+    fold(redis, *(ticket("ticket_closed", f"T-{n}", 10) for n in range(10, 60)))
+    fold(redis, ticket("ticket_opened", "T-3", 100))
+    assert open_tickets(redis) == ()
+
+
+def test_closing_events_arriving_at_all_is_known_to_the_rules(redis: Redis) -> None:
+    fold(redis, ticket("ticket_opened", "T-1", 20))
+    assert not rollups.load_history(redis, "acme", NOW, YESTERDAY, 30).ticket_closings_arrive
+    fold(redis, ticket("ticket_closed", "T-7", 1))
+    assert rollups.load_history(redis, "acme", NOW, YESTERDAY, 30).ticket_closings_arrive
 
 
 def test_a_replay_does_not_see_tickets_opened_after_its_date(redis: Redis) -> None:

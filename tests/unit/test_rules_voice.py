@@ -15,7 +15,15 @@ from integration.rules_more import csat_low, long_open_tickets, utilization_grow
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 USAGE = UsageHistory(
-    "acme", date(2026, 11, 22), (5,) * 60, (5,) * 60, date(2026, 1, 1), 20, 14, NOW
+    "acme",
+    date(2026, 11, 22),
+    (5,) * 60,
+    (5,) * 60,
+    date(2026, 1, 1),
+    20,
+    14,
+    NOW,
+    ticket_closings_arrive=True,
 )
 
 
@@ -41,6 +49,11 @@ def test_several_long_open_tickets_are_counted_and_weigh_more() -> None:
     )
     assert reason.severity is RiskLevel.MEDIUM
     assert reason.details["observed"] == 3
+
+
+def test_open_tickets_say_nothing_until_closing_events_arrive() -> None:
+    state = account(open_tickets=opened(40, 20, 15), ticket_closings_arrive=False)
+    assert long_open_tickets(state, OpenTicketsRule(), NOW) == []
 
 
 def test_young_tickets_or_fewer_than_the_minimum_are_not_a_reason() -> None:
