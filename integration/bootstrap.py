@@ -13,6 +13,7 @@ from redis import Redis
 
 from adapters import build_adapter
 from adapters.protocol import CrmAdapter
+from integration import layout
 from integration.config import Config
 from integration.config_loading import load_config
 from integration.settings import Settings, lookup_env
@@ -44,6 +45,7 @@ def connect_redis(url: str) -> Redis:
 def build_context(settings: Settings, config: Config | None = None) -> Context:
     config = config or read_config(settings.config)
     redis = connect_redis(settings.redis_url)
+    layout.prepare(redis)
     return Context(
         settings=settings,
         config=config,

@@ -14,7 +14,7 @@ from rq.worker import SimpleWorker
 from integration import jobs, keys
 from integration.bootstrap import build_context, read_config
 from integration.config import Config
-from integration.errors import InvalidConfigError
+from integration.errors import InvalidConfigError, StorageUnavailableError
 from integration.failures import list_failed, retry_failed
 from integration.jobs import load_state
 from integration.logs import configure_logging
@@ -126,6 +126,21 @@ def worker(config_path: Path, burst: bool) -> None:
 
 
 @main.command()
+def migrate() -> None:
+    """Convert the usage rollups in Redis to the current layout (once, before starting)."""
+    from integration.bootstrap import connect_redis
+    from integration.layout import migrate as migrate_rollups
+
+    summary = migrate_rollups(connect_redis(Settings().redis_url))
+    if summary.already_current:
+        click.echo("usage rollups: already in the current layout")
+    else:
+        click.echo(
+            f"usage rollups: {summary.rings} ring(s) of {summary.accounts} account(s) converted"
+        )
+
+
+@main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--url", required=True, help="Base URL of the running web app.")
 @CONFIG_OPTION
@@ -171,7 +186,11 @@ def import_usage(file: Path, config_path: Path) -> None:
     with click.progressbar(
         read_records(file), length=lines, label=f"importing {file.name}", file=sys.stderr
     ) as records:
-        summary = import_rows(context.redis, records)
+        try:
+            summary = import_rows(context.redis, records)
+        except StorageUnavailableError as exc:
+            click.echo(f"nothing imported: {exc}", err=True)
+            sys.exit(1)
     enqueue_dirty_evaluation(context.redis, datetime.now(UTC))
     click.echo(
         f"accepted {summary.accepted} row(s) for {len(summary.accounts)} account(s); "

@@ -13,7 +13,7 @@
 -- (open, and closed), ARGV[12] the key marking that closing events arrive at all,
 -- ARGV[11] JSON of the key suffixes that follow an account's prefix (integration/keys.py).
 -- Returns {status, needs_job}: status 0 written, 1 a duplicate delivery, 2 a message among the
--- marks is marked already (both: nothing written); needs_job=1 means accounts are waiting and no
+-- marks is marked already, 3 the rollups are in another layout (all: nothing written); needs_job=1 means accounts are waiting and no
 -- evaluation job exists, so the caller should queue one.
 -- A group costs one HMGET and one HSET of the meta hash, one BITFIELD per counter, and for its
 -- users a PFADD and a ZADD (plus a PFCOUNT and a BITFIELD when someone is new that day): ingest
@@ -21,6 +21,9 @@
 -- Nothing below can fail halfway for valid input (variadic calls are chunked under Lua's unpack
 -- limit), which matters because Redis does not roll a script back: the dedupe key is set first.
 -- Cluster note: the keys inside ARGV are undeclared, so this script assumes one Redis node.
+-- KEYS[5] the rollups' layout marker, ARGV[13] the layout this script writes: unless Redis is
+-- marked with it (integration/layout.py), nothing is written (status 3).
+if redis.call('GET', KEYS[5]) ~= ARGV[13] then return {3, 0} end
 local no_job = redis.call('EXISTS', KEYS[4]) == 0
 local CHUNK = 500
 local marks = cjson.decode(ARGV[7])

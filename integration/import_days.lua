@@ -23,6 +23,9 @@ local function note_day(meta_key, day)
   if last_day == nil or day > last_day then redis.call('HSET', meta_key, 'last_day', day) end
 end
 
+-- KEYS[3] the rollups' layout marker, ARGV[5] the layout this script writes: unless Redis is
+-- marked with it (integration/layout.py), nothing is written and -1 is returned.
+if redis.call('GET', KEYS[3]) ~= ARGV[5] then return -1 end
 local rows = cjson.decode(ARGV[4])
 local placed = 0
 for _, row in ipairs(rows) do

@@ -19,6 +19,7 @@ from typing import Any
 from redis import Redis
 
 from integration import keys, rollups
+from integration.errors import StorageUnavailableError
 
 REQUIRED = ("account_id", "date")
 NOT_METRICS = frozenset({"account_id", "date", "seats"})
@@ -146,16 +147,19 @@ def _write(redis: Redis, rows: list[DayRow], summary: ImportSummary) -> None:
     ]
     placed = int(
         rollups.registered(redis, "import_days.lua")(
-            keys=[keys.dirty_accounts(), keys.known_accounts()],
+            keys=[keys.dirty_accounts(), keys.known_accounts(), keys.rollups_layout()],
             args=[
                 "",
                 rollups.RECENT_DAYS,
                 rollups.OLD_DAYS,
                 json.dumps(payload, separators=(",", ":")),
+                rollups.LAYOUT,
             ],
             client=redis,
         )
     )
+    if placed < 0:
+        raise StorageUnavailableError(rollups.OUTDATED_LAYOUT)
     summary.accepted += placed
     summary.too_old += len(rows) - placed
     summary.accounts.update(row.account_id for row in rows)

@@ -175,6 +175,11 @@ def unmatched() -> str:
     return f"{PREFIX}:unmatched"
 
 
+def rollups_layout() -> str:
+    """Which layout the usage rollups are written in (integration/layout.py)."""
+    return f"{PREFIX}:schema:rollups_layout"
+
+
 def text(reply: bytes | str | int) -> str:
     """A Redis reply as text (RQ needs clients that return bytes, so we decode where we read)."""
     return reply.decode() if isinstance(reply, bytes) else str(reply)

@@ -30,6 +30,7 @@ from redis.commands.core import Script
 from integration import keys
 from integration.accounts import UsageHistory
 from integration.config import HISTORY_DAYS_KEPT, Metrics
+from integration.errors import StorageUnavailableError
 from integration.signals import UsageEvent
 
 RING_DAYS = HISTORY_DAYS_KEPT
@@ -99,7 +100,22 @@ _Ring = TypeVar("_Ring", bytes, "array[int]")
 _SCRIPTS = Path(__file__).parent
 
 
-_DUPLICATE, _MESSAGES_TAKEN = 1, 2  # fold_usage.lua's first reply
+_DUPLICATE, _MESSAGES_TAKEN, _OUTDATED_LAYOUT = 1, 2, 3  # fold_usage.lua's first reply
+# The layout ring.lua writes; integration/layout.py converts the one before it.
+LAYOUT = "2"
+OUTDATED_LAYOUT = (
+    "the usage rollups in Redis are in an older layout: run `integration migrate` once "
+    "(the Procfile's release step does) before starting web and worker processes"
+)
+
+
+def check_layout(stored: bytes | str | None) -> None:
+    """Refuse rollups not marked with this layout (integration/layout.py marks a new Redis;
+    older rollups' bytes would read as a collapse of usage). Checked in the same round trip as
+    every fold and read; raised as a storage error, so webhooks answer 503 and senders retry
+    once an admin has run `integration migrate`."""
+    if stored is None or keys.text(stored) != LAYOUT:
+        raise StorageUnavailableError(OUTDATED_LAYOUT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +148,13 @@ def fold_usage(
     """
     forget_before = ((now or datetime.now(UTC)) - LAST_SEEN_KEEP).timestamp()
     status, needs_job = registered(redis, "fold_usage.lua")(
-        keys=[delivery_key, keys.dirty_accounts(), keys.known_accounts(), evaluation_job_key],
+        keys=[
+            delivery_key,
+            keys.dirty_accounts(),
+            keys.known_accounts(),
+            evaluation_job_key,
+            keys.rollups_layout(),
+        ],
         args=[
             DELIVERY_DEDUPE_SECONDS,
             RECENT_DAYS,
@@ -146,9 +168,12 @@ def fold_usage(
             TICKETS_KEPT,
             _SUFFIXES,
             keys.ticket_closings_seen(),
+            LAYOUT,
         ],
         client=redis,
     )
+    if status == _OUTDATED_LAYOUT:
+        raise StorageUnavailableError(OUTDATED_LAYOUT)
     return FoldResult(status == _DUPLICATE, bool(needs_job), status == _MESSAGES_TAKEN)
 
 
@@ -327,7 +352,9 @@ def load_histories(
         pipe.zcount(keys.user_last_seen(account_id), since, now.timestamp())
         pipe.zrange(keys.open_tickets(account_id), 0, OPEN_TICKETS_READ - 1, withscores=True)
     pipe.exists(keys.ticket_closings_seen())
-    *replies, closings_arrive = pipe.execute()
+    pipe.get(keys.rollups_layout())
+    *replies, closings_arrive, layout = pipe.execute()
+    check_layout(layout)
     per_account = 4
     wanted = range(day_number(last_day) - days + 1, day_number(last_day) + 1)
     return {

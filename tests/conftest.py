@@ -20,7 +20,7 @@ import yaml
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from integration import jobs
+from integration import jobs, keys, layout
 from integration.bootstrap import Context, build_context, read_config
 from integration.devredis import empty_database_url, find_or_start
 from integration.queues import QUEUE_NAMES
@@ -51,6 +51,7 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
 @pytest.fixture
 def redis(redis_url: str) -> Iterator[Redis]:
     with Redis.from_url(redis_url) as client:
+        layout.prepare(client)  # as every process does at start-up
         yield client
 
 
@@ -213,3 +214,8 @@ def hub() -> Iterator[Any]:
         yield fake
         assert fake.spec_problems() == []
         assert fake.server_errors == []
+
+
+def nothing_stored(redis: Redis) -> bool:
+    """True when Redis holds nothing but the layout mark every process sets at start-up."""
+    return {keys.text(key) for key in redis.scan_iter()} <= {keys.rollups_layout()}

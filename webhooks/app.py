@@ -6,6 +6,7 @@ from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.exceptions import RedisError
 
+from integration import layout
 from integration.bootstrap import connect_redis, read_config
 from integration.config import Config
 from integration.logs import configure_logging
@@ -24,6 +25,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["integration.config"] = config or read_config(settings.config)
     app.extensions["integration.redis"] = connect_redis(settings.redis_url)
+    layout.prepare(app.extensions["integration.redis"])
     register_error_handlers(app)
     app.register_blueprint(usage.bp)
     app.register_blueprint(people.bp)

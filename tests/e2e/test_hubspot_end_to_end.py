@@ -20,7 +20,14 @@ from integration import jobs
 from integration.bootstrap import Context, build_context, read_config
 from integration.cli import main
 from integration.settings import Settings
-from tests.conftest import PEOPLE_SECRET_ENV, USAGE_SECRET_ENV, daily_usage, drain, post_signed
+from tests.conftest import (
+    PEOPLE_SECRET_ENV,
+    USAGE_SECRET_ENV,
+    daily_usage,
+    drain,
+    nothing_stored,
+    post_signed,
+)
 from tests.fakes.hubspot_server import FakeHubSpot
 from webhooks.app import create_app
 
@@ -327,7 +334,7 @@ def test_a_bad_hubspot_signature_is_refused_and_nothing_queued(
         answer.json["message"]
         == "X-HubSpot-Request-Timestamp is more than 5 minutes from our clock"
     )
-    assert redis.dbsize() == 0
+    assert nothing_stored(redis)
 
 
 def test_without_sequences_access_the_owner_gets_a_task_naming_the_sequence(

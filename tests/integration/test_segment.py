@@ -16,6 +16,7 @@ from redis import Redis
 
 from integration.bootstrap import read_config
 from integration.settings import Settings
+from tests.conftest import nothing_stored
 from webhooks import segment as segment_webhook
 from webhooks.app import create_app
 
@@ -74,7 +75,7 @@ def test_a_tampered_or_unsigned_delivery_is_refused(client: Any, redis: Redis) -
     )
     assert (tampered.status_code, unsigned.status_code) == (401, 401)
     assert unsigned.json["message"] == "missing header X-Signature (a shared secret is configured)"
-    assert redis.dbsize() == 0
+    assert nothing_stored(redis)
 
 
 def test_a_track_with_context_group_id_is_counted_for_that_account(

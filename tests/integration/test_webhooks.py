@@ -18,6 +18,7 @@ from integration.settings import Settings
 from tests.conftest import (
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,
+    nothing_stored,
     post_signed,
     sign,
     signed_headers,
@@ -115,7 +116,7 @@ def test_bad_signatures_are_rejected_with_401_and_nothing_stored(
     answer = post_raw(client, body, mangle(signed_headers(secret, body), body, secret))
     assert answer.status_code == 401
     assert answer.json == {"error": "invalid_signature", "message": message}
-    assert redis.dbsize() == 0
+    assert nothing_stored(redis)
 
 
 def test_a_tampered_body_is_rejected(
@@ -125,7 +126,7 @@ def test_a_tampered_body_is_rejected(
     headers = signed_headers(webhook_secrets[USAGE_SECRET_ENV], body)
     answer = post_raw(client, body.replace(b"u1", b"u9"), headers)
     assert answer.status_code == 401
-    assert redis.dbsize() == 0
+    assert nothing_stored(redis)
 
 
 def test_the_usage_secret_does_not_open_the_job_change_endpoint(
@@ -134,7 +135,7 @@ def test_the_usage_secret_does_not_open_the_job_change_endpoint(
     change = {"event_id": "e1", "change_type": "left_company", "email": "a@b.example"}
     answer = post_signed(client, "/webhooks/job-changes", webhook_secrets[USAGE_SECRET_ENV], change)
     assert answer.status_code == 401
-    assert redis.dbsize() == 0
+    assert nothing_stored(redis)
 
 
 @pytest.mark.parametrize(
@@ -201,7 +202,7 @@ def test_malformed_bodies_get_400_naming_the_field_and_nothing_is_queued(
     answer = client.post(path, data=body, headers=signed_headers(webhook_secrets[secret_env], body))
     assert answer.status_code == 400
     assert answer.json == {"error": "invalid_payload", "field": field, "message": message}
-    assert redis.dbsize() == 0
+    assert nothing_stored(redis)
 
 
 def test_a_redelivered_usage_webhook_is_counted_once(

@@ -1,0 +1,91 @@
+"""Which layout the usage rollups in Redis are written in, and the move from the older one.
+
+Layout 1 (until 2026-11) kept each metric as one ring of 448 u16 counters, slot = day % 448.
+Layout 2 (integration/ring.lua) keeps 182 exact days and 266 older days as one-byte codes. The
+two read the same bytes differently, so processes refuse to fold or read rollups until Redis
+says layout 2 (checked in the same round trip as each fold and read); `integration migrate`
+converts, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from array import array
+from dataclasses import dataclass
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from integration import keys, rollups
+from integration.rollups import LAYOUT
+
+_OLD_RING_DAYS = 448
+logger = logging.getLogger(__name__)
+
+
+def prepare(redis: Redis) -> None:
+    """At start-up: mark a Redis that holds no rollups yet (a new install) with the current
+    layout. One that holds rollups but no mark was written by the release before; it stays
+    unmarked, so nothing is folded or read until `integration migrate` converts it. A Redis
+    that is down now is left for the next start or for `integration migrate`."""
+    try:
+        if redis.exists(keys.rollups_layout()):
+            return
+        rings = keys.daily_metric("*", "*")  # glob: any account's any metric
+        if next(redis.scan_iter(match=rings, count=1000), None) is None:
+            redis.set(keys.rollups_layout(), LAYOUT, nx=True)
+    except RedisError:
+        logger.warning("could not check the rollups' layout; `integration migrate` will")
+
+
+@dataclass
+class MigrationSummary:
+    accounts: int = 0
+    rings: int = 0
+    already_current: bool = False
+
+
+def migrate(redis: Redis) -> MigrationSummary:
+    """Convert every account's rings to the current layout. Each account is converted in one
+    transaction and marked, so an interrupted run can simply be started again."""
+    summary = MigrationSummary()
+    stored = redis.get(keys.rollups_layout())
+    if stored is not None and keys.text(stored) == LAYOUT:
+        summary.already_current = True
+        return summary
+    for raw in redis.sscan_iter(keys.known_accounts(), count=500):
+        account_id = keys.text(raw)
+        meta = {
+            keys.text(k): keys.text(v)
+            for k, v in redis.hgetall(keys.account_meta(account_id)).items()
+        }
+        if meta.get("ring_layout") == LAYOUT:
+            continue
+        pipe = redis.pipeline(transaction=True)
+        first = meta.get("first_day")
+        # Every ring has its last day in the meta hash (last_day:<metric>): that lists them.
+        for field, last in meta.items():
+            if not field.startswith("last_day:") or first is None:
+                continue
+            ring_key = keys.daily_metric(account_id, field.removeprefix("last_day:"))
+            blob = redis.get(ring_key)
+            if not isinstance(blob, bytes):
+                continue
+            values = _old_ring_days(blob, int(first), int(last))
+            pipe.set(ring_key, rollups.ring_bytes(values, int(last)))
+            summary.rings += 1
+        pipe.hset(keys.account_meta(account_id), "ring_layout", LAYOUT)
+        pipe.execute()
+        summary.accounts += 1
+    redis.set(keys.rollups_layout(), LAYOUT)
+    return summary
+
+
+def _old_ring_days(raw: bytes, first: int, last: int) -> list[int]:
+    """Layout 1's days first..last (at most 448), oldest first."""
+    counters = array("H", raw.ljust(_OLD_RING_DAYS * 2, b"\0")[: _OLD_RING_DAYS * 2])
+    if sys.byteorder == "little":
+        counters.byteswap()
+    start = max(first, last - _OLD_RING_DAYS + 1)
+    return [counters[day % _OLD_RING_DAYS] for day in range(start, last + 1)]
