@@ -22,11 +22,11 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 
-from integration import keys, rollups
+from integration import keys, layout, rollups
 from integration.accounts import AccountState
 from integration.config import Metrics, RiskConfig
 from integration.devredis import empty_database_url, find_or_start
-from integration.risk import assess, history_days_needed
+from integration.risk import assess, history_days_needed, other_days_needed
 from integration.settings import DEFAULT_REDIS_URL
 from integration.signals import UsageEvent
 
@@ -121,14 +121,14 @@ def active_user_count_error(redis: Redis, users: int, trials: int = 10) -> int:
 
 def run(redis: Redis, accounts: int, batch: int, with_rules: bool) -> tuple[float, int]:
     rules = RiskConfig()
-    days = history_days_needed(rules)
+    days, other_days = history_days_needed(rules), other_days_needed(rules)
     ids = [f"acct-{n:06d}" for n in range(accounts)]
     flagged = 0
     started = time.perf_counter()
     for start in range(0, accounts, batch):
         chunk = ids[start : start + batch]
         histories = rollups.load_histories(
-            redis, chunk, NOW, NOW.date() - timedelta(days=1), days, METRICS.names()
+            redis, chunk, NOW, NOW.date() - timedelta(days=1), days, METRICS.names(), other_days
         )
         pipe = redis.pipeline(transaction=False)
         for account in chunk:
@@ -150,6 +150,7 @@ def main() -> None:
     server = find_or_start(DEFAULT_REDIS_URL)
     redis = Redis.from_url(empty_database_url(server.url))
     try:
+        layout.prepare(redis)  # an empty database: marked with the current layout
         started = time.perf_counter()
         fill(redis, args.accounts, args.seed)
         print("evaluation.fill_s", round(time.perf_counter() - started, 1))

@@ -33,6 +33,7 @@ from integration.risk import (
     assessment_from_json,
     assessment_to_json,
     history_days_needed,
+    other_days_needed,
 )
 from integration.settings import Settings
 from integration.signals import ChangeType, JobChanged
@@ -256,10 +257,12 @@ def load_states(
 ) -> dict[str, AccountState]:
     """Everything the rules read for many accounts, in two round trips."""
     days = history_days_needed(context.config.risk)
+    other_days = other_days_needed(context.config.risk)
     # The current day is still filling up; judging it against full days would invent drops.
     last_day = now.date() - timedelta(days=1)
+    names = context.config.metrics.names()
     usage = rollups.load_histories(
-        context.redis, account_ids, now, last_day, days, context.config.metrics.names()
+        context.redis, account_ids, now, last_day, days, names, other_days
     )
     pipe = context.redis.pipeline(transaction=False)
     for account_id in account_ids:

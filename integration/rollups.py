@@ -96,6 +96,8 @@ TICKETS_KEPT = 500
 OPEN_TICKETS_READ = 100  # the oldest this many are what long-open tickets are about
 _EPOCH = date(1970, 1, 1)
 _SUFFIXES = json.dumps(keys.usage_key_suffixes())
+# The series the seasonal rules read a year of; the others are read only as far as rules look.
+LONG_HISTORY = frozenset({"active_users", "logins"})
 _Ring = TypeVar("_Ring", bytes, "array[int]")
 _SCRIPTS = Path(__file__).parent
 
@@ -337,9 +339,11 @@ def load_histories(
     last_day: date,
     days: int,
     metric_names: Sequence[str] = ("active_users", "events"),
+    other_days: int | None = None,
 ) -> dict[str, UsageHistory]:
-    """`days` of each metric ending on `last_day`, plus account facts, for many accounts in one
-    round trip (a daily evaluation reads 200 accounts a batch)."""
+    """`days` of active users and logins ending on `last_day` (`other_days` of the other
+    metrics, when given), plus account facts, for many accounts in one round trip (a daily
+    evaluation reads 200 accounts a batch)."""
     since = (now - UTILIZATION_WINDOW).timestamp()
     names = list(dict.fromkeys(["active_users", "events", *metric_names]))
     pipe = redis.pipeline(transaction=False)
@@ -356,7 +360,11 @@ def load_histories(
     *replies, closings_arrive, layout = pipe.execute()
     check_layout(layout)
     per_account = 4
-    wanted = range(day_number(last_day) - days + 1, day_number(last_day) + 1)
+    end = day_number(last_day) + 1
+    wanted = {
+        name: range(end - (days if name in LONG_HISTORY or other_days is None else other_days), end)
+        for name in names
+    }
     return {
         account_id: _history(
             account_id,
@@ -375,7 +383,7 @@ def _history(
     account_id: str,
     now: datetime,
     last_day: date,
-    wanted: range,
+    wanted: dict[str, range],
     names: Sequence[str],
     replies: Sequence[Any],
     closings_arrive: bool,
@@ -386,7 +394,8 @@ def _history(
     series = {}
     for name, blob in zip(names, blobs, strict=True):
         stored_last = meta.get(f"last_day:{name}", meta.get("last_day"))
-        series[name] = _read_days(blob, wanted, first, int(stored_last) if stored_last else None)
+        last = int(stored_last) if stored_last else None
+        series[name] = _read_days(blob, wanted[name], first, last)
     daily = series["active_users"]
     last_active = (
         datetime.fromtimestamp(float(meta["last_active"]), UTC) if "last_active" in meta else None
@@ -394,7 +403,7 @@ def _history(
     if last_active is None or last_active > now:
         # Imported accounts have no per-user data, and a replay must not see later activity:
         # the last day anyone was counted stands in.
-        active_days = [n for n, users in zip(wanted, daily, strict=True) if users]
+        active_days = [n for n, users in zip(wanted["active_users"], daily, strict=True) if users]
         last_active = (
             datetime.combine(_EPOCH + timedelta(days=active_days[-1]), datetime.max.time(), UTC)
             if active_days

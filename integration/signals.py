@@ -12,9 +12,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from integration.errors import PayloadError
 
@@ -218,12 +219,25 @@ def _validated(
     if len(items) > max_items:
         msg = f"a batch holds at most {max_items} {noun}, got {len(items)}"
         raise PayloadError(source, "(body)", msg)
-    for index, item in enumerate(items):
-        prefix = f"[{index}]" if isinstance(body, list) else ""
-        try:
-            yield prefix, model.model_validate(item)
-        except ValidationError as exc:
-            raise _payload_error(source, prefix, exc) from exc
+    prefix = "[{}]" if isinstance(body, list) else ""
+    try:
+        # The whole batch in one call into pydantic-core: a 100-event body validates several
+        # times faster than item by item, which is kept for naming the first bad item.
+        parsed = _batch_of(model).validate_python(items)
+    except ValidationError:
+        for index, item in enumerate(items):
+            try:
+                model.model_validate(item)
+            except ValidationError as exc:
+                raise _payload_error(source, prefix.format(index), exc) from exc
+        raise
+    for index, item in enumerate(parsed):
+        yield prefix.format(index), item
+
+
+@cache
+def _batch_of(model: type[PayloadT]) -> TypeAdapter[list[PayloadT]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
 def _job_changed(parsed: JobChangeIn, now: datetime) -> JobChanged:
