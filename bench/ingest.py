@@ -1,6 +1,6 @@
 """Ingest throughput of /webhooks/usage next to a bare Flask endpoint with one Redis round trip.
 
-    python -m bench.ingest [--seconds 8] [--clients 4]
+    python -m bench.ingest [--seconds 4] [--clients 4] [--rounds 3]
 
 Both apps run under gunicorn with the same settings (2 workers, 4 threads, keep-alive). Clients
 are separate processes on keep-alive connections sending requests signed beforehand, each with
@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import platform
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -143,8 +144,9 @@ def serve(app: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--seconds", type=float, default=4)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     server = find_or_start(DEFAULT_REDIS_URL)
     redis_url = empty_database_url(server.url)
@@ -169,33 +171,46 @@ def main() -> None:
         BENCH_SECRET=SECRET,
         INTEGRATION_LOG_LEVEL="WARNING",
     )
-    usage = "webhooks.app:create_app()"
     runs = [  # label, app, path, events per request, accounts per request
-        ("bare_flask_one_round_trip", "bench.bare_app:create_app()", "/bare", 0, 1),
-        ("usage_single_event", usage, "/webhooks/usage", 1, 1),
+        ("bare_flask_one_round_trip", "bare", "/bare", 0, 1),
+        ("usage_single_event", "usage", "/webhooks/usage", 1, 1),
         # The worst case: every event of the batch from another account.
-        ("usage_batch_100", usage, "/webhooks/usage", 100, 100),
+        ("usage_batch_100", "usage", "/webhooks/usage", 100, 100),
         # A backend flushing its queue: the batch's events from a handful of accounts.
-        ("usage_batch_100_over_10_accounts", usage, "/webhooks/usage", 100, 10),
+        ("usage_batch_100_over_10_accounts", "usage", "/webhooks/usage", 100, 10),
     ]
-    figures: dict[str, float] = {}
+    # Both apps stay up and the runs alternate, round after round: on a shared machine the
+    # speed drifts by half within minutes, so each ratio compares runs seconds apart and the
+    # median of the rounds is reported.
+    servers = {
+        "bare": serve("bench.bare_app:create_app()", env),
+        "usage": serve("webhooks.app:create_app()", env),
+    }
+    rates: dict[str, list[float]] = {label: [] for label, *_ in runs}
     try:
-        for label, app, path, batch, accounts in runs:
-            process, port = serve(app, env)
-            try:
-                load(port, path, batch, accounts, 1.0, args.clients)  # warm-up
-                rate, errors = load(port, path, batch, accounts, args.seconds, args.clients)
-            finally:
-                process.terminate()
-                process.wait()
-            figures[label] = rate
+        load(servers["bare"][1], "/bare", 0, 1, 1.0, args.clients)  # warm-up
+        load(servers["usage"][1], "/webhooks/usage", 1, 1, 1.0, args.clients)
+        for _ in range(args.rounds):
+            for label, app, path, batch, accounts in runs:
+                rate, errors = load(
+                    servers[app][1], path, batch, accounts, args.seconds, args.clients
+                )
+                rates[label].append(rate)
+                if errors:
+                    print(f"ingest.{label}.errors", errors)
+        for label, _, _, batch, _ in runs:
+            rate = statistics.median(rates[label])
             print(f"ingest.{label}.requests_per_s", round(rate))
             if batch > 1:
                 print(f"ingest.{label}.events_per_s", round(rate * batch))
-            if errors:
-                print(f"ingest.{label}.errors", errors)
-        ratio = figures["usage_single_event"] / figures["bare_flask_one_round_trip"]
-        print("ingest.usage_single_event.vs_bare_flask", round(ratio, 2))
+        ratios = [
+            usage / bare
+            for usage, bare in zip(
+                rates["usage_single_event"], rates["bare_flask_one_round_trip"], strict=True
+            )
+        ]
+        print("ingest.usage_single_event.vs_bare_flask", round(statistics.median(ratios), 2))
+        print("ingest.usage_single_event.vs_bare_flask_each_round", [round(r, 2) for r in ratios])
         print(
             "python",
             platform.python_version(),
@@ -205,6 +220,9 @@ def main() -> None:
             Redis.from_url(redis_url).info()["redis_version"],
         )
     finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait()
         Redis.from_url(redis_url).flushdb()
         server.stop()
 
