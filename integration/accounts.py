@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from integration.signals import JobChanged
 
@@ -38,5 +38,33 @@ class AccountState:
     account_id: str
     usage: UsageHistory
     people: tuple[JobChanged, ...] = ()
-    # Facts the CRM holds: renewal_date (YYYY-MM-DD), segment, plan.
+    # Facts the CRM holds (config account_facts): renewal_date, segment, plan, seats and
+    # onboarding_start, as the CRM returns them (text).
     facts: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def seats(self) -> int | None:
+        """Licenses purchased: the CRM's figure when it has one (the contract lives there),
+        else what usage events or the import reported."""
+        try:
+            purchased = int(float(self.facts.get("seats", "")))
+        except ValueError:
+            purchased = 0
+        return purchased if purchased > 0 else self.usage.seats
+
+    @property
+    def onboarding_start(self) -> date | None:
+        """When onboarding began: the CRM's date, else the first day the account used us."""
+        return fact_date(self.facts.get("onboarding_start", "")) or self.usage.first_day
+
+
+def fact_date(raw: str) -> date | None:
+    """A CRM date: ISO text (HubSpot date properties, Salesforce Date fields), or HubSpot's
+    older milliseconds since the epoch; None when empty or unreadable."""
+    text = raw.strip()
+    if text.isdigit() and len(text) > 8:
+        return datetime.fromtimestamp(int(text) / 1000, UTC).date()
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return None

@@ -234,6 +234,10 @@ class AccountFacts(_Strict):
     renewal_date: ApiName | None = None
     segment: ApiName | None = None  # e.g. an ARR tier; selects risk.segments overrides
     plan: ApiName | None = None
+    # Licenses purchased: when mapped and set, it wins over the seats usage events report.
+    seats: ApiName | None = None
+    # When onboarding began (a date); without it, the first day of usage.
+    onboarding_start: ApiName | None = None
 
     def crm_fields(self) -> dict[str, str]:
         return {name: field for name, field in self.model_dump().items() if field}

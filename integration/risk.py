@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from integration.accounts import AccountState, UsageHistory
+from integration.accounts import AccountState, UsageHistory, fact_date
 from integration.baselines import (
     WEEK,
     Comparison,
@@ -305,17 +305,15 @@ def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessm
         score=min(100, sum(_SCORE[r.severity] for r in reasons)),
         reasons=tuple(reasons),
         usage_trend_pct=round(comparison.change_pct, 1) if comparison else None,
-        license_utilization_pct=_utilization_pct(state.usage),
+        license_utilization_pct=_utilization_pct(state),
         last_active_date=state.usage.last_active.date() if state.usage.last_active else None,
     )
 
 
 def renewal_near(state: AccountState, rule: RenewalRule, now: datetime) -> Reason | None:
     """The renewal date (a CRM fact) falls within `within_days`: open risk costs more now."""
-    raw = state.facts.get("renewal_date", "")
-    try:
-        renewal = date.fromisoformat(raw[:10])
-    except ValueError:
+    renewal = fact_date(state.facts.get("renewal_date", ""))
+    if renewal is None:
         return None
     days = (renewal - now.date()).days
     if not 0 <= days <= rule.within_days:
@@ -334,10 +332,10 @@ def _one_step_up(level: RiskLevel) -> RiskLevel:
     return order[min(_RANK[level] + 1, len(order) - 1)]
 
 
-def _utilization_pct(usage: UsageHistory) -> float | None:
-    if not usage.seats:
+def _utilization_pct(state: AccountState) -> float | None:
+    if not state.seats:
         return None
-    return round(usage.active_users_30d / usage.seats * 100, 1)
+    return round(state.usage.active_users_30d / state.seats * 100, 1)
 
 
 def reasons_text(reasons: Sequence[Reason]) -> str:

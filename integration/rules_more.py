@@ -53,7 +53,7 @@ def inactivity(state: AccountState, rule: InactivityRule, now: datetime) -> list
 
 def license_utilization(state: AccountState, rule: UtilizationRule, now: datetime) -> list[Reason]:
     """Few of the purchased seats are in use: the renewal conversation starts at a discount."""
-    seats, active = state.usage.seats, state.usage.active_users_30d
+    seats, active = state.seats, state.usage.active_users_30d
     if not seats or seats < rule.min_seats:
         return []
     share = active / seats * 100
@@ -78,7 +78,7 @@ def utilization_growth(
 ) -> list[Reason]:
     """More of the seats in use than 30 days before: an expansion conversation, not a risk."""
     usage = state.usage
-    seats, daily = usage.seats, usage.daily_active_users
+    seats, daily = state.seats, usage.daily_active_users
     if not seats or seats < rule.min_seats:
         return []
     if usage.active_users_30d_before is not None:
@@ -255,10 +255,10 @@ def key_feature_not_adopted(state: AccountState, rule: AdoptionRule, now: dateti
 
 def onboarding_stalled(state: AccountState, rule: OnboardingRule, now: datetime) -> list[Reason]:
     """Milestones a new account should reach within `within_days`, still at zero."""
-    usage = state.usage
-    if usage.first_day is None or not rule.milestones:
+    usage, start = state.usage, state.onboarding_start
+    if start is None or not rule.milestones:
         return []
-    age = (usage.last_day - usage.first_day).days + 1
+    age = (usage.last_day - start).days + 1
     if age < rule.within_days or age > rule.within_days + STALLED_REMINDER_DAYS:
         return []  # too early to tell, or long past onboarding
     missing = [name for name in rule.milestones if not sum(usage.daily_metrics.get(name, ()))]

@@ -123,3 +123,31 @@ def test_without_a_month_ago_figure_the_busiest_days_are_compared() -> None:
     assert reason.details["measure"] == "users on the busiest day"
     brand_new = account(daily_active_users=(0,) * 30 + (14,) * 30, active_users_30d=20)
     assert utilization_growth(brand_new, UtilizationGrowthRule(), NOW) == []  # onboarding
+
+
+def test_the_crms_purchased_seats_win_over_the_seats_usage_reported() -> None:
+    from integration.config import UtilizationRule
+    from integration.rules_more import license_utilization
+
+    state = replace(account(active_users_30d=14), facts={"seats": "40"})  # usage said 20
+    [reason] = license_utilization(state, UtilizationRule(), NOW)
+    assert reason.text == (
+        "Only 14 of 40 licensed seats were used in the last 30 days (35%, below 60%)."
+    )
+    unset = replace(account(active_users_30d=14), facts={"seats": ""})
+    assert license_utilization(unset, UtilizationRule(), NOW) == []  # 14 of 20: 70%
+
+
+@pytest.mark.parametrize("raw", ["2026-08-01", "2026-08-01T00:00:00Z", "1785542400000"])
+def test_onboarding_counts_from_the_crms_start_date_in_any_of_its_formats(raw: str) -> None:
+    from integration.config import OnboardingRule
+    from integration.rules_more import onboarding_stalled
+
+    usage = {"first_day": date(2026, 10, 1), "daily_metrics": {"integrations": (0,) * 60}}
+    state = replace(account(**usage), facts={"onboarding_start": raw})
+    [reason] = onboarding_stalled(state, OnboardingRule(milestones=("integrations",)), NOW)
+    assert reason.details["age_days"] == 114  # from 2026-08-01, not from the first usage
+    started_later = replace(account(**usage), facts={})  # 53 days since the first usage
+    assert (
+        onboarding_stalled(started_later, OnboardingRule(milestones=("integrations",)), NOW) == []
+    )
