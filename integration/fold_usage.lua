@@ -22,8 +22,14 @@
 -- limit), which matters because Redis does not roll a script back: the dedupe key is set first.
 -- Cluster note: the keys inside ARGV are undeclared, so this script assumes one Redis node.
 -- KEYS[5] the rollups' layout marker, ARGV[13] the layout this script writes: unless Redis is
--- marked with it (integration/layout.py), nothing is written (status 3).
-if redis.call('GET', KEYS[5]) ~= ARGV[13] then return {3, 0} end
+-- marked with it (integration/layout.py), nothing is written (status 3). A Redis that knows no
+-- account (a new install, or one emptied under running processes) is marked here.
+local layout = redis.call('GET', KEYS[5])
+if layout == false and redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('SET', KEYS[5], ARGV[13])
+elseif layout ~= ARGV[13] then
+  return {3, 0}
+end
 local no_job = redis.call('EXISTS', KEYS[4]) == 0
 local CHUNK = 500
 local marks = cjson.decode(ARGV[7])
@@ -85,6 +91,7 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
   local updates = {'HSET', meta_key}
   local function update(field, value) table.insert(updates, field); table.insert(updates, value) end
   local first_day, last_day = tonumber(stored[1]), tonumber(stored[2])
+  if first_day == nil then update('ring_layout', ARGV[13]) end  -- integration migrate skips it
   if first_day == nil or day < first_day then update('first_day', day) end
   if last_day == nil or day > last_day then update('last_day', day) end
   if last_ts > tonumber(stored[3] or '0') then update('last_active', last_ts) end

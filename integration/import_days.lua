@@ -18,14 +18,21 @@ end
 -- Widen the account's first and last day seen to include `day`.
 local function note_day(meta_key, day)
   local first_day = tonumber(redis.call('HGET', meta_key, 'first_day'))
+  if first_day == nil then redis.call('HSET', meta_key, 'ring_layout', ARGV[5]) end
   if first_day == nil or day < first_day then redis.call('HSET', meta_key, 'first_day', day) end
   local last_day = tonumber(redis.call('HGET', meta_key, 'last_day'))
   if last_day == nil or day > last_day then redis.call('HSET', meta_key, 'last_day', day) end
 end
 
 -- KEYS[3] the rollups' layout marker, ARGV[5] the layout this script writes: unless Redis is
--- marked with it (integration/layout.py), nothing is written and -1 is returned.
-if redis.call('GET', KEYS[3]) ~= ARGV[5] then return -1 end
+-- marked with it (integration/layout.py), nothing is written and -1 is returned. A Redis that
+-- knows no account yet is marked here.
+local layout = redis.call('GET', KEYS[3])
+if layout == false and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[3], ARGV[5])
+elseif layout ~= ARGV[5] then
+  return -1
+end
 local rows = cjson.decode(ARGV[4])
 local placed = 0
 for _, row in ipairs(rows) do

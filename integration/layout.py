@@ -15,7 +15,7 @@ from array import array
 from dataclasses import dataclass
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from integration import keys, rollups
 from integration.rollups import LAYOUT
@@ -47,39 +47,55 @@ class MigrationSummary:
 
 
 def migrate(redis: Redis) -> MigrationSummary:
-    """Convert every account's rings to the current layout. Each account is converted in one
-    transaction and marked, so an interrupted run can simply be started again."""
+    """Convert every account's rings to the current layout. Run it with the previous release's
+    processes stopped: they neither read nor respect the mark, and would write their layout
+    into converted rings. Each account is converted in a WATCH transaction (a write meanwhile
+    makes it start over) and marked, so two runs, or an interrupted one, convert it once."""
     summary = MigrationSummary()
     stored = redis.get(keys.rollups_layout())
     if stored is not None and keys.text(stored) == LAYOUT:
         summary.already_current = True
         return summary
     for raw in redis.sscan_iter(keys.known_accounts(), count=500):
-        account_id = keys.text(raw)
-        meta = {
-            keys.text(k): keys.text(v)
-            for k, v in redis.hgetall(keys.account_meta(account_id)).items()
-        }
-        if meta.get("ring_layout") == LAYOUT:
-            continue
-        pipe = redis.pipeline(transaction=True)
-        first = meta.get("first_day")
-        # Every ring has its last day in the meta hash (last_day:<metric>): that lists them.
-        for field, last in meta.items():
-            if not field.startswith("last_day:") or first is None:
-                continue
-            ring_key = keys.daily_metric(account_id, field.removeprefix("last_day:"))
-            blob = redis.get(ring_key)
-            if not isinstance(blob, bytes):
-                continue
-            values = _old_ring_days(blob, int(first), int(last))
-            pipe.set(ring_key, rollups.ring_bytes(values, int(last)))
-            summary.rings += 1
-        pipe.hset(keys.account_meta(account_id), "ring_layout", LAYOUT)
-        pipe.execute()
-        summary.accounts += 1
+        while True:
+            try:
+                rings = _convert_account(redis, keys.text(raw))
+                break
+            except WatchError:
+                continue  # the account changed while it was read: read it again
+        if rings is not None:
+            summary.accounts += 1
+            summary.rings += rings
     redis.set(keys.rollups_layout(), LAYOUT)
     return summary
+
+
+def _convert_account(redis: Redis, account_id: str) -> int | None:
+    """Convert one account's rings; None when it is in the current layout already."""
+    meta_key = keys.account_meta(account_id)
+    with redis.pipeline() as pipe:
+        pipe.watch(meta_key)  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
+        meta = {keys.text(k): keys.text(v) for k, v in pipe.hgetall(meta_key).items()}
+        if meta.get("ring_layout") == LAYOUT:
+            return None
+        first = meta.get("first_day")
+        # Every ring has its last day in the meta hash (last_day:<metric>): that lists them.
+        rings = {
+            keys.daily_metric(account_id, field.removeprefix("last_day:")): int(last)
+            for field, last in meta.items()
+            if field.startswith("last_day:") and first is not None
+        }
+        if rings:
+            pipe.watch(*rings)  # type: ignore[no-untyped-call]
+        blobs = [pipe.get(ring_key) for ring_key in rings]
+        pipe.multi()
+        for (ring_key, last), blob in zip(rings.items(), blobs, strict=True):
+            if isinstance(blob, bytes) and first is not None:
+                old_days = _old_ring_days(blob, int(first), last)
+                pipe.set(ring_key, rollups.ring_bytes(old_days, last))
+        pipe.hset(meta_key, "ring_layout", LAYOUT)
+        pipe.execute()
+    return len(rings)
 
 
 def _old_ring_days(raw: bytes, first: int, last: int) -> list[int]:

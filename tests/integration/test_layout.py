@@ -15,8 +15,10 @@ from redis import Redis
 
 from integration import keys, rollups
 from integration.cli import main
+from integration.config import Metrics
 from integration.errors import StorageUnavailableError
 from integration.settings import Settings
+from integration.signals import UsageEvent
 from tests.conftest import USAGE_SECRET_ENV, signed_headers
 
 NOW = datetime.now(UTC)
@@ -86,3 +88,24 @@ def test_an_import_into_old_rollups_says_what_to_run(
     )
     assert result.exit_code == 1
     assert "nothing imported: the usage rollups in Redis are in an older layout" in result.output
+
+
+def test_a_redis_emptied_under_running_processes_is_marked_by_the_next_fold(
+    redis: Redis,
+) -> None:
+    redis.flushdb()  # a restart without persistence, or a FLUSHALL: the mark is gone too
+    event = UsageEvent("acme", "u1", "login", NOW)
+    rollups.fold_usage(redis, "ci:delivery:usage:d1", [event], "rq:job:none", Metrics())
+    assert redis.get(keys.rollups_layout()) == rollups.LAYOUT.encode()
+
+
+def test_migrate_leaves_current_accounts_alone_when_the_mark_was_lost(
+    redis: Redis, settings: Settings
+) -> None:
+    event = UsageEvent("globex", "u1", "login", NOW - timedelta(days=1))
+    rollups.fold_usage(redis, "ci:delivery:usage:d1", [event], "rq:job:none", Metrics())
+    before = rollups.load_history(redis, "globex", NOW, NOW.date(), 3, ("logins",))
+    write_layout_1(redis)  # an old account, and no mark
+    assert migrate(settings) == ["usage rollups: 1 ring(s) of 1 account(s) converted"]
+    after = rollups.load_history(redis, "globex", NOW, NOW.date(), 3, ("logins",))
+    assert after == before
