@@ -45,12 +45,17 @@ class WaitPolicy:
         attempt: Callable[[], T],
         translate: Callable[[Exception, str], CrmError | None],
         may_resend: Callable[[CrmError], bool] = _always,
+        before_each: Callable[[], object] | None = None,
     ) -> T:
         """Call `attempt` until it succeeds, waiting in-process as the CRM asks; give up with
         the translated error when the wait is too long (pausing every worker) or when
-        `may_resend` says the request may have been done already (a create after a timeout)."""
+        `may_resend` says the request may have been done already (a create after a timeout).
+        `before_each` (waiting for a rate-limit slot) runs outside the translation: its own
+        errors, Redis ones, are not the CRM's."""
         self.check_not_paused(operation)
         for number in range(self.max_attempts):
+            if before_each is not None:
+                before_each()
             try:
                 return attempt()
             except CrmError:

@@ -23,10 +23,11 @@ class UsageHistory:
     last_active: datetime | None
     # Every other daily counter by metric name ("events", "logins", configured ones), same days.
     daily_metrics: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
-    # When each support ticket still open was opened (oldest first; a replay sees none opened
-    # after its date), and whether closing events arrive at all (else no ticket can be "old").
+    # When each support ticket still open was (last) opened, oldest first; a replay sees none
+    # opened after its date. And since when closing events arrive (None: never, so no ticket
+    # can be known to be open still).
     open_tickets: tuple[datetime, ...] = ()
-    ticket_closings_arrive: bool = False
+    ticket_closings_since: datetime | None = None
     # Users active in the 30 days that ended 30 days before `last_day` (None: not recorded).
     active_users_30d_before: int | None = None
 
@@ -48,7 +49,7 @@ class AccountState:
         else what usage events or the import reported."""
         try:
             purchased = int(float(self.facts.get("seats", "")))
-        except ValueError:
+        except (ValueError, OverflowError):  # empty, not a number, or "1e309"
             purchased = 0
         return purchased if purchased > 0 else self.usage.seats
 
@@ -62,9 +63,9 @@ def fact_date(raw: str) -> date | None:
     """A CRM date: ISO text (HubSpot date properties, Salesforce Date fields), or HubSpot's
     older milliseconds since the epoch; None when empty or unreadable."""
     text = raw.strip()
-    if text.isdigit() and len(text) > 8:
-        return datetime.fromtimestamp(int(text) / 1000, UTC).date()
     try:
+        if text.isdigit() and len(text) > 8:
+            return datetime.fromtimestamp(int(text) / 1000, UTC).date()
         return date.fromisoformat(text[:10])
-    except ValueError:
+    except (ValueError, OverflowError, OSError):  # not a date, or out of the calendar's range
         return None

@@ -135,18 +135,19 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
     end
   end
   if #updates > 2 then redis.call(unpack(updates)) end
-  -- A ticket is open from its opening until a closing names it. Each side keeps its time, so
-  -- events that arrive out of order, or again, land right: an opening no later than the
-  -- ticket's last closing is old news; one after it reopens the ticket. Both sets keep the
-  -- newest TICKETS_KEPT tickets an account has.
+  -- A ticket is open from its latest opening until a later closing names it. Both sides keep
+  -- their latest time, so events that arrive out of order, or again, land right: an opening no
+  -- later than the ticket's last closing is old news, one after it reopens the ticket, and a
+  -- closing older than the latest opening leaves it open. The open set keeps the oldest
+  -- TICKETS_KEPT tickets (those are what long-open means), the closed set the newest.
   local open_key, closed_key = prefix .. SUFFIX.open_tickets, prefix .. SUFFIX.closed_tickets
   for _, ticket in ipairs(opened) do
     local closed_at = tonumber(redis.call('ZSCORE', closed_key, ticket[2]))
     if closed_at == nil or ticket[1] > closed_at then
-      redis.call('ZADD', open_key, 'NX', ticket[1], ticket[2])
+      redis.call('ZADD', open_key, 'GT', ticket[1], ticket[2])
     end
   end
-  if #opened > 0 then redis.call('ZREMRANGEBYRANK', open_key, 0, -TICKETS_KEPT - 1) end
+  if #opened > 0 then redis.call('ZREMRANGEBYRANK', open_key, TICKETS_KEPT, -1) end
   for _, ticket in ipairs(closed) do
     local opened_at = tonumber(redis.call('ZSCORE', open_key, ticket[2]))
     if opened_at ~= nil and opened_at <= ticket[1] then redis.call('ZREM', open_key, ticket[2]) end
@@ -154,7 +155,7 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
   end
   if #closed > 0 then
     redis.call('ZREMRANGEBYRANK', closed_key, 0, -TICKETS_KEPT - 1)
-    redis.call('SET', ARGV[12], '1')
+    redis.call('SET', ARGV[12], closed[1][1], 'NX')  -- when closings began to arrive
   end
   accounts[account] = true
 end

@@ -88,7 +88,8 @@ def open_tickets(account_id: str) -> str:
 
 
 def ticket_closings_seen() -> str:
-    """Set once any closing event arrives: until then open tickets cannot be told to be old."""
+    """When the first closing event arrived: tickets opened before it cannot be told to be
+    open still (their closings were never sent), so long-open counts only later ones."""
     return f"{PREFIX}:tickets:closings_seen"
 
 

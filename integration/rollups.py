@@ -106,8 +106,8 @@ _DUPLICATE, _MESSAGES_TAKEN, _OUTDATED_LAYOUT = 1, 2, 3  # fold_usage.lua's firs
 # The layout ring.lua writes; integration/layout.py converts the one before it.
 LAYOUT = "2"
 OUTDATED_LAYOUT = (
-    "the usage rollups in Redis are in an older layout: run `integration migrate` once "
-    "(the Procfile's release step does) before starting web and worker processes"
+    "the usage rollups in Redis are in an older layout: stop the previous release's "
+    "processes, run `integration migrate` once, then start this release's"
 )
 
 
@@ -355,9 +355,9 @@ def load_histories(
         pipe.hgetall(keys.account_meta(account_id))
         pipe.zcount(keys.user_last_seen(account_id), since, now.timestamp())
         pipe.zrange(keys.open_tickets(account_id), 0, OPEN_TICKETS_READ - 1, withscores=True)
-    pipe.exists(keys.ticket_closings_seen())
+    pipe.get(keys.ticket_closings_seen())
     pipe.get(keys.rollups_layout())
-    *replies, closings_arrive, layout = pipe.execute()
+    *replies, closings_since, layout = pipe.execute()
     check_layout(layout)
     per_account = 4
     end = day_number(last_day) + 1
@@ -373,7 +373,7 @@ def load_histories(
             wanted,
             names,
             replies[n * per_account : (n + 1) * per_account],
-            bool(closings_arrive),
+            datetime.fromtimestamp(float(closings_since), UTC) if closings_since else None,
         )
         for n, account_id in enumerate(account_ids)
     }
@@ -386,7 +386,7 @@ def _history(
     wanted: dict[str, range],
     names: Sequence[str],
     replies: Sequence[Any],
-    closings_arrive: bool,
+    closings_since: datetime | None,
 ) -> UsageHistory:
     (*blobs, snapshots), meta_raw, active_30d, open_tickets = replies
     meta = {keys.text(k): keys.text(v) for k, v in meta_raw.items()}
@@ -423,7 +423,7 @@ def _history(
         open_tickets=tuple(
             datetime.fromtimestamp(ts, UTC) for _, ts in open_tickets if ts <= now.timestamp()
         ),
-        ticket_closings_arrive=closings_arrive,
+        ticket_closings_since=closings_since,
         active_users_30d_before=_active_30d_before(snapshots, day_number(last_day)),
     )
 

@@ -186,12 +186,13 @@ def support_ticket_spike(state: AccountState, rule: TicketSpikeRule, now: dateti
 
 
 def long_open_tickets(state: AccountState, rule: OpenTicketsRule, now: datetime) -> list[Reason]:
-    """Support tickets open for more than `days`: the customer is still waiting on us. Said only
-    once closing events arrive: a helpdesk that sends openings alone would make every ticket
-    look open forever."""
-    if not state.usage.ticket_closings_arrive:
+    """Support tickets open for more than `days`: the customer is still waiting on us. Only
+    tickets opened since closing events began to arrive count: a helpdesk that sends openings
+    alone would make every ticket look open forever."""
+    since = state.usage.ticket_closings_since
+    if since is None:
         return []
-    ages = [(now - opened).days for opened in state.usage.open_tickets]
+    ages = [(now - opened).days for opened in state.usage.open_tickets if opened >= since]
     old = [age for age in ages if age >= rule.days]
     if len(old) < rule.min_tickets:
         return []

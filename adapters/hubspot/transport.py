@@ -87,10 +87,9 @@ class HubSpotTransport:
         limit = self._search_limit if search else self._limit
 
         def attempt() -> T:
-            limit.acquire()
             return send(self.client())
 
         def may_resend(error: CrmError) -> bool:
             return not creates or error.status in UNPROCESSED
 
-        return self.waits.run(operation, attempt, translate, may_resend)
+        return self.waits.run(operation, attempt, translate, may_resend, limit.acquire)

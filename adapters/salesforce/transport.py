@@ -69,6 +69,7 @@ class SalesforceTransport:
     ) -> T:
         """Send with the budget, waits and retries. A create is not retried here: after a
         timeout or a 5xx it may exist, so the caller looks (by the task key field) first."""
+        self.waits.check_not_paused(operation)  # a pause says how long; the budget only why
         if not urgent:
             self._check_budget(operation)
 

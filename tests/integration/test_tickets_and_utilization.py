@@ -59,11 +59,20 @@ def test_an_opening_sent_again_long_after_its_closing_does_not_reopen_it(redis: 
     assert open_tickets(redis) == ()
 
 
-def test_closing_events_arriving_at_all_is_known_to_the_rules(redis: Redis) -> None:
+def test_when_closing_events_began_to_arrive_is_known_to_the_rules(redis: Redis) -> None:
     fold(redis, ticket("ticket_opened", "T-1", 20))
-    assert not rollups.load_history(redis, "acme", NOW, YESTERDAY, 30).ticket_closings_arrive
+    assert rollups.load_history(redis, "acme", NOW, YESTERDAY, 30).ticket_closings_since is None
     fold(redis, ticket("ticket_closed", "T-7", 1))
-    assert rollups.load_history(redis, "acme", NOW, YESTERDAY, 30).ticket_closings_arrive
+    fold(redis, ticket("ticket_closed", "T-8", 0.5))
+    since = rollups.load_history(redis, "acme", NOW, YESTERDAY, 30).ticket_closings_since
+    assert since == NOW - timedelta(days=1)
+
+
+def test_a_reopening_that_arrives_before_an_older_closing_stays_open(redis: Redis) -> None:
+    fold(redis, ticket("ticket_opened", "T-5", 20))
+    fold(redis, ticket("ticket_opened", "T-5", 2))  # reopened
+    fold(redis, ticket("ticket_closed", "T-5", 10))  # the first closing, delivered late
+    assert open_tickets(redis) == (NOW - timedelta(days=2),)
 
 
 def test_a_replay_does_not_see_tickets_opened_after_its_date(redis: Redis) -> None:

@@ -23,7 +23,7 @@ USAGE = UsageHistory(
     20,
     14,
     NOW,
-    ticket_closings_arrive=True,
+    ticket_closings_since=NOW - timedelta(days=365),
 )
 
 
@@ -52,8 +52,14 @@ def test_several_long_open_tickets_are_counted_and_weigh_more() -> None:
 
 
 def test_open_tickets_say_nothing_until_closing_events_arrive() -> None:
-    state = account(open_tickets=opened(40, 20, 15), ticket_closings_arrive=False)
+    state = account(open_tickets=opened(40, 20, 15), ticket_closings_since=None)
     assert long_open_tickets(state, OpenTicketsRule(), NOW) == []
+
+
+def test_tickets_opened_before_closings_began_to_arrive_are_not_counted() -> None:
+    state = account(open_tickets=opened(40, 20), ticket_closings_since=NOW - timedelta(days=30))
+    [reason] = long_open_tickets(state, OpenTicketsRule(), NOW)
+    assert reason.details["observed"] == 1  # the ticket from 20 days ago
 
 
 def test_young_tickets_or_fewer_than_the_minimum_are_not_a_reason() -> None:

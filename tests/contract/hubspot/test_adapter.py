@@ -346,3 +346,19 @@ def test_any_refusal_of_an_enrollment_gives_the_owner_a_task_instead(
     hub.fail_next("POST", "/automation/v4/sequences/enrollments", 400, body)
     with pytest.raises(CrmFeatureUnavailableError, match="already enrolled"):
         crm.enroll_in_sequence(SequenceEnrollment(contact, "seq-1", owner["id"]))
+
+
+def test_a_redis_failure_in_the_rate_limiter_is_not_taken_for_a_hubspot_error(
+    hub: FakeHubSpot, crm: HubSpotCrm, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    def redis_down() -> float:
+        msg = "Connection refused"
+        raise RedisConnectionError(msg)
+
+    monkeypatch.setattr(crm.transport._limit, "acquire", redis_down)
+    with pytest.raises(RedisConnectionError):
+        crm.find_accounts(["acme"])
+    assert sleeps == []  # no back-off as if HubSpot were down
+    assert hub.requests == []
