@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -337,7 +337,8 @@ def test_a_bad_hubspot_signature_is_refused_and_nothing_queued(
     assert nothing_stored(redis)
 
 
-def test_without_sequences_access_the_owner_gets_a_task_naming_the_sequence(
+@pytest.fixture
+def champion_left_with_a_sequence(
     tmp_path: Path,
     hub: FakeHubSpot,
     portal: dict[str, str],
@@ -345,8 +346,8 @@ def test_without_sequences_access_the_owner_gets_a_task_naming_the_sequence(
     redis: Redis,
     monkeypatch: pytest.MonkeyPatch,
     webhook_secrets: dict[str, str],
-) -> None:
-    hub.sequences_access = False
+) -> Iterator[Callable[[], None]]:
+    """Runs the champion-left playbook, set to enroll the champion in sequence 4455."""
     settings = hubspot_settings(
         tmp_path,
         hub,
@@ -355,8 +356,21 @@ def test_without_sequences_access_the_owner_gets_a_task_naming_the_sequence(
         playbooks={"champion_left_multithread": {"sequence_id": "4455"}},
     )
     context, client = start(settings)
-    post_hubspot(client, [association_removed(portal["priya"], portal["globex"])])
-    drain(redis)
+
+    def run() -> None:
+        post_hubspot(client, [association_removed(portal["priya"], portal["globex"])])
+        drain(redis)
+
+    yield run
+    jobs.install_context(None)
+    context.redis.close()
+
+
+def test_without_sequences_access_the_owner_gets_a_task_naming_the_sequence(
+    hub: FakeHubSpot, champion_left_with_a_sequence: Callable[[], None]
+) -> None:
+    hub.sequences_access = False
+    champion_left_with_a_sequence()
     subjects = sorted(task["hs_task_subject"] for task in tasks(hub))
     assert subjects == [
         "Priya Natarajan left Globex: find a new champion",
@@ -365,35 +379,18 @@ def test_without_sequences_access_the_owner_gets_a_task_naming_the_sequence(
     fallback = next(t for t in tasks(hub) if t["hs_task_subject"].startswith("Start sequence"))
     assert "MISSING_SCOPES" in fallback["hs_task_body"]
     assert hub.enrollments == []
-    jobs.install_context(None)
 
 
 def test_with_sequences_access_the_champion_is_enrolled_as_the_owner(
-    tmp_path: Path,
-    hub: FakeHubSpot,
-    portal: dict[str, str],
-    redis_url: str,
-    redis: Redis,
-    monkeypatch: pytest.MonkeyPatch,
-    webhook_secrets: dict[str, str],
+    hub: FakeHubSpot, portal: dict[str, str], champion_left_with_a_sequence: Callable[[], None]
 ) -> None:
-    settings = hubspot_settings(
-        tmp_path,
-        hub,
-        redis_url,
-        monkeypatch,
-        playbooks={"champion_left_multithread": {"sequence_id": "4455"}},
-    )
-    context, client = start(settings)
-    post_hubspot(client, [association_removed(portal["priya"], portal["globex"])])
-    drain(redis)
+    champion_left_with_a_sequence()
     [enrollment] = hub.enrollments
     assert (enrollment["contactId"], enrollment["sequenceId"], enrollment["senderEmail"]) == (
         portal["priya"],
         "4455",
         "ben@vendor.example",
     )
-    jobs.install_context(None)
 
 
 def test_a_refused_task_lands_in_failed_jobs_and_retry_creates_it(
