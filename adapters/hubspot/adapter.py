@@ -113,13 +113,7 @@ class HubSpotCrm:
         return accounts
 
     def _search_company(self, property_name: str, value: str) -> CrmAccount | None:
-        body = {
-            "filterGroups": [
-                {"filters": [{"propertyName": property_name, "operator": "EQ", "value": value}]}
-            ],
-            "properties": self._company_properties(),
-            "limit": 1,
-        }
+        body = mapping.first_match_search(property_name, value, self._company_properties())
         response = self._call(
             "search_companies",
             lambda hub: hub.crm.companies.search_api.do_search(
@@ -287,21 +281,9 @@ class HubSpotCrm:
         return str(record.id)
 
     def find_task(self, idempotency_key: str) -> str | None:
-        body = {
-            "filterGroups": [
-                {
-                    "filters": [
-                        {
-                            "propertyName": self.settings.task_key_property,
-                            "operator": "EQ",
-                            "value": task_key(idempotency_key),
-                        }
-                    ]
-                }
-            ],
-            "properties": ["hs_task_subject"],
-            "limit": 1,
-        }
+        body = mapping.first_match_search(
+            self.settings.task_key_property, task_key(idempotency_key), ["hs_task_subject"]
+        )
         response = self._call(
             "search_tasks",
             lambda hub: hub.crm.objects.tasks.search_api.do_search(

@@ -49,6 +49,17 @@ def association(to_id: str, type_id: int) -> dict[str, Any]:
     }
 
 
+def first_match_search(property_name: str, value: str, properties: list[str]) -> dict[str, Any]:
+    """A CRM search body for the one record whose property equals `value`."""
+    return {
+        "filterGroups": [
+            {"filters": [{"propertyName": property_name, "operator": "EQ", "value": value}]}
+        ],
+        "properties": properties,
+        "limit": 1,
+    }
+
+
 def task_input(task: TaskRequest, key_property: str) -> dict[str, Any]:
     properties = {
         "hs_timestamp": hubspot_timestamp(task.due_date),
