@@ -38,6 +38,13 @@ def account_facts(record: Mapping[str, object], fields: Mapping[str, str]) -> di
     }
 
 
+def is_champion(value: str, champion_values: Sequence[str]) -> bool:
+    """Whether a multi-select buying-role value (HubSpot and Salesforce both join picks with
+    ';') holds one of the configured champion values, case aside."""
+    wanted = {choice.strip().lower() for choice in champion_values}
+    return any(pick.strip().lower() in wanted for pick in value.split(";"))
+
+
 def task_key(idempotency_key: str) -> str:
     """What we store on a CRM task to find it again: a hash, because our keys may hold a
     person's email."""

@@ -64,7 +64,7 @@ def calls_per_accounts(accounts: int, redis: Redis) -> dict[str, float]:
         writes = len(hub.requests) - lookups
         before = len(hub.requests)
         started = time.perf_counter()
-        client = crm.client()
+        client = crm.transport.client()
         for cid in ids:  # the baseline: one PATCH per account
             client.crm.companies.basic_api.update(
                 company_id=cid,

@@ -32,6 +32,7 @@ from adapters.protocol import (
     TaskRequest,
     WriteResult,
     account_facts,
+    is_champion,
     task_key,
 )
 from integration import keys
@@ -62,9 +63,6 @@ class HubSpotCrm:
         self.transport = HubSpotTransport(self.settings, self.tokens, self.redis, self.sleep)
         self._call = self.transport.call
 
-    def client(self) -> HubSpot:
-        return self.transport.client()
-
     def _timeout(self) -> float:
         return self.settings.request_timeout_seconds
 
@@ -87,7 +85,7 @@ class HubSpotCrm:
             account = self._search_company(fallback, account_id)  # type: ignore[arg-type]
             if account is not None:
                 found[account_id] = account
-        self._cache_accounts({k: v for k, v in found.items() if k in missing})
+        self._cache_accounts({k: found[k] for k in missing if k in found})
         return found
 
     def _read_companies(self, product_ids: Sequence[str]) -> dict[str, CrmAccount]:
@@ -178,9 +176,6 @@ class HubSpotCrm:
         if record is None:
             return None
         values = record.properties or {}
-        roles = (
-            set((values.get(champion_property) or "").split(";")) if champion_property else set()
-        )
         name = " ".join(p for p in (values.get("firstname"), values.get("lastname")) if p)
         email = values.get("email") or ""
         return CrmContact(
@@ -189,7 +184,8 @@ class HubSpotCrm:
             name or email,
             primary_company(record),
             values.get("jobtitle"),
-            bool(roles & set(self.settings.champion_values)),
+            bool(champion_property)
+            and is_champion(values.get(champion_property) or "", self.settings.champion_values),
         )
 
     def reassign_task(self, task_crm_id: str, owner_id: str) -> None:

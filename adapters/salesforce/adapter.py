@@ -27,6 +27,7 @@ from adapters.protocol import (
     TaskRequest,
     WriteResult,
     account_facts,
+    is_champion,
     task_key,
 )
 from adapters.salesforce.errors import CRM, LOCKED_ROW_WAIT_SECONDS, TRANSIENT_CODES, first_error
@@ -139,13 +140,10 @@ class SalesforceCrm:
         return ", ".join(dict.fromkeys(names))
 
     def _contact(self, record: dict[str, Any]) -> CrmContact:
-        champion = False
-        if self.settings.champion_field:
-            value = str(record.get(self.settings.champion_field) or "")
-            champion = any(
-                v.lower() in {c.lower() for c in self.settings.champion_values}
-                for v in value.split(";")
-            )
+        field = self.settings.champion_field
+        champion = bool(field) and is_champion(
+            str(record.get(field or "") or ""), self.settings.champion_values
+        )
         return CrmContact(
             record["Id"],
             record.get("Email") or "",

@@ -95,7 +95,7 @@ def wanted_fields(config: Config) -> list[Wanted]:
 
 
 def _describe(crm: SalesforceCrm, sobject: str) -> dict[str, dict[str, Any]]:
-    answer = crm._call(  # noqa: SLF001 - describing is part of the adapter
+    answer = crm.transport.call(
         f"describe_{sobject.lower()}", lambda sf: sf.restful(f"sobjects/{sobject}/describe")
     )
     return {f["name"]: f for f in (answer or {}).get("fields", [])}

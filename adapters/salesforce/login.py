@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import requests
 from simple_salesforce.api import Salesforce
 
 from integration.config import SalesforceCrm as SalesforceSettings
+
+_ARGUMENT = {
+    "username_env": "username",
+    "consumer_key_env": "consumer_key",
+    "private_key_env": "privatekey",
+    "consumer_secret_env": "consumer_secret",
+    "password_env": "password",
+    "security_token_env": "security_token",
+}
 
 
 def login_with(
@@ -17,30 +27,11 @@ def login_with(
     auth, version = settings.auth, settings.api_version
 
     def login(session: requests.Session) -> Salesforce:
-        if auth.flow == "jwt":
-            return Salesforce(
-                username=secret(auth.username_env),
-                consumer_key=secret(auth.consumer_key_env),
-                privatekey=secret(auth.private_key_env),
-                domain=auth.domain,
-                version=version,
-                session=session,
-            )
-        if auth.flow == "client_credentials":
-            return Salesforce(
-                consumer_key=secret(auth.consumer_key_env),
-                consumer_secret=secret(auth.consumer_secret_env),
-                domain=auth.domain,
-                version=version,
-                session=session,
-            )
-        return Salesforce(
-            username=secret(auth.username_env),
-            password=secret(auth.password_env),
-            security_token=secret(auth.security_token_env),
-            domain=auth.domain,
-            version=version,
-            session=session,
-        )
+        # The flow's secrets (config.secret_envs) as simple-salesforce's arguments: which of
+        # them are given picks its login (JWT, client credentials or password).
+        credentials: dict[str, Any] = {
+            _ARGUMENT[key]: secret(env_name) for key, env_name in auth.secret_envs().items()
+        }
+        return Salesforce(**credentials, domain=auth.domain, version=version, session=session)
 
     return login

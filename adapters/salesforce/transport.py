@@ -69,9 +69,6 @@ class SalesforceTransport:
     ) -> T:
         """Send with the budget, waits and retries. A create is not retried here: after a
         timeout or a 5xx it may exist, so the caller looks (by the task key field) first."""
-        self.waits.check_not_paused(operation)  # a pause says how long; the budget only why
-        if not urgent:
-            self._check_budget(operation)
 
         def attempt() -> T:
             client = self.client()
@@ -79,7 +76,9 @@ class SalesforceTransport:
             self._record_usage(client)
             return result
 
-        return self.waits.run(operation, attempt, translate, lambda error: not creates)
+        # run() checks for a pause first (it says how long), then the budget (it only says why).
+        budget = None if urgent else (lambda: self._check_budget(operation))
+        return self.waits.run(operation, attempt, translate, lambda error: not creates, budget)
 
     def api_usage(self) -> tuple[int, int] | None:
         raw = self.redis.hgetall(USAGE_KEY)
