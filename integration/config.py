@@ -436,26 +436,30 @@ class RiskConfig(_Strict):
     # enterprise: {usage_drop: {drop_pct: 30}}. Keys and values are checked like the rules above.
     segments: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    # Each segment's rules, built once when the config is loaded: assess() asks for them for
+    # every account, and building them re-validates every rule.
+    _by_segment: dict[str, RiskConfig] = PrivateAttr(default_factory=dict)
+
     @model_validator(mode="after")
     def _segments_are_valid_rules(self) -> RiskConfig:
         for segment, overrides in self.segments.items():
+            if "segments" in overrides:
+                msg = f"segments.{segment}: a segment cannot have segments of its own"
+                raise ValueError(msg)
             try:
-                self.for_segment(segment)
+                self._by_segment[segment] = self._with_overrides(overrides)
             except ValidationError as exc:
                 first = exc.errors()[0]
                 where = ".".join(str(part) for part in first["loc"])
                 msg = f"segments.{segment}.{where}: {first['msg'].lower()}"
                 raise ValueError(msg) from None
-            if "segments" in overrides:
-                msg = f"segments.{segment}: a segment cannot have segments of its own"
-                raise ValueError(msg)
         return self
 
     def for_segment(self, segment: str | None) -> RiskConfig:
         """These rules with a segment's overrides applied (the rules as they are without one)."""
-        overrides = self.segments.get(segment or "")
-        if not overrides:
-            return self
+        return self._by_segment.get(segment or "", self)
+
+    def _with_overrides(self, overrides: dict[str, Any]) -> RiskConfig:
         merged = self.model_dump()
         merged.pop("segments")
         for rule, values in overrides.items():
