@@ -228,11 +228,12 @@ _year_over_year = lru_cache(maxsize=32)(year_over_year)
 
 def champion_left(state: AccountState, rule: ChampionLeftRule, now: datetime) -> list[Reason]:
     """A champion of this account left it (changed company or left) within `remember_days`."""
-    labels = {label.lower() for label in rule.champion_labels}
     reasons = []
     for person in state.people:
-        is_champion = person.is_champion or (person.relationship_type or "").lower() in labels
-        if not is_champion or person.change_type not in LEAVING_CHANGES:
+        if (
+            not person.was_champion(rule.champion_labels)
+            or person.change_type not in LEAVING_CHANGES
+        ):
             continue
         if person.previous_account_id != state.account_id:
             continue

@@ -116,7 +116,7 @@ def new_decision_maker(state: AccountState, rule: DecisionMakerRule, now: dateti
     for person in state.people:
         if person.change_type not in ARRIVING or person.current_account_id != state.account_id:
             continue
-        if person.is_champion or (person.relationship_type or "").lower() == "champion":
+        if person.was_champion():
             continue  # a former champion arriving is told by champion_joined, more usefully
         title = person.current_job_title or ""
         if not any(p.search(title) for p in patterns):
@@ -293,11 +293,10 @@ def low_stickiness(state: AccountState, rule: StickinessRule, now: datetime) -> 
 
 def champion_joined(state: AccountState, rule: ChampionJoinedRule, now: datetime) -> list[Reason]:
     """Someone who championed us elsewhere joined this account: they can open doors here."""
-    labels = {label.lower() for label in rule.champion_labels}
     reasons = []
     for person in state.people:
         came_from = person.previous_company_name or person.previous_account_id or "another account"
-        champion = person.is_champion or (person.relationship_type or "").lower() in labels
+        champion = person.was_champion(rule.champion_labels)
         if (
             person.change_type is not ChangeType.COMPANY_CHANGE
             or not champion

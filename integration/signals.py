@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -137,6 +137,11 @@ class JobChanged:
     previous_account_id: str | None = None
     current_account_id: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def was_champion(self, labels: Iterable[str] = ("champion",)) -> bool:
+        """Flagged a champion by the source, or with one of these relationship labels."""
+        wanted = {label.lower() for label in labels}
+        return self.is_champion or (self.relationship_type or "").lower() in wanted
 
     @property
     def dedupe_id(self) -> str:

@@ -37,10 +37,6 @@ class RecordNotification:
     sobject_type: str
     fields: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def record_id(self) -> str:
-        return self.fields.get("Id", "")
-
 
 @dataclass(frozen=True, slots=True)
 class OutboundMessage:
