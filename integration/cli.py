@@ -12,11 +12,12 @@ from rq import Queue
 from rq.worker import SimpleWorker
 
 from integration import jobs, keys
+from integration.accounts import AccountState
 from integration.bootstrap import build_context, read_config
 from integration.config import Config
 from integration.errors import InvalidConfigError, StorageUnavailableError
 from integration.failures import list_failed, retry_failed
-from integration.jobs import load_state
+from integration.jobs import EVALUATION_BATCH, load_states
 from integration.logs import configure_logging
 from integration.queues import QUEUE_NAMES
 from integration.risk import assess, assessment_to_json
@@ -295,8 +296,11 @@ def evaluate(
     ids = sorted(
         account_ids or (keys.text(a) for a in context.redis.smembers(keys.known_accounts()))
     )
+    states: dict[str, AccountState] = {}
+    for start in range(0, len(ids), EVALUATION_BATCH):  # as the daily job reads them
+        states |= load_states(context, ids[start : start + EVALUATION_BATCH], now)
     for account_id in ids:
-        result = assess(load_state(context, account_id, now), context.config.risk, now)
+        result = assess(states[account_id], context.config.risk, now)
         if as_json:
             click.echo(json.dumps(assessment_to_json(result)))
             continue

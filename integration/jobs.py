@@ -245,10 +245,6 @@ def _run_playbooks(context: Context, item: _Evaluated, now: datetime) -> None:
         )
 
 
-def load_state(context: Context, account_id: str, now: datetime) -> AccountState:
-    return load_states(context, [account_id], now)[account_id]
-
-
 def load_states(
     context: Context,
     account_ids: Sequence[str],

@@ -7,6 +7,7 @@ together.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 PREFIX = "ci"
 
@@ -44,6 +45,7 @@ def delivery_seen(source: str, delivery_id: str) -> str:
     return f"{PREFIX}:delivery:{source}:{delivery_id}"
 
 
+@lru_cache(maxsize=4096)  # a Segment delivery asks twice per message (look, then mark)
 def message_seen(source: str, message_id: str) -> str:
     """Set once a message's usage is stored; a message re-sent in another batch is dropped.
     Hashed to 80 bits: one key per message adds up, and ids run to 100 characters."""
