@@ -27,7 +27,7 @@ from integration.accounts import AccountState
 from integration.config import Metrics, RiskConfig
 from integration.devredis import empty_database_url, find_or_start
 from integration.risk import assess, history_days_needed, other_days_needed
-from integration.settings import DEFAULT_REDIS_URL
+from integration.settings import Settings
 from integration.signals import UsageEvent
 
 HISTORY_DAYS = 400
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
-    server = find_or_start(DEFAULT_REDIS_URL)
+    server = find_or_start(Settings().redis_url)
     redis = Redis.from_url(empty_database_url(server.url))
     try:
         layout.prepare(redis)  # an empty database: marked with the current layout

@@ -31,7 +31,7 @@ from adapters.protocol import FieldUpdate
 from integration.config import HubSpotCrm as HubSpotSettings
 from integration.config import HubSpotRateLimit
 from integration.devredis import empty_database_url, find_or_start, free_port
-from integration.settings import DEFAULT_REDIS_URL
+from integration.settings import Settings
 from tests.fakes.hubspot_server import FakeHubSpot
 
 RATE = (20, 2)  # requests per seconds: HubSpot's 100/10 s, scaled down so the run is short
@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--calls-per-worker", type=int, default=30)
     args = parser.parse_args()
-    server = find_or_start(DEFAULT_REDIS_URL)
+    server = find_or_start(Settings().redis_url)
     redis_url = empty_database_url(server.url)
     redis = Redis.from_url(redis_url)
     try:

@@ -32,7 +32,7 @@ import yaml
 from redis import Redis
 
 from integration.devredis import empty_database_url, find_or_start, free_port
-from integration.settings import DEFAULT_REDIS_URL
+from integration.settings import Settings
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 GUNICORN = [
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    server = find_or_start(DEFAULT_REDIS_URL)
+    server = find_or_start(Settings().redis_url)
     redis_url = empty_database_url(server.url)
     workdir = Path("var/bench")
     workdir.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from adapters.salesforce.login import login_with
 from integration.config import SalesforceAuth
 from integration.config import SalesforceCrm as SalesforceSettings
 from integration.devredis import empty_database_url, find_or_start
-from integration.settings import DEFAULT_REDIS_URL
+from integration.settings import Settings
 
 INSTANCE = "https://bench.my.salesforce.com"
 API = f"{INSTANCE}/services/data/v62.0"
@@ -80,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=1000)
     args = parser.parse_args()
-    server = find_or_start(DEFAULT_REDIS_URL)
+    server = find_or_start(Settings().redis_url)
     redis = Redis.from_url(empty_database_url(server.url))
     try:
         for name, value in measure(args.accounts, redis).items():
