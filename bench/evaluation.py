@@ -18,6 +18,7 @@ import platform
 import random
 import resource
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
 from redis import Redis
@@ -25,7 +26,7 @@ from redis import Redis
 from integration import keys, layout, rollups
 from integration.accounts import AccountState
 from integration.config import Metrics, RiskConfig
-from integration.devredis import empty_database_url, find_or_start
+from integration.devredis import dev_database
 from integration.risk import assess, history_days_needed, other_days_needed
 from integration.settings import Settings
 from integration.signals import UsageEvent
@@ -147,8 +148,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
-    server = find_or_start(Settings().redis_url)
-    redis = Redis.from_url(empty_database_url(server.url))
+    database = ExitStack()  # an empty database, claimed; flushed and freed at the end
+    redis = Redis.from_url(database.enter_context(dev_database(Settings().redis_url)))
     try:
         layout.prepare(redis)  # an empty database: marked with the current layout
         started = time.perf_counter()
@@ -172,8 +173,7 @@ def main() -> None:
         print("evaluation.peak_rss_mb", round(peak_kb / 1024, 1))
         print("python", platform.python_version(), "redis", redis.info()["redis_version"])
     finally:
-        redis.flushdb()
-        server.stop()
+        database.close()
 
 
 if __name__ == "__main__":

