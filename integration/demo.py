@@ -1,8 +1,9 @@
 """The demo: the real web app (gunicorn) and a real RQ worker on the sandbox CRM, fed the samples.
 
-It uses an empty Redis database (or a private Redis it starts) and a fresh sandbox file under
-var/demo/, so it never touches anyone's data, and it posts every sample twice to show that a
-re-delivery creates nothing new.
+It claims an empty Redis database (of the Redis at REDIS_URL, or of a private one it starts) and
+works in a fresh temporary folder, so it never touches anyone's data; it posts every sample twice
+to show that a re-delivery creates nothing new. Each phase prints a line as it starts, and a phase
+that fails ends the demo with one line saying what failed and where the logs are.
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -20,98 +25,100 @@ import click
 import requests
 import yaml
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from integration import keys
 from integration.bootstrap import build_context
-from integration.devredis import DevRedis, empty_database_url, find_or_start, free_port
+from integration.devredis import RedisNotFoundError, claimed_database, find_or_start, free_port
 from integration.queues import QUEUE_NAMES
 from integration.replay import replay_folder
 from integration.report import render_report
 from integration.settings import DEFAULT_REDIS_URL, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_DIR = ROOT / "var" / "demo"
-WAIT_SECONDS = 90
+# Shipped with the package, so the demo runs from any folder after `pip install`.
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+READY_SECONDS = 30
+DRAIN_SECONDS = 90
 POLL_SECONDS = 0.2
+HEALTH_TIMEOUT_SECONDS = 2
 
 
-def run_demo(keep: bool = False) -> int:
-    DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    redis_server = find_or_start(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
-    redis_url = empty_database_url(redis_server.url)
-    env = _demo_env(redis_url)
-    processes: list[subprocess.Popen[bytes]] = []
+def phase(text: str) -> None:
+    click.echo(f"==> {text}")
+
+
+def run_demo(keep: bool = False) -> None:
+    """Run it all in a fresh temporary folder, removed afterwards unless kept or failed."""
+    workdir = Path(tempfile.mkdtemp(prefix="cs-playbooks-demo-"))
     try:
-        port = free_port()
-        processes.append(
-            _start(
-                "web",
-                [
-                    sys.executable,
-                    "-m",
-                    "gunicorn",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--workers",
-                    "2",
-                    "webhooks.app:create_app()",
-                ],
-                env,
-            )
-        )
-        processes.append(
-            _start(
-                "worker",
-                [
-                    sys.executable,
-                    "-m",
-                    "rq.cli",
-                    "worker",
-                    "--url",
-                    redis_url,
-                    "--with-scheduler",
-                    "--worker-class",
-                    "rq.worker.SimpleWorker",
-                    *QUEUE_NAMES,
-                ],
-                env,
-            )
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        _wait_healthy(base_url, processes)
-        os.environ.update(env)
-        settings = Settings(config=Path(env["INTEGRATION_CONFIG"]), redis_url=redis_url)
-        context = build_context(settings)
-        click.echo(f"web app on {base_url}, worker on {redis_url}; posting examples/ twice\n")
-        for line in replay_folder(ROOT / "examples", base_url, context.config, twice=True):
-            click.echo(f"  {line}")
-        _wait_drained(context.redis, processes)
-        click.echo("\n" + render_report(context))
-        tasks = len(context.crm.tasks())  # type: ignore[attr-defined]
+        with ExitStack() as stack:
+            redis_url = stack.enter_context(_demo_redis())
+            _run(workdir, redis_url, stack)
+            if keep:
+                click.echo(f"kept: Redis database {redis_url}, sandbox CRM and logs in {workdir}")
+            else:
+                with Redis.from_url(redis_url) as client:
+                    client.flushdb()
+    except (click.ClickException, RedisError, RedisNotFoundError, requests.RequestException) as exc:
+        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        msg = f"{message} (logs in {workdir})"
+        raise click.ClickException(msg) from exc
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+        click.echo(f"done; removed {workdir} (--keep keeps the sandbox CRM, logs and Redis data)")
+
+
+@contextmanager
+def _demo_redis() -> Iterator[str]:
+    phase("starting Redis")
+    server = find_or_start(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    try:
+        with claimed_database(server.url) as redis_url:
+            click.echo(f"    {server.origin}; database {redis_url} claimed for this run")
+            yield redis_url
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=15)
-        if not keep:
-            Redis.from_url(redis_url).flushdb()
-        _stop(redis_server)
-    click.echo(f"\nlogs: {DEMO_DIR}/web.log, {DEMO_DIR}/worker.log")
-    return 0 if tasks else 1
+        server.stop()
 
 
-def _demo_env(redis_url: str) -> dict[str, str]:
-    example = yaml.safe_load((ROOT / "config.example.yaml").read_text())
-    crm_file = DEMO_DIR / "crm.sqlite3"
-    for leftover in DEMO_DIR.glob("crm.sqlite3*"):
-        leftover.unlink()
-    example["crm"]["sandbox"] = {
-        "path": str(crm_file),
-        "seed_file": str(ROOT / "examples" / "crm-seed.yaml"),
+def _run(workdir: Path, redis_url: str, stack: ExitStack) -> None:
+    env = _demo_env(workdir, redis_url)
+    phase(f"starting the web app (gunicorn) and an RQ worker; logs in {workdir}")
+    port = free_port()
+    web = ["-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    web += ["webhooks.app:create_app()"]
+    worker = ["-m", "rq.cli", "worker", "--url", redis_url, "--with-scheduler"]
+    worker += ["--worker-class", "rq.worker.SimpleWorker", *QUEUE_NAMES]
+    processes = {
+        "web": stack.enter_context(_process("web", web, env, workdir)),
+        "worker": stack.enter_context(_process("worker", worker, env, workdir)),
     }
-    config_path = DEMO_DIR / "config.yaml"
+    base_url = f"http://127.0.0.1:{port}"
+    phase(f"waiting for the web app at {base_url} (up to {READY_SECONDS} s)")
+    waited = wait_ready(f"{base_url}/healthz", READY_SECONDS, lambda: _check_alive(processes))
+    click.echo(f"    ready after {waited:.1f} s")
+    os.environ.update(env)
+    context = build_context(Settings(config=Path(env["INTEGRATION_CONFIG"]), redis_url=redis_url))
+    phase("replaying the samples twice, as a sender that retries")
+    for line in replay_folder(EXAMPLES, base_url, context.config, twice=True):
+        click.echo(f"    {line}")
+    phase("waiting for the worker to evaluate the accounts")
+    _wait_drained(context.redis, processes)
+    phase("report: what a rep sees in the sandbox CRM")
+    click.echo(render_report(context))
+    if not context.crm.tasks():  # type: ignore[attr-defined]  # the demo's CRM is the sandbox
+        msg = "the samples created no task in the sandbox CRM: see worker.log"
+        raise click.ClickException(msg)
+
+
+def _demo_env(workdir: Path, redis_url: str) -> dict[str, str]:
+    example = yaml.safe_load((EXAMPLES / "config.example.yaml").read_text())
+    example["crm"]["sandbox"] = {
+        "path": str(workdir / "crm.sqlite3"),
+        "seed_file": str(EXAMPLES / "crm-seed.yaml"),
+    }
+    config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(example, sort_keys=False))
     env = dict(os.environ)
     for source in ("usage", "job_changes"):
@@ -125,28 +132,56 @@ def _demo_env(redis_url: str) -> dict[str, str]:
     return env
 
 
-def _start(name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log: IO[bytes] = (DEMO_DIR / f"{name}.log").open("wb")
-    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own argument list
-
-
-def _wait_healthy(base_url: str, processes: list[subprocess.Popen[bytes]]) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        _check_alive(processes)
+@contextmanager
+def _process(
+    name: str, arguments: list[str], env: dict[str, str], workdir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """This Python running `arguments`, logging to workdir/NAME.log; stopped on exit."""
+    log: IO[bytes] = (workdir / f"{name}.log").open("wb")
+    command = [sys.executable, *arguments]
+    process = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - our own argument list
+    try:
+        yield process
+    finally:
+        process.terminate()
         try:
-            if requests.get(f"{base_url}/healthz", timeout=2).status_code == 200:  # noqa: PLR2004
-                return
-        except requests.ConnectionError:
-            pass
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def wait_ready(
+    url: str,
+    deadline_seconds: float,
+    check_alive: Callable[[], None],
+    request_timeout: float = HEALTH_TIMEOUT_SECONDS,
+) -> float:
+    """Seconds until `url` answered 200; any connection or read error in between is a retry.
+
+    A loaded 2-core machine starting gunicorn and a worker at once can take seconds to answer,
+    so only the deadline, or a process that exited (`check_alive` raises), ends the wait.
+    """
+    started = time.monotonic()
+    last = "no answer yet"
+    while (waited := time.monotonic() - started) < deadline_seconds:
+        check_alive()
+        try:
+            answer = requests.get(url, timeout=request_timeout)
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        else:
+            if answer.status_code == 200:  # noqa: PLR2004 - HTTP OK
+                return waited
+            last = f"HTTP {answer.status_code}"
         time.sleep(POLL_SECONDS)
-    msg = f"the web app did not answer /healthz in {WAIT_SECONDS}s; see {DEMO_DIR}/web.log"
+    msg = f"{url} was not ready after {deadline_seconds:g} s (last: {last})"
     raise click.ClickException(msg)
 
 
-def _wait_drained(redis: Redis, processes: list[subprocess.Popen[bytes]]) -> None:
+def _wait_drained(redis: Redis, processes: dict[str, subprocess.Popen[bytes]]) -> None:
     """Wait until no job is queued or running and no account waits for evaluation."""
-    deadline = time.monotonic() + WAIT_SECONDS
+    deadline = time.monotonic() + DRAIN_SECONDS
     queues = [Queue(name, connection=redis) for name in QUEUE_NAMES]
     while time.monotonic() < deadline:
         _check_alive(processes)
@@ -154,16 +189,12 @@ def _wait_drained(redis: Redis, processes: list[subprocess.Popen[bytes]]) -> Non
         if not busy and not redis.exists(keys.dirty_accounts()):
             return
         time.sleep(POLL_SECONDS)
-    msg = f"the worker did not finish in {WAIT_SECONDS}s; see {DEMO_DIR}/worker.log"
+    msg = f"the worker did not finish within {DRAIN_SECONDS} s"
     raise click.ClickException(msg)
 
 
-def _check_alive(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
+def _check_alive(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for name, process in processes.items():
         if process.poll() is not None:
-            msg = f"{process.args!r} exited with {process.returncode}; see the logs in {DEMO_DIR}"
+            msg = f"the {name} process exited with code {process.returncode}: see {name}.log"
             raise click.ClickException(msg)
-
-
-def _stop(server: DevRedis) -> None:
-    server.stop()

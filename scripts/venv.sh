@@ -13,16 +13,25 @@ find_python() {
   return 1
 }
 
+# pip's own output, cut to one growing line of package names, so a first install that takes a
+# minute or two is never silent for long and never floods the screen.
+show_progress() {
+  awk '/^Collecting / { printf " %s", $2; fflush() } END { print "" }'
+}
+
 ensure_venv() {
-  local extras="${1:-}" stamp wanted
+  local extras="${1:-}" stamp=.venv/.installed hash python
   if [ ! -x .venv/bin/python ]; then
-    "$(find_python)" -m venv .venv
+    python="$(find_python)"
+    echo "==> making .venv with $("$python" --version)"
+    "$python" -m venv .venv
   fi
-  wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)${extras}"
-  stamp=.venv/.installed
-  if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+  # The dev extra includes every other one, so a venv made for the tests also runs the demo.
+  if ! grep -qxE "$hash:(${extras}|dev)" "$stamp" 2>/dev/null; then
+    echo "==> installing cs-playbooks${extras:+[$extras]} and its dependencies into .venv (first run: a minute or two)"
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".${extras:+[$extras]}"
-    echo "$wanted" > "$stamp"
+    .venv/bin/python -m pip install --progress-bar off -e ".${extras:+[$extras]}" | show_progress
+    echo "$hash:$extras" >> "$stamp"
   fi
 }

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from integration.cli import main
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "integration" / "examples" / "config.example.yaml"
 
 
 def run_validate(tmp_path: Path, text: str, env: dict[str, str]) -> tuple[int, str]:
