@@ -6,6 +6,7 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 from rq import Queue
@@ -13,7 +14,8 @@ from rq.worker import SimpleWorker
 
 from integration import jobs, keys
 from integration.accounts import AccountState
-from integration.bootstrap import build_context, read_config
+from integration.bootstrap import Context, build_context, connect_redis, read_config
+from integration.cli_errors import CliError, ExplainingGroup, masked, remember_config_path
 from integration.config import Config
 from integration.errors import InvalidConfigError, StorageUnavailableError
 from integration.failures import list_failed, retry_failed
@@ -34,11 +36,13 @@ CONFIG_OPTION = click.option(
     default=Path("config.yaml"),
     show_default=True,
     help="The YAML config (or set INTEGRATION_CONFIG).",
+    callback=remember_config_path,
 )
 
 
-@click.group()
-def main() -> None:
+@click.group(cls=ExplainingGroup)
+@click.option("--debug", is_flag=True, help="On failure, show the Python traceback.")
+def main(debug: bool) -> None:
     """Customer-success playbooks inside the CRM."""
 
 
@@ -77,7 +81,7 @@ def _validate_online(config: Config) -> None:
     from adapters.salesforce.adapter import SalesforceCrm
     from adapters.salesforce.describe import check_fields
 
-    context = build_context(Settings(), config)
+    context = _context(Settings(), config)
     assert isinstance(context.crm, SalesforceCrm)  # noqa: S101 - crm.kind says so
     problems = check_fields(context.crm, config)
     for problem in problems:
@@ -113,6 +117,15 @@ def _settings(config_path: Path) -> Settings:
     return Settings(config=config_path)
 
 
+def _context(settings: Settings, config: Config | None = None) -> Context:
+    """What a command works with. Redis is asked first, so one that is down stops the command
+    with one line (cli_errors), not after start-up has logged a warning about it too."""
+    config = config or read_config(settings.config)
+    with connect_redis(settings.redis_url) as probe:
+        probe.ping()
+    return build_context(settings, config)
+
+
 @main.command()
 @CONFIG_OPTION
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
@@ -120,7 +133,7 @@ def worker(config_path: Path, burst: bool) -> None:
     """Run an RQ worker (in-process jobs, with RQ's scheduler for retries)."""
     settings = _settings(config_path)
     configure_logging(settings.log_level)
-    context = build_context(settings)
+    context = _context(settings)
     jobs.install_context(context)
     queues = [Queue(name, connection=context.redis) for name in QUEUE_NAMES]
     SimpleWorker(queues, connection=context.redis).work(burst=burst, with_scheduler=not burst)
@@ -129,7 +142,6 @@ def worker(config_path: Path, burst: bool) -> None:
 @main.command()
 def migrate() -> None:
     """Convert the usage rollups in Redis to the current layout (once, before starting)."""
-    from integration.bootstrap import connect_redis
     from integration.layout import migrate as migrate_rollups
 
     summary = migrate_rollups(connect_redis(Settings().redis_url))
@@ -150,6 +162,10 @@ def replay(folder: Path, url: str, config_path: Path, twice: bool) -> None:
     """Sign and post the sample signals in FOLDER, shifted so the newest day is yesterday."""
     from integration.replay import replay_folder
 
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        msg = f"--url takes the web app's address, as http://localhost:8000; got {masked(url)!r}"
+        raise CliError(msg)
     config = read_config(config_path)
     for line in replay_folder(folder, url.rstrip("/"), config, twice=twice):
         click.echo(line)
@@ -161,7 +177,7 @@ def report(config_path: Path) -> None:
     """Print each account's risk flags and the CRM tasks created for them."""
     from integration.report import render_report
 
-    context = build_context(_settings(config_path))
+    context = _context(_settings(config_path))
     click.echo(render_report(context))
 
 
@@ -181,7 +197,7 @@ def import_usage(file: Path, config_path: Path) -> None:
     from integration.importer import import_rows, read_records
     from integration.queues import enqueue_dirty_evaluation
 
-    context = build_context(_settings(config_path))
+    context = _context(_settings(config_path))
     with file.open("rb") as handle:
         lines = sum(1 for _ in handle)
     with click.progressbar(
@@ -190,8 +206,8 @@ def import_usage(file: Path, config_path: Path) -> None:
         try:
             summary = import_rows(context.redis, records)
         except StorageUnavailableError as exc:
-            click.echo(f"nothing imported: {exc}", err=True)
-            sys.exit(1)
+            msg = f"nothing imported: {exc}"
+            raise CliError(msg) from exc
     enqueue_dirty_evaluation(context.redis, datetime.now(UTC))
     click.echo(
         f"accepted {summary.accepted} row(s) for {len(summary.accounts)} account(s); "
@@ -218,7 +234,7 @@ def import_usage(file: Path, config_path: Path) -> None:
 @CONFIG_OPTION
 def provision(config_path: Path) -> None:
     """Create the CRM properties the config maps to (HubSpot); safe to run again."""
-    context = build_context(_settings(config_path))
+    context = _context(_settings(config_path))
     if context.config.crm.kind != "hubspot":
         click.echo(
             f"nothing to provision for {context.config.crm.kind}: "
@@ -239,7 +255,7 @@ def provision(config_path: Path) -> None:
 @click.option("--limit", default=50, show_default=True)
 def unmatched(config_path: Path, limit: int) -> None:
     """List signals whose account the CRM does not have (newest first)."""
-    context = build_context(_settings(config_path))
+    context = _context(_settings(config_path))
     entries = list_unmatched(context.redis)[:limit]
     if not entries:
         click.echo("no unmatched signals")
@@ -254,7 +270,7 @@ def unmatched(config_path: Path, limit: int) -> None:
 @CONFIG_OPTION
 def failed(config_path: Path) -> None:
     """List jobs that failed for good, newest first, with the CRM's error."""
-    context = build_context(_settings(config_path))
+    context = _context(_settings(config_path))
     jobs_failed = list_failed(context.redis)
     if not jobs_failed:
         click.echo("no failed jobs")
@@ -272,7 +288,7 @@ def retry(config_path: Path, job_ids: tuple[str, ...], retry_all: bool) -> None:
     if not job_ids and not retry_all:
         msg = "name the job ids to retry (see `integration failed`), or --all"
         raise click.UsageError(msg)
-    context = build_context(_settings(config_path))
+    context = _context(_settings(config_path))
     count = retry_failed(context.redis, None if retry_all else job_ids)
     click.echo(f"re-queued {count} job(s)")
 
@@ -291,7 +307,7 @@ def evaluate(
     config_path: Path, account_ids: tuple[str, ...], as_of: datetime | None, as_json: bool
 ) -> None:
     """Print risk assessments as of a date, writing nothing (replay history safely)."""
-    context = build_context(_settings(config_path))
+    context = _context(_settings(config_path))
     now = (as_of.replace(tzinfo=UTC) + timedelta(days=1)) if as_of else datetime.now(UTC)
     ids = sorted(
         account_ids or (keys.text(a) for a in context.redis.smembers(keys.known_accounts()))
@@ -319,11 +335,14 @@ def evaluate(
 @click.option("--account", "account_id", required=True)
 def assessment(config_path: Path, account_id: str) -> None:
     """Print the last stored risk assessment of one account as JSON."""
-    context = build_context(_settings(config_path))
+    context = _context(_settings(config_path))
     raw = context.redis.get(keys.assessment(account_id))
     if raw is None:
-        click.echo(f"no assessment for account {account_id!r} yet", err=True)
-        sys.exit(1)
+        msg = (
+            f"no assessment for account {account_id!r} yet: the daily evaluation stores one "
+            f"(`integration evaluate --account {account_id}` shows one now)"
+        )
+        raise CliError(msg)
     click.echo(json.dumps(json.loads(raw), indent=2))
 
 
