@@ -289,8 +289,15 @@ def retry(config_path: Path, job_ids: tuple[str, ...], retry_all: bool) -> None:
         msg = "name the job ids to retry (see `integration failed`), or --all"
         raise click.UsageError(msg)
     context = _context(_settings(config_path))
-    count = retry_failed(context.redis, None if retry_all else job_ids)
-    click.echo(f"re-queued {count} job(s)")
+    retried = retry_failed(context.redis, None if retry_all else job_ids)
+    if retried.requeued or not retried.unknown:
+        click.echo(f"re-queued {retried.requeued} job(s)")
+    if retried.unknown:
+        msg = (
+            f"not in the failed registry: {', '.join(retried.unknown)} "
+            "(`integration failed` lists the jobs there)"
+        )
+        raise CliError(msg)
 
 
 @main.command()

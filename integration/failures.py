@@ -47,14 +47,22 @@ def list_failed(redis: Redis) -> list[FailedJob]:
     return sorted(failed, key=lambda job: job.failed_at or _NEVER, reverse=True)
 
 
-def retry_failed(redis: Redis, job_ids: Iterable[str] | None = None) -> int:
-    """Put failed jobs back on their queues (all of them when no ids are given)."""
-    wanted = set(job_ids) if job_ids is not None else None
-    count = 0
+@dataclass(frozen=True, slots=True)
+class Retried:
+    requeued: int
+    unknown: list[str]  # ids asked for that no failed registry holds, in the order given
+
+
+def retry_failed(redis: Redis, job_ids: Iterable[str] | None = None) -> Retried:
+    """Put failed jobs back on their queues (all of them when no ids are given), and say which
+    of the ids asked for were not there, so a mistyped id is not taken for a retried job."""
+    asked = list(dict.fromkeys(job_ids or ()))
+    wanted = set(asked) if job_ids is not None else None
+    requeued: set[str] = set()
     for name in QUEUE_NAMES:
         registry = FailedJobRegistry(name, connection=redis)
         for job_id in registry.get_job_ids():
             if wanted is None or job_id in wanted:
                 registry.requeue(job_id)
-                count += 1
-    return count
+                requeued.add(job_id)
+    return Retried(len(requeued), [job_id for job_id in asked if job_id not in requeued])
