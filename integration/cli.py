@@ -235,13 +235,12 @@ def import_usage(file: Path, config_path: Path) -> None:
 def provision(config_path: Path) -> None:
     """Create the CRM properties the config maps to (HubSpot); safe to run again."""
     context = _context(_settings(config_path))
-    if context.config.crm.kind != "hubspot":
+    if context.config.crm.kind != "hubspot":  # nothing to do is success
         click.echo(
             f"nothing to provision for {context.config.crm.kind}: "
-            "its fields are managed in the CRM's own setup",
-            err=True,
+            "its fields are managed in the CRM's own setup"
         )
-        sys.exit(1)
+        return
     from adapters.hubspot.adapter import HubSpotCrm
     from adapters.hubspot.provision import provision as provision_hubspot
 

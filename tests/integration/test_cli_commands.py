@@ -1,4 +1,4 @@
-"""CLI commands against a real Redis: an unknown job id is an error."""
+"""CLI commands against a real Redis: an unknown job id is an error, nothing to do is success."""
 
 from __future__ import annotations
 
@@ -42,6 +42,23 @@ def test_known_ids_are_requeued_even_when_another_is_unknown(
         "error: not in the failed registry: nosuchjob (`integration failed` lists the jobs there)\n"
     )
     assert queue.job_ids == [job.id]
+
+
+def test_provision_with_nothing_to_provision_succeeds(settings: Settings, redis: Redis) -> None:
+    result = run(settings, "provision")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (
+        "nothing to provision for sandbox: its fields are managed in the CRM's own setup\n"
+    )
+
+
+def test_listing_nothing_is_success(settings: Settings, redis: Redis) -> None:
+    assert [
+        (r.exit_code, r.stdout) for r in (run(settings, "failed"), run(settings, "unmatched"))
+    ] == [
+        (0, "no failed jobs\n"),
+        (0, "no unmatched signals\n"),
+    ]
 
 
 def test_an_account_never_assessed_says_how_to_get_one(settings: Settings, redis: Redis) -> None:
