@@ -41,6 +41,9 @@ CONFIG_OPTION = click.option(
 
 
 @click.group(cls=ExplainingGroup)
+@click.version_option(
+    package_name="cs-playbooks", prog_name="integration", message="%(prog)s %(version)s"
+)
 @click.option("--debug", is_flag=True, help="On failure, show the Python traceback.")
 def main(debug: bool) -> None:
     """Customer-success playbooks inside the CRM."""

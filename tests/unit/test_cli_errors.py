@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,8 @@ def test_debug_shows_the_traceback(dead_redis: str) -> None:
     assert finished.returncode == 1
     assert finished.stderr.startswith("Traceback (most recent call last):")
     assert finished.stderr.splitlines()[-1].startswith("redis.exceptions.ConnectionError: ")
+
+
+def test_version_is_the_installed_package_s() -> None:
+    result = run(["--version"])
+    assert (result.exit_code, result.output) == (0, f"integration {version('cs-playbooks')}\n")
