@@ -361,4 +361,4 @@ def demo(keep: bool) -> None:
     """Run the whole service on the sandbox CRM with the samples in examples/."""
     from integration.demo import run_demo
 
-    sys.exit(run_demo(keep=keep))
+    run_demo(keep=keep)

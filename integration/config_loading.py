@@ -70,7 +70,10 @@ def _read_yaml(path: Path) -> Mapping[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         msg = f"cannot read config file {str(path)!r}: {exc.strerror}"
-        hint = "pass --config PATH or set INTEGRATION_CONFIG; config.example.yaml is a start"
+        hint = (
+            "pass --config PATH or set INTEGRATION_CONFIG; "
+            "integration/examples/config.example.yaml is a start"
+        )
         raise InvalidConfigError([ConfigError("", msg, hint)]) from exc
     try:
         raw = yaml.safe_load(text)

@@ -19,6 +19,12 @@ show_progress() {
   awk '/^Collecting / { printf " %s", $2; fflush() } END { print "" }'
 }
 
+# Some machines' pip configuration names package folders that do not exist; pip says so for
+# every package. Real errors and warnings still show.
+quiet_pip_notes() {
+  grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a directory." || true
+}
+
 ensure_venv() {
   local extras="${1:-}" stamp=.venv/.installed hash python
   if [ ! -x .venv/bin/python ]; then
@@ -30,8 +36,9 @@ ensure_venv() {
   # The dev extra includes every other one, so a venv made for the tests also runs the demo.
   if ! grep -qxE "$hash:(${extras}|dev)" "$stamp" 2>/dev/null; then
     echo "==> installing cs-playbooks${extras:+[$extras]} and its dependencies into .venv (first run: a minute or two)"
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --progress-bar off -e ".${extras:+[$extras]}" | show_progress
+    .venv/bin/python -m pip install --quiet --upgrade pip 2> >(quiet_pip_notes >&2)
+    .venv/bin/python -m pip install --progress-bar off -e ".${extras:+[$extras]}" \
+      2> >(quiet_pip_notes >&2) | show_progress
     echo "$hash:$extras" >> "$stamp"
   fi
 }

@@ -21,7 +21,8 @@ from integration.devredis import free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 MISSING_FILE_HINT = (
-    "hint: pass --config PATH or set INTEGRATION_CONFIG; config.example.yaml is a start"
+    "hint: pass --config PATH or set INTEGRATION_CONFIG; "
+    "integration/examples/config.example.yaml is a start"
 )
 
 
