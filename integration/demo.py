@@ -31,6 +31,7 @@ from rq.registry import StartedJobRegistry
 
 from integration import keys
 from integration.bootstrap import build_context
+from integration.cli_errors import CliError
 from integration.devredis import RedisNotFoundError, claimed_database, find_or_start, free_port
 from integration.queues import QUEUE_NAMES
 from integration.replay import replay_folder
@@ -63,8 +64,12 @@ def run_demo(keep: bool = False) -> None:
                     client.flushdb()
     except (click.ClickException, RedisError, RedisNotFoundError, requests.RequestException) as exc:
         message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
-        msg = f"{message} (logs in {workdir})"
-        raise click.ClickException(msg) from exc
+        if any(workdir.glob("*.log")):
+            message += f" (logs in {workdir})"
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+        msg = f"the demo stopped: {message}"
+        raise CliError(msg) from exc
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
         click.echo(f"done; removed {workdir} (--keep keeps the sandbox CRM, logs and Redis data)")
