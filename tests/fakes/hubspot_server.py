@@ -2,8 +2,9 @@
 
 hubspot-api-client sends through urllib3, which `responses` never sees (reference/hubspot.md
 section 8), so the adapter is pointed at this real HTTP server instead. It answers in HubSpot's
-shapes (specs/hubspot, fixtures/hubspot), records every request with the problems SpecValidator
-finds in it, and can be told to throttle, fail or stall. Run it alone for a benchmark:
+shapes (HubSpot's specs, tests/fixtures/hubspot), records every request with the problems
+SpecValidator finds in it, and can be told to throttle, fail or stall. Run it alone for a
+benchmark:
 
     python -m tests.fakes.hubspot_server --port 8123 --rate-limit 100/10
 """
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Literal
 
@@ -34,9 +36,10 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.fakes.openapi import SpecValidator, spec_root
+from tests.fakes.openapi import SpecValidator
 
 Json = dict[str, Any]
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hubspot"
 # https://developers.hubspot.com/docs/api-reference/crm-objects/guide: 100 inputs per batch call.
 BATCH_LIMIT = 100
 # https://developers.hubspot.com/docs/api-reference/search/guide: 200 a page, 5 groups, 25 filters.
@@ -115,7 +118,7 @@ def error_body(message: str, category: str, **extra: Any) -> Json:
 
 
 def rate_limit_body(policy: Literal["TEN_SECONDLY_ROLLING", "DAILY"]) -> Json:
-    """The 429 body of fixtures/hubspot/error-429-rate-limit-daily.json, for either policy."""
+    """The 429 body of tests/fixtures/hubspot/error_rate_limit__daily.json, for either policy."""
     return {
         "status": "error",
         "message": f"You have reached your {policy.lower()} limit.",
@@ -136,16 +139,15 @@ def search_limit_body() -> Json:
 
 
 def missing_scopes_body(scopes: list[str]) -> Json:
-    """fixtures/hubspot/error-403-missing-scopes.json with other scopes."""
-    fixtures = spec_root().parents[1] / "fixtures" / "hubspot"
-    body = json.loads((fixtures / "error-403-missing-scopes.json").read_text())
+    """tests/fixtures/hubspot/error_missing_scopes.json with other scopes."""
+    body = json.loads((FIXTURES / "error_missing_scopes.json").read_text())
     body["correlationId"] = str(uuid.uuid4())
     body["errors"][0]["context"]["requiredGranularScopes"] = scopes
     return body  # type: ignore[no-any-return]  # a JSON object read from a fixture
 
 
 def property_errors_body(names: list[str], code: str, text: str) -> Json:
-    """The shape of fixtures/hubspot/error-400-validation.json for these properties."""
+    """The shape of tests/fixtures/hubspot/error_validation__unknown_property.json."""
     details = [
         {
             "isValid": False,

@@ -1,4 +1,4 @@
-"""HubSpot webhook signatures (the published vectors) and what each event means to us."""
+"""HubSpot webhook signatures (the published vectors and ours) and what each event means to us."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from integration.errors import SignatureError
 from webhooks.hubspot import parse_events, to_change
 from webhooks.hubspot_signature import signed_uri, verify_hubspot
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hubspot"
+VECTORS = json.loads((FIXTURES / "signature_vectors.json").read_text())
 SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 BODY = "{'example_field':'example_value'}"
 URI = "https://www.example.com/webhook_uri"
@@ -32,24 +33,27 @@ def test_the_published_v3_vector_verifies() -> None:
 
 
 @pytest.mark.parametrize(
-    ("version", "signature", "body"),
+    ("version", "signature"),
     [
-        ("v1", "69fc6631a867edd4f9e9e627fc5c1148e3fbdd8b21837b6d2b8901c1fa57f750", BODY),
-        ("v2", "4fe4e3a7d3cf09db53be39d0a58130e2aaba074ec123a9e355b876a689a1c383", BODY),
-        (
-            "v1",
-            "232db2615f3d666fe21a8ec971ac7b5402d33b9a925784df3ca654d05f4817de",
-            (SHARED / "fixtures/hubspot/webhook-request-body-signature-example.json").read_text(),
-        ),
+        ("v1", "69fc6631a867edd4f9e9e627fc5c1148e3fbdd8b21837b6d2b8901c1fa57f750"),
+        ("v2", "4fe4e3a7d3cf09db53be39d0a58130e2aaba074ec123a9e355b876a689a1c383"),
     ],
 )
-def test_published_legacy_vectors_verify_when_legacy_is_on(
-    version: str, signature: str, body: str
-) -> None:
+def test_published_legacy_vectors_verify_when_legacy_is_on(version: str, signature: str) -> None:
     headers = {"X-HubSpot-Signature": signature, "X-HubSpot-Signature-Version": version}
-    assert verify_hubspot(SECRET, "POST", URI, body, headers, 0, True) == version
+    assert verify_hubspot(SECRET, "POST", URI, BODY, headers, 0, True) == version
     with pytest.raises(SignatureError, match="legacy v1/v2 signatures are turned off"):
-        verify_hubspot(SECRET, "POST", URI, body, headers, 0, False)
+        verify_hubspot(SECRET, "POST", URI, BODY, headers, 0, False)
+
+
+def test_our_vectors_for_a_delivery_verify() -> None:
+    """Ours (fixtures/hubspot/SOURCES.md): v3 over a URI with an escape HubSpot decodes, and v1."""
+    body = (FIXTURES / VECTORS["body_file"]).read_text()
+    secret, uri, timestamp = VECTORS["client_secret"], VECTORS["uri"], VECTORS["timestamp"]
+    v3 = v3_headers(VECTORS["v3"], timestamp)
+    assert verify_hubspot(secret, "POST", uri, body, v3, timestamp + 1000, False) == "v3"
+    v1 = {"X-HubSpot-Signature": VECTORS["v1"], "X-HubSpot-Signature-Version": "v1"}
+    assert verify_hubspot(secret, "POST", uri, body, v1, 0, True) == "v1"
 
 
 def sign_v3(secret: str, method: str, uri: str, body: str, timestamp: int) -> str:
@@ -154,8 +158,10 @@ def test_events_we_act_on_become_crm_changes(
     assert change.delivery_key == "33:25:1:1462216307945"
 
 
-def test_the_docs_sample_with_eventtype_parses_and_is_ignored() -> None:
-    body = json.loads((SHARED / "fixtures/hubspot/webhook-request-body.json").read_text())
+def test_a_delivery_naming_its_type_eventtype_parses_and_is_ignored() -> None:
+    body = json.loads(
+        (FIXTURES / "contact_property_change_and_creation__event_type.json").read_text()
+    )
     events = parse_events(body)
     assert [e.kind for e in events] == ["contact.propertyChange", "contact.creation"]
     assert [to_change(e) for e in events] == [None, None]  # lifecycle stage, creation: not ours

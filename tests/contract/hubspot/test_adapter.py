@@ -15,7 +15,7 @@ from integration.errors import CrmFatalError, CrmFeatureUnavailableError, CrmRet
 from tests.contract.hubspot.conftest import Sleeps, make_adapter
 from tests.fakes.hubspot_server import FakeHubSpot
 
-FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "hubspot"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "hubspot"
 
 
 def calls(hub: FakeHubSpot, path_end: str) -> int:
@@ -115,7 +115,7 @@ def test_a_429_waits_as_long_as_hubspot_asks_then_succeeds(
     hub: FakeHubSpot, crm: HubSpotCrm, sleeps: Sleeps
 ) -> None:
     ids = seed_companies(hub, 1)
-    body = json.loads((FIXTURES / "error-429-rate-limit-daily.json").read_text())
+    body = json.loads((FIXTURES / "error_rate_limit__daily.json").read_text())
     body |= {
         "policyName": "TEN_SECONDLY_ROLLING",
         "message": "You have reached your ten_secondly_rolling limit.",
@@ -148,7 +148,7 @@ def test_a_burst_429_without_retry_after_waits_for_the_rolling_window(
 def test_the_daily_limit_is_left_to_rq_instead_of_holding_the_worker(
     hub: FakeHubSpot, crm: HubSpotCrm, sleeps: Sleeps
 ) -> None:
-    body = json.loads((FIXTURES / "error-429-rate-limit-daily.json").read_text())
+    body = json.loads((FIXTURES / "error_rate_limit__daily.json").read_text())
     hub.fail_next("POST", "/batch/read", 429, body)
     with pytest.raises(CrmRetriableError) as caught:
         crm.find_accounts(["acct-0"])
@@ -159,7 +159,7 @@ def test_the_daily_limit_is_left_to_rq_instead_of_holding_the_worker(
 def test_after_the_daily_limit_no_worker_calls_hubspot_until_the_wait_is_over(
     hub: FakeHubSpot, crm: HubSpotCrm, redis: Redis, sleeps: Sleeps
 ) -> None:
-    body = json.loads((FIXTURES / "error-429-rate-limit-daily.json").read_text())
+    body = json.loads((FIXTURES / "error_rate_limit__daily.json").read_text())
     hub.fail_next("POST", "/batch/read", 429, body)
     with pytest.raises(CrmRetriableError):
         crm.find_accounts(["acct-0"])
@@ -192,14 +192,14 @@ def test_a_timeout_is_retried(hub: FakeHubSpot, redis: Redis, sleeps: Sleeps) ->
 def test_a_400_stops_at_once_with_hubspots_message_and_correlation_id(
     hub: FakeHubSpot, crm: HubSpotCrm, sleeps: Sleeps
 ) -> None:
-    body = json.loads((FIXTURES / "error-400-validation.json").read_text())
+    body = json.loads((FIXTURES / "error_validation__unknown_property.json").read_text())
     hub.fail_next("POST", "/batch/update", 400, body)
     with pytest.raises(CrmFatalError) as caught:
-        crm.write_fields([FieldUpdate("1", {"testproperty": "x"})])
+        crm.write_fields([FieldUpdate("1", {"renewal_tier": "gold"})])
     assert str(caught.value) == (
         "hubspot batch_update_companies failed (400): "
         + body["message"]
-        + " [VALIDATION_ERROR, correlationId 8a3f6c3a-8296-4002-b0a6-2a06fecf7c0c]"
+        + " [VALIDATION_ERROR, correlationId 0e6f3b9a-8c2d-4f1e-a5b7-3d9c1e8f6a20]"
     )
     assert sleeps == []
     assert calls(hub, "/companies/batch/update") == 1

@@ -27,22 +27,24 @@ from hubspot.crm.objects.tasks import (
 )
 
 from tests.fakes.hubspot_server import FakeHubSpot
-from tests.fakes.openapi import SpecValidator, spec_root
+from tests.fakes.openapi import SpecValidator
 
-FIXTURES = spec_root().parents[1] / "fixtures" / "hubspot"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "hubspot"
 REPO = Path(__file__).resolve().parents[3]
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 # Request-body fixture -> the operation it is sent to.
 REQUEST_FIXTURES = {
-    # The docs' sample reads deals; companies share the schema and are what we read.
-    "batch-read-request-idproperty.json": ("POST", "/crm/v3/objects/companies/batch/read"),
-    "batch-upsert-request.json": ("POST", "/crm/v3/objects/contacts/batch/upsert"),
-    "task-create-request.json": ("POST", "/crm/v3/objects/tasks"),
-    "task-create-request-company-and-contact.json": ("POST", "/crm/v3/objects/tasks"),
-    "note-create-request-company-and-contact.json": ("POST", "/crm/v3/objects/notes"),
-    "property-group-create-request.json": ("POST", "/crm/v3/properties/companies/groups"),
-    "sequence-enrollment-request.json": ("POST", "/automation/v4/sequences/enrollments?userId=7"),
+    "companies_batch_read_request__id_property.json": (
+        "POST",
+        "/crm/v3/objects/companies/batch/read",
+    ),
+    "contacts_batch_upsert_request.json": ("POST", "/crm/v3/objects/contacts/batch/upsert"),
+    "task_create_request__two_contacts.json": ("POST", "/crm/v3/objects/tasks"),
+    "task_create_request__company_and_contact.json": ("POST", "/crm/v3/objects/tasks"),
+    "note_create_request__company_and_contact.json": ("POST", "/crm/v3/objects/notes"),
+    "property_group_create_request.json": ("POST", "/crm/v3/properties/companies/groups"),
+    "sequence_enrollment_request.json": ("POST", "/automation/v4/sequences/enrollments?userId=7"),
 }
 TASK = {"hs_timestamp": "2025-01-31T17:00:00Z", "hs_task_subject": "Call back"}
 
@@ -92,8 +94,7 @@ def call(hub: FakeHubSpot, method: str, path: str, body: Any = None, **kw: Any) 
 
 
 def test_every_request_fixture_is_checked() -> None:
-    names = {p.name for p in FIXTURES.glob("*request*.json") if not p.name.startswith("webhook")}
-    assert names == set(REQUEST_FIXTURES)
+    assert {p.name for p in FIXTURES.glob("*_request*.json")} == set(REQUEST_FIXTURES)
 
 
 @pytest.mark.parametrize("name", sorted(REQUEST_FIXTURES))
@@ -120,7 +121,7 @@ def test_the_most_specific_spec_serves_a_path(validator: SpecValidator) -> None:
 
 
 def _task_with(**changes: Any) -> bytes:
-    body = fixture("task-create-request-company-and-contact.json")
+    body = fixture("task_create_request__company_and_contact.json")
     body["associations"][0]["types"][0].update(changes)
     return json.dumps(body).encode()
 
@@ -159,7 +160,7 @@ def _task_with(**changes: Any) -> bytes:
         (
             "POST",
             "/automation/v4/sequences/enrollments",
-            (FIXTURES / "sequence-enrollment-request.json").read_bytes(),
+            (FIXTURES / "sequence_enrollment_request.json").read_bytes(),
             "POST /automation/v4/sequences/enrollments: Missing required query parameter: userId",
         ),
         (
@@ -384,15 +385,17 @@ def test_a_note_is_created_from_the_fixture_and_a_task_patched(hub: FakeHubSpot)
         hub,
         "POST",
         "/crm/v3/objects/notes",
-        fixture("note-create-request-company-and-contact.json"),
+        fixture("note_create_request__company_and_contact.json"),
     )
     assert (note.status_code, note.json()["archived"]) == (201, False)
-    task = call(hub, "POST", "/crm/v3/objects/tasks", fixture("task-create-request.json")).json()
+    task = call(
+        hub, "POST", "/crm/v3/objects/tasks", fixture("task_create_request__two_contacts.json")
+    ).json()
     patch = {"properties": {"hs_task_status": "COMPLETED", "hubspot_owner_id": "42"}}
     answer = call(hub, "PATCH", f"/crm/v3/objects/tasks/{task['id']}", patch)
     assert answer.json()["properties"]["hs_task_status"] == "COMPLETED"
     assert hub.tasks[task["id"]]["hubspot_owner_id"] == "42"
-    assert hub.associations["tasks"][task["id"]][1]["to"] == {"id": "102"}
+    assert hub.associations["tasks"][task["id"]][1]["to"] == {"id": "5302"}
     assert hub.spec_problems() == []
 
 
@@ -422,13 +425,13 @@ def test_properties_and_groups_are_created_once(hub: FakeHubSpot) -> None:
         hub,
         "POST",
         "/crm/v3/properties/companies/groups",
-        fixture("property-group-create-request.json"),
+        fixture("property_group_create_request.json"),
     )
     again = call(
         hub,
         "POST",
         "/crm/v3/properties/companies/groups",
-        fixture("property-group-create-request.json"),
+        fixture("property_group_create_request.json"),
     )
     assert (group.status_code, again.status_code, again.json()["category"]) == (
         201,
@@ -440,7 +443,7 @@ def test_properties_and_groups_are_created_once(hub: FakeHubSpot) -> None:
         "label": "Product account",
         "type": "string",
         "fieldType": "text",
-        "groupName": "mypropertygroup",
+        "groupName": "cs_playbooks",
         "hasUniqueValue": True,
     }
     assert call(hub, "POST", "/crm/v3/properties/companies", prop).status_code == 201
@@ -451,9 +454,7 @@ def test_properties_and_groups_are_created_once(hub: FakeHubSpot) -> None:
         True,
     )
     assert call(hub, "GET", "/crm/v3/properties/companies/nope").status_code == 404
-    assert (
-        call(hub, "GET", "/crm/v3/properties/companies/groups/mypropertygroup").status_code == 200
-    )
+    assert call(hub, "GET", "/crm/v3/properties/companies/groups/cs_playbooks").status_code == 200
     names = [p["name"] for p in call(hub, "GET", "/crm/v3/properties/tasks").json()["results"]]
     assert "hs_task_status" in names
     assert hub.spec_problems() == []
@@ -537,13 +538,14 @@ def test_search_has_its_own_secondly_limit_and_no_limit_headers(hub: FakeHubSpot
 
 def test_scripted_failures_come_first_and_run_out(hub: FakeHubSpot) -> None:
     hub.fail_next("GET", r"/owners", 429, headers={"Retry-After": "1"})
-    hub.fail_next("POST", r"/batch/update$", 400, body=fixture("error-400-validation.json"))
+    refusal = fixture("error_validation__unknown_property.json")
+    hub.fail_next("POST", r"/batch/update$", 400, body=refusal)
     hub.fail_next("*", r"/crm/", 503, times=2)
     limited = call(hub, "GET", "/crm/v3/owners/", headers={})
     assert (limited.status_code, limited.headers["Retry-After"]) == (429, "1")
     assert limited.json()["policyName"] == "TEN_SECONDLY_ROLLING"
     refused = call(hub, "POST", "/crm/v3/objects/companies/batch/update", {"inputs": []})
-    assert refused.json() == fixture("error-400-validation.json")
+    assert refused.json() == refusal
     statuses = [call(hub, "GET", "/crm/v3/owners/").status_code for _ in range(3)]
     assert statuses == [503, 503, 200]
 
