@@ -119,9 +119,9 @@ def running(
 
 
 def outbound(contact: dict[str, str], notification_id: str, org_id: str = ORG_ID) -> str:
-    sample = (FIXTURES / "outbound-message-contact-two-notifications.xml").read_text()
+    sample = (FIXTURES / "outbound_message__contact_two_notifications.xml").read_text()
     head, rest = sample.split("<Notification>", 1)
-    head = head.replace("012345678901234", org_id)
+    head = head.replace("00Dxx0000003kWrEAI", org_id)
     tail = rest[rest.rindex("</Notification>") + len("</Notification>") :]
     fields = "".join(f"<sf:{k}>{v}</sf:{k}>" for k, v in contact.items() if k != "attributes")
     return (

@@ -23,7 +23,7 @@ from tests.fakes.salesforce_contract import problems
 INSTANCE = "https://acme.my.salesforce.com"
 API = f"{INSTANCE}/services/data/v62.0"
 TOKEN_URL = f"{INSTANCE}/services/oauth2/token"
-FIXTURES = Path(__file__).resolve().parents[4] / "shared" / "fixtures" / "salesforce"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "salesforce"
 LIMIT_INFO = {"Sforce-Limit-Info": "api-usage=18/15000"}
 
 

@@ -58,7 +58,7 @@ def test_450_accounts_are_written_in_three_collection_calls(org: Org, crm: Sales
 def test_a_partial_failure_reports_the_refused_record_and_retries_only_a_locked_row(
     org: Org, crm: SalesforceCrm, sleeps: Sleeps
 ) -> None:
-    mixed = fixture("collections-update-response-mixed.json")
+    mixed = fixture("collections_update_response__one_refused.json")
     locked = {
         "success": False,
         "errors": [
@@ -97,7 +97,7 @@ def test_accounts_are_found_by_the_external_id_with_escaped_soql(
 
 
 def test_contacts_are_found_by_email_without_soql_injection(org: Org, crm: SalesforceCrm) -> None:
-    org.tables["Contact"] = fixture("query-response-contact-by-email.json")["records"]
+    org.tables["Contact"] = fixture("contact_query_response__by_email.json")["records"]
     email = org.tables["Contact"][0]["Email"]
     contact = crm.find_contact(email)
     assert contact is not None
@@ -146,7 +146,7 @@ def test_a_task_carries_subject_description_date_priority_owner_what_and_who(
 def test_an_expired_session_is_renewed_once_and_the_call_retried(
     org: Org, crm: SalesforceCrm
 ) -> None:
-    org.json("POST", "sobjects/Task", fixture("error-invalid-session-id.json"), status=401)
+    org.json("POST", "sobjects/Task", fixture("error_invalid_session_id.json"), status=401)
     org.json(
         "POST", "sobjects/Task", {"id": "00Txx0000002", "success": True, "errors": []}, status=201
     )
@@ -158,7 +158,7 @@ def test_an_expired_session_is_renewed_once_and_the_call_retried(
 def test_request_limit_exceeded_backs_off_for_every_worker(
     org: Org, crm: SalesforceCrm, redis: Redis, sleeps: Sleeps
 ) -> None:
-    org.json("POST", "sobjects/Task", fixture("error-request-limit-exceeded.json"), status=403)
+    org.json("POST", "sobjects/Task", fixture("error_request_limit_exceeded.json"), status=403)
     task = TaskRequest("s", "b", date(2026, 11, 24), "low", "call", None, "001xx01")
     with pytest.raises(CrmRetriableError, match="REQUEST_LIMIT_EXCEEDED"):
         crm.create_task(task)
@@ -221,7 +221,7 @@ def test_a_custom_notification_goes_to_the_owner_with_the_org_type_id(
     org.json(
         "POST",
         "actions/standard/customNotificationAction",
-        fixture("custom-notification-action-response.json"),
+        fixture("custom_notification_action_response.json"),
     )
     crm.notify_owner(OwnerNotification("005xx01", "Check in with Acme", "Usage fell.", "001xx01"))
     [sent] = org.sent("POST", "/customNotificationAction")
@@ -264,7 +264,7 @@ def test_cadence_enrollment_sends_the_documented_inputs(org: Org, crm: Salesforc
     )
     crm.enroll_in_sequence(SequenceEnrollment("003xx01", "77Cxx01", "005xx01"))
     [sent] = org.sent("POST", "/assignTargetToSalesCadence")
-    documented = fixture("assign-target-to-sales-cadence-request.json")["inputs"][0]
+    documented = fixture("assign_target_to_sales_cadence_request.json")["inputs"][0]
     assert set(documented) <= set(sent["inputs"][0])  # userId is the documented optional input
     assert sent["inputs"][0] == {
         "salesCadenceNameOrId": "77Cxx01",

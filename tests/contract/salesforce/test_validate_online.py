@@ -21,7 +21,7 @@ ENV = {
 
 
 def field(name: str, kind: str, updateable: bool = True) -> dict[str, Any]:
-    base = copy.deepcopy(fixture("describe-account-excerpt.json")["fields"][1])
+    base = copy.deepcopy(fixture("account_describe__excerpt.json")["fields"][1])
     return base | {"name": name, "type": kind, "updateable": updateable, "custom": True}
 
 
@@ -54,7 +54,7 @@ def write_config(tmp_path: Path, redis_url: str) -> Path:
 def test_online_validation_lists_every_missing_read_only_or_mistyped_field(
     org: Org, tmp_path: Path, redis_url: str
 ) -> None:
-    account = fixture("describe-account-excerpt.json")
+    account = fixture("account_describe__excerpt.json")
     account["fields"] += [
         field("Website", "url"),
         field("Churn_Risk_Reasons__c", "textarea"),
@@ -85,7 +85,7 @@ def test_online_validation_lists_every_missing_read_only_or_mistyped_field(
 def test_online_validation_passes_when_every_field_fits(
     org: Org, tmp_path: Path, redis_url: str
 ) -> None:
-    account = fixture("describe-account-excerpt.json")
+    account = fixture("account_describe__excerpt.json")
     account["fields"] += [
         field("Website", "url"),
         field("Churn_Risk_Reasons__c", "textarea"),
