@@ -20,8 +20,9 @@ from tests.conftest import nothing_stored
 from webhooks import segment as segment_webhook
 from webhooks.app import create_app
 
-SEGMENT = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "segment"
-SECRET = "abc123"  # the secret of Segment's own webhook test, and of our signature vectors
+SEGMENT = Path(__file__).resolve().parents[1] / "fixtures" / "segment"
+VECTORS = json.loads((SEGMENT / "signature_vectors.json").read_text())
+SECRET = VECTORS["shared_secret"]  # made up by us, as are the vectors signed with it
 
 
 def sample(name: str, **changes: Any) -> dict[str, Any]:
@@ -55,11 +56,7 @@ def post(client: Any, body: str, signature: str | None = None) -> Any:
     )
 
 
-@pytest.mark.parametrize(
-    "case",
-    json.loads((SEGMENT / "signature-vectors.json").read_text())["cases"],
-    ids=["single", "actions-batch"],
-)
+@pytest.mark.parametrize("case", VECTORS["cases"], ids=["single", "actions-batch"])
 def test_segments_signature_vectors_verify(client: Any, case: dict[str, str]) -> None:
     body = (SEGMENT / case["body_file"]).read_text()
     answer = post(client, body, case["x_signature"])
@@ -67,9 +64,9 @@ def test_segments_signature_vectors_verify(client: Any, case: dict[str, str]) ->
 
 
 def test_a_tampered_or_unsigned_delivery_is_refused(client: Any, redis: Redis) -> None:
-    body = (SEGMENT / "signature-single-body.json").read_text()
-    vectors = json.loads((SEGMENT / "signature-vectors.json").read_text())["cases"]
-    tampered = post(client, body.replace("AiUGstSDIg", "AiUGstSDIh"), vectors[0]["x_signature"])
+    body = (SEGMENT / "track__signed.json").read_text()
+    signature = VECTORS["cases"][0]["x_signature"]
+    tampered = post(client, body.replace("usr_7Qm2Kd9x", "usr_7Qm2Kd9y"), signature)
     unsigned = client.post(
         "/webhooks/segment", data=body, headers={"Content-Type": "application/json"}
     )
@@ -81,10 +78,10 @@ def test_a_tampered_or_unsigned_delivery_is_refused(client: Any, redis: Redis) -
 def test_a_track_with_context_group_id_is_counted_for_that_account(
     client: Any, redis: Redis
 ) -> None:
-    message = sample("track-common-fields-with-context-groupid.json")
+    message = sample("track__context_group_id.json")
     answer = post(client, json.dumps(message))
     assert answer.json == {"status": "accepted", "events": 1, "unattributed": 0, "skipped": {}}
-    assert redis.smembers("ci:dirty_accounts") == {b"12345"}
+    assert redis.smembers("ci:dirty_accounts") == {b"northwind"}
 
 
 def test_a_group_call_ties_the_users_later_tracks_to_the_account(client: Any, redis: Redis) -> None:
@@ -101,7 +98,7 @@ def test_a_group_call_ties_the_users_later_tracks_to_the_account(client: Any, re
 def test_a_batch_envelope_with_an_unpadded_date_is_taken_not_rejected(
     client: Any, redis: Redis
 ) -> None:
-    envelope = json.loads((SEGMENT / "batch-http-api-docs.json").read_text())
+    envelope = json.loads((SEGMENT / "batch__tracking_api.json").read_text())
     today = datetime.now(UTC)
     loose = f"{today.year}-{today.month}-{today.day}T00:00:01.276Z"  # as Segment's docs show
     for item in envelope["batch"]:
@@ -122,7 +119,7 @@ def test_tracks_without_any_account_are_listed_not_silently_dropped(
 
 
 def test_deletions_are_answered_2xx_and_ignored(client: Any, redis: Redis) -> None:
-    delete = sample("webhooks-classic-delete.json")
+    delete = sample("delete.json")
     answer = post(client, json.dumps(delete))
     assert answer.json == {
         "status": "accepted",
@@ -133,28 +130,28 @@ def test_deletions_are_answered_2xx_and_ignored(client: Any, redis: Redis) -> No
 
 
 def test_a_retried_delivery_counts_once(client: Any, redis: Redis) -> None:
-    body = json.dumps(sample("track-common-fields-with-context-groupid.json"))
+    body = json.dumps(sample("track__context_group_id.json"))
     post(client, body)
     post(client, body)
-    events = redis.get("ci:{acct:12345}:daily:events") or b""
+    events = redis.get("ci:{acct:northwind}:daily:events") or b""
     assert sum(events) == 1
 
 
 def test_a_message_resent_in_a_different_batch_counts_once(client: Any, redis: Redis) -> None:
-    first = sample("track-common-fields-with-context-groupid.json", messageId="m-1")
-    second = sample("track-common-fields-with-context-groupid.json", messageId="m-2")
+    first = sample("track__context_group_id.json", messageId="m-1")
+    second = sample("track__context_group_id.json", messageId="m-2")
     post(client, json.dumps([first]))
     answer = post(client, json.dumps([first, second]))  # Segment batched the retry with m-2
-    events = redis.get("ci:{acct:12345}:daily:events") or b""
+    events = redis.get("ci:{acct:northwind}:daily:events") or b""
     assert sum(events) == 2
     assert answer.json["events"] == 1
     assert answer.json["skipped"] == {"messageId already taken": 1}
 
 
 def test_the_same_message_twice_in_one_batch_counts_once(client: Any, redis: Redis) -> None:
-    track = sample("track-common-fields-with-context-groupid.json", messageId="m-1")
+    track = sample("track__context_group_id.json", messageId="m-1")
     answer = post(client, json.dumps([track, track]))
-    events = redis.get("ci:{acct:12345}:daily:events") or b""
+    events = redis.get("ci:{acct:northwind}:daily:events") or b""
     assert sum(events) == 1
     assert answer.json["skipped"] == {"repeated messageId": 1}
 
@@ -162,8 +159,8 @@ def test_the_same_message_twice_in_one_batch_counts_once(client: Any, redis: Red
 def test_a_message_stored_by_a_concurrent_delivery_counts_once(
     client: Any, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = sample("track-common-fields-with-context-groupid.json", messageId="m-1")
-    second = sample("track-common-fields-with-context-groupid.json", messageId="m-2")
+    first = sample("track__context_group_id.json", messageId="m-1")
+    second = sample("track__context_group_id.json", messageId="m-2")
     check = segment_webhook._drop_taken_messages
     other: list[Any] = []
 
@@ -179,5 +176,5 @@ def test_a_message_stored_by_a_concurrent_delivery_counts_once(
     assert other[0].json["events"] == 1
     assert answer.json["events"] == 1
     assert answer.json["skipped"] == {"messageId already taken": 1}
-    events = redis.get("ci:{acct:12345}:daily:events") or b""
+    events = redis.get("ci:{acct:northwind}:daily:events") or b""
     assert sum(events) == 2
