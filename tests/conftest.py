@@ -27,6 +27,8 @@ from integration.queues import QUEUE_NAMES
 from integration.settings import DEFAULT_REDIS_URL, Settings
 from webhooks.app import create_app
 
+pytest_plugins = ["tests.specs_folder"]
+
 USAGE_SECRET_ENV = "TEST_USAGE_SECRET"
 PEOPLE_SECRET_ENV = "TEST_PEOPLE_SECRET"
 

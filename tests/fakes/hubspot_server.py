@@ -3,8 +3,8 @@
 hubspot-api-client sends through urllib3, which `responses` never sees (reference/hubspot.md
 section 8), so the adapter is pointed at this real HTTP server instead. It answers in HubSpot's
 shapes (HubSpot's specs, tests/fixtures/hubspot), records every request with the problems
-SpecValidator finds in it, and can be told to throttle, fail or stall. Run it alone for a
-benchmark:
+SpecValidator finds in it (when the vendor specs are present: tests/specs_folder.py), and can be
+told to throttle, fail or stall. Run it alone for a benchmark:
 
     python -m tests.fakes.hubspot_server --port 8123 --rate-limit 100/10
 """
@@ -37,6 +37,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.fakes.openapi import SpecValidator
+from tests.specs_folder import vendor_specs_present
 
 Json = dict[str, Any]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hubspot"
@@ -412,7 +413,8 @@ class FakeHubSpot:
         self.batch_read_missing: Literal["omit", "207"] = "omit"
         self.strict_properties = False
         self.sequences_access = True
-        self.validator = validator or (SpecValidator() if validate else None)
+        checked = validate and vendor_specs_present()
+        self.validator = validator or (SpecValidator() if checked else None)
         self.companies: dict[str, dict[str, str]] = {}
         self.contacts: dict[str, dict[str, str]] = {}
         self.tasks: dict[str, dict[str, str]] = {}

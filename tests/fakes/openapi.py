@@ -1,8 +1,9 @@
 """Check requests (and the fake's answers) against HubSpot's own OpenAPI documents.
 
-The documents in ../shared/specs/hubspot mark request fields required that the live API does not
-need (reference/hubspot.md section 8), so `required` is dropped from every schema a request body
-reaches; types, enums, field names, paths, methods and parameters stay as the specs say.
+The documents in $VENDOR_SPECS_DIR/hubspot (tests/specs_folder.py) mark request fields required
+that the live API does not need (reference/hubspot.md section 8), so `required` is dropped from
+every schema a request body reaches; types, enums, field names, paths, methods and parameters
+stay as the specs say.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+from tests.specs_folder import vendor_specs_dir
 
 if TYPE_CHECKING:
     from openapi_core import OpenAPI
@@ -42,14 +45,7 @@ METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"}
 
 
 def spec_root() -> Path:
-    """../shared/specs/hubspot beside the repository (or beside a worktree of it)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "shared" / "specs" / "hubspot"
-        if candidate.is_dir():
-            return candidate
-    msg = f"no shared/specs/hubspot folder above {here}"
-    raise FileNotFoundError(msg)
+    return vendor_specs_dir() / "hubspot"
 
 
 @dataclass(frozen=True)

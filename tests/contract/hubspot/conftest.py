@@ -1,7 +1,7 @@
 """A fake HubSpot on loopback (tests/fakes/hubspot_server.py) and our adapter pointed at it.
 
 Every test ends by checking each request the adapter sent against HubSpot's OpenAPI specs in
-../shared/specs/hubspot.
+$VENDOR_SPECS_DIR/hubspot, when they are there (tests/specs_folder.py).
 """
 
 from __future__ import annotations
