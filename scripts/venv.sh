@@ -19,10 +19,15 @@ show_progress() {
   awk '/^Collecting / { printf " %s", $2; fflush() } END { print "" }'
 }
 
-# Some machines' pip configuration names package folders that do not exist; pip says so for
-# every package. Real errors and warnings still show.
+# Notes that say nothing to a newcomer: some machines' pip configuration names package folders
+# that do not exist (pip says so for every package), and setuptools frames a warning about every
+# editable install of a flat layout. Only those exact lines go; real errors and warnings show.
 quiet_pip_notes() {
-  grep -v "^WARNING: Location '.*' is ignored: it is neither a file nor a directory." || true
+  grep -vE -e "^WARNING: Location '.*' is ignored: it is neither a file nor a directory\.$" \
+    -e "BuildBackendWarning: Editable installation\.$" -e '^  !!$' -e '^ *$' -e '^ +\*+$' \
+    -e 'Please be careful with folders in your working directory with the same$' \
+    -e 'name as your package as they may take precedence during imports\.$' \
+    -e '^    with strategy, WheelFile\(wheel_path, "w"\) as wheel_obj:$' || true
 }
 
 ensure_venv() {
