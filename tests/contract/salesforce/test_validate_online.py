@@ -20,8 +20,18 @@ ENV = {
 }
 
 
+def account_describe() -> dict[str, Any]:
+    """Our Account describe excerpt: every field the config below maps to, as an admin made it."""
+    return fixture("account_describe__excerpt.json")
+
+
+def described(account: dict[str, Any], name: str) -> dict[str, Any]:
+    [found] = [f for f in account["fields"] if f["name"] == name]
+    return found
+
+
 def field(name: str, kind: str, updateable: bool = True) -> dict[str, Any]:
-    base = copy.deepcopy(fixture("account_describe__excerpt.json")["fields"][1])
+    base = copy.deepcopy(described(account_describe(), "Name"))
     return base | {"name": name, "type": kind, "updateable": updateable, "custom": True}
 
 
@@ -37,13 +47,13 @@ def write_config(tmp_path: Path, redis_url: str) -> Path:
                         "task_key_field": "Playbook_Key__c",
                     },
                 },
-                "account_match": {"crm_field": "External_Id__c"},
+                "account_match": {"crm_field": "Product_Account_Id__c"},
                 "fields": {
-                    "risk_level": "Rating",
+                    "risk_level": "Churn_Risk_Level__c",
                     "risk_reasons": "Churn_Risk_Reasons__c",
-                    "usage_trend_pct": "Usage_Trend__c",
-                    "license_utilization_pct": "License_Utilization__c",
-                    "last_active_date": None,
+                    "usage_trend_pct": "Usage_Trend_Pct__c",
+                    "license_utilization_pct": "License_Utilization_Pct__c",
+                    "last_active_date": "Last_Product_Activity__c",
                 },
             }
         )
@@ -54,13 +64,9 @@ def write_config(tmp_path: Path, redis_url: str) -> Path:
 def test_online_validation_lists_every_missing_read_only_or_mistyped_field(
     org: Org, tmp_path: Path, redis_url: str
 ) -> None:
-    account = fixture("account_describe__excerpt.json")
-    account["fields"] += [
-        field("Website", "url"),
-        field("Churn_Risk_Reasons__c", "textarea"),
-        field("Usage_Trend__c", "string"),
-        field("License_Utilization__c", "percent", updateable=False),
-    ]
+    account = account_describe()
+    described(account, "Usage_Trend_Pct__c")["type"] = "string"
+    described(account, "License_Utilization_Pct__c")["updateable"] = False
     org.json("GET", "sobjects/Account/describe", account)
     org.json(
         "GET", "sobjects/Task/describe", {"name": "Task", "fields": [field("Subject", "string")]}
@@ -72,10 +78,10 @@ def test_online_validation_lists_every_missing_read_only_or_mistyped_field(
     )
     assert result.exit_code == 1
     assert result.output.splitlines()[-4:] == [
-        "  fields.usage_trend_pct: Account.Usage_Trend__c is a string field; expected one of "
+        "  fields.usage_trend_pct: Account.Usage_Trend_Pct__c is a string field; expected one of "
         "currency, double, int, percent",
-        "  fields.license_utilization_pct: Account.License_Utilization__c is read-only for this "
-        "user (field-level security)",
+        "  fields.license_utilization_pct: Account.License_Utilization_Pct__c is read-only for "
+        "this user (field-level security)",
         "  crm.salesforce.task_key_field: Task.Playbook_Key__c does not exist or this user cannot "
         "see it (check the API name and field-level security)",
         "3 field problem(s) in the org",
@@ -85,13 +91,7 @@ def test_online_validation_lists_every_missing_read_only_or_mistyped_field(
 def test_online_validation_passes_when_every_field_fits(
     org: Org, tmp_path: Path, redis_url: str
 ) -> None:
-    account = fixture("account_describe__excerpt.json")
-    account["fields"] += [
-        field("Website", "url"),
-        field("Churn_Risk_Reasons__c", "textarea"),
-        field("Usage_Trend__c", "double"),
-        field("License_Utilization__c", "percent"),
-    ]
+    account = account_describe()
     org.json("GET", "sobjects/Account/describe", account)
     org.json(
         "GET",
