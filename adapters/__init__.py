@@ -5,7 +5,7 @@ from __future__ import annotations
 from redis import Redis
 
 from adapters.protocol import CrmAdapter
-from integration.config import Config
+from integration.config.schema import Config
 from integration.errors import ConfigError
 
 

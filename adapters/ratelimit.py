@@ -15,7 +15,7 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from redis import Redis
 
-from integration.keys import PREFIX
+from integration.store.keys import PREFIX
 
 # Never wait longer than this for one slot; past it something else is wrong (a stuck clock, a
 # budget of zero), and the job is better retried later by RQ.

@@ -16,7 +16,7 @@ from typing import TypeVar
 from redis import Redis
 
 from integration.errors import CrmError, CrmRetriableError
-from integration.keys import text
+from integration.store.keys import text
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

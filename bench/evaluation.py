@@ -23,13 +23,13 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 
-from integration import keys, layout, rollups
-from integration.accounts import AccountState
-from integration.config import Metrics, RiskConfig
-from integration.devredis import dev_database
-from integration.risk import assess, history_days_needed, other_days_needed
-from integration.settings import Settings
-from integration.signals import UsageEvent
+from integration.cli.devredis import dev_database
+from integration.config.schema import Metrics, RiskConfig
+from integration.config.settings import Settings
+from integration.risk.assess import assess, history_days_needed, other_days_needed
+from integration.signals.accounts import AccountState
+from integration.signals.events import UsageEvent
+from integration.store import keys, layout, rollups
 
 HISTORY_DAYS = 400
 METRICS = Metrics(counted={"reports_created": ("report_created",)})

@@ -29,10 +29,10 @@ from redis import Redis
 from adapters.hubspot.adapter import HubSpotCrm
 from adapters.hubspot.auth import PrivateAppToken
 from adapters.protocol import FieldUpdate
-from integration.config import HubSpotCrm as HubSpotSettings
-from integration.config import HubSpotRateLimit
-from integration.devredis import dev_database, free_port
-from integration.settings import Settings
+from integration.cli.devredis import dev_database, free_port
+from integration.config.schema import HubSpotCrm as HubSpotSettings
+from integration.config.schema import HubSpotRateLimit
+from integration.config.settings import Settings
 from tests.fakes.hubspot_server import FakeHubSpot
 
 RATE = (20, 2)  # requests per seconds: HubSpot's 100/10 s, scaled down so the run is short

@@ -32,8 +32,8 @@ from pathlib import Path
 import yaml
 from redis import Redis
 
-from integration.devredis import dev_database, free_port
-from integration.settings import Settings
+from integration.cli.devredis import dev_database, free_port
+from integration.config.settings import Settings
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 GUNICORN = [

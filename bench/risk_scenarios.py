@@ -22,10 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from integration import rollups
-from integration.accounts import AccountState, UsageHistory
-from integration.config import UsageDropRule
-from integration.risk import usage_drop
+from integration.config.schema import UsageDropRule
+from integration.risk.assess import usage_drop
+from integration.signals.accounts import AccountState, UsageHistory
+from integration.store import rollups
 
 DAYS = 448
 EVENT_BACK = 42  # the scenario's event (onset, holiday, vacation) is this many days before the end

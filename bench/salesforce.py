@@ -24,10 +24,10 @@ from redis import Redis
 from adapters.protocol import FieldUpdate
 from adapters.salesforce.adapter import SalesforceCrm
 from adapters.salesforce.login import login_with
-from integration.config import SalesforceAuth
-from integration.config import SalesforceCrm as SalesforceSettings
-from integration.devredis import dev_database
-from integration.settings import Settings
+from integration.cli.devredis import dev_database
+from integration.config.schema import SalesforceAuth
+from integration.config.schema import SalesforceCrm as SalesforceSettings
+from integration.config.settings import Settings
 
 INSTANCE = "https://bench.my.salesforce.com"
 API = f"{INSTANCE}/services/data/v62.0"

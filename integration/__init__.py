@@ -1,1 +1,4 @@
-"""The core: config, signals, rollups, risk rules, jobs and the CLI."""
+"""The core, one room a concern: config, signals, store, risk, jobs and the CLI.
+
+Imports point down: cli -> jobs -> (playbooks, adapters) -> store | risk -> signals -> config.
+"""

@@ -18,8 +18,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.protocol import CrmAccount
-from integration.config import PlaybookSettings
-from integration.risk import Reason, RiskAssessment
+from integration.config.schema import PlaybookSettings
+from integration.risk.assess import Reason, RiskAssessment
 from playbooks.actions import Action, CreateNote, CreateTask, EnrollInSequence, NotifyOwner
 
 _TEMPLATES = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True)  # noqa: S701 - CRM task text is plain text, not HTML

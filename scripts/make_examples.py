@@ -1,4 +1,4 @@
-"""Write the sample usage under integration/examples/usage/ (run once; the output is committed).
+"""Write the sample usage under integration/cli/examples/usage/ (run once; the output is committed).
 
 Three accounts over 56 days ending 2026-11-22: Acme drops from about 12 to 4 daily users for the
 last 9 days (a usage-drop flag), Globex is steady with a weekly pattern (no flag), and Initech, a
@@ -13,7 +13,7 @@ from pathlib import Path
 
 END = date(2026, 11, 22)
 DAYS = 56
-OUT = Path(__file__).resolve().parent.parent / "integration" / "examples" / "usage"
+OUT = Path(__file__).resolve().parent.parent / "integration" / "cli" / "examples" / "usage"
 
 
 def events(account: str, users_on, seats: int, rng: random.Random) -> list[dict]:

@@ -20,11 +20,12 @@ import yaml
 from redis import Redis
 from rq import Queue, SimpleWorker
 
-from integration import jobs, keys, layout
-from integration.bootstrap import Context, build_context, read_config
-from integration.devredis import RedisNotFoundError, claimed_database, find_or_start
-from integration.queues import QUEUE_NAMES
-from integration.settings import DEFAULT_REDIS_URL, Settings
+from integration.cli.devredis import RedisNotFoundError, claimed_database, find_or_start
+from integration.config.settings import DEFAULT_REDIS_URL, Settings
+from integration.jobs import evaluate as jobs
+from integration.jobs.context import Context, build_context, read_config
+from integration.jobs.queues import QUEUE_NAMES
+from integration.store import keys, layout
 from webhooks.app import create_app
 
 pytest_plugins = ["tests.specs_folder"]

@@ -6,12 +6,12 @@ from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.exceptions import RedisError
 
-from integration import layout
-from integration.bootstrap import connect_redis, read_config
-from integration.config import Config
+from integration.config.schema import Config
+from integration.config.settings import Settings
+from integration.jobs.context import connect_redis, read_config
 from integration.logs import configure_logging
-from integration.metrics import RedisCounters
-from integration.settings import Settings
+from integration.store import layout
+from integration.store.metrics import RedisCounters
 from webhooks import hubspot, people, salesforce, segment, usage
 from webhooks.edge import redis, register_error_handlers
 

@@ -10,7 +10,7 @@ from flask import Flask, Response, current_app, jsonify, request
 from redis import Redis
 from redis.exceptions import RedisError
 
-from integration.config import Config
+from integration.config.schema import Config
 from integration.errors import PayloadError, SignatureError, StorageUnavailableError
 from webhooks.signatures import verify_standard_webhook
 

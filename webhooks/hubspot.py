@@ -15,10 +15,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from integration.config import HubSpotCrm
-from integration.crm_changes import ChangeKind, CrmChange
+from integration.config.schema import HubSpotCrm
 from integration.errors import PayloadError
-from integration.queues import enqueue_crm_change
+from integration.jobs.queues import enqueue_crm_change
+from integration.signals.crm_changes import ChangeKind, CrmChange
 from webhooks.edge import body_text, config, parse_json, redis
 from webhooks.hubspot_signature import verify_hubspot
 

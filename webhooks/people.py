@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify
 
-from integration.queues import enqueue_job_change
-from integration.signals import parse_job_changes
+from integration.jobs.queues import enqueue_job_change
+from integration.signals.events import parse_job_changes
 from webhooks.edge import config, redis, signed_json
 
 bp = Blueprint("job_changes", __name__)

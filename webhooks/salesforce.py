@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, request
 from redis.exceptions import RedisError
 
-from integration.queues import enqueue_record_snapshot
-from integration.unmatched import record_unmatched
+from integration.jobs.queues import enqueue_record_snapshot
+from integration.store.unmatched import record_unmatched
 from webhooks.edge import config, redis
 from webhooks.salesforce_soap import ACK, OutboundMessageError, fault, parse_outbound
 

@@ -18,12 +18,12 @@ from flask import Blueprint, Response, jsonify, request
 from redis import Redis
 from redis.exceptions import RedisError
 
-from integration import keys, rollups
 from integration.errors import SignatureError
-from integration.queues import enqueue_dirty_evaluation, evaluation_job_key
-from integration.segment import SegmentBatch, parse_segment, resolve
-from integration.signals import UsageEvent
-from integration.unmatched import record_unmatched
+from integration.jobs.queues import enqueue_dirty_evaluation, evaluation_job_key
+from integration.signals.events import UsageEvent
+from integration.signals.segment import SegmentBatch, parse_segment, resolve
+from integration.store import keys, rollups
+from integration.store.unmatched import record_unmatched
 from webhooks.edge import body_text, config, parse_json, redis
 
 logger = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from flask import Blueprint, Response, jsonify
 from redis.exceptions import RedisError
 
-from integration import keys, rollups
-from integration.queues import enqueue_dirty_evaluation, evaluation_job_key
-from integration.signals import parse_usage
+from integration.jobs.queues import enqueue_dirty_evaluation, evaluation_job_key
+from integration.signals.events import parse_usage
+from integration.store import keys, rollups
 from webhooks.edge import config, redis, signed_json
 
 logger = logging.getLogger(__name__)

@@ -35,9 +35,9 @@ from adapters.protocol import (
     is_champion,
     task_key,
 )
-from integration import keys
-from integration.config import HubSpotCrm as HubSpotSettings
+from integration.config.schema import HubSpotCrm as HubSpotSettings
 from integration.errors import CrmError, CrmFeatureUnavailableError
+from integration.store import keys
 
 # https://developers.hubspot.com/docs/api-reference/crm-objects/guide: 100 inputs per batch call.
 HUBSPOT_BATCH_LIMIT = 100

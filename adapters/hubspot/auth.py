@@ -15,9 +15,9 @@ import requests
 from redis import Redis
 
 from adapters.hubspot.errors import CRM, from_response
-from integration import keys
 from integration.errors import CrmRetriableError
-from integration.keys import text
+from integration.store import keys
+from integration.store.keys import text
 
 # https://developers.hubspot.com/docs/api-reference/auth/oauth/v1: POST /oauth/v1/token
 TOKEN_PATH = "/oauth/v1/token"  # noqa: S105 - a URL path

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.hubspot.adapter import HubSpotCrm
-from integration.config import Config
+from integration.config.schema import Config
 from integration.errors import CrmError
-from integration.fields import FIELD_SPECS, FieldSpec
+from integration.risk.fields import FIELD_SPECS, FieldSpec
 
 # https://developers.hubspot.com/docs/api-reference/crm-properties-v3/guide: type and fieldType.
 HUBSPOT_TYPES = {

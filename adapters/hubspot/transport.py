@@ -22,9 +22,9 @@ from adapters.hubspot.auth import TokenSource
 from adapters.hubspot.errors import CRM, translate
 from adapters.ratelimit import SharedRateLimit
 from adapters.waits import WaitPolicy
-from integration import keys
-from integration.config import HubSpotCrm as HubSpotSettings
+from integration.config.schema import HubSpotCrm as HubSpotSettings
 from integration.errors import CrmError
+from integration.store import keys
 
 MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = (1.0, 2.0, 4.0)

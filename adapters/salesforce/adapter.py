@@ -32,10 +32,10 @@ from adapters.protocol import (
 )
 from adapters.salesforce.errors import CRM, LOCKED_ROW_WAIT_SECONDS, TRANSIENT_CODES, first_error
 from adapters.salesforce.transport import SalesforceTransport
-from integration import keys
-from integration.config import SalesforceCrm as SalesforceSettings
+from integration.config.schema import SalesforceCrm as SalesforceSettings
 from integration.errors import CrmError, CrmFatalError, CrmFeatureUnavailableError
-from integration.keys import text
+from integration.store import keys
+from integration.store.keys import text
 
 # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm
 SALESFORCE_COLLECTION_LIMIT = 200

@@ -8,7 +8,7 @@ from typing import Any
 import requests
 from simple_salesforce.api import Salesforce
 
-from integration.config import SalesforceCrm as SalesforceSettings
+from integration.config.schema import SalesforceCrm as SalesforceSettings
 
 _ARGUMENT = {
     "username_env": "username",

@@ -21,10 +21,10 @@ from simple_salesforce.api import Salesforce
 
 from adapters.salesforce.errors import CRM, translate
 from adapters.waits import WaitPolicy
-from integration import keys
-from integration.config import SalesforceCrm as SalesforceSettings
+from integration.config.schema import SalesforceCrm as SalesforceSettings
 from integration.errors import CrmRetriableError
-from integration.keys import text
+from integration.store import keys
+from integration.store.keys import text
 
 MAX_ATTEMPTS = 3
 BACKOFF_SECONDS = (1.0, 2.0)

@@ -16,10 +16,10 @@ import yaml
 from click.testing import CliRunner
 from redis import Redis
 
-from integration import jobs
-from integration.bootstrap import Context, build_context, read_config
-from integration.cli import main
-from integration.settings import Settings
+from integration.cli.main import main
+from integration.config.settings import Settings
+from integration.jobs import evaluate as jobs
+from integration.jobs.context import Context, build_context, read_config
 from tests.conftest import (
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,

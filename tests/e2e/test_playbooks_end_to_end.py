@@ -12,10 +12,10 @@ from redis import Redis
 
 from adapters.protocol import TaskRequest
 from adapters.sandbox.adapter import SandboxCrm
-from integration import jobs
-from integration.bootstrap import Context
-from integration.cli import main
+from integration.cli.main import main
 from integration.errors import CrmRetriableError
+from integration.jobs import evaluate as jobs
+from integration.jobs.context import Context
 from tests.conftest import (
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,
@@ -266,7 +266,7 @@ def test_a_renewal_date_held_in_the_crm_raises_the_risk_of_a_dropping_account(
     import yaml
 
     from adapters.protocol import FieldUpdate
-    from integration.bootstrap import build_context, read_config
+    from integration.jobs.context import build_context, read_config
     from webhooks.app import create_app
 
     config = yaml.safe_load(settings.config.read_text())

@@ -12,9 +12,9 @@ import responses
 import yaml
 from redis import Redis
 
-from integration import jobs
-from integration.bootstrap import Context, build_context, read_config
-from integration.settings import Settings
+from integration.config.settings import Settings
+from integration.jobs import evaluate as jobs
+from integration.jobs.context import Context, build_context, read_config
 from tests.conftest import PEOPLE_SECRET_ENV, USAGE_SECRET_ENV, daily_usage, drain, post_signed
 from tests.contract.salesforce.conftest import API, FIXTURES, Org
 from webhooks.app import create_app
@@ -337,7 +337,7 @@ def test_a_notification_without_data_is_listed_and_the_rest_still_acked(
 def test_no_ack_until_queued_when_redis_is_down_salesforce_gets_a_fault(
     org: Org, running: tuple[Context, Any], redis_url: str
 ) -> None:
-    from integration.devredis import free_port
+    from integration.cli.devredis import free_port
 
     context, _ = running
     down = Settings(config=context.settings.config, redis_url=f"redis://127.0.0.1:{free_port()}/0")

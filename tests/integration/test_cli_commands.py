@@ -8,9 +8,9 @@ from click.testing import CliRunner, Result
 from redis import Redis
 from rq import Queue
 
-from integration.cli import main
-from integration.queues import QUEUE_NAMES
-from integration.settings import Settings
+from integration.cli.main import main
+from integration.config.settings import Settings
+from integration.jobs.queues import QUEUE_NAMES
 from tests.conftest import drain
 
 

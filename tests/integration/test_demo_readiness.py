@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import click
 import pytest
 
-from integration.demo import wait_ready
+from integration.cli.demo import wait_ready
 
 
 class SlowApp(BaseHTTPRequestHandler):

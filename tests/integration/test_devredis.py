@@ -9,8 +9,7 @@ import pytest
 from redis import Redis
 from redis.lock import Lock
 
-from integration import keys
-from integration.devredis import (
+from integration.cli.devredis import (
     DATABASES,
     RedisNotFoundError,
     _Renewer,
@@ -19,6 +18,7 @@ from integration.devredis import (
     free_port,
     with_database,
 )
+from integration.store import keys
 
 
 def database_number(url: str) -> int:
@@ -42,7 +42,7 @@ def test_with_nothing_to_start_the_error_says_how_to_get_redis(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("integration.devredis.bundled_redis_server", lambda: None)
+    monkeypatch.setattr("integration.cli.devredis.bundled_redis_server", lambda: None)
     url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(RedisNotFoundError) as raised:
         find_or_start(url)

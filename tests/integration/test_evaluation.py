@@ -13,10 +13,11 @@ from rq.registry import FailedJobRegistry
 
 from adapters.protocol import FieldUpdate, WriteResult
 from adapters.sandbox.adapter import SandboxCrm
-from integration import jobs, rollups
-from integration.bootstrap import Context
 from integration.errors import CrmFatalError
-from integration.queues import EVALUATE
+from integration.jobs import evaluate as jobs
+from integration.jobs.context import Context
+from integration.jobs.queues import EVALUATE
+from integration.store import rollups
 from tests.conftest import USAGE_SECRET_ENV, daily_usage, drain, post_signed
 
 

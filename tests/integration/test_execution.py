@@ -10,11 +10,11 @@ from redis import Redis
 
 from adapters.protocol import CrmContact, TaskRequest
 from adapters.sandbox.adapter import SandboxCrm
-from integration import keys
-from integration.bootstrap import Context
 from integration.errors import CrmFatalError, CrmRetriableError
-from integration.execution import CLAIM_LIVE_SECONDS, run_action
+from integration.jobs.context import Context
+from integration.store import keys
 from playbooks.actions import CreateNote, CreateTask
+from playbooks.execution import CLAIM_LIVE_SECONDS, run_action
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 ACTION = CreateTask(

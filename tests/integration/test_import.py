@@ -9,11 +9,11 @@ from pathlib import Path
 from click.testing import CliRunner
 from redis import Redis
 
-from integration import rollups
-from integration.cli import main
-from integration.config import Metrics
-from integration.settings import Settings
-from integration.signals import UsageEvent
+from integration.cli.main import main
+from integration.config.schema import Metrics
+from integration.config.settings import Settings
+from integration.signals.events import UsageEvent
+from integration.store import rollups
 
 YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
 
@@ -118,7 +118,7 @@ def test_an_imported_account_is_judged_on_its_imported_users_and_activity(
 def test_an_older_imported_row_does_not_overwrite_newer_live_seats(
     tmp_path: Path, settings: Settings, redis: Redis, context: object
 ) -> None:
-    from integration import keys
+    from integration.store import keys
 
     live = [UsageEvent("acme", "u1", "login", datetime.now(UTC), seats=50)]
     rollups.fold_usage(redis, keys.delivery_seen("usage", "d1"), live, "rq:job:none", Metrics())

@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 from redis import Redis
 
-from integration import keys, rollups
-from integration.cli import main
-from integration.config import Metrics
+from integration.cli.main import main
+from integration.config.schema import Metrics
+from integration.config.settings import Settings
 from integration.errors import StorageUnavailableError
-from integration.settings import Settings
-from integration.signals import UsageEvent
+from integration.signals.events import UsageEvent
+from integration.store import keys, rollups
 from tests.conftest import USAGE_SECRET_ENV, signed_headers
 
 NOW = datetime.now(UTC)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from redis import Redis
 
-from integration import importer, keys, rollups
-from integration.config import Metrics
-from integration.signals import UsageEvent
+from integration.config.schema import Metrics
+from integration.signals.events import UsageEvent
+from integration.store import importer, keys, rollups
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 TODAY = NOW.date()

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 
-from integration import keys, rollups
-from integration.config import Metrics
-from integration.signals import UsageEvent
+from integration.config.schema import Metrics
+from integration.signals.events import UsageEvent
+from integration.store import keys, rollups
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 METRICS = Metrics(counted={"reports_created": ("report_created", "report_duplicated")})

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from redis import Redis
 
-from integration.bootstrap import read_config
-from integration.settings import Settings
+from integration.config.settings import Settings
+from integration.jobs.context import read_config
 from tests.conftest import nothing_stored
 from webhooks import segment as segment_webhook
 from webhooks.app import create_app

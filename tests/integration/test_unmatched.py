@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from redis import Redis
 
-from integration.unmatched import list_unmatched, record_unmatched
+from integration.store.unmatched import list_unmatched, record_unmatched
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 

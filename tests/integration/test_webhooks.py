@@ -12,9 +12,9 @@ import pytest
 from redis import Redis
 from rq import Queue
 
-from integration.devredis import free_port
-from integration.queues import EVALUATE, SIGNALS
-from integration.settings import Settings
+from integration.cli.devredis import free_port
+from integration.config.settings import Settings
+from integration.jobs.queues import EVALUATE, SIGNALS
 from tests.conftest import (
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,

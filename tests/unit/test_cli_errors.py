@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from integration.cli import main
-from integration.devredis import free_port
-from integration.settings import masked
+from integration.cli.devredis import free_port
+from integration.cli.main import main
+from integration.config.settings import masked
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 MISSING_FILE_HINT = (
     "hint: pass --config PATH or set INTEGRATION_CONFIG; "
-    "integration/examples/config.example.yaml is a start"
+    "integration/cli/examples/config.example.yaml is a start"
 )
 
 

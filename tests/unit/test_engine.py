@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import date
 
 from adapters.protocol import CrmAccount
-from integration.config import PlaybookSettings
-from integration.risk import Reason, RiskAssessment, RiskLevel
+from integration.config.schema import PlaybookSettings
+from integration.risk.assess import Reason, RiskAssessment, RiskLevel
 from playbooks.actions import CreateNote, CreateTask, EnrollInSequence
 from playbooks.engine import load_catalogue, next_working_day, plan_actions, resolve_playbooks
 

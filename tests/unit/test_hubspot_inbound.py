@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from integration.crm_changes import ChangeKind
 from integration.errors import SignatureError
+from integration.signals.crm_changes import ChangeKind
 from webhooks.hubspot import parse_events, to_change
 from webhooks.hubspot_signature import signed_uri, verify_hubspot
 

@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from integration.accounts import AccountState, UsageHistory
-from integration.config import ChampionLeftRule, RiskConfig, UsageDropRule
-from integration.risk import RiskLevel, assess, champion_left, usage_drop
-from integration.signals import ChangeType, JobChanged
+from integration.config.schema import ChampionLeftRule, RiskConfig, UsageDropRule
+from integration.risk.assess import RiskLevel, assess, champion_left, usage_drop
+from integration.signals.accounts import AccountState, UsageHistory
+from integration.signals.events import ChangeType, JobChanged
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 YESTERDAY = date(2026, 11, 22)
@@ -234,7 +234,7 @@ def test_the_reason_says_how_long_usage_has_been_down() -> None:
 
 
 def test_fewer_logins_from_the_same_people_is_a_login_frequency_drop() -> None:
-    from integration.risk import login_frequency_drop
+    from integration.risk.assess import login_frequency_drop
 
     steady_users = history([10] * 56 + [10] * 7)
     logins = replace(steady_users, daily_metrics={"logins": (30,) * 56 + (12,) * 7})
@@ -247,7 +247,7 @@ def test_fewer_logins_from_the_same_people_is_a_login_frequency_drop() -> None:
 
 
 def test_a_small_accounts_vacation_is_not_a_login_drop_either() -> None:
-    from integration.risk import login_frequency_drop
+    from integration.risk.assess import login_frequency_drop
 
     # Three people logging in twice a day, two of them away for a week.
     people = replace(history([3] * 42 + [1] * 7), daily_metrics={"logins": (6,) * 42 + (2,) * 7})
@@ -275,7 +275,7 @@ def test_a_weekday_products_drop_streak_runs_through_its_weekends() -> None:
 
 
 def test_good_news_alone_does_not_make_a_renewal_risky() -> None:
-    from integration.config import RiskConfig
+    from integration.config.schema import RiskConfig
 
     hire = person(
         change_type=ChangeType.PROMOTION,

@@ -5,11 +5,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from integration.accounts import AccountState, UsageHistory
-from integration.config import DecisionMakerRule, InactivityRule, UtilizationRule
-from integration.reasons import RiskLevel
-from integration.rules_more import inactivity, license_utilization, new_decision_maker
-from integration.signals import ChangeType, JobChanged
+from integration.config.schema import DecisionMakerRule, InactivityRule, UtilizationRule
+from integration.risk.reasons import RiskLevel
+from integration.risk.rules import inactivity, license_utilization, new_decision_maker
+from integration.signals.accounts import AccountState, UsageHistory
+from integration.signals.events import ChangeType, JobChanged
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 USAGE = UsageHistory(
@@ -115,8 +115,8 @@ def test_other_arrivals_are_not_decision_makers(signal: JobChanged, why: str) ->
 
 
 def test_risk_near_a_renewal_raises_the_level_and_says_when() -> None:
-    from integration.config import RiskConfig
-    from integration.risk import assess
+    from integration.config.schema import RiskConfig
+    from integration.risk.assess import assess
 
     idle = account(last_active=NOW - timedelta(days=16))
     renewing = replace(idle, facts={"renewal_date": "2027-01-15"})
@@ -130,16 +130,16 @@ def test_risk_near_a_renewal_raises_the_level_and_says_when() -> None:
 
 
 def test_a_healthy_account_renewing_soon_is_not_flagged() -> None:
-    from integration.config import RiskConfig
-    from integration.risk import assess
+    from integration.config.schema import RiskConfig
+    from integration.risk.assess import assess
 
     healthy = replace(account(active_users_30d=18), facts={"renewal_date": "2026-12-01"})
     assert assess(healthy, RiskConfig(), NOW).reasons == ()
 
 
 def test_a_segment_uses_its_own_thresholds() -> None:
-    from integration.config import RiskConfig
-    from integration.risk import assess
+    from integration.config.schema import RiskConfig
+    from integration.risk.assess import assess
 
     rules = RiskConfig(segments={"enterprise": {"license_utilization": {"below_pct": 90}}})
     in_use = account(active_users_30d=16)  # 80% of 20 seats
@@ -151,7 +151,7 @@ def test_a_segment_uses_its_own_thresholds() -> None:
 def test_a_segment_override_with_a_wrong_key_is_refused() -> None:
     from pydantic import ValidationError
 
-    from integration.config import RiskConfig
+    from integration.config.schema import RiskConfig
 
     with pytest.raises(ValidationError, match=r"segments\.enterprise\.usage_drop\.drop_pc"):
         RiskConfig(segments={"enterprise": {"usage_drop": {"drop_pc": 30}}})
@@ -167,8 +167,8 @@ def with_metrics(**series: tuple[int, ...]) -> AccountState:
 
 
 def test_recent_nps_detractors_are_a_reason_with_the_count() -> None:
-    from integration.config import NpsRule
-    from integration.rules_more import nps_detractor
+    from integration.config.schema import NpsRule
+    from integration.risk.rules import nps_detractor
 
     state = with_metrics(nps_responses=(0,) * 50 + (1, 2, 1), nps_detractors=(0,) * 50 + (1, 1, 0))
     [reason] = nps_detractor(state, NpsRule(), NOW)
@@ -179,8 +179,8 @@ def test_recent_nps_detractors_are_a_reason_with_the_count() -> None:
 
 
 def test_a_week_with_far_more_tickets_than_usual_is_a_spike() -> None:
-    from integration.config import TicketSpikeRule
-    from integration.rules_more import support_ticket_spike
+    from integration.config.schema import TicketSpikeRule
+    from integration.risk.rules import support_ticket_spike
 
     usual = (0, 1, 0, 0, 1, 0, 0) * 8
     assert (
@@ -199,8 +199,8 @@ def test_a_week_with_far_more_tickets_than_usual_is_a_spike() -> None:
 
 
 def test_an_unused_key_feature_is_named() -> None:
-    from integration.config import AdoptionRule
-    from integration.rules_more import key_feature_not_adopted
+    from integration.config.schema import AdoptionRule
+    from integration.risk.rules import key_feature_not_adopted
 
     rule = AdoptionRule(key_features=("reports_created", "dashboards_shared"))
     state = with_metrics(reports_created=(1,) * 60, dashboards_shared=(1,) * 20 + (0,) * 40)
@@ -209,8 +209,8 @@ def test_an_unused_key_feature_is_named() -> None:
 
 
 def test_onboarding_milestones_missed_after_90_days_are_named_then_dropped() -> None:
-    from integration.config import OnboardingRule
-    from integration.rules_more import onboarding_stalled
+    from integration.config.schema import OnboardingRule
+    from integration.risk.rules import onboarding_stalled
 
     rule = OnboardingRule(milestones=("integrations_connected", "reports_created"))
     at = {"integrations_connected": (0,) * 95, "reports_created": (0,) * 90 + (1,) * 5}
@@ -224,8 +224,8 @@ def test_onboarding_milestones_missed_after_90_days_are_named_then_dropped() -> 
 
 
 def test_few_daily_users_out_of_many_monthly_ones_is_low_stickiness() -> None:
-    from integration.config import StickinessRule
-    from integration.rules_more import low_stickiness
+    from integration.config.schema import StickinessRule
+    from integration.risk.rules import low_stickiness
 
     rare = account(daily_active_users=(2,) * 28, active_users_30d=20)
     [reason] = low_stickiness(rare, StickinessRule(), NOW)
@@ -241,8 +241,8 @@ def test_few_daily_users_out_of_many_monthly_ones_is_low_stickiness() -> None:
 
 
 def test_a_young_accounts_first_tickets_are_not_a_spike() -> None:
-    from integration.config import TicketSpikeRule
-    from integration.rules_more import support_ticket_spike
+    from integration.config.schema import TicketSpikeRule
+    from integration.risk.rules import support_ticket_spike
 
     young = with_metrics(tickets_opened=(0,) * 49 + (1, 1, 1, 1, 1, 1, 1) + (2,) * 7)
     young = replace(

@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from integration.accounts import AccountState, UsageHistory
-from integration.config import CsatRule, OpenTicketsRule, RiskConfig, UtilizationGrowthRule
-from integration.reasons import RiskLevel
-from integration.risk import assess
-from integration.rules_more import csat_low, long_open_tickets, utilization_growth
+from integration.config.schema import CsatRule, OpenTicketsRule, RiskConfig, UtilizationGrowthRule
+from integration.risk.assess import assess
+from integration.risk.reasons import RiskLevel
+from integration.risk.rules import csat_low, long_open_tickets, utilization_growth
+from integration.signals.accounts import AccountState, UsageHistory
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 USAGE = UsageHistory(
@@ -132,8 +132,8 @@ def test_without_a_month_ago_figure_the_busiest_days_are_compared() -> None:
 
 
 def test_the_crms_purchased_seats_win_over_the_seats_usage_reported() -> None:
-    from integration.config import UtilizationRule
-    from integration.rules_more import license_utilization
+    from integration.config.schema import UtilizationRule
+    from integration.risk.rules import license_utilization
 
     state = replace(account(active_users_30d=14), facts={"seats": "40"})  # usage said 20
     [reason] = license_utilization(state, UtilizationRule(), NOW)
@@ -146,8 +146,8 @@ def test_the_crms_purchased_seats_win_over_the_seats_usage_reported() -> None:
 
 @pytest.mark.parametrize("raw", ["2026-08-01", "2026-08-01T00:00:00Z", "1785542400000"])
 def test_onboarding_counts_from_the_crms_start_date_in_any_of_its_formats(raw: str) -> None:
-    from integration.config import OnboardingRule
-    from integration.rules_more import onboarding_stalled
+    from integration.config.schema import OnboardingRule
+    from integration.risk.rules import onboarding_stalled
 
     usage = {"first_day": date(2026, 10, 1), "daily_metrics": {"integrations": (0,) * 60}}
     state = replace(account(**usage), facts={"onboarding_start": raw})

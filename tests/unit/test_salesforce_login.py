@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from adapters.salesforce import login
-from integration.config import SalesforceAuth, SalesforceCrm
+from integration.config.schema import SalesforceAuth, SalesforceCrm
 
 
 @pytest.mark.parametrize(

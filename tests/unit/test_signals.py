@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 
 from integration.errors import PayloadError
-from integration.segment import lenient_timestamp
-from integration.signals import ChangeType, parse_job_changes, parse_usage
+from integration.signals.events import ChangeType, parse_job_changes, parse_usage
+from integration.signals.segment import lenient_timestamp
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 EVENT = {

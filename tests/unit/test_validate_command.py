@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from integration.cli import main
+from integration.cli.main import main
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-EXAMPLE = Path(__file__).resolve().parents[2] / "integration" / "examples" / "config.example.yaml"
+EXAMPLES = Path(__file__).resolve().parents[2] / "integration" / "cli" / "examples"
+EXAMPLE = EXAMPLES / "config.example.yaml"
 
 
 def run_validate(tmp_path: Path, text: str, env: dict[str, str]) -> tuple[int, str]:

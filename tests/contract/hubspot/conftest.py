@@ -11,7 +11,7 @@ from redis import Redis
 
 from adapters.hubspot.adapter import HubSpotCrm
 from adapters.hubspot.auth import PrivateAppToken
-from integration.config import HubSpotCrm as HubSpotSettings
+from integration.config.schema import HubSpotCrm as HubSpotSettings
 from tests.fakes.hubspot_server import FakeHubSpot
 
 

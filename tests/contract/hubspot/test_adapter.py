@@ -299,11 +299,11 @@ def test_a_task_create_that_timed_out_is_not_resent_and_a_retry_finds_it(
 ) -> None:
     import time
 
-    from integration.bootstrap import Context
-    from integration.config import Config
-    from integration.execution import run_action
-    from integration.settings import Settings
+    from integration.config.schema import Config
+    from integration.config.settings import Settings
+    from integration.jobs.context import Context
     from playbooks.actions import CreateTask
+    from playbooks.execution import run_action
 
     crm = make_adapter(hub, redis, sleeps, request_timeout_seconds=0.3)
     company = hub.add_company({"name": "Acme"})

@@ -7,7 +7,7 @@ from redis import Redis
 
 from adapters.hubspot.auth import OAuthTokens
 from adapters.hubspot.provision import provision
-from integration.config import Config, CrmConfig, HubSpotCrm
+from integration.config.schema import Config, CrmConfig, HubSpotCrm
 from integration.errors import CrmFatalError
 from tests.contract.hubspot.conftest import Sleeps, make_adapter
 from tests.fakes.hubspot_server import FakeHubSpot

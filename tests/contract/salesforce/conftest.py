@@ -16,8 +16,8 @@ from redis import Redis
 
 from adapters.salesforce.adapter import SalesforceCrm
 from adapters.salesforce.login import login_with
-from integration.config import SalesforceAuth
-from integration.config import SalesforceCrm as SalesforceSettings
+from integration.config.schema import SalesforceAuth
+from integration.config.schema import SalesforceCrm as SalesforceSettings
 from tests.fakes.salesforce_contract import problems
 
 INSTANCE = "https://acme.my.salesforce.com"

@@ -281,11 +281,11 @@ def test_a_task_create_that_timed_out_is_not_resent_and_a_retry_finds_it(
     import requests
 
     from adapters.protocol import task_key
-    from integration.bootstrap import Context
-    from integration.config import Config
-    from integration.execution import run_action
-    from integration.settings import Settings
+    from integration.config.schema import Config
+    from integration.config.settings import Settings
+    from integration.jobs.context import Context
     from playbooks.actions import CreateTask
+    from playbooks.execution import run_action
 
     org.rsps.add(
         responses.POST, f"{API}/sobjects/Task", body=requests.ReadTimeout("read timed out")

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from click.testing import CliRunner
 
-from integration.cli import main
+from integration.cli.main import main
 from tests.contract.salesforce.conftest import Org, fixture
 
 ENV = {

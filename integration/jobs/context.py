@@ -13,10 +13,10 @@ from redis import Redis
 
 from adapters import build_adapter
 from adapters.protocol import CrmAdapter
-from integration import layout
-from integration.config import Config
-from integration.config_loading import load_config
-from integration.settings import Settings, lookup_env
+from integration.config.loading import load_config
+from integration.config.schema import Config
+from integration.config.settings import Settings, lookup_env
+from integration.store import layout
 from playbooks.engine import Playbook, load_catalogue, resolve_playbooks
 
 REDIS_TIMEOUT_SECONDS = 5

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
 
-from integration import keys, rollups
-from integration.rollups import LAYOUT
+from integration.store import keys, rollups
+from integration.store.rollups import LAYOUT
 
 _OLD_RING_DAYS = 448
 logger = logging.getLogger(__name__)

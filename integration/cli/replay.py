@@ -16,7 +16,7 @@ from typing import Any
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from integration.config import Config
+from integration.config.schema import Config
 
 USAGE_CHUNK = 500
 HTTP_TIMEOUT_SECONDS = 30

@@ -18,8 +18,8 @@ from typing import Any
 
 from redis import Redis
 
-from integration import keys, rollups
 from integration.errors import StorageUnavailableError
+from integration.store import keys, rollups
 
 REQUIRED = ("account_id", "date")
 NOT_METRICS = frozenset({"account_id", "date", "seats"})

@@ -16,8 +16,8 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 
-from integration import keys
-from integration.metrics import count
+from integration.store import keys
+from integration.store.metrics import count
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,14 @@ from datetime import date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from integration.accounts import AccountState, UsageHistory, fact_date
-from integration.baselines import (
+from integration.config.schema import (
+    HISTORY_DAYS_KEPT,
+    ChampionLeftRule,
+    RenewalRule,
+    RiskConfig,
+    UsageDropRule,
+)
+from integration.risk.baselines import (
     WEEK,
     Comparison,
     compare,
@@ -22,15 +28,8 @@ from integration.baselines import (
     seasonally_adjusted,
     year_over_year,
 )
-from integration.config import (
-    HISTORY_DAYS_KEPT,
-    ChampionLeftRule,
-    RenewalRule,
-    RiskConfig,
-    UsageDropRule,
-)
-from integration.reasons import Reason, RiskLevel
-from integration.rules_more import (
+from integration.risk.reasons import Reason, RiskLevel
+from integration.risk.rules import (
     champion_joined,
     csat_low,
     inactivity,
@@ -44,7 +43,8 @@ from integration.rules_more import (
     support_ticket_spike,
     utilization_growth,
 )
-from integration.signals import ChangeType
+from integration.signals.accounts import AccountState, UsageHistory, fact_date
+from integration.signals.events import ChangeType
 
 _RANK = {RiskLevel.NONE: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
 _SCORE = {RiskLevel.NONE: 0, RiskLevel.LOW: 15, RiskLevel.MEDIUM: 35, RiskLevel.HIGH: 60}

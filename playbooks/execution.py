@@ -14,12 +14,20 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, datetime
+from typing import Protocol
 
-from adapters.protocol import NoteRequest, OwnerNotification, SequenceEnrollment, TaskRequest
-from integration import keys
-from integration.bootstrap import Context
+from redis import Redis
+
+from adapters.protocol import (
+    CrmAdapter,
+    NoteRequest,
+    OwnerNotification,
+    SequenceEnrollment,
+    TaskRequest,
+)
 from integration.errors import CrmFatalError, CrmFeatureUnavailableError, CrmRetriableError
-from integration.metrics import count
+from integration.store import keys
+from integration.store.metrics import count
 from playbooks.actions import Action, CreateNote, CreateTask, EnrollInSequence, NotifyOwner
 
 logger = logging.getLogger(__name__)
@@ -30,6 +38,18 @@ DONE_KEEP_SECONDS = 400 * 24 * 3600
 CONTACT_CACHE_SECONDS = 60
 _PENDING = "pending:"
 _UNKNOWN = "unknown"
+
+
+class ExecutionContext(Protocol):
+    """What running an action needs: a Redis and a CRM (integration.jobs.context has both)."""
+
+    @property
+    def redis(self) -> Redis: ...
+
+    @property
+    def crm(self) -> CrmAdapter: ...
+
+
 _TAKE_OVER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
@@ -39,7 +59,7 @@ return 0
 """
 
 
-def run_action(context: Context, action: Action, now: datetime) -> str:
+def run_action(context: ExecutionContext, action: Action, now: datetime) -> str:
     """Run the action once and return the CRM id; raise CrmRetriableError to be tried later."""
     redis, key = context.redis, keys.action_done(action.idempotency_key)
     mine = f"{_PENDING}{now.timestamp()}"
@@ -88,7 +108,7 @@ def last_fired(raw: Mapping[bytes, bytes]) -> dict[str, date]:
     return {keys.text(name): date.fromisoformat(keys.text(day)) for name, day in raw.items()}
 
 
-def _perform(context: Context, action: Action, now: datetime, look_first: bool) -> str:
+def _perform(context: ExecutionContext, action: Action, now: datetime, look_first: bool) -> str:
     if isinstance(action, CreateTask):
         found = context.crm.find_task(action.idempotency_key) if look_first else None
         task_id = found or _create_task(context, action)
@@ -109,7 +129,7 @@ def _perform(context: Context, action: Action, now: datetime, look_first: bool) 
     return _enroll(context, action, now)
 
 
-def _remember_task(context: Context, action: CreateTask, task_id: str) -> None:
+def _remember_task(context: ExecutionContext, action: CreateTask, task_id: str) -> None:
     """Keep our open tasks per account: a new owner takes them over, a completion is an outcome."""
     pipe = context.redis.pipeline()
     pipe.hset(
@@ -121,7 +141,7 @@ def _remember_task(context: Context, action: CreateTask, task_id: str) -> None:
     pipe.execute()
 
 
-def _notify(context: Context, action: NotifyOwner) -> str:
+def _notify(context: ExecutionContext, action: NotifyOwner) -> str:
     notification = OwnerNotification(
         action.owner_id, action.title, action.body, action.account_crm_id
     )
@@ -136,7 +156,7 @@ def _notify(context: Context, action: NotifyOwner) -> str:
         return f"unavailable: {exc}"
 
 
-def _contact_id(context: Context, email: str | None) -> str | None:
+def _contact_id(context: ExecutionContext, email: str | None) -> str | None:
     """The contact's CRM id, looked up once a minute: a reason's task, note and enrollment all
     name the same person, and each lookup is a CRM API call. Only found contacts are kept, so
     a contact created in the CRM meanwhile is found on the next action."""
@@ -153,7 +173,7 @@ def _contact_id(context: Context, email: str | None) -> str | None:
     return contact.crm_id
 
 
-def _enroll(context: Context, action: EnrollInSequence, now: datetime) -> str:
+def _enroll(context: ExecutionContext, action: EnrollInSequence, now: datetime) -> str:
     """Enroll, or give the owner the fallback task saying which sequence to start by hand."""
     contact_id = _contact_id(context, action.contact_email)
     why = ""
@@ -177,7 +197,7 @@ def _enroll(context: Context, action: EnrollInSequence, now: datetime) -> str:
     return run_action(context, replace(fallback, body=fallback.body + note), now)
 
 
-def _create_task(context: Context, action: CreateTask) -> str:
+def _create_task(context: ExecutionContext, action: CreateTask) -> str:
     if action.owner_id is None:
         logger.warning(
             "task has no owner: set owners.fallback_owner",

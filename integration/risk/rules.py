@@ -10,8 +10,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from integration.accounts import AccountState
-from integration.config import (
+from integration.config.schema import (
     AdoptionRule,
     ChampionJoinedRule,
     CsatRule,
@@ -25,8 +24,9 @@ from integration.config import (
     UtilizationGrowthRule,
     UtilizationRule,
 )
-from integration.reasons import Reason, RiskLevel
-from integration.signals import ChangeType
+from integration.risk.reasons import Reason, RiskLevel
+from integration.signals.accounts import AccountState
+from integration.signals.events import ChangeType
 
 ARRIVING = frozenset({ChangeType.COMPANY_CHANGE, ChangeType.PROMOTION})
 WEEKS_OF_NORMAL = 8

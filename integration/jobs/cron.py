@@ -1,4 +1,4 @@
-"""Periodic jobs for `rq cron integration.cron` (RQ's own scheduler, no home-made one).
+"""Periodic jobs for `rq cron integration.jobs.cron` (RQ's own scheduler, no home-made one).
 
 - Every minute: put back accounts a dead worker had taken, and evaluate accounts still waiting
   (their evaluation may not have been queued if Redis failed between storing usage and queueing).
@@ -8,8 +8,8 @@
 
 from rq import cron
 
-from integration.jobs import evaluate_all_accounts, sweep_accounts
-from integration.queues import EVALUATE
+from integration.jobs.evaluate import evaluate_all_accounts, sweep_accounts
+from integration.jobs.queues import EVALUATE
 
 SWEEP_INTERVAL_SECONDS = 60
 DAILY_EVALUATION_CRON = "15 5 * * *"  # 05:15 UTC, before the working day in EMEA and the Americas

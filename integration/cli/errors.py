@@ -17,8 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from integration.config.settings import Settings, masked
 from integration.errors import IntegrationError, InvalidConfigError
-from integration.settings import Settings, masked
 
 CONFIG_ERRORS_SHOWN = 3
 _CONFIG_PATH = "integration.config_path"  # in click's ctx.meta, shared by every command

@@ -24,8 +24,8 @@ from redis import Redis
 from redis.exceptions import LockNotOwnedError, RedisError
 from redis.lock import Lock
 
-from integration import keys
-from integration.settings import masked
+from integration.config.settings import masked
+from integration.store import keys
 
 logger = logging.getLogger(__name__)
 

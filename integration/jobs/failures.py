@@ -11,7 +11,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from integration.queues import QUEUE_NAMES
+from integration.jobs.queues import QUEUE_NAMES
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 

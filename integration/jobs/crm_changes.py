@@ -8,12 +8,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from integration import keys
-from integration.bootstrap import Context
-from integration.crm_changes import ChangeKind, CrmChange
-from integration.jobs import crm_job, current_context, record_people_signal
-from integration.signals import ChangeType, JobChanged
-from integration.unmatched import record_unmatched
+from integration.jobs.context import Context
+from integration.jobs.evaluate import crm_job, current_context, record_people_signal
+from integration.signals.crm_changes import ChangeKind, CrmChange
+from integration.signals.events import ChangeType, JobChanged
+from integration.store import keys
+from integration.store.unmatched import record_unmatched
 
 logger = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ from typing import Any, TypeVar
 from redis import Redis
 from redis.commands.core import Script
 
-from integration import keys
-from integration.accounts import UsageHistory
-from integration.config import HISTORY_DAYS_KEPT, Metrics
+from integration.config.schema import HISTORY_DAYS_KEPT, Metrics
 from integration.errors import StorageUnavailableError
-from integration.signals import UsageEvent
+from integration.signals.accounts import UsageHistory
+from integration.signals.events import UsageEvent
+from integration.store import keys
 
 RING_DAYS = HISTORY_DAYS_KEPT
 # 26 weeks: the longest window (60 days) plus the longest lookback (16 weeks) is 172 days.

@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from redis import Redis
 
-from integration import keys
+from integration.store import keys
 
 METRICS_KEY = f"{keys.PREFIX}:metrics"
 DESCRIPTIONS = {

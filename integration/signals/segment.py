@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from integration.signals import MAX_CLOCK_SKEW, MAX_EVENT_AGE, UsageEvent
+from integration.signals.events import MAX_CLOCK_SKEW, MAX_EVENT_AGE, UsageEvent
 
 IGNORED_TYPES = frozenset({"screen", "alias", "delete"})
 USAGE_TYPES = frozenset({"track", "page", "identify", "group"})

@@ -11,8 +11,8 @@ from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.job import Job
 
-from integration.crm_changes import CrmChange
-from integration.signals import JobChanged
+from integration.signals.crm_changes import CrmChange
+from integration.signals.events import JobChanged
 
 SIGNALS = "signals"
 EVALUATE = "evaluate"
@@ -21,6 +21,9 @@ SIGNAL_JOB_KEEP_SECONDS = 7 * 24 * 3600
 FAILED_JOB_KEEP_SECONDS = 30 * 24 * 3600
 EVALUATION_BUCKET_SECONDS = 60
 CRM_RETRY = Retry(max=5, interval=[10, 30, 120, 600, 1800])
+# The jobs, by module path: the web edge queues them without importing the workers' code.
+EVALUATION_JOBS = "integration.jobs.evaluate"
+CRM_CHANGE_JOBS = "integration.jobs.crm_changes"
 
 
 def queue(name: str, connection: Redis) -> Queue:
@@ -30,7 +33,10 @@ def queue(name: str, connection: Redis) -> Queue:
 def enqueue_job_change(redis: Redis, change: JobChanged) -> bool:
     """Queue one people signal; False when the same (source, event_id) is already queued or done."""
     return _enqueue_once(
-        redis, "integration.jobs.process_job_change", change.to_json(), f"people-{change.dedupe_id}"
+        redis,
+        f"{EVALUATION_JOBS}.process_job_change",
+        change.to_json(),
+        f"people-{change.dedupe_id}",
     )
 
 
@@ -38,7 +44,7 @@ def enqueue_crm_change(redis: Redis, change: CrmChange) -> bool:
     """Queue one CRM change; False when the same event was queued or handled already."""
     return _enqueue_once(
         redis,
-        "integration.change_jobs.process_crm_change",
+        f"{CRM_CHANGE_JOBS}.process_crm_change",
         change.to_json(),
         f"crm-{change.dedupe_id}",
     )
@@ -56,7 +62,7 @@ def enqueue_record_snapshot(
         "notification_id": notification_id,
     }
     return _enqueue_once(
-        redis, "integration.change_jobs.process_record_snapshot", payload, f"record-{digest}"
+        redis, f"{CRM_CHANGE_JOBS}.process_record_snapshot", payload, f"record-{digest}"
     )
 
 
@@ -80,7 +86,9 @@ def _enqueue_once(redis: Redis, function: str, payload: Mapping[str, object], jo
 def enqueue_account_evaluation(redis: Redis, account_id: str) -> None:
     """A job for one account; while one waits or sits in the failed registry, no second one."""
     digest = hashlib.sha256(account_id.encode()).hexdigest()[:40]
-    _enqueue_evaluation(redis, "integration.jobs.evaluate_account", f"account-{digest}", account_id)
+    _enqueue_evaluation(
+        redis, f"{EVALUATION_JOBS}.evaluate_account", f"account-{digest}", account_id
+    )
 
 
 def evaluation_job_id(now: datetime) -> str:
@@ -95,7 +103,7 @@ def evaluation_job_key(now: datetime) -> str:
 
 def enqueue_dirty_evaluation(redis: Redis, now: datetime) -> None:
     """Queue the job that evaluates every account with new usage, many at a time."""
-    _enqueue_evaluation(redis, "integration.jobs.evaluate_dirty_accounts", evaluation_job_id(now))
+    _enqueue_evaluation(redis, f"{EVALUATION_JOBS}.evaluate_dirty_accounts", evaluation_job_id(now))
 
 
 def _enqueue_evaluation(redis: Redis, function: str, job_id: str, *args: str) -> None:

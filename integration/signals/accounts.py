@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from integration.signals import JobChanged
+from integration.signals.events import JobChanged
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from integration.config import (
+from integration.config.schema import (
     AVAILABLE_CRMS,
     SECRET_PREFIX,
     Config,
@@ -72,7 +72,7 @@ def _read_yaml(path: Path) -> Mapping[str, Any]:
         msg = f"cannot read config file {str(path)!r}: {exc.strerror}"
         hint = (
             "pass --config PATH or set INTEGRATION_CONFIG; "
-            "integration/examples/config.example.yaml is a start"
+            "integration/cli/examples/config.example.yaml is a start"
         )
         raise InvalidConfigError([ConfigError("", msg, hint)]) from exc
     try:

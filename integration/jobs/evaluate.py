@@ -19,15 +19,11 @@ from redis import Redis
 from rq import get_current_job
 
 from adapters.protocol import CrmAccount, FieldUpdate
-from integration import keys, rollups
-from integration.accounts import AccountState
-from integration.bootstrap import Context, build_context
+from integration.config.settings import Settings
 from integration.errors import CrmFatalError, CrmRetriableError
-from integration.execution import last_fired, run_action
-from integration.fields import field_values
-from integration.metrics import count
-from integration.queues import enqueue_account_evaluation
-from integration.risk import (
+from integration.jobs.context import Context, build_context
+from integration.jobs.queues import enqueue_account_evaluation
+from integration.risk.assess import (
     RiskAssessment,
     assess,
     assessment_from_json,
@@ -35,10 +31,14 @@ from integration.risk import (
     history_days_needed,
     other_days_needed,
 )
-from integration.settings import Settings
-from integration.signals import ChangeType, JobChanged
-from integration.unmatched import forget_unmatched, record_unmatched
+from integration.risk.fields import field_values
+from integration.signals.accounts import AccountState
+from integration.signals.events import ChangeType, JobChanged
+from integration.store import keys, rollups
+from integration.store.metrics import count
+from integration.store.unmatched import forget_unmatched, record_unmatched
 from playbooks.engine import plan_actions
+from playbooks.execution import last_fired, run_action
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from integration.config import FieldMap
-from integration.risk import RiskAssessment, RiskLevel, reasons_text
+from integration.config.schema import FieldMap
+from integration.risk.assess import RiskAssessment, RiskLevel, reasons_text
 
 FieldValue = str | int | float | bool | None
 FieldKind = Literal["enumeration", "text", "long_text", "number", "date"]

@@ -30,14 +30,14 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
-from integration import keys
-from integration.bootstrap import build_context
-from integration.cli_errors import CliError
-from integration.devredis import RedisNotFoundError, claimed_database, find_or_start, free_port
-from integration.queues import QUEUE_NAMES
-from integration.replay import replay_folder
-from integration.report import render_report
-from integration.settings import Settings, masked
+from integration.cli.devredis import RedisNotFoundError, claimed_database, find_or_start, free_port
+from integration.cli.errors import CliError
+from integration.cli.replay import replay_folder
+from integration.cli.report import render_report
+from integration.config.settings import Settings, masked
+from integration.jobs.context import build_context
+from integration.jobs.queues import QUEUE_NAMES
+from integration.store import keys
 
 # Shipped with the package, so the demo runs from any folder after `pip install`.
 EXAMPLES = Path(__file__).resolve().parent / "examples"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from adapters.sandbox.adapter import SandboxCrm
-from integration import keys
-from integration.bootstrap import Context
-from integration.risk import assessment_from_json
+from integration.jobs.context import Context
+from integration.risk.assess import assessment_from_json
+from integration.store import keys
 
 
 def render_report(context: Context) -> str:

@@ -12,20 +12,21 @@ import click
 from rq import Queue
 from rq.worker import SimpleWorker
 
-from integration import jobs, keys
-from integration.accounts import AccountState
-from integration.bootstrap import Context, build_context, connect_redis, read_config
-from integration.cli_errors import CliError, ExplainingGroup, remember_config_path
-from integration.config import Config
+from integration.cli.errors import CliError, ExplainingGroup, remember_config_path
+from integration.config.schema import Config
+from integration.config.settings import Settings, masked
 from integration.errors import InvalidConfigError, StorageUnavailableError
-from integration.failures import list_failed, retry_failed
-from integration.jobs import EVALUATION_BATCH, load_states
+from integration.jobs import evaluate as jobs
+from integration.jobs.context import Context, build_context, connect_redis, read_config
+from integration.jobs.evaluate import EVALUATION_BATCH, load_states
+from integration.jobs.failures import list_failed, retry_failed
+from integration.jobs.queues import QUEUE_NAMES
 from integration.logs import configure_logging
-from integration.queues import QUEUE_NAMES
-from integration.risk import assess, assessment_to_json
-from integration.rollups import RING_DAYS
-from integration.settings import Settings, masked
-from integration.unmatched import list_unmatched
+from integration.risk.assess import assess, assessment_to_json
+from integration.signals.accounts import AccountState
+from integration.store import keys
+from integration.store.rollups import RING_DAYS
+from integration.store.unmatched import list_unmatched
 
 MAX_LISTED = 50
 CONFIG_OPTION = click.option(
@@ -145,7 +146,7 @@ def worker(config_path: Path, burst: bool) -> None:
 @main.command()
 def migrate() -> None:
     """Convert the usage rollups in Redis to the current layout (once, before starting)."""
-    from integration.layout import migrate as migrate_rollups
+    from integration.store.layout import migrate as migrate_rollups
 
     summary = migrate_rollups(connect_redis(Settings().redis_url))
     if summary.already_current:
@@ -163,7 +164,7 @@ def migrate() -> None:
 @click.option("--twice", is_flag=True, help="Post every file a second time, as a retrying sender.")
 def replay(folder: Path, url: str, config_path: Path, twice: bool) -> None:
     """Sign and post the sample signals in FOLDER, shifted so the newest day is yesterday."""
-    from integration.replay import replay_folder
+    from integration.cli.replay import replay_folder
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -178,7 +179,7 @@ def replay(folder: Path, url: str, config_path: Path, twice: bool) -> None:
 @CONFIG_OPTION
 def report(config_path: Path) -> None:
     """Print each account's risk flags and the CRM tasks created for them."""
-    from integration.report import render_report
+    from integration.cli.report import render_report
 
     context = _context(_settings(config_path))
     click.echo(render_report(context))
@@ -197,8 +198,8 @@ def import_usage(file: Path, config_path: Path) -> None:
 
     Importing the same file twice changes nothing; bad rows are listed with their line numbers.
     """
-    from integration.importer import import_rows, read_records
-    from integration.queues import enqueue_dirty_evaluation
+    from integration.jobs.queues import enqueue_dirty_evaluation
+    from integration.store.importer import import_rows, read_records
 
     context = _context(_settings(config_path))
     with file.open("rb") as handle:
@@ -359,6 +360,6 @@ def assessment(config_path: Path, account_id: str) -> None:
 @click.option("--keep", is_flag=True, help="Keep the demo's sandbox CRM and Redis data.")
 def demo(keep: bool) -> None:
     """Run the whole service on the sandbox CRM with the samples in examples/."""
-    from integration.demo import run_demo
+    from integration.cli.demo import run_demo
 
     run_demo(keep=keep, debug=click.get_current_context().find_root().params["debug"])
