@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from integration.config.schema import UsageDropRule
-from integration.risk.assess import usage_drop
+from integration.risk.usage import usage_drop
 from integration.signals.accounts import AccountState, UsageHistory
 from integration.store import rollups
 

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.protocol import CrmAccount
 from integration.config.schema import PlaybookSettings
-from integration.risk.assess import Reason, RiskAssessment
+from integration.risk.assess import RiskAssessment
+from integration.risk.reasons import Reason
 from playbooks.actions import Action, CreateNote, CreateTask, EnrollInSequence, NotifyOwner
 
 _TEMPLATES = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True)  # noqa: S701 - CRM task text is plain text, not HTML

@@ -149,3 +149,8 @@ def days_below(
             break
         streak += 1
     return streak
+
+
+def recent_total(values: Sequence[int], days: int) -> int:
+    """The sum of the last `days` days (none when `days` is 0)."""
+    return sum(values[-days:]) if days else 0

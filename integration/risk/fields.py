@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from integration.config.schema import FieldMap
-from integration.risk.assess import RiskAssessment, RiskLevel, reasons_text
+from integration.risk.assess import RiskAssessment, reasons_text
+from integration.risk.reasons import RiskLevel
 
 FieldValue = str | int | float | bool | None
 FieldKind = Literal["enumeration", "text", "long_text", "number", "date"]

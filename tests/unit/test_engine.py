@@ -4,7 +4,8 @@ from datetime import date
 
 from adapters.protocol import CrmAccount
 from integration.config.schema import PlaybookSettings
-from integration.risk.assess import Reason, RiskAssessment, RiskLevel
+from integration.risk.assess import RiskAssessment
+from integration.risk.reasons import Reason, RiskLevel
 from playbooks.actions import CreateNote, CreateTask, EnrollInSequence
 from playbooks.engine import load_catalogue, next_working_day, plan_actions, resolve_playbooks
 

@@ -7,7 +7,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from integration.config.schema import ChampionLeftRule, RiskConfig, UsageDropRule
-from integration.risk.assess import RiskLevel, assess, champion_left, usage_drop
+from integration.risk.assess import assess
+from integration.risk.people import champion_left
+from integration.risk.reasons import RiskLevel
+from integration.risk.usage import usage_drop
 from integration.signals.accounts import AccountState, UsageHistory
 from integration.signals.events import ChangeType, JobChanged
 
@@ -234,7 +237,7 @@ def test_the_reason_says_how_long_usage_has_been_down() -> None:
 
 
 def test_fewer_logins_from_the_same_people_is_a_login_frequency_drop() -> None:
-    from integration.risk.assess import login_frequency_drop
+    from integration.risk.usage import login_frequency_drop
 
     steady_users = history([10] * 56 + [10] * 7)
     logins = replace(steady_users, daily_metrics={"logins": (30,) * 56 + (12,) * 7})
@@ -247,7 +250,7 @@ def test_fewer_logins_from_the_same_people_is_a_login_frequency_drop() -> None:
 
 
 def test_a_small_accounts_vacation_is_not_a_login_drop_either() -> None:
-    from integration.risk.assess import login_frequency_drop
+    from integration.risk.usage import login_frequency_drop
 
     # Three people logging in twice a day, two of them away for a week.
     people = replace(history([3] * 42 + [1] * 7), daily_metrics={"logins": (6,) * 42 + (2,) * 7})

@@ -6,8 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from integration.config.schema import DecisionMakerRule, InactivityRule, UtilizationRule
+from integration.risk.adoption import license_utilization
+from integration.risk.people import new_decision_maker
 from integration.risk.reasons import RiskLevel
-from integration.risk.rules import inactivity, license_utilization, new_decision_maker
+from integration.risk.usage import inactivity
 from integration.signals.accounts import AccountState, UsageHistory
 from integration.signals.events import ChangeType, JobChanged
 
@@ -168,7 +170,7 @@ def with_metrics(**series: tuple[int, ...]) -> AccountState:
 
 def test_recent_nps_detractors_are_a_reason_with_the_count() -> None:
     from integration.config.schema import NpsRule
-    from integration.risk.rules import nps_detractor
+    from integration.risk.support import nps_detractor
 
     state = with_metrics(nps_responses=(0,) * 50 + (1, 2, 1), nps_detractors=(0,) * 50 + (1, 1, 0))
     [reason] = nps_detractor(state, NpsRule(), NOW)
@@ -180,7 +182,7 @@ def test_recent_nps_detractors_are_a_reason_with_the_count() -> None:
 
 def test_a_week_with_far_more_tickets_than_usual_is_a_spike() -> None:
     from integration.config.schema import TicketSpikeRule
-    from integration.risk.rules import support_ticket_spike
+    from integration.risk.support import support_ticket_spike
 
     usual = (0, 1, 0, 0, 1, 0, 0) * 8
     assert (
@@ -200,7 +202,7 @@ def test_a_week_with_far_more_tickets_than_usual_is_a_spike() -> None:
 
 def test_an_unused_key_feature_is_named() -> None:
     from integration.config.schema import AdoptionRule
-    from integration.risk.rules import key_feature_not_adopted
+    from integration.risk.adoption import key_feature_not_adopted
 
     rule = AdoptionRule(key_features=("reports_created", "dashboards_shared"))
     state = with_metrics(reports_created=(1,) * 60, dashboards_shared=(1,) * 20 + (0,) * 40)
@@ -210,7 +212,7 @@ def test_an_unused_key_feature_is_named() -> None:
 
 def test_onboarding_milestones_missed_after_90_days_are_named_then_dropped() -> None:
     from integration.config.schema import OnboardingRule
-    from integration.risk.rules import onboarding_stalled
+    from integration.risk.adoption import onboarding_stalled
 
     rule = OnboardingRule(milestones=("integrations_connected", "reports_created"))
     at = {"integrations_connected": (0,) * 95, "reports_created": (0,) * 90 + (1,) * 5}
@@ -225,7 +227,7 @@ def test_onboarding_milestones_missed_after_90_days_are_named_then_dropped() -> 
 
 def test_few_daily_users_out_of_many_monthly_ones_is_low_stickiness() -> None:
     from integration.config.schema import StickinessRule
-    from integration.risk.rules import low_stickiness
+    from integration.risk.usage import low_stickiness
 
     rare = account(daily_active_users=(2,) * 28, active_users_30d=20)
     [reason] = low_stickiness(rare, StickinessRule(), NOW)
@@ -242,7 +244,7 @@ def test_few_daily_users_out_of_many_monthly_ones_is_low_stickiness() -> None:
 
 def test_a_young_accounts_first_tickets_are_not_a_spike() -> None:
     from integration.config.schema import TicketSpikeRule
-    from integration.risk.rules import support_ticket_spike
+    from integration.risk.support import support_ticket_spike
 
     young = with_metrics(tickets_opened=(0,) * 49 + (1, 1, 1, 1, 1, 1, 1) + (2,) * 7)
     young = replace(

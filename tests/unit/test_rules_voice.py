@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from integration.config.schema import CsatRule, OpenTicketsRule, RiskConfig, UtilizationGrowthRule
+from integration.risk.adoption import utilization_growth
 from integration.risk.assess import assess
 from integration.risk.reasons import RiskLevel
-from integration.risk.rules import csat_low, long_open_tickets, utilization_growth
+from integration.risk.support import csat_low, long_open_tickets
 from integration.signals.accounts import AccountState, UsageHistory
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -133,7 +134,7 @@ def test_without_a_month_ago_figure_the_busiest_days_are_compared() -> None:
 
 def test_the_crms_purchased_seats_win_over_the_seats_usage_reported() -> None:
     from integration.config.schema import UtilizationRule
-    from integration.risk.rules import license_utilization
+    from integration.risk.adoption import license_utilization
 
     state = replace(account(active_users_30d=14), facts={"seats": "40"})  # usage said 20
     [reason] = license_utilization(state, UtilizationRule(), NOW)
@@ -147,7 +148,7 @@ def test_the_crms_purchased_seats_win_over_the_seats_usage_reported() -> None:
 @pytest.mark.parametrize("raw", ["2026-08-01", "2026-08-01T00:00:00Z", "1785542400000"])
 def test_onboarding_counts_from_the_crms_start_date_in_any_of_its_formats(raw: str) -> None:
     from integration.config.schema import OnboardingRule
-    from integration.risk.rules import onboarding_stalled
+    from integration.risk.adoption import onboarding_stalled
 
     usage = {"first_day": date(2026, 10, 1), "daily_metrics": {"integrations": (0,) * 60}}
     state = replace(account(**usage), facts={"onboarding_start": raw})
