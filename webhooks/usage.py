@@ -32,7 +32,7 @@ def receive_usage() -> tuple[Response, int]:
             enqueue_dirty_evaluation(redis(), now)
         except RedisError:
             # The usage is stored and its accounts are marked dirty: the next delivery, or the
-            # sweep in integration/cron.py, queues the evaluation. The sender need not retry.
+            # sweep in integration/jobs/cron.py, queues the evaluation. The sender need not retry.
             logger.warning("evaluation not queued; the next delivery or the sweep will")
     if folded.duplicate:
         return jsonify(status="duplicate", delivery_id=delivery_id), 200

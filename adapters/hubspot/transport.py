@@ -83,7 +83,7 @@ class HubSpotTransport:
     ) -> T:
         """Send with waits and retries. A create is retried here only when HubSpot refused it
         unprocessed (429, 423): after a timeout or a 5xx it may exist, so the caller must look
-        before creating again (integration/execution.py does, by the task's key)."""
+        before creating again (playbooks/execution.py does, by the task's key)."""
         limit = self._search_limit if search else self._limit
 
         def attempt() -> T:

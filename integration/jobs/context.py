@@ -1,6 +1,6 @@
 """Builds what a process needs from its Settings: config, Redis, the CRM adapter, the playbooks.
 
-One of the composition roots (with webhooks/app.py and integration/cli.py): the only place that
+One of the composition roots (with webhooks/app.py and integration/cli/main.py): the only place that
 knows which adapter and which playbooks go with the core.
 """
 

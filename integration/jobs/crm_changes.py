@@ -1,4 +1,4 @@
-"""The RQ job for changes the CRM reports (integration/crm_changes.py), one handler per kind."""
+"""The RQ job for changes the CRM reports (signals/crm_changes.py), one handler per kind."""
 
 from __future__ import annotations
 

@@ -115,14 +115,14 @@ def evaluate_dirty_accounts() -> int:
 
 
 def sweep_accounts() -> int:
-    """Every minute (integration/cron.py): recover dead workers' accounts, evaluate waiting ones."""
+    """Every minute (jobs/cron.py): recover dead workers' accounts, evaluate waiting ones."""
     context = current_context()
     rollups.requeue_stale_accounts(context.redis, _now() - STALE_PROCESSING)
     return evaluate_dirty_accounts()
 
 
 def evaluate_all_accounts() -> int:
-    """Daily (integration/cron.py): an account whose usage stopped sends nothing; judge it too."""
+    """Daily (jobs/cron.py): an account whose usage stopped sends nothing; judge it too."""
     rollups.mark_all_accounts_dirty(current_context().redis)
     return evaluate_dirty_accounts()
 

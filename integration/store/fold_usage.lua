@@ -5,13 +5,13 @@
 -- ARGV[4] per-day user record TTL seconds, ARGV[5] last-seen entries older than this are trimmed,
 -- ARGV[6] TTL of message marks, ARGV[7] JSON list of message keys to mark taken (Segment
 -- messageIds), ARGV[8] JSON list of groups, one per account and day, each an array as
--- integration/rollups.py lays it out: account, the account's key prefix, day, last activity ts,
+-- integration/store/rollups.py lays it out: account, the account's key prefix, day, last activity ts,
 -- seats (or null), seats ts, a flat list of (seen ts, user) pairs, a list of (metric, amount),
 -- and tickets opened and closed as (ts, hashed id) lists. Arrays, not objects: one JSON
 -- argument is cheap for the client to send, where a thousand small arguments cost it
 -- milliseconds. ARGV[9] days in the snapshot ring, ARGV[10] how many tickets an account keeps
 -- (open, and closed), ARGV[12] the key marking that closing events arrive at all,
--- ARGV[11] JSON of the key suffixes that follow an account's prefix (integration/keys.py).
+-- ARGV[11] JSON of the key suffixes that follow an account's prefix (integration/store/keys.py).
 -- Returns {status, needs_job}: status 0 written, 1 a duplicate delivery, 2 a message among the
 -- marks is marked already, 3 the rollups are in another layout (all: nothing written); needs_job=1 means accounts are waiting and no
 -- evaluation job exists, so the caller should queue one.
@@ -22,7 +22,7 @@
 -- limit), which matters because Redis does not roll a script back: the dedupe key is set first.
 -- Cluster note: the keys inside ARGV are undeclared, so this script assumes one Redis node.
 -- KEYS[5] the rollups' layout marker, ARGV[13] the layout this script writes: unless Redis is
--- marked with it (integration/layout.py), nothing is written (status 3). A Redis that knows no
+-- marked with it (integration/store/layout.py), nothing is written (status 3). A Redis that knows no
 -- account (a new install, or one emptied under running processes) is marked here.
 local layout = redis.call('GET', KEYS[5])
 if layout == false and redis.call('EXISTS', KEYS[3]) == 0 then

@@ -25,7 +25,7 @@ local function note_day(meta_key, day)
 end
 
 -- KEYS[3] the rollups' layout marker, ARGV[5] the layout this script writes: unless Redis is
--- marked with it (integration/layout.py), nothing is written and -1 is returned. A Redis that
+-- marked with it (integration/store/layout.py), nothing is written and -1 is returned. A Redis that
 -- knows no account yet is marked here.
 local layout = redis.call('GET', KEYS[3])
 if layout == false and redis.call('EXISTS', KEYS[2]) == 0 then

@@ -179,7 +179,7 @@ def unmatched() -> str:
 
 
 def rollups_layout() -> str:
-    """Which layout the usage rollups are written in (integration/layout.py)."""
+    """Which layout the usage rollups are written in (integration/store/layout.py)."""
     return f"{PREFIX}:schema:rollups_layout"
 
 

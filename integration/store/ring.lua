@@ -1,5 +1,5 @@
--- Shared by fold_usage.lua and import_days.lua (prepended by integration/rollups.py).
--- Each metric is one Redis string holding two rings (layout in integration/rollups.py):
+-- Shared by fold_usage.lua and import_days.lua (prepended by integration/store/rollups.py).
+-- Each metric is one Redis string holding two rings (layout in integration/store/rollups.py):
 --   recent: RECENT_DAYS u16 counters, exact, one per day (slot day % RECENT_DAYS);
 --   old:    OLD_DAYS u8 codes after them, one per older day (slot day % OLD_DAYS), each a
 --           minifloat within 3% of the day's count (encode below, decoded by rollups.DECODE).

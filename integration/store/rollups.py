@@ -103,7 +103,7 @@ _SCRIPTS = Path(__file__).parent
 
 
 _DUPLICATE, _MESSAGES_TAKEN, _OUTDATED_LAYOUT = 1, 2, 3  # fold_usage.lua's first reply
-# The layout ring.lua writes; integration/layout.py converts the one before it.
+# The layout ring.lua writes; integration/store/layout.py converts the one before it.
 LAYOUT = "2"
 OUTDATED_LAYOUT = (
     "the usage rollups in Redis are in an older layout: stop the previous release's "
@@ -112,7 +112,7 @@ OUTDATED_LAYOUT = (
 
 
 def check_layout(stored: bytes | str | None) -> None:
-    """Refuse rollups not marked with this layout (integration/layout.py marks a new Redis;
+    """Refuse rollups not marked with this layout (integration/store/layout.py marks a new Redis;
     older rollups' bytes would read as a collapse of usage). Checked in the same round trip as
     every fold and read; raised as a storage error, so webhooks answer 503 and senders retry
     once an admin has run `integration migrate`."""
