@@ -202,7 +202,10 @@ def evaluate_accounts(
     evaluated = []
     for account_id, account in sorted(found.items()):
         before, fired = previous[account_id]
-        after = assess(states[account_id], context.config.risk, now)
+        state = states[account_id]
+        if before is not None:
+            state = replace(state, previous_reasons={r.key: r.details for r in before.reasons})
+        after = assess(state, context.config.risk, now)
         evaluated.append(_Evaluated(account, before, after, fired))
     _write_fields(context, evaluated)
     for item in evaluated:

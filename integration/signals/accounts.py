@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 from integration.signals.events import JobChanged
 
@@ -42,6 +43,9 @@ class AccountState:
     # Facts the CRM holds (config account_facts): renewal_date, segment, plan, seats and
     # onboarding_start, as the CRM returns them (text).
     facts: Mapping[str, str] = field(default_factory=dict)
+    # The details of each reason the last evaluation raised, by reason key: a flag still open is
+    # judged against what it found then (a drop against the level before it), not anew.
+    previous_reasons: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def seats(self) -> int | None:
