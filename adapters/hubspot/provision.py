@@ -13,7 +13,7 @@ from typing import Any
 from adapters.hubspot.adapter import HubSpotCrm
 from integration.config.schema import Config
 from integration.errors import CrmError
-from integration.risk.fields import FIELD_SPECS, FieldSpec
+from integration.risk.field_specs import FIELD_SPECS, FieldSpec
 
 # https://developers.hubspot.com/docs/api-reference/crm-properties-v3/guide: type and fieldType.
 HUBSPOT_TYPES = {

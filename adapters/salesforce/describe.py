@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from adapters.salesforce.adapter import SalesforceCrm
 from integration.config.schema import Config
-from integration.risk.fields import FIELD_SPECS, FieldKind
+from integration.risk.field_specs import FIELD_SPECS, FieldKind
 
 # Salesforce field types that can hold each kind of value we write.
 FITTING_TYPES: dict[FieldKind, frozenset[str]] = {

@@ -1,4 +1,4 @@
-"""Renewal: a renewal date near while risks are open raises the account one level.
+"""Renewal: the reason a renewal date near adds while risks are open (`assess` raises the level).
 A pure function of an account's state; `now` is passed in."""
 
 from __future__ import annotations
