@@ -17,6 +17,8 @@ CrmKind = Literal["sandbox", "hubspot", "salesforce"]
 # plus the longest window and the normal's lookback.
 HISTORY_DAYS_KEPT = 448
 YEAR_DAYS = 364
+# Last year's same weeks are a season when they moved against the weeks before them.
+SEASON_LOOKBACK_WEEKS = 8
 Priority = Literal["low", "medium", "high"]
 # The CRMs whose adapter ships in this build; the others are accepted by the schema so the error
 # can say plainly that the adapter is missing rather than that the word is wrong.
@@ -287,6 +289,10 @@ class UsageDropRule(_Strict):
     min_significance_z: float = Field(3.0, ge=0, le=10)
     small_account_max_users: float = Field(5, ge=0)
     small_account_window_days: int = Field(21, ge=1, le=60)
+    # Once flagged, the account is measured against the level before the drop, and the flag
+    # clears only when the last `recover_days` days reach this share of that level.
+    recover_pct: float = Field(85, gt=0, le=100)
+    recover_days: int = Field(7, ge=1, le=60)
 
     def history_days(self) -> int:
         """Days of history this rule reads."""
@@ -315,6 +321,51 @@ class UsageDropRule(_Strict):
             )
             raise ValueError(msg)
         return self
+
+
+class SlowDeclineRule(_Strict):
+    """A long, steady fall: the recent weeks against the level a quarter ago."""
+
+    enabled: bool = True
+    # The recent block of whole weeks (so weekdays weigh as in any week)...
+    compare_weeks: int = Field(4, ge=3, le=8)
+    # ...against a block as long ending this many weeks earlier ("a quarter ago").
+    lookback_weeks: int = Field(13, ge=4, le=26)
+    decline_pct: float = Field(20, gt=0, le=100)
+    # With a year of history, weeks that last year also moved this way are judged against
+    # last year's same weeks instead: "auto" | "yes" | "no", as for usage_drop.
+    seasonal: Literal["auto", "yes", "no"] = "auto"
+    min_baseline_daily_users: float = Field(1.0, ge=0)
+    min_significance_z: float = Field(3.0, ge=0, le=10)
+    # As for usage_drop: a flagged decline clears only when usage is back within this share of
+    # the level it fell from, for this many days.
+    recover_pct: float = Field(85, gt=0, le=100)
+    recover_days: int = Field(7, ge=1, le=60)
+
+    def history_days(self) -> int:
+        """Days of history this rule reads (last year's same weeks and the 8 before them)."""
+        span = (self.lookback_weeks + self.compare_weeks) * 7
+        year = YEAR_DAYS + (self.compare_weeks + SEASON_LOOKBACK_WEEKS) * 7
+        return max(span, year if self.seasonal != "no" else 0)
+
+    @model_validator(mode="after")
+    def _fits_the_history_kept(self) -> SlowDeclineRule:
+        if self.history_days() > HISTORY_DAYS_KEPT:
+            msg = (
+                f"these settings read {self.history_days()} days of history but "
+                f"{HISTORY_DAYS_KEPT} are kept: shorten compare_weeks or set seasonal: no"
+            )
+            raise ValueError(msg)
+        return self
+
+
+class KeyFeatureDeclineRule(UsageDropRule):
+    """Each key feature's daily use against its own normal, measured like active users."""
+
+    # Metrics (from metrics.counted); empty: the key_feature_not_adopted list.
+    key_features: tuple[str, ...] = ()
+    # Reading a year of every feature costs evaluation time: off unless asked for.
+    seasonal: Literal["auto", "yes", "no"] = "no"
 
 
 class ChampionLeftRule(_Strict):
@@ -416,6 +467,8 @@ class RiskConfig(_Strict):
     usage_drop: UsageDropRule = UsageDropRule()
     # The same measure on logins: people still come, but less often.
     login_frequency_drop: UsageDropRule = UsageDropRule()
+    # Active users down over a quarter, steadily: the slow fade no weekly window sees.
+    slow_decline: SlowDeclineRule = SlowDeclineRule()
     champion_left: ChampionLeftRule = ChampionLeftRule()
     inactivity: InactivityRule = InactivityRule()
     license_utilization: UtilizationRule = UtilizationRule()
@@ -429,6 +482,8 @@ class RiskConfig(_Strict):
     # Not a risk: more of the seats in use than 30 days ago, a reason to talk expansion.
     utilization_growth: UtilizationGrowthRule = UtilizationGrowthRule()
     key_feature_not_adopted: AdoptionRule = AdoptionRule()
+    # Each key feature's use against its own normal (a feature used half as much).
+    key_feature_decline: KeyFeatureDeclineRule = KeyFeatureDeclineRule()
     onboarding_stalled: OnboardingRule = OnboardingRule()
     low_stickiness: StickinessRule = StickinessRule()
     renewal: RenewalRule = RenewalRule()

@@ -7,12 +7,14 @@ from datetime import datetime
 
 from integration.config.schema import (
     AdoptionRule,
+    KeyFeatureDeclineRule,
     OnboardingRule,
     UtilizationGrowthRule,
     UtilizationRule,
 )
 from integration.risk.baselines import recent_total
 from integration.risk.reasons import Reason, RiskLevel
+from integration.risk.usage import Measure, metric_drop
 from integration.signals.accounts import AccountState
 
 STALLED_REMINDER_DAYS = 30  # keep saying it for a month after the deadline, then stop
@@ -94,6 +96,23 @@ def key_feature_not_adopted(state: AccountState, rule: AdoptionRule, now: dateti
     return [
         Reason("key_feature_not_adopted", "key_feature_not_adopted", text, RiskLevel.LOW, details)
     ]
+
+
+def key_feature_decline(
+    state: AccountState, rule: KeyFeatureDeclineRule, now: datetime
+) -> list[Reason]:
+    """Each key feature's daily use against its own normal, measured like active users (the
+    same weekday-aware normal, noise and volume guards, and an open flag held against the level
+    before the fall until it recovers): one reason per feature, naming it."""
+    reasons = []
+    for name in rule.key_features:
+        values = state.usage.daily_metrics.get(name, ())
+        measure = Measure(f"Use of {name.replace('_', ' ')}", plural=False)
+        key = f"key_feature_decline:{name}"
+        reasons += metric_drop(
+            state, values, rule, "key_feature_decline", key, measure, extra={"feature": name}
+        )
+    return reasons
 
 
 def onboarding_stalled(state: AccountState, rule: OnboardingRule, now: datetime) -> list[Reason]:

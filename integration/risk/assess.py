@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from integration.config.schema import HISTORY_DAYS_KEPT, RiskConfig
+from integration.config.schema import HISTORY_DAYS_KEPT, KeyFeatureDeclineRule, RiskConfig
 from integration.risk.adoption import (
+    key_feature_decline,
     key_feature_not_adopted,
     license_utilization,
     onboarding_stalled,
@@ -33,6 +34,7 @@ from integration.risk.usage import (
     login_frequency_drop,
     low_stickiness,
     usage_comparison,
+    usage_decline,
     usage_drop,
 )
 from integration.signals.accounts import AccountState
@@ -41,6 +43,10 @@ _RANK = {RiskLevel.NONE: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIG
 _SCORE = {RiskLevel.NONE: 0, RiskLevel.LOW: 15, RiskLevel.MEDIUM: 35, RiskLevel.HIGH: 60}
 # Reasons that are opportunities, not risk: they do not make a renewal riskier.
 NOT_RISK = frozenset({"new_decision_maker", "champion_joined", "utilization_growth"})
+# The same fall in people said by a finer rule is one fact: say it once, by the first listed.
+FOLDED_INTO_USAGE_DROP = frozenset({"login_frequency_drop", "usage_decline"})
+# Reasons whose details say how far usage is below normal: the usage trend field reads it.
+USAGE_FALLS = ("usage_drop", "usage_decline")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,8 @@ def history_days_needed(rules: RiskConfig) -> int:
     for segment in (None, *rules.segments):
         applied = rules.for_segment(segment)
         needed += [applied.usage_drop.history_days(), applied.login_frequency_drop.history_days()]
+        if applied.slow_decline.enabled:
+            needed.append(applied.slow_decline.history_days())
     return min(max(needed), HISTORY_DAYS_KEPT)
 
 
@@ -77,6 +85,9 @@ def other_days_needed(rules: RiskConfig) -> int:
         needed += [
             applied.onboarding_stalled.within_days + 31,
             applied.key_feature_not_adopted.days,
+            _key_feature_decline(applied).history_days()
+            if applied.key_feature_decline.enabled
+            else 0,
             applied.nps_detractor.days,
             applied.csat_low.days,
             9 * WEEK,
@@ -87,6 +98,7 @@ def other_days_needed(rules: RiskConfig) -> int:
 RULES: dict[str, Callable[[AccountState, Any, datetime], list[Reason]]] = {
     "usage_drop": usage_drop,
     "login_frequency_drop": login_frequency_drop,
+    "slow_decline": usage_decline,
     "champion_left": champion_left,
     "inactivity": inactivity,
     "license_utilization": license_utilization,
@@ -98,6 +110,7 @@ RULES: dict[str, Callable[[AccountState, Any, datetime], list[Reason]]] = {
     "csat_low": csat_low,
     "utilization_growth": utilization_growth,
     "key_feature_not_adopted": key_feature_not_adopted,
+    "key_feature_decline": key_feature_decline,
     "onboarding_stalled": onboarding_stalled,
     "low_stickiness": low_stickiness,
 }
@@ -109,7 +122,9 @@ def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessm
     rules = rules.for_segment(state.facts.get("segment"))
     by_key: dict[str, Reason] = {}
     for name, rule_function in RULES.items():
-        rule = getattr(rules, name)
+        rule = (
+            _key_feature_decline(rules) if name == "key_feature_decline" else getattr(rules, name)
+        )
         if rule.enabled:
             # One reason per key: a departure reported by two sources is one departure.
             for reason in rule_function(state, rule, now):
@@ -117,23 +132,47 @@ def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessm
     reasons = list(by_key.values())
     level = max((r.severity for r in reasons), key=_RANK.__getitem__, default=RiskLevel.NONE)
     risks = [r for r in reasons if r.code not in NOT_RISK]
-    # The same fall in people and in their logins is one fact; say it once.
+    # The same fall in people, in their logins, or over a quarter is one fact; say it once.
     if any(r.code == "usage_drop" for r in risks):
-        reasons = [r for r in reasons if r.code != "login_frequency_drop"]
+        reasons = [r for r in reasons if r.code not in FOLDED_INTO_USAGE_DROP]
+    # A feature nobody uses at all is said by key_feature_not_adopted, not as a decline too.
+    unused = {
+        name for r in reasons if r.code == "key_feature_not_adopted" for name in r.details["unused"]
+    }
+    reasons = [
+        r
+        for r in reasons
+        if not (r.code == "key_feature_decline" and r.details["feature"] in unused)
+    ]
     renewal = renewal_near(state, rules.renewal, now) if risks and rules.renewal.enabled else None
     if renewal is not None:
         reasons.append(renewal)
         level = _one_step_up(level)
     comparison = usage_comparison(state.usage, rules.usage_drop)
+    trend = round(comparison.change_pct, 1) if comparison else None
+    # A fall still flagged is measured against the level before it, not a normal that slid
+    # into it: the trend field says the same as the reason.
+    fall = next((r for code in USAGE_FALLS for r in reasons if r.code == code), None)
+    if fall is not None:
+        trend = -float(fall.details["drop_pct"])
     return RiskAssessment(
         account_id=state.account_id,
         level=level,
         score=min(100, sum(_SCORE[r.severity] for r in reasons)),
         reasons=tuple(reasons),
-        usage_trend_pct=round(comparison.change_pct, 1) if comparison else None,
+        usage_trend_pct=trend,
         license_utilization_pct=_utilization_pct(state),
         last_active_date=state.usage.last_active.date() if state.usage.last_active else None,
     )
+
+
+def _key_feature_decline(rules: RiskConfig) -> KeyFeatureDeclineRule:
+    """The key-feature decline rule, reading key_feature_not_adopted's features unless it
+    names its own."""
+    rule = rules.key_feature_decline
+    if rule.key_features:
+        return rule
+    return rule.model_copy(update={"key_features": rules.key_feature_not_adopted.key_features})
 
 
 def _one_step_up(level: RiskLevel) -> RiskLevel:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -154,3 +155,64 @@ def days_below(
 def recent_total(values: Sequence[int], days: int) -> int:
     """The sum of the last `days` days (none when `days` is 0)."""
     return sum(values[-days:]) if days else 0
+
+
+def onset(
+    values: Sequence[int], last_day: date, profile: Sequence[float], search_days: int
+) -> date:
+    """The day a shortfall against `profile` most likely began: of the last `search_days`
+    days, the start of the run to `last_day` whose shortfall is the most standard deviations
+    of count noise. Days before a drop add expectation but no shortfall, and a start after it
+    leaves shortfall out, so the best start is the drop's first day."""
+    last = last_day.weekday()
+    shortfall = expected = 0.0
+    best, best_back = 0.0, 0
+    for back in range(min(search_days, len(values))):
+        wanted = profile[(last - back) % WEEK]
+        shortfall += wanted - values[len(values) - 1 - back]
+        expected += wanted
+        if expected > 0 and shortfall / math.sqrt(expected) > best:
+            best, best_back = shortfall / math.sqrt(expected), back
+    return last_day - timedelta(days=best_back)
+
+
+def same_weeks_last_year(
+    values: Sequence[int], last_day: date, window: int, history_days: int
+) -> Comparison | None:
+    """The window against the same days a year earlier (same weekdays), directly: what a true
+    fall since last year's season shows even when that season was busy."""
+    if history_days < YEAR_DAYS + window or len(values) < YEAR_DAYS + window:
+        return None
+    end = len(values) - YEAR_DAYS
+    then = values[end - window : end]
+    first = last_day - timedelta(days=YEAR_DAYS + window - 1)
+    return Comparison(
+        window,
+        float(sum(values[len(values) - window :])),
+        float(sum(then)),
+        window // WEEK,
+        tuple(weekday_profile(then, first)),
+        seasonal=True,
+    )
+
+
+def weekly_totals(values: Sequence[int], weeks: int) -> list[int]:
+    """The totals of the last `weeks` whole weeks, oldest first."""
+    end = len(values)
+    return [sum(values[end - (w + 1) * WEEK : end - w * WEEK]) for w in reversed(range(weeks))]
+
+
+def slope_t(series: Sequence[float]) -> tuple[float, float]:
+    """The least-squares slope of `series` per step and its t statistic (slope over its
+    standard error; 0 when the series is too short or exactly on a line with no slope)."""
+    n = len(series)
+    if n < 3:
+        return 0.0, 0.0
+    mean_x, mean_y = (n - 1) / 2, sum(series) / n
+    sxx = sum((x - mean_x) ** 2 for x in range(n))
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(series)) / sxx
+    residual = sum((y - mean_y - slope * (x - mean_x)) ** 2 for x, y in enumerate(series))
+    error = math.sqrt(residual / (n - 2) / sxx)
+    if error == 0:
+        return slope, math.copysign(math.inf, slope) if slope else 0.0
+    return slope, slope / error

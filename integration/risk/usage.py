@@ -1,20 +1,41 @@
-"""Usage and logins: active users and logins against the account's own normal, inactivity,
-stickiness. Pure functions of an account's state; `now` is passed in."""
+"""Usage and logins: active users and logins against the account's own normal, slow declines
+over a quarter, inactivity, stickiness. Pure functions of an account's state; `now` is passed in.
+
+A flag still open is judged against what it found when raised (`AccountState.previous_reasons`):
+the level before the drop, kept in the reason's details with the day it began, not a normal that
+slides into the drop. It clears when usage is back near that level for `recover_days`.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
-from integration.config.schema import InactivityRule, StickinessRule, UsageDropRule
+from integration.config.schema import (
+    SEASON_LOOKBACK_WEEKS,
+    InactivityRule,
+    SlowDeclineRule,
+    StickinessRule,
+    UsageDropRule,
+)
 from integration.risk.baselines import (
     WEEK,
+    YEAR_DAYS,
     Comparison,
     compare,
     days_below,
+    expected_total,
+    onset,
+    recent_total,
+    same_weeks_last_year,
     seasonally_adjusted,
+    slope_t,
+    weekday_profile,
+    weekly_totals,
     year_over_year,
 )
 from integration.risk.reasons import Reason, RiskLevel
@@ -24,6 +45,29 @@ from integration.signals.accounts import AccountState, UsageHistory
 HIGH_DROP_FACTOR = 1.5
 MIN_SEASONAL_RATIO = 0.1
 STICKINESS_DAYS = 28
+# A slow decline's weekly totals must fall with a least-squares slope this many standard errors
+# below zero: a steady fall, not one bad week.
+MIN_SLOPE_T = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """What a sentence calls the series: "Daily active users are", "Use of reports is"."""
+
+    label: str
+    plural: bool = True
+
+    @property
+    def are(self) -> str:
+        return "are" if self.plural else "is"
+
+    @property
+    def their(self) -> str:
+        return "their" if self.plural else "its"
+
+
+ACTIVE_USERS = Measure("Daily active users")
+LOGINS = Measure("Daily logins")
 
 
 def usage_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[Reason]:
@@ -33,10 +77,11 @@ def usage_drop(state: AccountState, rule: UsageDropRule, now: datetime) -> list[
     without a full normal of history is not judged, and a small account (normal at most
     `small_account_max_users` a day) must stay down for `small_account_window_days`, so one or
     two people on vacation in a three-seat account is not a churn risk while a sustained drop is.
-    A seasonal product's dip is measured against the same weeks last year.
+    A seasonal product's window is measured against the same weeks last year. Once raised, the
+    flag stays until usage is back near the level before the drop.
     """
-    return _drop(
-        state.usage, state.usage.daily_active_users, rule, "usage_drop", "Daily active users"
+    return metric_drop(
+        state, state.usage.daily_active_users, rule, "usage_drop", "usage_drop", ACTIVE_USERS
     )
 
 
@@ -44,25 +89,38 @@ def login_frequency_drop(state: AccountState, rule: UsageDropRule, now: datetime
     """Logins against the account's own normal: people still come, but less often. Whether the
     account is small (and needs the longer window) is judged by its people, not its logins."""
     logins = state.usage.daily_metrics.get("logins", ())
-    return _drop(
-        state.usage,
+    return metric_drop(
+        state,
         logins,
         rule,
         "login_frequency_drop",
-        "Daily logins",
+        "login_frequency_drop",
+        LOGINS,
         sizing=state.usage.daily_active_users,
     )
 
 
-def _drop(
-    usage: UsageHistory,
+def metric_drop(
+    state: AccountState,
     values: Sequence[int],
     rule: UsageDropRule,
     code: str,
-    label: str,
+    key: str,
+    measure: Measure,
     sizing: Sequence[int] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> list[Reason]:
+    """One series against its normal: a new drop (first detection), or a drop still open
+    measured against the level before it until it recovers."""
+    usage = state.usage
+    previous = state.previous_reasons.get(key)
     comparison = metric_comparison(usage, values, rule, sizing)
+    if previous is not None and values:
+        window = min(len(values), int(previous.get("window_days") or rule.window_days))
+        season = season_ratio(usage, values, rule, window)
+        held = _held_drop(values, usage.last_day, previous, rule, code, key, measure, extra, season)
+        if held is not None:
+            return held
     if comparison is None:
         return []
     recent, normal = comparison.per_day
@@ -75,17 +133,22 @@ def _drop(
     ):
         return []
     days = days_below(values, usage.last_day, comparison.profile, rule.drop_pct)
+    if comparison.seasonal:  # last year's weeks say nothing of the days before the window
+        days = min(days, comparison.window_days)
     against = (
         "the same weeks last year"
         if comparison.seasonal
-        else f"their {rule.baseline_days // WEEK}-week normal"
+        else f"{measure.their} {rule.baseline_days // WEEK}-week normal"
     )
     text = (
-        f"{label} fell {drop_pct:.0f}% below {against} "
+        f"{measure.label} fell {drop_pct:.0f}% below {against} "
         f"({recent:.1f} vs {normal:.1f} a day) over the last {comparison.window_days} days"
         + (f", and every day for {days} days." if days > comparison.window_days else ".")
     )
+    search = comparison.window_days + rule.lookback_weeks * WEEK
+    since = onset(values, usage.last_day, comparison.profile, search)
     details = {
+        **(extra or {}),
         "metric": code,
         "observed": round(recent, 2),
         "baseline": round(normal, 2),
@@ -93,10 +156,235 @@ def _drop(
         "window_days": comparison.window_days,
         "days_below": days,
         "seasonal": comparison.seasonal,
+        "since": since.isoformat(),
+        "profile": [round(level, 2) for level in comparison.profile],
     }
-    high = drop_pct >= min(100.0, rule.drop_pct * HIGH_DROP_FACTOR)
-    severity = RiskLevel.HIGH if high else RiskLevel.MEDIUM
-    return [Reason(code, code, text, severity, details)]
+    return [Reason(code, key, text, _severity(drop_pct, rule.drop_pct), details)]
+
+
+def _severity(drop_pct: float, threshold: float) -> RiskLevel:
+    high = drop_pct >= min(100.0, threshold * HIGH_DROP_FACTOR)
+    return RiskLevel.HIGH if high else RiskLevel.MEDIUM
+
+
+@dataclass(frozen=True, slots=True)
+class _Anchor:
+    """An open flag's level before the fall, read back from its details."""
+
+    since: date
+    baseline: float
+    profile: tuple[float, ...]
+
+    @classmethod
+    def read(cls, details: Mapping[str, Any], last_day: date) -> _Anchor | None:
+        """None when the details cannot anchor: written before anchors existed, a seasonal
+        comparison (judged afresh: last year's same weeks move with the calendar), or odd."""
+        if details.get("seasonal"):
+            return None
+        try:
+            since = date.fromisoformat(str(details["since"]))
+            baseline = float(details["baseline"])
+            raw = details.get("profile") or ()
+            profile = tuple(float(level) for level in raw)
+        except (KeyError, TypeError, ValueError):
+            return None
+        if len(profile) != WEEK or sum(profile) <= 0:
+            profile = (baseline,) * WEEK
+        if baseline <= 0 or since > last_day or not all(map(math.isfinite, profile)):
+            return None
+        return cls(since, baseline, profile)
+
+    def expected(self, last_day: date, days: int) -> float:
+        return expected_total(self.profile, last_day - timedelta(days=days - 1), days)
+
+    def recovered(self, values: Sequence[int], last_day: date, days: int, pct: float) -> bool:
+        days = min(days, len(values))
+        return recent_total(values, days) >= pct / 100 * self.expected(last_day, days)
+
+
+def _held_drop(
+    values: Sequence[int],
+    last_day: date,
+    previous: Mapping[str, Any],
+    rule: UsageDropRule,
+    code: str,
+    key: str,
+    measure: Measure,
+    extra: Mapping[str, Any] | None,
+    season: float | None,
+) -> list[Reason] | None:
+    """An open drop against the level before it: [] once recovered, else the reason again.
+    In a season (last year's same weeks moved), that level moves as last year's did."""
+    anchor = _Anchor.read(previous, last_day)
+    if anchor is None:
+        return None
+    if season is not None:
+        anchor = replace(anchor, profile=tuple(level * season for level in anchor.profile))
+    if anchor.recovered(values, last_day, rule.recover_days, rule.recover_pct):
+        return []
+    window = min(len(values), int(previous.get("window_days") or rule.window_days))
+    actual, expected = float(recent_total(values, window)), anchor.expected(last_day, window)
+    if expected <= 0:
+        return None
+    drop_pct = (1 - actual / expected) * 100
+    down_days = (last_day - anchor.since).days + 1
+    against = "" if season is None else " (the season as last year)"
+    text = (
+        f"{measure.label} {measure.are} down {drop_pct:.0f}% since {anchor.since.isoformat()} "
+        f"({_duration(down_days)}): {actual / window:.1f} vs {expected / window:.1f} a day"
+        f"{against}."
+    )
+    details = {
+        **(extra or {}),
+        "metric": code,
+        "observed": round(actual / window, 2),
+        "baseline": anchor.baseline,
+        "drop_pct": round(drop_pct, 1),
+        "window_days": window,
+        "days_down": down_days,
+        "seasonal": False,
+        "since": anchor.since.isoformat(),
+        "profile": list(anchor.profile if season is None else previous["profile"]),
+    }
+    return [Reason(code, key, text, _severity(drop_pct, rule.drop_pct), details)]
+
+
+def _duration(days: int) -> str:
+    return f"{days} days" if days < 2 * WEEK else f"{days // WEEK} weeks"
+
+
+def usage_decline(state: AccountState, rule: SlowDeclineRule, now: datetime) -> list[Reason]:
+    """Active users in the recent weeks against the level a quarter ago: the slow fade no
+    weekly window sees. Flagged when the decline is large, significant against count noise, and
+    steady (every recent week below the old level, and weekly totals falling on a least-squares
+    line). With a year of history, weeks that last year also moved that way are judged against
+    last year's same weeks. Once raised, it stays until usage is back near the old level."""
+    usage, values = state.usage, state.usage.daily_active_users
+    previous = state.previous_reasons.get("usage_decline")
+    if previous is not None and values:
+        held = _held_decline(values, usage.last_day, previous, rule)
+        if held is not None:
+            return held
+    recent_days, back_days = rule.compare_weeks * WEEK, rule.lookback_weeks * WEEK
+    history = (usage.last_day - usage.first_day).days + 1 if usage.first_day else 0
+    if min(len(values), history) < recent_days + back_days:
+        return []
+    earlier = values[len(values) - back_days - recent_days : len(values) - back_days]
+    actual, expected = float(recent_total(values, recent_days)), float(sum(earlier))
+    if expected <= 0 or expected / recent_days < rule.min_baseline_daily_users:
+        return []
+    last_year = _last_years_season(values, recent_days, history, rule)
+    seasonal = last_year is not None
+    if last_year is not None:
+        expected = last_year
+    decline = (1 - actual / expected) * 100
+    if decline < rule.decline_pct or expected - actual < rule.min_significance_z * math.sqrt(
+        expected
+    ):
+        return []
+    weekly_level = expected / rule.compare_weeks
+    weeks = weekly_totals(values, rule.compare_weeks)
+    if any(week > weekly_level * (1 - rule.decline_pct / 200) for week in weeks):
+        return []  # a blip (a holiday, one bad week), not a sustained fall
+    recover_days = min(rule.recover_days, recent_days)
+    if recent_total(values, recover_days) >= rule.recover_pct / 100 * expected * (
+        recover_days / recent_days
+    ):
+        return []  # already back near the old level: the flag would clear at once
+    if not seasonal:
+        _, t = slope_t(weekly_totals(values, rule.compare_weeks + rule.lookback_weeks))
+        if t > -MIN_SLOPE_T:
+            return []
+    recent, normal = actual / recent_days, expected / recent_days
+    if seasonal:
+        text = (
+            f"{ACTIVE_USERS.label} are down {decline:.0f}% on the same {rule.compare_weeks} weeks "
+            f"last year ({recent:.1f} vs {normal:.1f} a day)."
+        )
+        since = usage.last_day - timedelta(days=recent_days - 1)
+    else:
+        text = _decline_text(decline, rule.lookback_weeks, recent, normal)
+        since = usage.last_day - timedelta(days=back_days)
+    first_earlier = usage.last_day - timedelta(days=back_days + recent_days - 1)
+    details = {
+        "metric": "usage_decline",
+        "observed": round(recent, 2),
+        "baseline": round(normal, 2),
+        "drop_pct": round(decline, 1),
+        "weeks": rule.lookback_weeks,
+        "window_days": recent_days,
+        "seasonal": seasonal,
+        "since": since.isoformat(),
+        "profile": [round(v, 2) for v in weekday_profile(earlier, first_earlier)],
+    }
+    return [
+        Reason(
+            "usage_decline",
+            "usage_decline",
+            text,
+            _severity(decline, rule.decline_pct * 2),  # high from a fall of 60% by default
+            details,
+        )
+    ]
+
+
+def _decline_text(decline: float, weeks: int, recent: float, normal: float) -> str:
+    per_week = decline / weeks if weeks else decline
+    pace = f"about {per_week:.0f}% a week" if per_week >= 0.5 else "less than 1% a week"
+    return (
+        f"{ACTIVE_USERS.label} are down {decline:.0f}% over {weeks} weeks, {pace} "
+        f"({recent:.1f} vs {normal:.1f} a day)."
+    )
+
+
+def _held_decline(
+    values: Sequence[int], last_day: date, previous: Mapping[str, Any], rule: SlowDeclineRule
+) -> list[Reason] | None:
+    """An open decline against the level it fell from: [] once recovered, else the reason."""
+    anchor = _Anchor.read(previous, last_day)
+    if anchor is None:
+        return None
+    if anchor.recovered(values, last_day, rule.recover_days, rule.recover_pct):
+        return []
+    window = min(len(values), rule.compare_weeks * WEEK)
+    actual, expected = float(recent_total(values, window)), anchor.expected(last_day, window)
+    if expected <= 0:
+        return None
+    decline = (1 - actual / expected) * 100
+    weeks = max(1, (last_day - anchor.since).days // WEEK)
+    details = {
+        "metric": "usage_decline",
+        "observed": round(actual / window, 2),
+        "baseline": anchor.baseline,
+        "drop_pct": round(decline, 1),
+        "weeks": weeks,
+        "window_days": window,
+        "seasonal": False,
+        "since": anchor.since.isoformat(),
+        "profile": list(anchor.profile),
+    }
+    text = _decline_text(decline, weeks, actual / window, expected / window)
+    severity = _severity(decline, rule.decline_pct * 2)
+    return [Reason("usage_decline", "usage_decline", text, severity, details)]
+
+
+def _last_years_season(
+    values: Sequence[int], days: int, history: int, rule: SlowDeclineRule
+) -> float | None:
+    """Last year's total for the same `days` when those weeks were a season (they moved at
+    least half the decline threshold against the 8 weeks before them, either way), or always
+    with `seasonal: yes`; None without a year of history or when last year was ordinary or
+    an outage."""
+    before_days = SEASON_LOOKBACK_WEEKS * WEEK
+    if rule.seasonal == "no" or min(len(values), history) < YEAR_DAYS + days + before_days:
+        return None
+    end = len(values) - YEAR_DAYS
+    then = float(sum(values[end - days : end]))
+    before = sum(values[end - days - before_days : end - days]) * days / before_days
+    if before <= 0 or then / before < MIN_SEASONAL_RATIO:
+        return None
+    moved = abs(then / before - 1) * 100 >= rule.decline_pct / 2
+    return then if moved or rule.seasonal == "yes" else None
 
 
 def usage_comparison(usage: UsageHistory, rule: UsageDropRule) -> Comparison | None:
@@ -110,8 +398,11 @@ def metric_comparison(
     rule: UsageDropRule,
     sizing: Sequence[int] | None = None,
 ) -> Comparison | None:
-    """The window against the normal (small accounts: the longer window), seasonally adjusted
-    when last year's same weeks dipped too; None without a full normal of history."""
+    """The window against the normal (small accounts: the longer window); None without a full
+    normal of history. With a year of history, when last year's same weeks moved against their
+    own normal by half the drop threshold or more (a quiet season or a busy one), the window is
+    compared with the year before: the normal scaled as last year moved, or last year's same
+    weeks themselves, whichever expects more, so a true fall since last year's season shows."""
     history = (usage.last_day - usage.first_day).days + 1 if usage.first_day else 0
     if len(values) < rule.window_days:
         return None
@@ -132,21 +423,46 @@ def metric_comparison(
             return None
         if size.per_day[1] > rule.small_account_max_users:
             break
-    if comparison is None or rule.seasonal == "no":
+    if comparison is None:
         return comparison
+    last_year = _season(usage, values, rule, comparison.window_days)
+    if last_year is None:
+        return comparison
+    adjusted = seasonally_adjusted(comparison, last_year)
+    direct = same_weeks_last_year(values, usage.last_day, comparison.window_days, history)
+    return direct if direct is not None and direct.expected > adjusted.expected else adjusted
+
+
+def _season(
+    usage: UsageHistory, values: Sequence[int], rule: UsageDropRule, window: int
+) -> Comparison | None:
+    """Last year's same `window` days against their own normal, when they were a season: they
+    moved by half the drop threshold or more, either way (or always with `seasonal: yes`)."""
+    history = (usage.last_day - usage.first_day).days + 1 if usage.first_day else 0
+    if rule.seasonal == "no":
+        return None
+    block = rule.baseline_days // WEEK
     last_year = _year_over_year(
-        tuple(values), usage.last_day, comparison.window_days, block, rule.lookback_weeks, history
+        tuple(values), usage.last_day, window, block, rule.lookback_weeks, history
     )
-    dipped = last_year is not None and last_year.change_pct <= -rule.drop_pct / 2
     # A near-zero week last year was an outage or a shutdown, not a season: ignore it.
-    usable = (
-        last_year is not None
-        and last_year.expected > 0
-        and (last_year.actual / last_year.expected >= MIN_SEASONAL_RATIO)
-    )
-    if last_year is not None and usable and (rule.seasonal == "yes" or dipped):
-        return seasonally_adjusted(comparison, last_year)
-    return comparison
+    if (
+        last_year is None
+        or last_year.expected <= 0
+        or last_year.actual / last_year.expected < MIN_SEASONAL_RATIO
+    ):
+        return None
+    moved = abs(last_year.change_pct) >= rule.drop_pct / 2
+    return last_year if moved or rule.seasonal == "yes" else None
+
+
+def season_ratio(
+    usage: UsageHistory, values: Sequence[int], rule: UsageDropRule, window: int
+) -> float | None:
+    """How far last year's same `window` days moved against their normal (2.0: twice as
+    busy), when they were a season; None when not."""
+    last_year = _season(usage, values, rule, window)
+    return None if last_year is None else last_year.actual / last_year.expected
 
 
 # One assessment asks for the same comparisons several times (the usage drop, the logins' size

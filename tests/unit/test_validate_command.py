@@ -32,10 +32,11 @@ def test_the_shipped_example_is_valid_and_summarised() -> None:
         "  fields: risk_level -> churn_risk_level, risk_reasons -> churn_risk_reasons, "
         "usage_trend_pct -> usage_trend_pct, license_utilization_pct -> license_utilization_pct, "
         "last_active_date -> last_product_activity_date",
-        "  risk rules: usage_drop, login_frequency_drop, champion_left, inactivity, "
-        "license_utilization, new_decision_maker, champion_joined, nps_detractor, "
+        "  risk rules: usage_drop, login_frequency_drop, slow_decline, champion_left, "
+        "inactivity, license_utilization, new_decision_maker, champion_joined, nps_detractor, "
         "support_ticket_spike, long_open_tickets, csat_low, utilization_growth, "
-        "key_feature_not_adopted, onboarding_stalled, low_stickiness, renewal",
+        "key_feature_not_adopted, key_feature_decline, onboarding_stalled, low_stickiness, "
+        "renewal",
         "  playbooks: usage_drop_checkin, champion_left_multithread",
         "  webhook secrets from: USAGE_WEBHOOK_SECRET, JOB_CHANGES_WEBHOOK_SECRET",
     ]
@@ -69,8 +70,9 @@ fields: {risk_level: 5}
         "      hint: the default is 7; leave the key out to use it",
         "  risk.usage_drop.drop_pc: unknown key 'drop_pc'",
         "      hint: did you mean 'drop_pct'? allowed keys: baseline_days, drop_pct, enabled, "
-        "lookback_weeks, min_baseline_daily_users, min_significance_z, seasonal, "
-        "small_account_max_users, small_account_window_days, window_days",
+        "lookback_weeks, min_baseline_daily_users, min_significance_z, recover_days, "
+        "recover_pct, seasonal, small_account_max_users, small_account_window_days, "
+        "window_days",
         "  playbooks.usage_drop_checkn: unknown playbook 'usage_drop_checkn'",
         "      hint: did you mean 'usage_drop_checkin'? known playbooks: "
         "champion_left_multithread, usage_drop_checkin",
