@@ -536,6 +536,16 @@ class PlaybookSettings(_Strict):
     notify_owner: bool = False
 
 
+class Evaluation(_Strict):
+    """When dirty accounts are judged (integration/jobs/evaluate.py)."""
+
+    # An account whose usage changed this recently waits: a backfill or a replay sent in chunks
+    # is judged once all of it has arrived.
+    settle_seconds: int = Field(60, ge=0, le=3600)
+    # The dirty-account evaluation runs at most once in this many seconds.
+    interval_seconds: int = Field(60, ge=0, le=3600)
+
+
 class Config(_Strict):
     crm: CrmConfig = CrmConfig()
     account_match: AccountMatch = AccountMatch()
@@ -544,6 +554,7 @@ class Config(_Strict):
     metrics: Metrics = Metrics()
     account_facts: AccountFacts = AccountFacts()
     webhooks: Webhooks = Webhooks()
+    evaluation: Evaluation = Evaluation()
     risk: RiskConfig = RiskConfig()
     playbooks: dict[str, PlaybookSettings] = Field(default_factory=dict)
 
