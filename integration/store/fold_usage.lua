@@ -1,10 +1,11 @@
 -- Fold one webhook delivery of usage into the daily rollups, in one round trip.
--- KEYS[1] delivery dedupe key, KEYS[2] dirty-accounts set, KEYS[3] known-accounts set,
+-- KEYS[1] delivery dedupe key, KEYS[2] dirty accounts (sorted set, by last change), KEYS[3]
+-- known-accounts set,
 -- KEYS[4] the RQ key of the evaluation job that would pick the dirty accounts up.
 -- ARGV[1] dedupe TTL seconds, ARGV[2] recent days, ARGV[3] old days (ring.lua),
 -- ARGV[4] per-day user record TTL seconds, ARGV[5] last-seen entries older than this are trimmed,
 -- ARGV[6] TTL of message marks, ARGV[7] JSON list of message keys to mark taken (Segment
--- messageIds), ARGV[8] JSON list of groups, one per account and day, each an array as
+-- messageIds, usage event ids), ARGV[8] JSON list of groups, one per account and day, each an array as
 -- integration/store/rollups.py lays it out: account, the account's key prefix, day, last activity ts,
 -- seats (or null), seats ts, a flat list of (seen ts, user) pairs, a list of (metric, amount),
 -- and tickets opened and closed as (ts, hashed id) lists. Arrays, not objects: one JSON
@@ -12,9 +13,14 @@
 -- milliseconds. ARGV[9] days in the snapshot ring, ARGV[10] how many tickets an account keeps
 -- (open, and closed), ARGV[12] the key marking that closing events arrive at all,
 -- ARGV[11] JSON of the key suffixes that follow an account's prefix (integration/store/keys.py).
--- Returns {status, needs_job}: status 0 written, 1 a duplicate delivery, 2 a message among the
--- marks is marked already, 3 the rollups are in another layout (all: nothing written); needs_job=1 means accounts are waiting and no
--- evaluation job exists, so the caller should queue one.
+-- Returns {status, needs_job, taken}: status 0 written, 1 a duplicate delivery, 2 messages among
+-- the marks are marked already (taken lists them), 3 the rollups are in another layout (all but 0:
+-- nothing written); needs_job=1 means accounts are waiting and no evaluation job exists, so the
+-- caller should queue one.
+-- KEYS[6] the sources' watermarks hash, ARGV[14] this delivery's source (usage, segment),
+-- ARGV[15] the time of the delivery (Unix seconds), ARGV[16] the last complete day it shows (its
+-- newest event day minus one). The watermark only moves forward; each account's meta keeps the
+-- newest day each source delivered for it (fed:<source>), and its dirty score is the time.
 -- A group costs one HMGET and one HSET of the meta hash, one BITFIELD per counter, and for its
 -- users a PFADD and a ZADD (plus a PFCOUNT and a BITFIELD when someone is new that day): ingest
 -- speed is mostly the length of this list.
@@ -33,13 +39,17 @@ end
 local no_job = redis.call('EXISTS', KEYS[4]) == 0
 local CHUNK = 500
 local marks = cjson.decode(ARGV[7])
+local taken = {}
 for start = 1, #marks, CHUNK do
-  -- Another delivery stored one of these messages since the caller looked: write nothing, so
-  -- the caller can drop it and fold the rest (a whole-delivery id would not catch it).
+  -- Another delivery stored some of these messages: write nothing, so the caller can drop them
+  -- and fold the rest (a whole-delivery id would not catch an event re-sent in a new delivery).
   if redis.call('EXISTS', unpack(marks, start, math.min(start + CHUNK - 1, #marks))) > 0 then
-    return {2, 0}
+    for k = start, math.min(start + CHUNK - 1, #marks) do
+      if redis.call('EXISTS', marks[k]) == 1 then table.insert(taken, marks[k]) end
+    end
   end
 end
+if #taken > 0 then return {2, 0, taken} end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
   local waiting = redis.call('EXISTS', KEYS[2]) == 1
   return {1, (no_job and waiting) and 1 or 0}
@@ -48,6 +58,7 @@ local user_ttl = tonumber(ARGV[4])
 local SNAPSHOT_DAYS, TICKETS_KEPT = tonumber(ARGV[9]), tonumber(ARGV[10])
 local DAY = 86400
 local SUFFIX = cjson.decode(ARGV[11])
+local SOURCE, NOW, FED = ARGV[14], ARGV[15], 'fed:' .. ARGV[14]
 local accounts = {}
 
 -- A day's users are a HyperLogLog (a set costs about 70 bytes a user), and the day's count is
@@ -85,7 +96,7 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
   local active_key, last_seen_key = daily .. 'active_users', prefix .. SUFFIX.user_last_seen
 
   local fields = {'HMGET', meta_key, 'first_day', 'last_day', 'last_active', 'seats_ts',
-    'last_day:active_users'}
+    'last_day:active_users', FED}
   for _, counter in ipairs(counters) do table.insert(fields, 'last_day:' .. counter[1]) end
   local stored = redis.call(unpack(fields))
   local updates = {'HSET', meta_key}
@@ -94,6 +105,7 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
   if first_day == nil then update('ring_layout', ARGV[13]) end  -- integration migrate skips it
   if first_day == nil or day < first_day then update('first_day', day) end
   if last_day == nil or day > last_day then update('last_day', day) end
+  if day > (tonumber(stored[6]) or -1) then update(FED, day) end
   if last_ts > tonumber(stored[3] or '0') then update('last_active', last_ts) end
   -- The newest report of seats wins; a late event must not overwrite it.
   if seats ~= cjson.null and seats_ts >= tonumber(stored[4] or '0') then
@@ -127,7 +139,7 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
   for n, counter in ipairs(counters) do
     local metric = counter[1]
     local key = daily .. metric
-    local last = tonumber(stored[5 + n])
+    local last = tonumber(stored[6 + n])
     local newest = advance(key, last, day)
     if newest then
       if newest ~= last then update('last_day:' .. metric, newest) end
@@ -167,7 +179,13 @@ local names = {}
 for account in pairs(accounts) do table.insert(names, account) end
 for start = 1, #names, CHUNK do
   local part = {unpack(names, start, math.min(start + CHUNK - 1, #names))}
-  redis.call('SADD', KEYS[2], unpack(part))
+  local dirty = {'ZADD', KEYS[2], 'GT'}
+  for _, account in ipairs(part) do table.insert(dirty, NOW); table.insert(dirty, account) end
+  redis.call(unpack(dirty))
   redis.call('SADD', KEYS[3], unpack(part))
+end
+local complete = tonumber(ARGV[16])
+if #names > 0 and complete > (tonumber(redis.call('HGET', KEYS[6], SOURCE)) or -1) then
+  redis.call('HSET', KEYS[6], SOURCE, complete)
 end
 return {0, no_job and 1 or 0}

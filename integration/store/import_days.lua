@@ -1,5 +1,8 @@
 -- Set daily rollups from an import (a warehouse export), in one round trip per batch of rows.
--- KEYS[1] dirty-accounts set, KEYS[2] known-accounts set.
+-- KEYS[1] dirty accounts (sorted set, by last change), KEYS[2] known-accounts set, KEYS[4] the
+-- sources' watermarks hash. ARGV[1] the time of the import (Unix seconds): each account's dirty
+-- score, so it settles before it is judged. ARGV[6] the last complete day this batch shows: the
+-- import's watermark moves up to it (integration/store/freshness.py).
 -- ARGV[2] and ARGV[3] the ring sizes (read by ring.lua); ARGV[4] JSON list of rows with the keys
 -- Python built: {account, day, meta_key, seats (or null), metrics: [[name, key, value], ...]}.
 -- Values are SET, not added, so importing the same file twice changes nothing (a day in the old
@@ -22,6 +25,8 @@ local function note_day(meta_key, day)
   if first_day == nil or day < first_day then redis.call('HSET', meta_key, 'first_day', day) end
   local last_day = tonumber(redis.call('HGET', meta_key, 'last_day'))
   if last_day == nil or day > last_day then redis.call('HSET', meta_key, 'last_day', day) end
+  local fed = tonumber(redis.call('HGET', meta_key, 'fed:import'))
+  if fed == nil or day > fed then redis.call('HSET', meta_key, 'fed:import', day) end
 end
 
 -- KEYS[3] the rollups' layout marker, ARGV[5] the layout this script writes: unless Redis is
@@ -47,7 +52,11 @@ for _, row in ipairs(rows) do
   end
   keep_newest_seats(row.meta_key, row.seats, row.seats_ts)
   if any then placed = placed + 1 end
-  redis.call('SADD', KEYS[1], row.account)
+  redis.call('ZADD', KEYS[1], 'GT', ARGV[1], row.account)
   redis.call('SADD', KEYS[2], row.account)
+end
+local complete = tonumber(ARGV[6])
+if #rows > 0 and complete > (tonumber(redis.call('HGET', KEYS[4], 'import')) or -1) then
+  redis.call('HSET', KEYS[4], 'import', complete)
 end
 return placed

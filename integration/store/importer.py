@@ -129,6 +129,9 @@ def import_rows(redis: Redis, records: Iterable[tuple[int, dict[str, Any] | str]
 
 
 def _write(redis: Redis, rows: list[DayRow], summary: ImportSummary) -> None:
+    now = datetime.now(UTC)
+    # An export holds whole days, except one made today: today's row is still filling up.
+    complete = min(max(row.day for row in rows), now.date() - timedelta(days=1))
     payload = [
         {
             "account": row.account_id,
@@ -147,13 +150,19 @@ def _write(redis: Redis, rows: list[DayRow], summary: ImportSummary) -> None:
     ]
     placed = int(
         rollups.registered(redis, "import_days.lua")(
-            keys=[keys.dirty_accounts(), keys.known_accounts(), keys.rollups_layout()],
+            keys=[
+                keys.dirty_accounts(),
+                keys.known_accounts(),
+                keys.rollups_layout(),
+                keys.watermarks(),
+            ],
             args=[
-                "",
+                now.timestamp(),
                 rollups.RECENT_DAYS,
                 rollups.OLD_DAYS,
                 json.dumps(payload, separators=(",", ":")),
                 rollups.LAYOUT,
+                rollups.day_number(complete),
             ],
             client=redis,
         )

@@ -47,8 +47,9 @@ def delivery_seen(source: str, delivery_id: str) -> str:
 
 @lru_cache(maxsize=4096)  # a Segment delivery asks twice per message (look, then mark)
 def message_seen(source: str, message_id: str) -> str:
-    """Set once a message's usage is stored; a message re-sent in another batch is dropped.
-    Hashed to 80 bits: one key per message adds up, and ids run to 100 characters."""
+    """Set once an event's usage is stored (a Segment messageId, a usage `event_id`); the same
+    event re-sent in another delivery is dropped. Hashed to 80 bits: one key per event adds
+    up, and ids run to 100 characters."""
     digest = hashlib.blake2b(message_id.encode(), digest_size=10).hexdigest()
     return f"{PREFIX}:msg:{source}:{digest}"
 
@@ -154,8 +155,26 @@ def playbook_last_fired(account_id: str) -> str:
 
 
 def dirty_accounts() -> str:
-    """Set of accounts with new usage since their last evaluation."""
+    """Sorted set: accounts with new usage since their last evaluation, scored by when their
+    rollups last changed (0: nothing new to settle, as the daily run and a retry add them)."""
+    return f"{PREFIX}:dirty_accounts:by_change"
+
+
+def legacy_dirty_accounts() -> str:
+    """The plain set of dirty accounts releases before 2026-12 kept; the sweep moves it over."""
     return f"{PREFIX}:dirty_accounts"
+
+
+def evaluation_ran() -> str:
+    """When the dirty-account evaluation last took accounts (Unix seconds): it runs at most
+    once per `evaluation.interval_seconds`."""
+    return f"{PREFIX}:evaluation:last_run"
+
+
+def watermarks() -> str:
+    """Hash: source (usage, segment, import) -> day number of the last complete day it
+    delivered for any account (integration/store/freshness.py)."""
+    return f"{PREFIX}:watermarks"
 
 
 def processing_accounts() -> str:

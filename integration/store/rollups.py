@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis import Redis
 from redis.commands.core import Script
@@ -80,6 +80,9 @@ DELIVERY_DEDUPE_SECONDS = 7 * 24 * 3600
 # (reference/segment.md 5): keep our own per-message marks a little longer than both. Each mark
 # costs about 110 bytes of Redis, so the window stays near the 24 h the reference asks for.
 MESSAGE_DEDUPE_SECONDS = 26 * 3600
+# A usage event's own id (`event_id`) is remembered as long as a late event still counts its user
+# distinctly: a sender re-batching what it sent, or catching up, does so within days.
+EVENT_DEDUPE_SECONDS = 3 * 24 * 3600
 # Late events up to this age still count users distinctly per day.
 DAY_USERS_TTL_SECONDS = 3 * 24 * 3600
 UTILIZATION_WINDOW = timedelta(days=30)
@@ -125,6 +128,7 @@ class FoldResult:
     duplicate: bool
     needs_evaluation_job: bool
     messages_taken: bool = False  # some message was stored by another delivery: nothing written
+    taken: frozenset[str] = frozenset()  # which message keys those were
 
 
 def day_number(day: date) -> int:
@@ -139,6 +143,8 @@ def fold_usage(
     metrics: Metrics,
     message_keys: Sequence[str] = (),
     now: datetime | None = None,
+    source: str = "usage",
+    message_ttl_seconds: int = MESSAGE_DEDUPE_SECONDS,
 ) -> FoldResult:
     """Write a whole delivery in one round trip; a delivery seen before writes nothing.
 
@@ -146,16 +152,24 @@ def fold_usage(
     caller queues one only when needed, also on a re-delivery (the first try may have stored the
     usage and then lost its answer). `message_keys` are marked in the same script, so a message
     is remembered only once its usage is stored; if one is marked already, nothing is written
-    and the caller drops the stored messages and folds the rest.
+    and the caller drops the stored messages (`taken`) and folds the rest.
+
+    The same script raises the source's freshness watermark (integration/store/freshness.py) to
+    the newest event day less one, and scores the accounts dirty at `now` (the settle time
+    counts from there).
     """
-    forget_before = ((now or datetime.now(UTC)) - LAST_SEEN_KEEP).timestamp()
-    status, needs_job = registered(redis, "fold_usage.lua")(
+    now = now or datetime.now(UTC)
+    forget_before = (now - LAST_SEEN_KEEP).timestamp()
+    groups = _groups(events, metrics)
+    complete_day = max((group[2] for group in groups), default=0) - 1
+    status, needs_job, *taken = registered(redis, "fold_usage.lua")(
         keys=[
             delivery_key,
             keys.dirty_accounts(),
             keys.known_accounts(),
             evaluation_job_key,
             keys.rollups_layout(),
+            keys.watermarks(),
         ],
         args=[
             DELIVERY_DEDUPE_SECONDS,
@@ -163,20 +177,28 @@ def fold_usage(
             OLD_DAYS,
             DAY_USERS_TTL_SECONDS,
             forget_before,
-            MESSAGE_DEDUPE_SECONDS,
+            message_ttl_seconds,
             json.dumps(list(message_keys)),
-            json.dumps(_groups(events, metrics), separators=(",", ":")),
+            json.dumps(groups, separators=(",", ":")),
             SNAPSHOT_DAYS,
             TICKETS_KEPT,
             _SUFFIXES,
             keys.ticket_closings_seen(),
             LAYOUT,
+            source,
+            now.timestamp(),
+            complete_day,
         ],
         client=redis,
     )
     if status == _OUTDATED_LAYOUT:
         raise StorageUnavailableError(OUTDATED_LAYOUT)
-    return FoldResult(status == _DUPLICATE, bool(needs_job), status == _MESSAGES_TAKEN)
+    return FoldResult(
+        status == _DUPLICATE,
+        bool(needs_job),
+        status == _MESSAGES_TAKEN,
+        frozenset(keys.text(key) for key in (taken[0] if taken else [])),
+    )
 
 
 @cache
@@ -265,27 +287,78 @@ def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[list[Any]]:
 
 
 _TAKE_DIRTY = """
-local taken = redis.call('SPOP', KEYS[1], ARGV[1])
-for _, account in ipairs(taken) do redis.call('ZADD', KEYS[2], ARGV[2], account) end
+local now, interval = tonumber(ARGV[2]), tonumber(ARGV[4])
+if interval > 0 then
+  local last = tonumber(redis.call('GET', KEYS[3]))
+  if last and now - last < interval then return false end
+end
+local taken = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, ARGV[1])
+for _, account in ipairs(taken) do
+  redis.call('ZREM', KEYS[1], account)
+  redis.call('ZADD', KEYS[2], now, account)
+end
+if interval > 0 and #taken > 0 then redis.call('SET', KEYS[3], now, 'EX', 2 * interval) end
 return taken
 """
 _REQUEUE_STALE = """
 local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 for _, account in ipairs(stale) do
-  redis.call('SADD', KEYS[1], account)
+  redis.call('ZADD', KEYS[1], 'NX', 0, account)
   redis.call('ZREM', KEYS[2], account)
+end
+-- Accounts a release before 2026-12 left waiting in its plain set join the sorted one.
+if redis.call('TYPE', KEYS[3])['ok'] == 'set' then
+  for _, account in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    redis.call('ZADD', KEYS[1], 'NX', 0, account)
+  end
+  redis.call('DEL', KEYS[3])
 end
 return #stale
 """
+_RELEASE = """
+for _, account in ipairs(ARGV) do
+  redis.call('ZADD', KEYS[1], 'NX', 0, account)
+  redis.call('ZREM', KEYS[2], account)
+end
+"""
 
 
-def take_dirty_accounts(redis: Redis, limit: int, now: datetime) -> list[str]:
-    """Take up to `limit` accounts with new usage; they stay in a processing set until finished,
-    so a worker that dies mid-batch loses nothing (requeue_stale_accounts puts them back)."""
+def take_dirty_accounts(
+    redis: Redis, limit: int, now: datetime, settle_seconds: int = 0, interval_seconds: int = 0
+) -> list[str] | None:
+    """Take up to `limit` accounts with new usage whose rollups have not changed for
+    `settle_seconds` (the rest wait); they stay in a processing set until finished, so a worker
+    that dies mid-batch loses nothing (requeue_stale_accounts puts them back).
+
+    With `interval_seconds`, this is the first batch of a run: None (nothing taken) when
+    accounts were taken less than that long before `now`, and taking any records the run."""
     taken = redis.eval(
-        _TAKE_DIRTY, 2, keys.dirty_accounts(), keys.processing_accounts(), limit, now.timestamp()
+        _TAKE_DIRTY,
+        3,
+        keys.dirty_accounts(),
+        keys.processing_accounts(),
+        keys.evaluation_ran(),
+        limit,
+        now.timestamp(),
+        now.timestamp() - settle_seconds,
+        interval_seconds,
     )
-    return sorted(keys.text(item) for item in taken or [])
+    if taken is None:
+        return None
+    return sorted(keys.text(item) for item in taken)
+
+
+def next_evaluation_due(redis: Redis, settle_seconds: int, interval_seconds: int) -> float | None:
+    """When (Unix seconds) an evaluation could next take a waiting account: once the earliest
+    changed one has settled and the interval since the last run is over; None: none waits."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.zrange(keys.dirty_accounts(), 0, 0, withscores=True)
+    pipe.get(keys.evaluation_ran())
+    earliest, last_run = pipe.execute()
+    if not earliest:
+        return None
+    ran = float(last_run) if last_run is not None else 0.0
+    return max(float(earliest[0][1]) + settle_seconds, ran + interval_seconds)
 
 
 def finish_accounts(redis: Redis, account_ids: Sequence[str]) -> None:
@@ -294,18 +367,32 @@ def finish_accounts(redis: Redis, account_ids: Sequence[str]) -> None:
 
 
 def release_accounts(redis: Redis, account_ids: Sequence[str]) -> None:
-    """Hand accounts back to the dirty set after a failed evaluation."""
+    """Hand accounts back to the dirty set after a failed evaluation (settled: it took them)."""
     if account_ids:
-        pipe = redis.pipeline()
-        pipe.sadd(keys.dirty_accounts(), *account_ids)
-        pipe.zrem(keys.processing_accounts(), *account_ids)
-        pipe.execute()
+        redis.eval(_RELEASE, 2, keys.dirty_accounts(), keys.processing_accounts(), *account_ids)
+
+
+def mark_dirty(redis: Redis, account_ids: Sequence[str]) -> None:
+    """Queue accounts for evaluation with nothing new to settle (a waiting one keeps its time)."""
+    if account_ids:
+        redis.zadd(keys.dirty_accounts(), dict.fromkeys(account_ids, 0), nx=True)
+
+
+def waiting_accounts(redis: Redis) -> set[str]:
+    """Accounts marked for evaluation, settled or not."""
+    waiting = cast("list[bytes]", redis.zrange(keys.dirty_accounts(), 0, -1))
+    return {keys.text(account) for account in waiting}
 
 
 def requeue_stale_accounts(redis: Redis, older_than: datetime) -> int:
     """Put back accounts a worker took before `older_than` and never finished (it died)."""
     stale = redis.eval(
-        _REQUEUE_STALE, 2, keys.dirty_accounts(), keys.processing_accounts(), older_than.timestamp()
+        _REQUEUE_STALE,
+        3,
+        keys.dirty_accounts(),
+        keys.processing_accounts(),
+        keys.legacy_dirty_accounts(),
+        older_than.timestamp(),
     )
     return int(stale)
 
@@ -315,9 +402,10 @@ def remember_account(redis: Redis, account_id: str) -> None:
 
 
 def mark_all_accounts_dirty(redis: Redis) -> int:
-    """Queue every known account for evaluation: quiet accounts must be judged too."""
+    """Queue every known account for evaluation: quiet accounts must be judged too. An account
+    still settling keeps its time (a known account's weight 0 loses to it)."""
     dirty = keys.dirty_accounts()
-    return int(redis.sunionstore(dirty, [dirty, keys.known_accounts()]))
+    return int(redis.zunionstore(dirty, {dirty: 1, keys.known_accounts(): 0}, aggregate="MAX"))
 
 
 def load_history(

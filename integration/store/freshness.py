@@ -1,0 +1,95 @@
+"""Freshness watermarks: which days of usage have arrived, so evaluation judges settled days only.
+
+Each source (the usage webhook, Segment, the import) has a watermark: the last complete day it
+delivered for any account. For live events that is the newest event day seen less one (the
+newest day is still filling up); for the import, the newest row's day, at most yesterday (an
+export holds whole days). The fold (fold_usage.lua) and the import (import_days.lua) raise it in
+the round trip that stores the usage, and note on each account the newest day each source
+delivered for it (`fed:<source>` in its meta hash).
+
+An account is judged up to the oldest watermark among the sources that feed it: a source feeds
+an account when it delivered for it within FEEDS_DAYS of the newest day any source did. So an
+outage of Segment holds back only the accounts Segment feeds, a backfill through the import
+holds back nobody fed live, and a source an account stopped using (moved from Segment to our
+webhook) stops holding it back after four weeks. An account no source has noted (rollups
+written before this release, or only people signals) is judged up to the newest watermark;
+with no watermark at all (nothing delivered since this release), up to yesterday, as before.
+Never later than the day before `now`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+
+from redis import Redis
+
+from integration.store import keys
+
+USAGE, SEGMENT, IMPORT = "usage", "segment", "import"
+SOURCES = (USAGE, SEGMENT, IMPORT)
+FEEDS_DAYS = 28
+_EPOCH = date(1970, 1, 1)
+
+
+def fed_field(source: str) -> str:
+    """The account meta field holding the newest day `source` delivered for the account."""
+    return f"fed:{source}"
+
+
+def as_date(day_number: int) -> date:
+    return _EPOCH + timedelta(days=day_number)
+
+
+def judged_day(fed: Mapping[str, int], watermarks: Mapping[str, int], last_day: date) -> date:
+    """The last day an account is judged on (see the module docstring); day numbers in."""
+    feeding = [
+        source
+        for source, day in fed.items()
+        if source in watermarks and day >= max(fed.values()) - FEEDS_DAYS
+    ]
+    if feeding:
+        day = min(watermarks[source] for source in feeding)
+    elif watermarks:
+        day = max(watermarks.values())
+    else:
+        return last_day
+    return min(as_date(day), last_day)
+
+
+def read_watermarks(redis: Redis) -> dict[str, date]:
+    """Each source's watermark, for `integration evaluate` to show."""
+    stored = redis.hgetall(keys.watermarks())
+    return {keys.text(k): as_date(int(v)) for k, v in sorted(stored.items())}
+
+
+def judged_days(redis: Redis, account_ids: Sequence[str], last_day: date) -> dict[str, date]:
+    """Each account's last judged day, at most `last_day`, in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.hgetall(keys.watermarks())
+    for account_id in account_ids:
+        pipe.hmget(keys.account_meta(account_id), [fed_field(source) for source in SOURCES])
+    stored, *fed_replies = pipe.execute()
+    watermarks = {keys.text(k): int(v) for k, v in stored.items()}
+    return {
+        account_id: judged_day(
+            {source: int(day) for source, day in zip(SOURCES, fed, strict=True) if day},
+            watermarks,
+            last_day,
+        )
+        for account_id, fed in zip(account_ids, fed_replies, strict=True)
+    }
+
+
+_RAISE = """
+local day = tonumber(ARGV[2])
+if day > (tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or -1) then
+  redis.call('HSET', KEYS[1], ARGV[1], day)
+end
+"""
+
+
+def raise_watermark(redis: Redis, source: str, day: date) -> None:
+    """Move a source's watermark up to `day` (never down): a sender that says its history is
+    complete, or a test standing in for a live sender's first event of today."""
+    redis.eval(_RAISE, 1, keys.watermarks(), source, (day - _EPOCH).days)
