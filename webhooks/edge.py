@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -15,6 +16,11 @@ from integration.errors import PayloadError, SignatureError, StorageUnavailableE
 from webhooks.signatures import verify_standard_webhook
 
 logger = logging.getLogger(__name__)
+
+
+def now() -> datetime:
+    """The web app's clock: when a delivery arrived (tests move it instead of sleeping)."""
+    return datetime.now(UTC)
 
 
 def config() -> Config:

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 
 from flask import Blueprint, Response, jsonify, request
 from redis import Redis
@@ -22,8 +22,9 @@ from integration.errors import SignatureError
 from integration.jobs.queues import enqueue_dirty_evaluation, evaluation_job_key
 from integration.signals.events import UsageEvent
 from integration.signals.segment import SegmentBatch, parse_segment, resolve
-from integration.store import keys, rollups
+from integration.store import freshness, keys, rollups
 from integration.store.unmatched import record_unmatched
+from webhooks import edge
 from webhooks.edge import body_text, config, parse_json, redis
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def receive_segment() -> tuple[Response, int]:
         verify_segment(
             config().secret(settings.shared_secret_env), text, request.headers.get("X-Signature")
         )
-    now = datetime.now(UTC)
+    now = edge.now()
     batch = parse_segment(parse_json(text), now, settings.account_path)
     store = redis()
     # Each pass drops the messages already stored; the fold refuses a batch holding one that
@@ -83,7 +84,7 @@ def receive_segment() -> tuple[Response, int]:
         record_unmatched(store, "segment", "events without an account", batch.dedupe_id, now)
     if folded is not None and folded.needs_evaluation_job:
         try:
-            enqueue_dirty_evaluation(store, now)
+            enqueue_dirty_evaluation(store, now, config().evaluation.interval_seconds)
         except RedisError:
             logger.warning("evaluation not queued; the next delivery or the sweep will")
     return jsonify(
@@ -96,8 +97,9 @@ def _fold(
 ) -> rollups.FoldResult:
     delivery = keys.delivery_seen("segment", batch.dedupe_id)
     marks = [keys.message_seen("segment", event.message_id) for event in batch.events]
+    job_key = evaluation_job_key(now, config().evaluation.interval_seconds)
     return rollups.fold_usage(
-        store, delivery, events, evaluation_job_key(now), config().metrics, marks, now
+        store, delivery, events, job_key, config().metrics, marks, now, freshness.SEGMENT
     )
 
 

@@ -50,6 +50,8 @@ class UsageEventIn(BaseModel):
     timestamp: AwareDatetime
     seats: int | None = Field(None, ge=0, le=10_000_000)
     properties: dict[str, Any] = Field(default_factory=dict)
+    # The event's own id: the same event re-sent in another delivery is counted once.
+    event_id: str | None = Field(None, min_length=1, max_length=200)
 
 
 _PARTIAL_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
@@ -114,6 +116,7 @@ class UsageEvent:
     occurred_at: datetime
     seats: int | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
+    event_id: str | None = None  # the sender's id for the event, when it gives one
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +182,15 @@ class JobChanged:
 
 
 def parse_usage(body: object, now: datetime, max_events: int) -> list[UsageEvent]:
-    """Parse one event or a JSON array of them; raise PayloadError naming the first bad field."""
+    """Parse one event or a JSON array of them; raise PayloadError naming the first bad field.
+    An `event_id` repeated within the body counts once (its first event)."""
     events = []
+    ids: set[str] = set()
     for prefix, parsed in _validated(USAGE, body, UsageEventIn, max_events, "events"):
+        if parsed.event_id is not None:
+            if parsed.event_id in ids:
+                continue
+            ids.add(parsed.event_id)
         occurred_at = parsed.timestamp.astimezone(UTC)
         if occurred_at > now + MAX_CLOCK_SKEW:
             msg = f"is in the future ({parsed.timestamp.isoformat()}); send seconds-based ISO-8601"
@@ -200,6 +209,7 @@ def parse_usage(body: object, now: datetime, max_events: int) -> list[UsageEvent
                 occurred_at,
                 parsed.seats,
                 parsed.properties,
+                parsed.event_id,
             )
         )
     return events
