@@ -25,7 +25,7 @@ from integration.config.settings import DEFAULT_REDIS_URL, Settings
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context, build_context, read_config
 from integration.jobs.queues import QUEUE_NAMES
-from integration.store import keys, layout
+from integration.store import freshness, keys, layout
 from webhooks.app import create_app
 
 pytest_plugins = ["tests.specs_folder"]
@@ -135,6 +135,8 @@ def config_file(tmp_path: Path, webhook_secrets: dict[str, str]) -> Path:
                     "usage": {"secret_env": USAGE_SECRET_ENV},
                     "job_changes": {"secret_env": PEOPLE_SECRET_ENV},
                 },
+                # Judged as soon as a worker runs; tests of the waiting set their own times.
+                "evaluation": {"settle_seconds": 0, "interval_seconds": 0},
             }
         )
     )
@@ -214,6 +216,13 @@ def daily_usage(
                 event["seats"] = seats
             events.append(event)
     return events
+
+
+def usage_complete_through_yesterday(redis: Redis) -> None:
+    """What a live sender's first event of today does: usage up to yesterday counts as arrived
+    (a source's watermark is its newest event day less one: integration/store/freshness.py).
+    Tests post history ending yesterday and nothing of today."""
+    freshness.raise_watermark(redis, freshness.USAGE, datetime.now(UTC).date() - timedelta(days=1))
 
 
 @pytest.fixture

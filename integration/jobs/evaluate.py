@@ -22,7 +22,7 @@ from adapters.protocol import CrmAccount, FieldUpdate
 from integration.config.settings import Settings
 from integration.errors import CrmFatalError, CrmRetriableError
 from integration.jobs.context import Context, build_context
-from integration.jobs.queues import enqueue_account_evaluation
+from integration.jobs.queues import enqueue_account_evaluation, enqueue_dirty_evaluation
 from integration.risk.assess import (
     RiskAssessment,
     assess,
@@ -32,9 +32,9 @@ from integration.risk.assess import (
     other_days_needed,
 )
 from integration.risk.fields import field_values
-from integration.signals.accounts import AccountState
+from integration.signals.accounts import AccountState, UsageHistory
 from integration.signals.events import ChangeType, JobChanged
-from integration.store import keys, rollups
+from integration.store import freshness, keys, rollups
 from integration.store.metrics import count
 from integration.store.unmatched import forget_unmatched, record_unmatched
 from playbooks.engine import plan_actions
@@ -95,10 +95,19 @@ def crm_job(job_function: Callable[P, R]) -> Callable[P, R]:
 
 @crm_job
 def evaluate_dirty_accounts() -> int:
-    """Evaluate, in batches, every account that received usage since it was last evaluated."""
+    """Evaluate, in batches, every account that received usage since it was last evaluated and
+    has settled (no change for `evaluation.settle_seconds`). Runs at most once per
+    `evaluation.interval_seconds` however often it is queued: a run too soon takes nothing.
+    Accounts left waiting get a job queued for when they can be taken, so none waits forever
+    (the cron sweep also looks every minute)."""
     context = current_context()
+    timing = context.config.evaluation
     total = 0
-    while batch := rollups.take_dirty_accounts(context.redis, EVALUATION_BATCH, _now()):
+    interval = timing.interval_seconds  # checked, and recorded, by the first batch only
+    while batch := rollups.take_dirty_accounts(
+        context.redis, EVALUATION_BATCH, _now(), timing.settle_seconds, interval
+    ):
+        interval = 0
         try:
             evaluate_accounts(context, batch, _now())
         except CrmFatalError:
@@ -111,7 +120,21 @@ def evaluate_dirty_accounts() -> int:
             raise
         rollups.finish_accounts(context.redis, batch)
         total += len(batch)
+    _queue_next_evaluation(context)
     return total
+
+
+def _queue_next_evaluation(context: Context) -> None:
+    """A job at the start of the interval in which the first waiting account can be taken."""
+    timing = context.config.evaluation
+    due = rollups.next_evaluation_due(context.redis, timing.settle_seconds, timing.interval_seconds)
+    if due is None:
+        return
+    interval = max(1, timing.interval_seconds)
+    start = (int(due) // interval + 1) * interval  # after `due`, so never this job's own id
+    now = datetime.now(UTC)  # RQ's scheduler runs on the wall clock
+    at = datetime.fromtimestamp(max(start, now.timestamp() + 1), UTC)
+    enqueue_dirty_evaluation(context.redis, now, timing.interval_seconds, at=at)
 
 
 def sweep_accounts() -> int:
@@ -153,11 +176,16 @@ def process_job_change(change_json: dict[str, object]) -> str:
 
 
 def record_people_signal(context: Context, change: JobChanged, account_id: str) -> None:
-    """Store the signal on the account (once, by its dedupe id) and re-evaluate the account."""
+    """Store the signal on the account (once, by its dedupe id) and re-evaluate the account,
+    unless it waits for the dirty-account evaluation (new usage, maybe still settling): that
+    one judges the usage and the signal together, once."""
     context.redis.hset(
         keys.people_signals(account_id), change.dedupe_id, json.dumps(change.to_json())
     )
     rollups.remember_account(context.redis, account_id)
+    if context.redis.zscore(keys.dirty_accounts(), account_id) is not None:
+        _queue_next_evaluation(context)
+        return
     evaluate_accounts(context, [account_id], _now())
 
 
@@ -205,7 +233,7 @@ def evaluate_accounts(
         state = states[account_id]
         if before is not None:
             state = replace(state, previous_reasons={r.key: r.details for r in before.reasons})
-        after = assess(state, context.config.risk, now)
+        after = assess(state, context.config.risk, judged_now(now, state.usage.last_day))
         evaluated.append(_Evaluated(account, before, after, fired))
     _write_fields(context, evaluated)
     for item in evaluated:
@@ -248,21 +276,33 @@ def _run_playbooks(context: Context, item: _Evaluated, now: datetime) -> None:
         )
 
 
+def judged_now(now: datetime, last_day: date) -> datetime:
+    """The moment the rules judge at: `now` moved back by as many days as the account's
+    judged day lags yesterday (a source behind, integration/store/freshness.py), so days
+    without data yet read neither as inactivity nor as a drop."""
+    return now - timedelta(days=max(0, (now.date() - timedelta(days=1) - last_day).days))
+
+
 def load_states(
     context: Context,
     account_ids: Sequence[str],
     now: datetime,
     facts: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, AccountState]:
-    """Everything the rules read for many accounts, in two round trips."""
+    """Everything the rules read for many accounts, in three round trips. Each account's
+    history ends on its judged day: the freshness watermark of the sources that feed it, never
+    later than yesterday (the current day is still filling up; judging it against full days
+    would invent drops)."""
     days = history_days_needed(context.config.risk)
     other_days = other_days_needed(context.config.risk)
-    # The current day is still filling up; judging it against full days would invent drops.
-    last_day = now.date() - timedelta(days=1)
+    last_days = freshness.judged_days(context.redis, account_ids, now.date() - timedelta(days=1))
     names = context.config.metrics.names()
-    usage = rollups.load_histories(
-        context.redis, account_ids, now, last_day, days, names, other_days
-    )
+    usage: dict[str, UsageHistory] = {}
+    for last_day in sorted(set(last_days.values())):
+        ids = [account_id for account_id in account_ids if last_days[account_id] == last_day]
+        usage |= rollups.load_histories(
+            context.redis, ids, judged_now(now, last_day), last_day, days, names, other_days
+        )
     pipe = context.redis.pipeline(transaction=False)
     for account_id in account_ids:
         pipe.hvals(keys.people_signals(account_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from redis import Redis
 from rq import Queue, Retry
@@ -19,7 +20,6 @@ EVALUATE = "evaluate"
 QUEUE_NAMES = (SIGNALS, EVALUATE)
 SIGNAL_JOB_KEEP_SECONDS = 7 * 24 * 3600
 FAILED_JOB_KEEP_SECONDS = 30 * 24 * 3600
-EVALUATION_BUCKET_SECONDS = 60
 CRM_RETRY = Retry(max=5, interval=[10, 30, 120, 600, 1800])
 # The jobs, by module path: the web edge queues them without importing the workers' code.
 EVALUATION_JOBS = "integration.jobs.evaluate"
@@ -91,19 +91,41 @@ def enqueue_account_evaluation(redis: Redis, account_id: str) -> None:
     )
 
 
-def evaluation_job_id(now: datetime) -> str:
-    """One evaluation job per minute at most: the id is the dedupe key (unique=True), and a job
-    that failed for good blocks only the rest of its minute, not all later evaluations."""
-    return f"evaluate-dirty-{int(now.timestamp()) // EVALUATION_BUCKET_SECONDS}"
+def evaluation_job_id(now: datetime, interval_seconds: int) -> str:
+    """One dirty-account evaluation job per interval at most: the id is the dedupe key
+    (unique=True) and the job is kept until its interval is over, so a delivery meanwhile
+    queues nothing; a job that failed for good blocks only the rest of its interval."""
+    return f"evaluate-dirty-{int(now.timestamp()) // max(1, interval_seconds)}"
 
 
-def evaluation_job_key(now: datetime) -> str:
-    return str(Job.key_for(evaluation_job_id(now)))
+def evaluation_job_key(now: datetime, interval_seconds: int) -> str:
+    return str(Job.key_for(evaluation_job_id(now, interval_seconds)))
 
 
-def enqueue_dirty_evaluation(redis: Redis, now: datetime) -> None:
-    """Queue the job that evaluates every account with new usage, many at a time."""
-    _enqueue_evaluation(redis, f"{EVALUATION_JOBS}.evaluate_dirty_accounts", evaluation_job_id(now))
+def enqueue_dirty_evaluation(
+    redis: Redis, now: datetime, interval_seconds: int, at: datetime | None = None
+) -> None:
+    """Queue the job that evaluates every settled account with new usage, many at a time; with
+    `at`, for then (RQ's scheduler, which the worker runs, queues it when due)."""
+    when = at or now
+    kept = max(1, interval_seconds)
+    kept_seconds = kept - int(when.timestamp()) % kept if interval_seconds else 0
+    try:
+        queued = queue(EVALUATE, redis)
+        options: dict[str, Any] = {
+            "job_id": evaluation_job_id(when, interval_seconds),
+            "unique": True,
+            "result_ttl": kept_seconds,
+            "failure_ttl": FAILED_JOB_KEEP_SECONDS,
+            "retry": CRM_RETRY,
+        }
+        function = f"{EVALUATION_JOBS}.evaluate_dirty_accounts"
+        if at is None:
+            queued.enqueue(function, **options)
+        else:
+            queued.enqueue_at(at, function, **options)
+    except DuplicateJobError:
+        return
 
 
 def _enqueue_evaluation(redis: Redis, function: str, job_id: str, *args: str) -> None:

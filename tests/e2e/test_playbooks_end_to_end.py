@@ -16,12 +16,14 @@ from integration.cli.main import main
 from integration.errors import CrmRetriableError
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context
+from integration.store import rollups
 from tests.conftest import (
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,
     daily_usage,
     drain,
     post_signed,
+    usage_complete_through_yesterday,
 )
 
 DROPPING = [10] * 42 + [4] * 7  # ten people a day, then four for the last week
@@ -60,6 +62,7 @@ def test_a_usage_drop_creates_one_check_in_task_for_the_owner_with_the_numbers(
         post_usage(client, webhook_secrets, daily_usage("acme", DROPPING, seats=20)).status_code
         == 202
     )
+    usage_complete_through_yesterday(redis)
     assert drain(redis)
 
     [task] = crm(context).tasks()
@@ -202,7 +205,7 @@ def test_a_crm_outage_during_evaluation_loses_no_account_and_later_creates_one_t
     post_usage(client, webhook_secrets, daily_usage("acme", DROPPING))
     drain(redis)
     assert flaky.tasks() == []
-    assert redis.smembers("ci:dirty_accounts") == {b"acme"}  # back in line for the retry
+    assert rollups.waiting_accounts(redis) == {"acme"}  # back in line for the retry
 
     assert jobs.evaluate_dirty_accounts() == 1
     assert len(flaky.tasks()) == 1
@@ -217,10 +220,14 @@ def test_evaluate_replays_history_as_of_a_date_and_writes_nothing(
     before_drop = (datetime.now(UTC) - timedelta(days=9)).date().isoformat()
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
 
+    usage_complete_through_yesterday(redis)
     early = CliRunner().invoke(
         main, ["evaluate", "--config", str(settings.config), "--as-of", before_drop], env=env
     )
-    assert early.output == "acme: none (score 0), usage trend +0%\n"
+    assert early.output == (
+        f"watermarks: usage {yesterday}\n"
+        f"acme: none (score 0), usage trend +0%, judged through {before_drop}\n"
+    )
     late = CliRunner().invoke(
         main,
         [
@@ -237,6 +244,7 @@ def test_evaluate_replays_history_as_of_a_date_and_writes_nothing(
     )
     [assessment] = [json.loads(line) for line in late.output.splitlines()]
     assert (assessment["level"], assessment["usage_trend_pct"]) == ("high", -60.0)
+    assert assessment["judged_through"] == yesterday
     assert crm(context).tasks() == []
     assert redis.exists("ci:{acct:acme}:assessment") == 0
 
@@ -278,6 +286,7 @@ def test_a_renewal_date_held_in_the_crm_raises_the_risk_of_a_dropping_account(
     crm(context).write_fields([FieldUpdate("1001", {"renewal_date": renewal})])
     app = create_app(settings, context.config)
     post_usage(app.test_client(), webhook_secrets, daily_usage("acme", [10] * 42 + [5] * 7))
+    usage_complete_through_yesterday(redis)
     drain(redis)
     fields = crm(context).company_properties("1001")
     assert fields["churn_risk_level"] == "high", fields  # a medium drop, one step up

@@ -15,7 +15,14 @@ from redis import Redis
 from integration.config.settings import Settings
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context, build_context, read_config
-from tests.conftest import PEOPLE_SECRET_ENV, USAGE_SECRET_ENV, daily_usage, drain, post_signed
+from tests.conftest import (
+    PEOPLE_SECRET_ENV,
+    USAGE_SECRET_ENV,
+    daily_usage,
+    drain,
+    post_signed,
+    usage_complete_through_yesterday,
+)
 from tests.contract.salesforce.conftest import API, FIXTURES, Org
 from webhooks.app import create_app
 
@@ -107,6 +114,7 @@ def running(
                     "usage": {"secret_env": USAGE_SECRET_ENV},
                     "job_changes": {"secret_env": PEOPLE_SECRET_ENV},
                 },
+                "evaluation": {"settle_seconds": 0, "interval_seconds": 0},
             }
         )
     )
@@ -149,6 +157,7 @@ def test_a_usage_drop_writes_account_fields_in_a_collection_and_one_task(
         webhook_secrets[USAGE_SECRET_ENV],
         daily_usage("globex", DROPPING, seats=20),
     )
+    usage_complete_through_yesterday(redis)
     drain(redis)
     [collection] = org.sent("PATCH", "/composite/sobjects")
     record = collection["records"][0]
@@ -292,6 +301,7 @@ def test_past_the_api_budget_field_writes_wait_but_tasks_still_go(
         webhook_secrets[USAGE_SECRET_ENV],
         daily_usage("globex", DROPPING),
     )
+    usage_complete_through_yesterday(redis)
     drain(redis)
     assert org.sent("PATCH", "/composite/sobjects") == []
     assert len(org.sent("POST", "/sobjects/Task")) == 1

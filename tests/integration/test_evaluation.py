@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from redis import Redis
 from rq import Queue
 from rq.registry import FailedJobRegistry
@@ -26,31 +25,11 @@ def sandbox(context: Context) -> SandboxCrm:
     return context.crm
 
 
-def test_an_account_whose_usage_stopped_is_flagged_by_the_daily_evaluation(
-    client: Any,
-    context: Context,
-    redis: Redis,
-    webhook_secrets: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    post_signed(
-        client, "/webhooks/usage", webhook_secrets[USAGE_SECRET_ENV], daily_usage("acme", [10] * 42)
-    )
-    drain(redis)
-    assert sandbox(context).tasks() == []  # steady up to yesterday
-
-    ten_days_later = datetime.now(UTC) + timedelta(days=10)
-    monkeypatch.setattr(jobs, "_now", lambda: ten_days_later)
-    assert jobs.evaluate_all_accounts() == 1  # nothing arrived since; the daily run still looks
-    [task] = sandbox(context).tasks()
-    assert task.subject == "Check in with Acme Analytics: product usage is down 100%"
-
-
 def test_accounts_taken_by_a_worker_that_died_are_evaluated_by_the_sweep(
     context: Context, redis: Redis
 ) -> None:
     rollups.remember_account(redis, "acme")
-    redis.sadd("ci:dirty_accounts", "acme")
+    rollups.mark_dirty(redis, ["acme"])
     long_ago = datetime.now(UTC) - timedelta(hours=1)
     assert rollups.take_dirty_accounts(redis, 10, long_ago) == ["acme"]  # ... and then it died
 

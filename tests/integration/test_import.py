@@ -91,7 +91,7 @@ def test_imported_accounts_are_queued_for_evaluation(
     csv = tmp_path / "usage.csv"
     csv.write_text(f"account_id,date,active_users\nglobex,{YESTERDAY.isoformat()},3\n")
     run_import(settings, csv)
-    assert redis.smembers("ci:dirty_accounts") == {b"globex"}
+    assert rollups.waiting_accounts(redis) == {"globex"}
     assert redis.keys("rq:job:evaluate-dirty-*")
 
 
