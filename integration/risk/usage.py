@@ -111,27 +111,53 @@ def metric_drop(
     extra: Mapping[str, Any] | None = None,
 ) -> list[Reason]:
     """One series against its normal: a new drop (first detection), or a drop still open
-    measured against the level before it until it recovers."""
+    measured against the level before it until it recovers.
+
+    While the first-detection measure still sees an open drop, the reason reads as it did
+    (re-judging the same day gives the same sentence) but keeps the level and the day the drop
+    began from when it was raised; once that measure has slid into the drop, the level before
+    it speaks ("down 52% since 2026-09-14 (9 weeks)") until usage recovers."""
     usage = state.usage
+    fresh = _new_drop(usage, values, rule, code, key, measure, sizing, extra)
     previous = state.previous_reasons.get(key)
+    anchor = _Anchor.read(previous, usage.last_day) if previous is not None and values else None
+    if anchor is None or previous is None:
+        return [] if fresh is None else [fresh]
+    if fresh is not None:
+        if fresh.details["seasonal"]:
+            return [fresh]
+        kept = {"since": anchor.since.isoformat(), "profile": list(anchor.profile)}
+        return [replace(fresh, details={**fresh.details, **kept})]
+    window = min(len(values), int(previous.get("window_days") or rule.window_days))
+    season = season_ratio(usage, values, rule, window)
+    return _held_drop(
+        values, usage.last_day, anchor, window, rule, code, key, measure, extra, season
+    )
+
+
+def _new_drop(
+    usage: UsageHistory,
+    values: Sequence[int],
+    rule: UsageDropRule,
+    code: str,
+    key: str,
+    measure: Measure,
+    sizing: Sequence[int] | None,
+    extra: Mapping[str, Any] | None,
+) -> Reason | None:
+    """First detection: the recent window against the normal before it."""
     comparison = metric_comparison(usage, values, rule, sizing)
-    if previous is not None and values:
-        window = min(len(values), int(previous.get("window_days") or rule.window_days))
-        season = season_ratio(usage, values, rule, window)
-        held = _held_drop(values, usage.last_day, previous, rule, code, key, measure, extra, season)
-        if held is not None:
-            return held
     if comparison is None:
-        return []
+        return None
     recent, normal = comparison.per_day
     if normal <= 0 or normal < rule.min_baseline_daily_users:
-        return []
+        return None
     drop_pct = -comparison.change_pct
     noise = math.sqrt(comparison.expected)
     if drop_pct < rule.drop_pct or comparison.expected - comparison.actual < (
         rule.min_significance_z * noise
     ):
-        return []
+        return None
     days = days_below(values, usage.last_day, comparison.profile, rule.drop_pct)
     if comparison.seasonal:  # last year's weeks say nothing of the days before the window
         days = min(days, comparison.window_days)
@@ -159,7 +185,7 @@ def metric_drop(
         "since": since.isoformat(),
         "profile": [round(level, 2) for level in comparison.profile],
     }
-    return [Reason(code, key, text, _severity(drop_pct, rule.drop_pct), details)]
+    return Reason(code, key, text, _severity(drop_pct, rule.drop_pct), details)
 
 
 def _severity(drop_pct: float, threshold: float) -> RiskLevel:
@@ -205,27 +231,25 @@ class _Anchor:
 def _held_drop(
     values: Sequence[int],
     last_day: date,
-    previous: Mapping[str, Any],
+    kept: _Anchor,
+    window: int,
     rule: UsageDropRule,
     code: str,
     key: str,
     measure: Measure,
     extra: Mapping[str, Any] | None,
     season: float | None,
-) -> list[Reason] | None:
+) -> list[Reason]:
     """An open drop against the level before it: [] once recovered, else the reason again.
     In a season (last year's same weeks moved), that level moves as last year's did."""
-    anchor = _Anchor.read(previous, last_day)
-    if anchor is None:
-        return None
+    anchor = kept
     if season is not None:
-        anchor = replace(anchor, profile=tuple(level * season for level in anchor.profile))
+        anchor = replace(kept, profile=tuple(level * season for level in kept.profile))
     if anchor.recovered(values, last_day, rule.recover_days, rule.recover_pct):
         return []
-    window = min(len(values), int(previous.get("window_days") or rule.window_days))
     actual, expected = float(recent_total(values, window)), anchor.expected(last_day, window)
     if expected <= 0:
-        return None
+        return []
     drop_pct = (1 - actual / expected) * 100
     down_days = (last_day - anchor.since).days + 1
     against = "" if season is None else " (the season as last year)"
@@ -244,7 +268,7 @@ def _held_drop(
         "days_down": down_days,
         "seasonal": False,
         "since": anchor.since.isoformat(),
-        "profile": list(anchor.profile if season is None else previous["profile"]),
+        "profile": list(kept.profile),
     }
     return [Reason(code, key, text, _severity(drop_pct, rule.drop_pct), details)]
 

@@ -89,6 +89,18 @@ def test_a_drop_that_lasts_ten_weeks_is_still_flagged_with_the_day_it_began() ->
     assert usage_drop(fresh, RULES.usage_drop, now_after(LAST_DAY)) == []
 
 
+def test_judging_the_same_day_again_with_the_flag_open_reads_the_same() -> None:
+    state = account(LAST_DAY, lambda day: 4 if day > LAST_DAY - timedelta(days=7) else 10)
+    first = assess(state, RULES, now_after(LAST_DAY))
+    carried = replace(state, previous_reasons={r.key: r.details for r in first.reasons})
+    again = assess(carried, RULES, now_after(LAST_DAY))
+    assert texts(again) == texts(first)
+    assert texts(first) == [
+        "Daily active users fell 60% below their 4-week normal (4.0 vs 10.0 a day) over the "
+        "last 7 days."
+    ]
+
+
 def test_the_flag_clears_only_after_seven_days_back_near_the_old_level() -> None:
     back_on = LAST_DAY + timedelta(days=1)
     days = daily_run(
