@@ -44,6 +44,8 @@ EXAMPLES = Path(__file__).resolve().parent / "examples"
 READY_SECONDS = 30
 DRAIN_SECONDS = 90
 POLL_SECONDS = 0.2
+DEMO_SETTLE_SECONDS = 2
+DEMO_INTERVAL_SECONDS = 5
 HEALTH_TIMEOUT_SECONDS = 2
 
 
@@ -154,6 +156,12 @@ def _demo_env(workdir: Path, redis_url: str) -> dict[str, str]:
     example["crm"]["sandbox"] = {
         "path": str(workdir / "crm.sqlite3"),
         "seed_file": str(EXAMPLES / "crm-seed.yaml"),
+    }
+    # The samples arrive within seconds, not over minutes as a real backfill does: a short
+    # settle time and interval show the same waiting without making the demo wait a minute.
+    example["evaluation"] = {
+        "settle_seconds": DEMO_SETTLE_SECONDS,
+        "interval_seconds": DEMO_INTERVAL_SECONDS,
     }
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(example, sort_keys=False))

@@ -18,13 +18,14 @@ from integration.config.settings import Settings, masked
 from integration.errors import InvalidConfigError, StorageUnavailableError
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context, build_context, connect_redis, read_config
-from integration.jobs.evaluate import EVALUATION_BATCH, load_states
+from integration.jobs.evaluate import EVALUATION_BATCH, judged_now, load_states
 from integration.jobs.failures import list_failed, retry_failed
 from integration.jobs.queues import QUEUE_NAMES
 from integration.logs import configure_logging
 from integration.risk.assess import assess, assessment_to_json
 from integration.signals.accounts import AccountState
 from integration.store import keys
+from integration.store.freshness import read_watermarks
 from integration.store.rollups import RING_DAYS
 from integration.store.unmatched import list_unmatched
 
@@ -212,7 +213,9 @@ def import_usage(file: Path, config_path: Path) -> None:
         except StorageUnavailableError as exc:
             msg = f"nothing imported: {exc}"
             raise CliError(msg) from exc
-    enqueue_dirty_evaluation(context.redis, datetime.now(UTC))
+    enqueue_dirty_evaluation(
+        context.redis, datetime.now(UTC), context.config.evaluation.interval_seconds
+    )
     click.echo(
         f"accepted {summary.accepted} row(s) for {len(summary.accounts)} account(s); "
         f"metrics: {', '.join(sorted(summary.metrics)) or 'none'}"
@@ -316,23 +319,33 @@ def retry(config_path: Path, job_ids: tuple[str, ...], retry_all: bool) -> None:
 def evaluate(
     config_path: Path, account_ids: tuple[str, ...], as_of: datetime | None, as_json: bool
 ) -> None:
-    """Print risk assessments as of a date, writing nothing (replay history safely)."""
+    """Print risk assessments as of a date, writing nothing (replay history safely).
+
+    Each account is judged on the days its sources have delivered (the freshness watermarks,
+    shown first), never later than the day before the date."""
     context = _context(_settings(config_path))
     now = (as_of.replace(tzinfo=UTC) + timedelta(days=1)) if as_of else datetime.now(UTC)
     ids = sorted(
         account_ids or (keys.text(a) for a in context.redis.smembers(keys.known_accounts()))
     )
+    marks = read_watermarks(context.redis)
+    if not as_json:
+        shown = ", ".join(f"{source} {day.isoformat()}" for source, day in marks.items())
+        click.echo(f"watermarks: {shown or 'none yet (judged up to yesterday)'}")
     states: dict[str, AccountState] = {}
     for start in range(0, len(ids), EVALUATION_BATCH):  # as the daily job reads them
         states |= load_states(context, ids[start : start + EVALUATION_BATCH], now)
     for account_id in ids:
-        result = assess(states[account_id], context.config.risk, now)
+        judged_through = states[account_id].usage.last_day
+        result = assess(states[account_id], context.config.risk, judged_now(now, judged_through))
         if as_json:
-            click.echo(json.dumps(assessment_to_json(result)))
+            data = assessment_to_json(result) | {"judged_through": judged_through.isoformat()}
+            click.echo(json.dumps(data))
             continue
         trend = f"{result.usage_trend_pct:+.0f}%" if result.usage_trend_pct is not None else "n/a"
         click.echo(
-            f"{account_id}: {result.level.value} (score {result.score}), usage trend {trend}"
+            f"{account_id}: {result.level.value} (score {result.score}), usage trend {trend}, "
+            f"judged through {judged_through.isoformat()}"
         )
         for reason in result.reasons:
             click.echo(f"  - {reason.text}")

@@ -1,0 +1,169 @@
+"""History sent in chunks to a warm stack (web app, worker and the cron sweep all running) makes
+the tasks the completed history makes, and no other: the rep never sees a task built on
+half-arrived history. Time is passed in (jobs._now); the web app stamps deliveries as they come.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from redis import Redis
+from rq import Queue
+
+from adapters.sandbox.adapter import SandboxCrm
+from integration.cli.replay import USAGE_CHUNK, deliveries
+from integration.config.settings import Settings
+from integration.jobs import evaluate as jobs
+from integration.jobs.context import build_context, read_config
+from integration.jobs.queues import EVALUATE
+from integration.store import keys, layout
+from tests.conftest import daily_usage, drain, post_signed, whsec
+from webhooks import edge
+from webhooks.app import create_app
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "integration" / "cli" / "examples"
+SECRET_ENVS = {"usage": "USAGE_WEBHOOK_SECRET", "job-changes": "JOB_CHANGES_WEBHOOK_SECRET"}
+Delivery = tuple[str, Any]
+
+
+class Stack:
+    """The shipped example config on a fresh sandbox CRM, with the shipped timing (a minute to
+    settle, one dirty-account evaluation a minute), its web app, and the evaluation's clock."""
+
+    def __init__(self, folder: Path, redis_url: str) -> None:
+        config = yaml.safe_load((EXAMPLES / "config.example.yaml").read_text())
+        folder.mkdir()
+        config["crm"]["sandbox"] = {
+            "path": str(folder / "crm.sqlite3"),
+            "seed_file": str(EXAMPLES / "crm-seed.yaml"),
+        }
+        config["evaluation"] = {"settle_seconds": 60, "interval_seconds": 60}
+        path = folder / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        settings = Settings(config=path, redis_url=redis_url)
+        self.context = build_context(settings, read_config(path))
+        self.app = create_app(settings, self.context.config)
+        self.client = self.app.test_client()
+        self.redis: Redis = self.context.redis
+        self.now = datetime.now(UTC)
+        jobs.install_context(self.context)
+
+    def close(self) -> None:
+        self.app.extensions["integration.redis"].close()
+        self.redis.close()
+
+    def post(self, kind: str, body: Any) -> None:
+        secret = self.context.config.secret(SECRET_ENVS[kind])
+        answer = post_signed(self.client, f"/webhooks/{kind}", secret, body)
+        assert answer.status_code == 202, answer.json
+
+    def worker_and_cron(self) -> None:
+        """What runs meanwhile: the worker takes every queued job, the sweep comes by."""
+        drain(self.redis)
+        Queue(EVALUATE, connection=self.redis).enqueue(jobs.sweep_accounts)
+        drain(self.redis)
+
+    def outcome(self) -> tuple[list[tuple[str, str, str | None, str]], dict[str, list[str]]]:
+        """What a rep sees: each task (company, subject, owner, body), each account's reasons."""
+        crm = self.context.crm
+        assert isinstance(crm, SandboxCrm)
+        tasks = sorted((t.company_id, t.subject, t.owner_id, t.body) for t in crm.tasks())
+        reasons = {}
+        for account_id in ("acme", "globex", "initech"):
+            raw = self.redis.get(keys.assessment(account_id))
+            assert raw is not None, f"{account_id} was never judged"
+            reasons[account_id] = [reason["text"] for reason in json.loads(raw)["reasons"]]
+        return tasks, reasons
+
+
+@pytest.fixture
+def stacks(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str], Stack]]:
+    for env in SECRET_ENVS.values():
+        monkeypatch.setenv(env, whsec())
+    opened: list[Stack] = []
+
+    def fresh(name: str) -> Stack:
+        """A new stack on an emptied database (the previous one's data is gone)."""
+        with Redis.from_url(redis_url) as client:
+            client.flushdb()
+            layout.prepare(client)
+        stack = Stack(tmp_path / name, redis_url)
+        monkeypatch.setattr(jobs, "_now", lambda: stack.now)
+        monkeypatch.setattr(edge, "now", lambda: stack.now)
+        opened.append(stack)
+        return stack
+
+    yield fresh
+    jobs.install_context(None)
+    for stack in opened:
+        stack.close()
+
+
+def warm_run(stack: Stack, sent: list[Delivery], seconds_apart: float) -> None:
+    """Each delivery, then the worker and the sweep, the chunks `seconds_apart`."""
+    for kind, body in sent:
+        stack.post(kind, body)
+        stack.worker_and_cron()
+        stack.now += timedelta(seconds=seconds_apart)
+    stack.now += timedelta(seconds=61)  # the last delivery has settled
+    stack.worker_and_cron()
+
+
+def cold_run(stack: Stack, sent: list[Delivery]) -> None:
+    """All the history first, then one evaluation."""
+    for kind, body in sent:
+        stack.post(kind, body)
+    stack.now += timedelta(seconds=61)
+    stack.worker_and_cron()
+
+
+def test_replaying_the_samples_in_chunks_into_a_warm_stack_gives_the_cold_runs_tasks(
+    stacks: Callable[[str], Stack],
+) -> None:
+    today = datetime.now(UTC).date()
+    sent = [(kind, body) for kind, _, body in deliveries(EXAMPLES, today)]
+    assert sum(kind == "usage" for kind, _ in sent) > 3  # several 500-event chunks
+
+    warm = stacks("warm")
+    warm_run(warm, sent, seconds_apart=2)
+    warm_tasks, warm_reasons = warm.outcome()
+
+    cold = stacks("cold")
+    cold_run(cold, sent)
+    assert cold.outcome() == (warm_tasks, warm_reasons)
+    subjects = [subject for _, subject, _, _ in warm_tasks]
+    assert subjects[0].startswith("Check in with Acme Analytics: product usage is down ")
+    assert subjects[1:] == ["Priya Natarajan left Globex: find a new champion"]
+    assert warm_reasons["initech"] == []
+
+
+def test_a_90_day_backfill_into_a_warm_system_makes_no_task_its_history_would_not(
+    stacks: Callable[[str], Stack],
+) -> None:
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    live = [
+        ("usage", daily_usage("globex", [12] * 60, end=yesterday)),
+        ("usage", daily_usage("initech", [3] * 60, end=yesterday)),
+    ]
+    history = daily_usage("acme", [20] * 90, end=yesterday)  # a steady account, 1,800 events
+    backfill = [
+        ("usage", history[start : start + USAGE_CHUNK])
+        for start in range(0, len(history), USAGE_CHUNK)
+    ]
+
+    warm = stacks("warm")
+    warm_run(warm, live, seconds_apart=30)  # running, judged, for a while already
+    warm_run(warm, backfill, seconds_apart=10)
+    cold = stacks("cold")
+    cold_run(cold, live + backfill)
+
+    assert warm.outcome() == cold.outcome()
+    assert warm.outcome()[0] == []
