@@ -178,6 +178,7 @@ def _check_metric_names(config: Config) -> list[ConfigError]:
     risk = config.risk
     named = {
         "risk.key_feature_not_adopted.key_features": risk.key_feature_not_adopted.key_features,
+        "risk.key_feature_decline.key_features": risk.key_feature_decline.key_features,
         "risk.onboarding_stalled.milestones": risk.onboarding_stalled.milestones,
     }
     errors = []

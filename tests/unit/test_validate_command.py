@@ -121,6 +121,17 @@ fields: {risk_level: 5}
             "  risk.key_feature_not_adopted.key_features: 'reports_creatd' is not a counted metric",
         ),
         (
+            "risk: {key_feature_decline: {key_features: [reports_creatd]}}",
+            BOTH_SECRETS,
+            "  risk.key_feature_decline.key_features: 'reports_creatd' is not a counted metric",
+        ),
+        (
+            "risk: {slow_decline: {compare_weeks: 8, lookback_weeks: 13}}",
+            BOTH_SECRETS,
+            "  risk.slow_decline: these settings read 476 days of history but 448 are kept: "
+            "shorten compare_weeks or set seasonal: no",
+        ),
+        (
             "webhooks: {usage: {secret_env: 5}}",
             BOTH_SECRETS,
             "  webhooks.usage.secret_env: input should be a valid string, got 5",
