@@ -153,7 +153,8 @@ def test_a_90_day_backfill_into_a_warm_system_makes_no_task_its_history_would_no
         ("usage", daily_usage("globex", [12] * 60, end=yesterday)),
         ("usage", daily_usage("initech", [3] * 60, end=yesterday)),
     ]
-    history = daily_usage("acme", [20] * 90, end=yesterday)  # a steady account, 1,800 events
+    # A steady account's 1,800 events, oldest first, as a warehouse backfill sends them.
+    history = sorted(daily_usage("acme", [20] * 90, end=yesterday), key=lambda e: e["timestamp"])
     backfill = [
         ("usage", history[start : start + USAGE_CHUNK])
         for start in range(0, len(history), USAGE_CHUNK)
