@@ -290,7 +290,7 @@ _TAKE_DIRTY = """
 local now, interval = tonumber(ARGV[2]), tonumber(ARGV[4])
 if interval > 0 then
   local last = tonumber(redis.call('GET', KEYS[3]))
-  if last and now - last < interval then return false end
+  if last and now - last < interval then return {} end
 end
 local taken = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, ARGV[1])
 for _, account in ipairs(taken) do
@@ -325,13 +325,13 @@ end
 
 def take_dirty_accounts(
     redis: Redis, limit: int, now: datetime, settle_seconds: int = 0, interval_seconds: int = 0
-) -> list[str] | None:
+) -> list[str]:
     """Take up to `limit` accounts with new usage whose rollups have not changed for
     `settle_seconds` (the rest wait); they stay in a processing set until finished, so a worker
     that dies mid-batch loses nothing (requeue_stale_accounts puts them back).
 
-    With `interval_seconds`, this is the first batch of a run: None (nothing taken) when
-    accounts were taken less than that long before `now`, and taking any records the run."""
+    With `interval_seconds`, this is the first batch of a run: nothing is taken when accounts
+    were taken less than that long before `now`, and taking any records the run."""
     taken = redis.eval(
         _TAKE_DIRTY,
         3,
@@ -343,9 +343,7 @@ def take_dirty_accounts(
         now.timestamp() - settle_seconds,
         interval_seconds,
     )
-    if taken is None:
-        return None
-    return sorted(keys.text(item) for item in taken)
+    return sorted(keys.text(item) for item in taken or [])
 
 
 def next_evaluation_due(redis: Redis, settle_seconds: int, interval_seconds: int) -> float | None:
