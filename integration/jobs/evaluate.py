@@ -34,7 +34,7 @@ from integration.risk.assess import (
 from integration.risk.fields import field_values
 from integration.signals.accounts import AccountState, UsageHistory
 from integration.signals.events import ChangeType, JobChanged
-from integration.store import freshness, keys, rollups
+from integration.store import freshness, keys, rollups, waiting
 from integration.store.metrics import count
 from integration.store.unmatched import forget_unmatched, record_unmatched
 from playbooks.engine import plan_actions
@@ -104,7 +104,7 @@ def evaluate_dirty_accounts() -> int:
     timing = context.config.evaluation
     total = 0
     interval = timing.interval_seconds  # checked, and recorded, by the first batch only
-    while batch := rollups.take_dirty_accounts(
+    while batch := waiting.take_dirty_accounts(
         context.redis, EVALUATION_BATCH, _now(), timing.settle_seconds, interval
     ):
         interval = 0
@@ -112,13 +112,13 @@ def evaluate_dirty_accounts() -> int:
             evaluate_accounts(context, batch, _now())
         except CrmFatalError:
             # A refusal that no retry will change: the failed job keeps the CRM's message.
-            rollups.finish_accounts(context.redis, batch)
+            waiting.finish_accounts(context.redis, batch)
             raise
         except Exception:
             # Hand the batch back so RQ's retry (or the sweep) evaluates it; nothing is lost.
-            rollups.release_accounts(context.redis, batch)
+            waiting.release_accounts(context.redis, batch)
             raise
-        rollups.finish_accounts(context.redis, batch)
+        waiting.finish_accounts(context.redis, batch)
         total += len(batch)
     _queue_next_evaluation(context)
     return total
@@ -127,7 +127,7 @@ def evaluate_dirty_accounts() -> int:
 def _queue_next_evaluation(context: Context) -> None:
     """A job at the start of the interval in which the first waiting account can be taken."""
     timing = context.config.evaluation
-    due = rollups.next_evaluation_due(context.redis, timing.settle_seconds, timing.interval_seconds)
+    due = waiting.next_evaluation_due(context.redis, timing.settle_seconds, timing.interval_seconds)
     if due is None:
         return
     interval = max(1, timing.interval_seconds)
@@ -140,13 +140,13 @@ def _queue_next_evaluation(context: Context) -> None:
 def sweep_accounts() -> int:
     """Every minute (jobs/cron.py): recover dead workers' accounts, evaluate waiting ones."""
     context = current_context()
-    rollups.requeue_stale_accounts(context.redis, _now() - STALE_PROCESSING)
+    waiting.requeue_stale_accounts(context.redis, _now() - STALE_PROCESSING)
     return evaluate_dirty_accounts()
 
 
 def evaluate_all_accounts() -> int:
     """Daily (jobs/cron.py): an account whose usage stopped sends nothing; judge it too."""
-    rollups.mark_all_accounts_dirty(current_context().redis)
+    waiting.mark_all_accounts_dirty(current_context().redis)
     return evaluate_dirty_accounts()
 
 
@@ -182,7 +182,7 @@ def record_people_signal(context: Context, change: JobChanged, account_id: str) 
     context.redis.hset(
         keys.people_signals(account_id), change.dedupe_id, json.dumps(change.to_json())
     )
-    rollups.remember_account(context.redis, account_id)
+    waiting.remember_account(context.redis, account_id)
     if context.redis.zscore(keys.dirty_accounts(), account_id) is not None:
         _queue_next_evaluation(context)
         return

@@ -20,7 +20,7 @@ from integration.cli.main import main
 from integration.config.settings import Settings
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context, build_context, read_config
-from integration.store import rollups
+from integration.store import waiting
 from tests.conftest import (
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,
@@ -482,7 +482,7 @@ def test_the_daily_limit_schedules_the_retry_for_when_hubspot_said_not_sooner(
     [job_id] = registry.get_job_ids()
     wait = registry.get_scheduled_time(job_id).timestamp() - time.time()
     assert 3500 < wait <= 3600
-    assert rollups.waiting_accounts(redis) == {"acme"}  # still waiting, not lost
+    assert waiting.waiting_accounts(redis) == {"acme"}  # still waiting, not lost
 
     # Meanwhile no worker spends calls on a portal that is out of its daily budget.
     calls_before = len(hub.requests)

@@ -16,7 +16,7 @@ from integration.cli.main import main
 from integration.errors import CrmRetriableError
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context
-from integration.store import rollups
+from integration.store import waiting
 from tests.conftest import (
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,
@@ -205,7 +205,7 @@ def test_a_crm_outage_during_evaluation_loses_no_account_and_later_creates_one_t
     post_usage(client, webhook_secrets, daily_usage("acme", DROPPING))
     drain(redis)
     assert flaky.tasks() == []
-    assert rollups.waiting_accounts(redis) == {"acme"}  # back in line for the retry
+    assert waiting.waiting_accounts(redis) == {"acme"}  # back in line for the retry
 
     assert jobs.evaluate_dirty_accounts() == 1
     assert len(flaky.tasks()) == 1

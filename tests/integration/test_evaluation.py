@@ -16,7 +16,7 @@ from integration.errors import CrmFatalError
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context
 from integration.jobs.queues import EVALUATE
-from integration.store import rollups
+from integration.store import waiting
 from tests.conftest import USAGE_SECRET_ENV, daily_usage, drain, post_signed
 
 
@@ -28,10 +28,10 @@ def sandbox(context: Context) -> SandboxCrm:
 def test_accounts_taken_by_a_worker_that_died_are_evaluated_by_the_sweep(
     context: Context, redis: Redis
 ) -> None:
-    rollups.remember_account(redis, "acme")
-    rollups.mark_dirty(redis, ["acme"])
+    waiting.remember_account(redis, "acme")
+    waiting.mark_dirty(redis, ["acme"])
     long_ago = datetime.now(UTC) - timedelta(hours=1)
-    assert rollups.take_dirty_accounts(redis, 10, long_ago) == ["acme"]  # ... and then it died
+    assert waiting.take_dirty_accounts(redis, 10, long_ago) == ["acme"]  # ... and then it died
 
     assert jobs.sweep_accounts() == 1
     assert redis.zcard("ci:processing_accounts") == 0

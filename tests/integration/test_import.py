@@ -13,7 +13,7 @@ from integration.cli.main import main
 from integration.config.schema import Metrics
 from integration.config.settings import Settings
 from integration.signals.events import UsageEvent
-from integration.store import rollups
+from integration.store import rollups, waiting
 
 YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
 
@@ -91,7 +91,7 @@ def test_imported_accounts_are_queued_for_evaluation(
     csv = tmp_path / "usage.csv"
     csv.write_text(f"account_id,date,active_users\nglobex,{YESTERDAY.isoformat()},3\n")
     run_import(settings, csv)
-    assert rollups.waiting_accounts(redis) == {"globex"}
+    assert waiting.waiting_accounts(redis) == {"globex"}
     assert redis.keys("rq:job:evaluate-dirty-*")
 
 

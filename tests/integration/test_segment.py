@@ -16,7 +16,7 @@ from redis import Redis
 
 from integration.config.settings import Settings
 from integration.jobs.context import read_config
-from integration.store import rollups
+from integration.store import waiting
 from tests.conftest import nothing_stored
 from webhooks import segment as segment_webhook
 from webhooks.app import create_app
@@ -82,7 +82,7 @@ def test_a_track_with_context_group_id_is_counted_for_that_account(
     message = sample("track__context_group_id.json")
     answer = post(client, json.dumps(message))
     assert answer.json == {"status": "accepted", "events": 1, "unattributed": 0, "skipped": {}}
-    assert rollups.waiting_accounts(redis) == {"northwind"}
+    assert waiting.waiting_accounts(redis) == {"northwind"}
 
 
 def test_a_group_call_ties_the_users_later_tracks_to_the_account(client: Any, redis: Redis) -> None:

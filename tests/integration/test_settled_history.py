@@ -19,7 +19,7 @@ from integration.config.settings import Settings
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context, build_context, read_config
 from integration.jobs.queues import EVALUATE
-from integration.store import freshness, keys, rollups
+from integration.store import freshness, keys, rollups, waiting
 from tests.conftest import USAGE_SECRET_ENV, daily_usage, drain, post_signed
 from webhooks import edge
 from webhooks.app import create_app
@@ -42,7 +42,7 @@ def started(settings: Settings, settle_seconds: int, interval_seconds: int) -> I
 
 
 @pytest.fixture
-def waiting(settings: Settings, redis: Redis) -> Iterator[Any]:
+def shipped_timing(settings: Settings, redis: Redis) -> Iterator[Any]:
     """The shipped timing: a minute to settle, one dirty-account evaluation a minute."""
     yield from started(settings, 60, 60)
 
@@ -159,18 +159,18 @@ def test_with_no_watermark_yet_accounts_are_judged_up_to_yesterday() -> None:
 
 
 def test_an_account_still_receiving_usage_waits_until_it_settles(
-    waiting: Any,
+    shipped_timing: Any,
     redis: Redis,
     webhook_secrets: dict[str, str],
     clock: Clock,
     evaluated: list[list[str]],
 ) -> None:
-    usage(waiting, webhook_secrets, daily_usage("acme", [10] * 30))
+    usage(shipped_timing, webhook_secrets, daily_usage("acme", [10] * 30))
     clock.advance(30)
     drain(redis)
     sweep(redis)
     assert evaluated == []
-    assert rollups.waiting_accounts(redis) == {"acme"}
+    assert waiting.waiting_accounts(redis) == {"acme"}
     # Nothing waits forever: a job is scheduled for when it will have settled.
     [follow_up] = ScheduledJobRegistry(EVALUATE, connection=redis).get_job_ids()
     assert follow_up.startswith("evaluate-dirty-")
@@ -178,7 +178,7 @@ def test_an_account_still_receiving_usage_waits_until_it_settles(
     clock.advance(30)
     sweep(redis)
     assert evaluated == [["acme"]]
-    assert rollups.waiting_accounts(redis) == set()
+    assert waiting.waiting_accounts(redis) == set()
 
 
 def test_the_dirty_account_evaluation_runs_at_most_once_per_interval(
@@ -198,7 +198,7 @@ def test_the_dirty_account_evaluation_runs_at_most_once_per_interval(
         drain(redis)
         sweep(redis)
     assert evaluated == [["acme"]]
-    assert rollups.waiting_accounts(redis) == {"globex"}
+    assert waiting.waiting_accounts(redis) == {"globex"}
     # Nothing waits forever: one job is scheduled for when the interval is over.
     assert ScheduledJobRegistry(EVALUATE, connection=redis).count == 1
 
@@ -208,7 +208,7 @@ def test_the_dirty_account_evaluation_runs_at_most_once_per_interval(
 
 
 def test_a_job_change_for_an_account_still_settling_waits_for_its_usage(
-    waiting: Any,
+    shipped_timing: Any,
     redis: Redis,
     webhook_secrets: dict[str, str],
     clock: Clock,
@@ -216,7 +216,7 @@ def test_a_job_change_for_an_account_still_settling_waits_for_its_usage(
 ) -> None:
     from tests.conftest import PEOPLE_SECRET_ENV
 
-    client = waiting
+    client = shipped_timing
     usage(client, webhook_secrets, daily_usage("acme", [10] * 30))
     change = {
         "event_id": "clay-9",
@@ -292,7 +292,7 @@ def test_the_import_raises_its_own_watermark_up_to_yesterday(redis: Redis, tmp_p
 def test_accounts_left_waiting_by_the_previous_release_are_taken_over_by_the_sweep(
     context: Context, redis: Redis
 ) -> None:
-    rollups.remember_account(redis, "acme")
+    waiting.remember_account(redis, "acme")
     redis.sadd(keys.legacy_dirty_accounts(), "acme")
     assert jobs.sweep_accounts() == 1
     assert redis.exists(keys.legacy_dirty_accounts()) == 0

@@ -15,7 +15,7 @@ from rq import Queue
 from integration.cli.devredis import free_port
 from integration.config.settings import Settings
 from integration.jobs.queues import EVALUATE, SIGNALS
-from integration.store import rollups
+from integration.store import waiting
 from tests.conftest import (
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,
@@ -51,7 +51,7 @@ def test_a_signed_usage_event_is_accepted_and_stored(
     )
     assert answer.status_code == 202
     assert answer.json == {"status": "accepted", "events": 2, "accounts": 1}
-    assert rollups.waiting_accounts(redis) == {"acme"}
+    assert waiting.waiting_accounts(redis) == {"acme"}
     assert Queue(EVALUATE, connection=redis).count == 1
 
 
