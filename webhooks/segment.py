@@ -69,14 +69,17 @@ def receive_segment() -> tuple[Response, int]:
     now = edge.now()
     batch = parse_segment(parse_json(text), now, settings.account_path)
     store = redis()
-    # Each pass drops the messages already stored; the fold refuses a batch holding one that
-    # another delivery stored meanwhile, so every pass that repeats has fewer messages.
+    known = _known_groups(store, batch)
+    # The fold refuses a batch holding messages stored before (a retry, or a message re-sent in
+    # a batch made up differently) and names them; each pass drops those, so it ends.
     for _ in range(len(batch.events) + 1):
-        batch, known = _drop_taken_messages(store, batch)
         events, unattributed = resolve(batch, known)
         folded = _fold(store, batch, events, now) if events else None
         if folded is None or not folded.messages_taken:
             break
+        batch = batch.without(
+            {e.message_id for e in batch.events if _mark(e.message_id) in folded.taken}
+        )
     if batch.links:
         pairs = [part for link in batch.links.items() for part in link]
         store.hset(keys.segment_user_groups(), items=pairs)
@@ -96,26 +99,22 @@ def _fold(
     store: Redis, batch: SegmentBatch, events: list[UsageEvent], now: datetime
 ) -> rollups.FoldResult:
     delivery = keys.delivery_seen("segment", batch.dedupe_id)
-    marks = [keys.message_seen("segment", event.message_id) for event in batch.events]
+    marks = [_mark(event.message_id) for event in batch.events]
     job_key = evaluation_job_key(now, config().evaluation.interval_seconds)
     return rollups.fold_usage(
         store, delivery, events, job_key, config().metrics, marks, now, freshness.SEGMENT
     )
 
 
-def _drop_taken_messages(store: Redis, batch: SegmentBatch) -> tuple[SegmentBatch, dict[str, str]]:
-    """One round trip: which messages were stored before, and the account of each user whose
-    tracks carry none (the last group call seen for them)."""
-    if not batch.events:
-        return batch, {}
+def _mark(message_id: str) -> str:
+    return keys.message_seen("segment", message_id)
+
+
+def _known_groups(store: Redis, batch: SegmentBatch) -> dict[str, str]:
+    """The account of each user whose tracks carry none: the last group call seen for them
+    (a round trip only when there are such users)."""
     unknown = sorted({e.user_id for e in batch.events if not e.account_id} - set(batch.links))
-    ids = [event.message_id for event in batch.events]
-    pipe = store.pipeline(transaction=False)
-    pipe.mget([keys.message_seen("segment", message_id) for message_id in ids])
-    if unknown:
-        pipe.hmget(keys.segment_user_groups(), unknown)
-    taken_flags, *groups = pipe.execute()
-    taken = {message_id for message_id, flag in zip(ids, taken_flags, strict=True) if flag}
-    found = groups[0] if groups else []
-    known = {user: keys.text(group) for user, group in zip(unknown, found, strict=True) if group}
-    return batch.without(taken), known
+    if not unknown:
+        return {}
+    found = store.hmget(keys.segment_user_groups(), unknown)
+    return {user: keys.text(group) for user, group in zip(unknown, found, strict=True) if group}

@@ -162,17 +162,17 @@ def test_a_message_stored_by_a_concurrent_delivery_counts_once(
 ) -> None:
     first = sample("track__context_group_id.json", messageId="m-1")
     second = sample("track__context_group_id.json", messageId="m-2")
-    check = segment_webhook._drop_taken_messages
+    look_up = segment_webhook._known_groups
     other: list[Any] = []
 
-    def racing_check(store: Redis, batch: Any) -> Any:
-        seen = check(store, batch)
-        if not other:  # the other delivery stores m-1 after this one looked
+    def racing_look_up(store: Redis, batch: Any) -> Any:
+        found = look_up(store, batch)
+        if not other:  # the other delivery stores m-1 before this one folds
             other.append(None)
             other[0] = post(client, json.dumps([first]))
-        return seen
+        return found
 
-    monkeypatch.setattr(segment_webhook, "_drop_taken_messages", racing_check)
+    monkeypatch.setattr(segment_webhook, "_known_groups", racing_look_up)
     answer = post(client, json.dumps([first, second]))
     assert other[0].json["events"] == 1
     assert answer.json["events"] == 1
