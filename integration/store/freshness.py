@@ -9,11 +9,12 @@ delivered for it (`fed:<source>` in its meta hash).
 
 An account is judged up to the oldest watermark among the sources that feed it: a source feeds
 an account when it delivered for it within FEEDS_DAYS of the newest day any source did. So an
-outage of Segment holds back only the accounts Segment feeds, a backfill through the import
-holds back nobody fed live, and a source an account stopped using (moved from Segment to our
-webhook) stops holding it back after four weeks. An account no source has noted (rollups
-written before this release, or only people signals) is judged up to the newest watermark;
-with no watermark at all (nothing delivered since this release), up to yesterday, as before.
+outage of Segment holds back only the accounts Segment feeds, and a source that stopped sending
+an account anything (an import of its history before live events took over, a move from
+Segment to our webhook) stops holding it back after a week. An account no source has noted
+(rollups written before this release, or only people signals) is judged up to the newest
+watermark; with no watermark at all (nothing delivered since this release), up to yesterday,
+as before.
 Never later than the day before `now`.
 """
 
@@ -28,7 +29,9 @@ from integration.store import keys
 
 USAGE, SEGMENT, IMPORT = "usage", "segment", "import"
 SOURCES = (USAGE, SEGMENT, IMPORT)
-FEEDS_DAYS = 28
+# A longer outage of one of two sources that feed an account is judged on the other alone; a
+# shorter window would do so sooner, a longer one hold back accounts a source has left longer.
+FEEDS_DAYS = 7
 _EPOCH = date(1970, 1, 1)
 
 

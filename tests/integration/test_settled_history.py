@@ -297,3 +297,12 @@ def test_accounts_left_waiting_by_the_previous_release_are_taken_over_by_the_swe
     assert jobs.sweep_accounts() == 1
     assert redis.exists(keys.legacy_dirty_accounts()) == 0
     assert redis.exists(keys.assessment("acme"))
+
+
+def test_an_imported_history_holds_an_account_back_a_week_at_most() -> None:
+    base = (YESTERDAY - date(1970, 1, 1)).days
+    watermarks = {"import": base - 30, "usage": base}
+    live_began = {"import": base - 30, "usage": base - 25}  # the webhook took over 5 days ago
+    assert freshness.judged_day(live_began, watermarks, YESTERDAY) == YESTERDAY - timedelta(days=30)
+    live_for_weeks = {"import": base - 30, "usage": base}
+    assert freshness.judged_day(live_for_weeks, watermarks, YESTERDAY) == YESTERDAY
