@@ -16,10 +16,8 @@ from datetime import datetime
 
 from flask import Blueprint, Response, jsonify, request
 from redis import Redis
-from redis.exceptions import RedisError
 
 from integration.errors import SignatureError
-from integration.jobs.queues import enqueue_dirty_evaluation, evaluation_job_key
 from integration.signals.events import UsageEvent
 from integration.signals.segment import SegmentBatch, parse_segment, resolve
 from integration.store import freshness, keys, rollups
@@ -85,11 +83,8 @@ def receive_segment() -> tuple[Response, int]:
         store.hset(keys.segment_user_groups(), items=pairs)
     if unattributed:
         record_unmatched(store, "segment", "events without an account", batch.dedupe_id, now)
-    if folded is not None and folded.needs_evaluation_job:
-        try:
-            enqueue_dirty_evaluation(store, now, config().evaluation.interval_seconds)
-        except RedisError:
-            logger.warning("evaluation not queued; the next delivery or the sweep will")
+    if folded is not None:
+        edge.queue_evaluation(folded, now)
     return jsonify(
         status="accepted", events=len(events), unattributed=unattributed, skipped=batch.skipped
     ), 202
@@ -100,10 +95,7 @@ def _fold(
 ) -> rollups.FoldResult:
     delivery = keys.delivery_seen("segment", batch.dedupe_id)
     marks = [_mark(event.message_id) for event in batch.events]
-    job_key = evaluation_job_key(now, config().evaluation.interval_seconds)
-    return rollups.fold_usage(
-        store, delivery, events, job_key, config().metrics, marks, now, freshness.SEGMENT
-    )
+    return edge.fold_usage(events, delivery, now, freshness.SEGMENT, marks)
 
 
 def _mark(message_id: str) -> str:

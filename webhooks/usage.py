@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import datetime
 
 from flask import Blueprint, Response, jsonify
-from redis.exceptions import RedisError
 
-from integration.jobs.queues import enqueue_dirty_evaluation, evaluation_job_key
 from integration.signals.events import UsageEvent, parse_usage
 from integration.store import freshness, keys, rollups
 from webhooks import edge
-from webhooks.edge import config, redis, signed_json
+from webhooks.edge import config, signed_json
 
-logger = logging.getLogger(__name__)
 bp = Blueprint("usage", __name__)
 
 
@@ -26,13 +22,7 @@ def receive_usage() -> tuple[Response, int]:
     now = edge.now()
     events = parse_usage(body, now, settings.max_events_per_request)
     folded, stored = _fold(keys.delivery_seen("usage", delivery_id), events, now)
-    if folded.needs_evaluation_job:
-        try:
-            enqueue_dirty_evaluation(redis(), now, config().evaluation.interval_seconds)
-        except RedisError:
-            # The usage is stored and its accounts are marked dirty: the next delivery, or the
-            # sweep in integration/jobs/cron.py, queues the evaluation. The sender need not retry.
-            logger.warning("evaluation not queued; the next delivery or the sweep will")
+    edge.queue_evaluation(folded, now)
     if folded.duplicate:
         return jsonify(status="duplicate", delivery_id=delivery_id), 200
     answer = {"status": "accepted", "events": len(stored)}
@@ -48,24 +38,15 @@ def _fold(
     """One round trip, unless events carrying an `event_id` were stored by an earlier delivery:
     the fold then writes nothing and names them, and the rest is folded again (each pass has
     fewer events, so this ends)."""
-    job_key = evaluation_job_key(now, config().evaluation.interval_seconds)
     while True:
-        marks = [keys.message_seen("usage", e.event_id) for e in events if e.event_id]
-        folded = rollups.fold_usage(
-            redis(),
-            delivery_key,
-            events,
-            job_key,
-            config().metrics,
-            marks,
-            now,
-            freshness.USAGE,
-            rollups.EVENT_DEDUPE_SECONDS,
+        marks = [_mark(event.event_id) for event in events if event.event_id]
+        folded = edge.fold_usage(
+            events, delivery_key, now, freshness.USAGE, marks, rollups.EVENT_DEDUPE_SECONDS
         )
         if not folded.messages_taken:
             return folded, events
-        events = [
-            event
-            for event in events
-            if not event.event_id or keys.message_seen("usage", event.event_id) not in folded.taken
-        ]
+        events = [e for e in events if not e.event_id or _mark(e.event_id) not in folded.taken]
+
+
+def _mark(event_id: str) -> str:
+    return keys.message_seen("usage", event_id)

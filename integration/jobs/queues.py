@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -100,6 +100,16 @@ def evaluation_job_id(now: datetime, interval_seconds: int) -> str:
 
 def evaluation_job_key(now: datetime, interval_seconds: int) -> str:
     return str(Job.key_for(evaluation_job_id(now, interval_seconds)))
+
+
+def next_interval(now: datetime, interval_seconds: int) -> datetime:
+    """When the interval after the one `now` falls in begins."""
+    size = max(1, interval_seconds)
+    return datetime.fromtimestamp((int(now.timestamp()) // size + 1) * size, UTC)
+
+
+def next_evaluation_job_key(now: datetime, interval_seconds: int) -> str:
+    return evaluation_job_key(next_interval(now, interval_seconds), interval_seconds)
 
 
 def enqueue_dirty_evaluation(

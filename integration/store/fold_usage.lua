@@ -1,7 +1,8 @@
 -- Fold one webhook delivery of usage into the daily rollups, in one round trip.
 -- KEYS[1] delivery dedupe key, KEYS[2] dirty accounts (sorted set, by last change), KEYS[3]
 -- known-accounts set,
--- KEYS[4] the RQ key of the evaluation job that would pick the dirty accounts up.
+-- KEYS[4] the RQ key of the evaluation job that would pick the dirty accounts up, KEYS[7] that
+-- of the next interval's job.
 -- ARGV[1] dedupe TTL seconds, ARGV[2] recent days, ARGV[3] old days (ring.lua),
 -- ARGV[4] per-day user record TTL seconds, ARGV[5] last-seen entries older than this are trimmed,
 -- ARGV[6] TTL of message marks, ARGV[7] JSON list of message keys to mark taken (Segment
@@ -16,7 +17,8 @@
 -- Returns {status, needs_job, taken}: status 0 written, 1 a duplicate delivery, 2 messages among
 -- the marks are marked already (taken lists them), 3 the rollups are in another layout (all but 0:
 -- nothing written); needs_job=1 means accounts are waiting and no evaluation job exists, so the
--- caller should queue one.
+-- caller should queue one; 2 means this interval's job exists (it may have run already) and the
+-- next one does not, so the caller should schedule that one: a job always follows a delivery.
 -- KEYS[6] the sources' watermarks hash, ARGV[14] this delivery's source (usage, segment),
 -- ARGV[15] the time of the delivery (Unix seconds), ARGV[16] the last complete day it shows (its
 -- newest event day minus one). The watermark only moves forward; each account's meta keeps the
@@ -36,7 +38,12 @@ if layout == false and redis.call('EXISTS', KEYS[3]) == 0 then
 elseif layout ~= ARGV[13] then
   return {3, 0}
 end
-local no_job = redis.call('EXISTS', KEYS[4]) == 0
+local needs_job = 0
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  needs_job = 1
+elseif redis.call('EXISTS', KEYS[7]) == 0 then
+  needs_job = 2
+end
 local CHUNK = 500
 local marks = cjson.decode(ARGV[7])
 local taken = {}
@@ -52,7 +59,7 @@ end
 if #taken > 0 then return {2, 0, taken} end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
   local waiting = redis.call('EXISTS', KEYS[2]) == 1
-  return {1, (no_job and waiting) and 1 or 0}
+  return {1, waiting and needs_job or 0}
 end
 local user_ttl = tonumber(ARGV[4])
 local SNAPSHOT_DAYS, TICKETS_KEPT = tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -188,4 +195,4 @@ local complete = tonumber(ARGV[16])
 if #names > 0 and complete > (tonumber(redis.call('HGET', KEYS[6], SOURCE)) or -1) then
   redis.call('HSET', KEYS[6], SOURCE, complete)
 end
-return {0, no_job and 1 or 0}
+return {0, needs_job}

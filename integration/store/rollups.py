@@ -106,6 +106,7 @@ _SCRIPTS = Path(__file__).parent
 
 
 _DUPLICATE, _MESSAGES_TAKEN, _OUTDATED_LAYOUT = 1, 2, 3  # fold_usage.lua's first reply
+_NEXT_JOB = 2  # its second: schedule the next interval's evaluation job
 # The layout ring.lua writes; integration/store/layout.py converts the one before it.
 LAYOUT = "2"
 OUTDATED_LAYOUT = (
@@ -129,6 +130,8 @@ class FoldResult:
     needs_evaluation_job: bool
     messages_taken: bool = False  # some message was stored by another delivery: nothing written
     taken: frozenset[str] = frozenset()  # which message keys those were
+    # This interval's evaluation job exists (it may have run) and the next one does not.
+    needs_next_evaluation_job: bool = False
 
 
 def day_number(day: date) -> int:
@@ -145,14 +148,17 @@ def fold_usage(
     now: datetime | None = None,
     source: str = "usage",
     message_ttl_seconds: int = MESSAGE_DEDUPE_SECONDS,
+    next_evaluation_job_key: str = "-",
 ) -> FoldResult:
     """Write a whole delivery in one round trip; a delivery seen before writes nothing.
 
     The same round trip tells whether an evaluation job exists for the waiting accounts, so the
     caller queues one only when needed, also on a re-delivery (the first try may have stored the
-    usage and then lost its answer). `message_keys` are marked in the same script, so a message
-    is remembered only once its usage is stored; if one is marked already, nothing is written
-    and the caller drops the stored messages (`taken`) and folds the rest.
+    usage and then lost its answer); or, when this interval's job exists but may have run
+    before these accounts changed, schedules the next interval's. `message_keys` are marked in
+    the same script, so a message is remembered only once its usage is stored; if one is marked
+    already, nothing is written and the caller drops the stored messages (`taken`) and folds
+    the rest.
 
     The same script raises the source's freshness watermark (integration/store/freshness.py) to
     the newest event day less one, and scores the accounts dirty at `now` (the settle time
@@ -170,6 +176,7 @@ def fold_usage(
             evaluation_job_key,
             keys.rollups_layout(),
             keys.watermarks(),
+            next_evaluation_job_key,
         ],
         args=[
             DELIVERY_DEDUPE_SECONDS,
@@ -195,9 +202,10 @@ def fold_usage(
         raise StorageUnavailableError(OUTDATED_LAYOUT)
     return FoldResult(
         status == _DUPLICATE,
-        bool(needs_job),
+        needs_job == 1,
         status == _MESSAGES_TAKEN,
         frozenset(keys.text(key) for key in (taken[0] if taken else [])),
+        needs_job == _NEXT_JOB,
     )
 
 

@@ -18,7 +18,7 @@ from adapters.sandbox.adapter import SandboxCrm
 from integration.config.settings import Settings
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context, build_context, read_config
-from integration.jobs.queues import EVALUATE
+from integration.jobs.queues import EVALUATE, next_interval
 from integration.store import freshness, keys, rollups, waiting
 from tests.conftest import USAGE_SECRET_ENV, daily_usage, drain, post_signed
 from webhooks import edge
@@ -188,6 +188,8 @@ def test_the_dirty_account_evaluation_runs_at_most_once_per_interval(
     clock: Clock,
     evaluated: list[list[str]],
 ) -> None:
+    clock.now = next_interval(clock.now, 60) + timedelta(seconds=5)  # 5 s into an interval
+    interval = int(clock.now.timestamp()) // 60
     usage(unsettled, webhook_secrets, daily_usage("acme", [10] * 30))
     drain(redis)
     assert evaluated == [["acme"]]
@@ -199,8 +201,12 @@ def test_the_dirty_account_evaluation_runs_at_most_once_per_interval(
         sweep(redis)
     assert evaluated == [["acme"]]
     assert waiting.waiting_accounts(redis) == {"globex"}
-    # Nothing waits forever: one job is scheduled for when the interval is over.
-    assert ScheduledJobRegistry(EVALUATE, connection=redis).count == 1
+    # Nothing waits forever: the deliveries scheduled the next interval's job, and the runs too
+    # soon one for the interval after the first run's (its interval is over then).
+    assert set(ScheduledJobRegistry(EVALUATE, connection=redis).get_job_ids()) == {
+        f"evaluate-dirty-{interval + 1}",
+        f"evaluate-dirty-{interval + 2}",
+    }
 
     clock.advance(30)  # 60 s after the first run
     sweep(redis)
