@@ -26,6 +26,7 @@ from datetime import date, timedelta
 from redis import Redis
 
 from integration.store import keys
+from integration.store.rollups import day_number
 
 USAGE, SEGMENT, IMPORT = "usage", "segment", "import"
 SOURCES = (USAGE, SEGMENT, IMPORT)
@@ -93,6 +94,6 @@ end
 
 
 def raise_watermark(redis: Redis, source: str, day: date) -> None:
-    """Move a source's watermark up to `day` (never down): a sender that says its history is
-    complete, or a test standing in for a live sender's first event of today."""
-    redis.eval(_RAISE, 1, keys.watermarks(), source, (day - _EPOCH).days)
+    """Move a source's watermark up to `day` (never down), as the source's first event of the
+    day after would: tests stand in for a live sender this way."""
+    redis.eval(_RAISE, 1, keys.watermarks(), source, day_number(day))
