@@ -170,8 +170,8 @@ def _key_feature_decline(rules: RiskConfig) -> KeyFeatureDeclineRule:
     """The key-feature decline rule, reading key_feature_not_adopted's features unless it
     names its own."""
     rule = rules.key_feature_decline
-    if rule.key_features:
-        return rule
+    if rule.key_features or not rules.key_feature_not_adopted.key_features:
+        return rule  # copying a rule costs more than all the usage rules of an account
     return rule.model_copy(update={"key_features": rules.key_feature_not_adopted.key_features})
 
 

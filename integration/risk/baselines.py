@@ -179,8 +179,9 @@ def onset(
 def same_weeks_last_year(
     values: Sequence[int], last_day: date, window: int, history_days: int
 ) -> Comparison | None:
-    """The window against the same days a year earlier (same weekdays), directly: what a true
-    fall since last year's season shows even when that season was busy."""
+    """The window against the same days a year earlier (same weekdays), directly: deep into a
+    busy season, the normal before last year's window already holds some of the season, and
+    only last year's own weeks say how busy it was."""
     if history_days < YEAR_DAYS + window or len(values) < YEAR_DAYS + window:
         return None
     end = len(values) - YEAR_DAYS

@@ -48,6 +48,8 @@ STICKINESS_DAYS = 28
 # A slow decline's weekly totals must fall with a least-squares slope this many standard errors
 # below zero: a steady fall, not one bad week.
 MIN_SLOPE_T = 2.0
+# Last year's busy weeks count as a season when the weeks after them were busy too.
+BUSY_WEEKS_AFTER = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +410,8 @@ def _last_years_season(
     if before <= 0 or then / before < MIN_SEASONAL_RATIO:
         return None
     moved = abs(then / before - 1) * 100 >= rule.decline_pct / 2
+    if then > before and then - before < rule.min_significance_z * math.sqrt(before):
+        moved = False  # a busy spell last year must be more than count noise (see _season)
     return then if moved or rule.seasonal == "yes" else None
 
 
@@ -424,9 +428,9 @@ def metric_comparison(
 ) -> Comparison | None:
     """The window against the normal (small accounts: the longer window); None without a full
     normal of history. With a year of history, when last year's same weeks moved against their
-    own normal by half the drop threshold or more (a quiet season or a busy one), the window is
-    compared with the year before: the normal scaled as last year moved, or last year's same
-    weeks themselves, whichever expects more, so a true fall since last year's season shows."""
+    own normal by half the drop threshold or more (a quiet season, or a busy one beyond count
+    noise), the normal is scaled as last year moved: an ordinary season is no drop, and a season
+    half as busy as last year's is one even when it matches the quiet weeks before it."""
     history = (usage.last_day - usage.first_day).days + 1 if usage.first_day else 0
     if len(values) < rule.window_days:
         return None
@@ -448,11 +452,15 @@ def metric_comparison(
         if size.per_day[1] > rule.small_account_max_users:
             break
     if comparison is None:
-        return comparison
+        return None
     last_year = _season(usage, values, rule, comparison.window_days)
     if last_year is None:
         return comparison
     adjusted = seasonally_adjusted(comparison, last_year)
+    if last_year.actual <= last_year.expected:
+        return adjusted
+    # Weeks into a busy season, the normal before last year's window holds some of the season
+    # (the highest block is taken): last year's own weeks then expect more, and are the truth.
     direct = same_weeks_last_year(values, usage.last_day, comparison.window_days, history)
     return direct if direct is not None and direct.expected > adjusted.expected else adjusted
 
@@ -477,7 +485,28 @@ def _season(
     ):
         return None
     moved = abs(last_year.change_pct) >= rule.drop_pct / 2
+    if moved and last_year.actual > last_year.expected:
+        moved = _busy_season(values, last_year, rule.min_significance_z)
     return last_year if moved or rule.seasonal == "yes" else None
+
+
+def _busy_season(values: Sequence[int], last_year: Comparison, z: float) -> bool:
+    """A busy spell last year raises what this year is held to, so it must be a season: last
+    year's window and each of the two weeks after it above their normal, together by more than
+    `z` standard deviations of noise (the counts', and the normal's own). A quiet account's
+    lucky week a year ago is not one: in 18,000 noisy accounts, six such weeks passed a test of
+    the window alone, two pass this one."""
+    end = len(values) - YEAR_DAYS  # the day after last year's window
+    weeks = [sum(values[end + n * WEEK : end + (n + 1) * WEEK]) for n in range(BUSY_WEEKS_AFTER)]
+    if end + BUSY_WEEKS_AFTER * WEEK > len(values):
+        return False
+    normal_week = sum(last_year.profile)  # a whole week of the same normal
+    if any(week <= normal_week for week in weeks):
+        return False
+    expected = last_year.expected + normal_week * BUSY_WEEKS_AFTER
+    # The noise of the counts, and of the normal itself (a few weeks' counts too).
+    variance = expected + expected**2 / (normal_week * last_year.normal_weeks)
+    return last_year.actual + sum(weeks) - expected >= z * math.sqrt(variance)
 
 
 def season_ratio(
