@@ -410,8 +410,15 @@ def _last_years_season(
     if before <= 0 or then / before < MIN_SEASONAL_RATIO:
         return None
     moved = abs(then / before - 1) * 100 >= rule.decline_pct / 2
-    if then > before and then - before < rule.min_significance_z * math.sqrt(before):
-        moved = False  # a busy spell last year must be more than count noise (see _season)
+    if moved and then > before:
+        # A busy spell last year must be a season (see _busy_season): every one of its weeks
+        # above the weeks before, together beyond the noise of the counts and of that level.
+        week_before = before / (days / WEEK)
+        weeks = weekly_totals(values[:end], days // WEEK)
+        variance = before + before**2 / (week_before * SEASON_LOOKBACK_WEEKS)
+        moved = all(week > week_before for week in weeks) and (
+            then - before >= rule.min_significance_z * math.sqrt(variance)
+        )
     return then if moved or rule.seasonal == "yes" else None
 
 

@@ -184,6 +184,19 @@ def test_a_season_half_as_busy_as_last_year_is_flagged_against_last_years_weeks(
     assert texts(days[LAST_DAY]) == texts(days[SEASON_START + timedelta(days=6)])
 
 
+def test_one_busy_week_last_year_is_not_a_season_to_be_held_to() -> None:
+    # A launch week a year ago at twice the usual use, then back to normal: this week at 70%
+    # of normal is neither a drop against the normal nor a fall against a "season".
+    launch = LAST_DAY - timedelta(days=364 + 6)
+
+    def level(day: date) -> float:
+        if launch <= day < launch + timedelta(days=7):
+            return 20
+        return 7 if day > LAST_DAY - timedelta(days=7) else 10
+
+    assert assess(account(LAST_DAY, level), RULES, now_after(LAST_DAY)).reasons == ()
+
+
 def test_a_key_feature_whose_use_halves_is_flagged_by_name() -> None:
     rules = RiskConfig(key_feature_not_adopted=AdoptionRule(key_features=("reports_created",)))
     reports = {"reports_created": lambda day: 6.0 if day > LAST_DAY - timedelta(days=7) else 12.0}
