@@ -5,7 +5,10 @@
 - Anchored before a decline: the normal is the highest 4-week level among the blocks of the last
   `lookback_weeks` before the window, so a decline that began weeks ago is still measured against
   the level before it, not against its own first weeks.
-- Seasonal: with a year of history, the same weeks last year tell whether a dip is the season.
+- Seasonal: with a year of history, the same weeks last year tell whether a dip (or a busy
+  spell) is the season; `same_weeks_last_year` compares with those weeks directly.
+- When a fall began (`onset`), and how weekly totals trend (`weekly_totals`, `slope_t`), for
+  flags that say "since" and "about N% a week".
 """
 
 from __future__ import annotations

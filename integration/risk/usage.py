@@ -436,8 +436,9 @@ def metric_comparison(
     """The window against the normal (small accounts: the longer window); None without a full
     normal of history. With a year of history, when last year's same weeks moved against their
     own normal by half the drop threshold or more (a quiet season, or a busy one beyond count
-    noise), the normal is scaled as last year moved: an ordinary season is no drop, and a season
-    half as busy as last year's is one even when it matches the quiet weeks before it."""
+    noise), the normal is scaled as last year moved (in a busy season, last year's same weeks
+    themselves when they expect more): an ordinary season is no drop, and a season half as busy
+    as last year's is one even when it matches the quiet weeks before it."""
     history = (usage.last_day - usage.first_day).days + 1 if usage.first_day else 0
     if len(values) < rule.window_days:
         return None
