@@ -124,7 +124,7 @@ def _settings(config_path: Path) -> Settings:
 
 def _context(settings: Settings, config: Config | None = None) -> Context:
     """What a command works with. Redis is asked first, so one that is down stops the command
-    with one line (cli_errors), not after start-up has logged a warning about it too."""
+    with one line (cli/errors.py), not after start-up has logged a warning about it too."""
     config = config or read_config(settings.config)
     with connect_redis(settings.redis_url) as probe:
         probe.ping()
