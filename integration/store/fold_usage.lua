@@ -23,6 +23,10 @@
 -- ARGV[15] the time of the delivery (Unix seconds), ARGV[16] the last complete day it shows (its
 -- newest event day minus one). The watermark only moves forward; each account's meta keeps the
 -- newest day each source delivered for it (fed:<source>), and its dirty score is the time.
+-- ARGV[17] yesterday's day number by the web clock: a delivery bringing an account a day older
+-- than that (a backfill, a replay, late data) moves its dirty score to now, so it waits until
+-- that history has all arrived; a live one (today's or yesterday's events) keeps the time the
+-- account first became dirty (ZADD NX), so an account busier than the settle time still settles.
 -- A group costs one HMGET and one HSET of the meta hash, one BITFIELD per counter, and for its
 -- users a PFADD and a ZADD (plus a PFCOUNT and a BITFIELD when someone is new that day): ingest
 -- speed is mostly the length of this list.
@@ -66,7 +70,8 @@ local SNAPSHOT_DAYS, TICKETS_KEPT = tonumber(ARGV[9]), tonumber(ARGV[10])
 local DAY = 86400
 local SUFFIX = cjson.decode(ARGV[11])
 local SOURCE, NOW, FED = ARGV[14], ARGV[15], 'fed:' .. ARGV[14]
-local accounts = {}
+local accounts, history = {}, {}
+local YESTERDAY = tonumber(ARGV[17])
 
 -- A day's users are a HyperLogLog (a set costs about 70 bytes a user), and the day's count is
 -- its estimate. Measured: exact for 10 and 50 users, within 2% at 1,000 (bench/README.md).
@@ -177,6 +182,7 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
     redis.call('SET', ARGV[12], closed[1][1], 'NX')  -- when closings began to arrive
   end
   accounts[account] = true
+  if day < YESTERDAY then history[account] = true end
 end
 
 for _, key in ipairs(marks) do
@@ -186,9 +192,13 @@ local names = {}
 for account in pairs(accounts) do table.insert(names, account) end
 for start = 1, #names, CHUNK do
   local part = {unpack(names, start, math.min(start + CHUNK - 1, #names))}
-  local dirty = {'ZADD', KEYS[2], 'GT'}
-  for _, account in ipairs(part) do table.insert(dirty, NOW); table.insert(dirty, account) end
-  redis.call(unpack(dirty))
+  local moved, kept = {'ZADD', KEYS[2], 'GT'}, {'ZADD', KEYS[2], 'NX'}
+  for _, account in ipairs(part) do
+    local dirty = history[account] and moved or kept
+    table.insert(dirty, NOW); table.insert(dirty, account)
+  end
+  if #moved > 3 then redis.call(unpack(moved)) end
+  if #kept > 3 then redis.call(unpack(kept)) end
   redis.call('SADD', KEYS[3], unpack(part))
 end
 local complete = tonumber(ARGV[16])

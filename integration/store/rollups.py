@@ -161,8 +161,10 @@ def fold_usage(
     the rest.
 
     The same script raises the source's freshness watermark (integration/store/freshness.py) to
-    the newest event day less one, and scores the accounts dirty at `now` (the settle time
-    counts from there).
+    the newest event day less one, and scores the accounts dirty at `now`: the settle time
+    counts from there. Live usage (today's or yesterday's) keeps an account's earlier score, so
+    an account sending more often than the settle time is still taken; history (an older day)
+    moves it to `now`, so a backfill waits until it has all arrived.
     """
     now = now or datetime.now(UTC)
     forget_before = (now - LAST_SEEN_KEEP).timestamp()
@@ -195,6 +197,7 @@ def fold_usage(
             source,
             now.timestamp(),
             complete_day,
+            day_number(now.date()) - 1,
         ],
         client=redis,
     )

@@ -168,3 +168,32 @@ def test_a_90_day_backfill_into_a_warm_system_makes_no_task_its_history_would_no
 
     assert warm.outcome() == cold.outcome()
     assert warm.outcome()[0] == []
+
+
+def test_an_account_busier_than_the_settle_time_is_still_judged_and_its_job_change_too(
+    stacks: Callable[[str], Stack],
+) -> None:
+    """Live events every 30 s for three hours (a minute to settle): the account is judged, and
+    a champion leaving it meanwhile makes its task."""
+    stack = stacks("busy")
+    stack.now = stack.now.replace(hour=6, minute=0)  # three hours stay within the day
+    yesterday = stack.now - timedelta(days=1)
+    stack.post("usage", daily_usage("globex", [12] * 60, end=yesterday))
+    stack.now += timedelta(seconds=61)
+    stack.worker_and_cron()
+    stack.redis.delete(keys.assessment("globex"))
+    judged = False
+    for n in range(360):
+        stack.now += timedelta(seconds=30)
+        event = {"account_id": "globex", "user_id": f"u{n % 7}", "event": "login"}
+        stack.post("usage", [event | {"timestamp": stack.now.isoformat()}])
+        if n == 120:
+            change = json.loads((EXAMPLES / "job-changes" / "priya-left-globex.json").read_text())
+            stack.post("job-changes", change | {"detected_at": stack.now.isoformat()})
+        if n % 10 == 0:  # the worker and the minute sweep, now and then
+            stack.worker_and_cron()
+        judged = judged or stack.redis.exists(keys.assessment("globex")) == 1
+    assert judged
+    crm = stack.context.crm
+    assert isinstance(crm, SandboxCrm)
+    assert [t.subject for t in crm.tasks()] == ["Priya Natarajan left Globex: find a new champion"]
