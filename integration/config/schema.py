@@ -293,6 +293,9 @@ class UsageDropRule(_Strict):
     # clears only when the last `recover_days` days reach this share of that level.
     recover_pct: float = Field(85, gt=0, le=100)
     recover_days: int = Field(7, ge=1, le=60)
+    # It also clears once usage has settled at a level that is no drop: every window of the
+    # last `settled_days` days short of that level by less than `drop_pct`, beyond count noise.
+    settled_days: int = Field(28, ge=7, le=182)
 
     def history_days(self) -> int:
         """Days of history this rule reads."""
@@ -341,6 +344,9 @@ class SlowDeclineRule(_Strict):
     # the level it fell from, for this many days.
     recover_pct: float = Field(85, gt=0, le=100)
     recover_days: int = Field(7, ge=1, le=60)
+    # ...or once each week of the last this many days is short of that level by less than
+    # `decline_pct`: usage settled at a lower level is no longer a decline.
+    settled_days: int = Field(28, ge=7, le=182)
 
     def history_days(self) -> int:
         """Days of history this rule reads (last year's same weeks and the 8 before them)."""

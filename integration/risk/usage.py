@@ -3,7 +3,9 @@ over a quarter, inactivity, stickiness. Pure functions of an account's state; `n
 
 A flag still open is judged against what it found when raised (`AccountState.previous_reasons`):
 the level before the drop, kept in the reason's details with the day it began, not a normal that
-slides into the drop. It clears when usage is back near that level for `recover_days`.
+slides into the drop. It clears when usage is back near that level for `recover_days`, or once
+usage has settled for `settled_days` at a level short of it by less than the rule's threshold (a
+customer who downsized: a new account at that level would not be flagged).
 """
 
 from __future__ import annotations
@@ -229,6 +231,26 @@ class _Anchor:
         days = min(days, len(values))
         return recent_total(values, days) >= pct / 100 * self.expected(last_day, days)
 
+    def settled(
+        self, values: Sequence[int], last_day: date, days: int, window: int, pct: float, z: float
+    ) -> bool:
+        """Usage has settled at a level that is no drop of `pct`: each `window` of the last
+        `days` days (whole windows, ending `last_day`) short of this level by less than `pct`,
+        and the `days` together above that line by more than `z` standard deviations of count
+        noise, so a drop hovering near the threshold stays flagged. Needs `days` of history."""
+        window = max(1, min(window, days))
+        days -= days % window
+        if days > len(values):
+            return False
+        share = 1 - pct / 100
+        for n in range(days // window):
+            end = len(values) - n * window
+            actual = sum(values[end - window : end])
+            if actual < share * self.expected(last_day - timedelta(days=n * window), window):
+                return False
+        expected = self.expected(last_day, days)
+        return sum(values[len(values) - days :]) - share * expected >= z * math.sqrt(expected)
+
 
 def _held_drop(
     values: Sequence[int],
@@ -249,6 +271,10 @@ def _held_drop(
         anchor = replace(kept, profile=tuple(level * season for level in kept.profile))
     if anchor.recovered(values, last_day, rule.recover_days, rule.recover_pct):
         return []
+    if anchor.settled(
+        values, last_day, rule.settled_days, window, rule.drop_pct, rule.min_significance_z
+    ):
+        return []  # settled at a level that is no drop: a new account there would not be flagged
     actual, expected = float(recent_total(values, window)), anchor.expected(last_day, window)
     if expected <= 0:
         return []
@@ -373,6 +399,10 @@ def _held_decline(
     if anchor.recovered(values, last_day, rule.recover_days, rule.recover_pct):
         return []
     window = min(len(values), rule.compare_weeks * WEEK)
+    # Week by week, with no noise margin: the recovery at `recover_pct` lies within any margin
+    # of count noise above a 20% decline, so one would leave this test nothing to do.
+    if anchor.settled(values, last_day, rule.settled_days, WEEK, rule.decline_pct, 0.0):
+        return []  # settled at a level no longer a decline of `decline_pct`
     actual, expected = float(recent_total(values, window)), anchor.expected(last_day, window)
     if expected <= 0:
         return None

@@ -208,3 +208,50 @@ def test_a_key_feature_whose_use_halves_is_flagged_by_name() -> None:
     assert [(r.code, r.key) for r in result.reasons] == [
         ("key_feature_decline", "key_feature_decline:reports_created")
     ]
+
+
+def test_a_drop_that_settles_at_a_level_that_is_no_drop_clears_after_settled_days() -> None:
+    # 20 a day, down to 8 for three weeks (flagged), then 16 for good: 20% below the old level,
+    # half the drop threshold. A new account at 16 would not be flagged; after 28 days (the
+    # default settled_days) at that level, neither is this one.
+    fell, settled = LAST_DAY - timedelta(weeks=3), LAST_DAY
+
+    def level(day: date) -> float:
+        return 20 if day < fell else 8 if day < settled else 16
+
+    # (A step down to 16 is also a slow decline of exactly 20% for a while: measure the drop.)
+    quiet = RULES.slow_decline.model_copy(update={"enabled": False})
+    days = daily_run(
+        level, fell, settled + timedelta(weeks=10), RULES.model_copy(update={"slow_decline": quiet})
+    )
+    assert texts(days[settled + timedelta(days=23)]) == [
+        "Daily active users are down 20% since 2026-11-01 (6 weeks): 16.0 vs 20.0 a day."
+    ]
+    # Each of the four weeks ending that day falls short of 20 by less than 40%.
+    assert [day for day, result in days.items() if result.reasons][-1] == settled + timedelta(
+        days=23
+    )
+    assert days[settled + timedelta(weeks=10)].reasons == ()
+
+
+def test_a_drop_still_beyond_the_threshold_stays_flagged_however_long_it_lasts() -> None:
+    fell = LAST_DAY - timedelta(weeks=3)
+    days = daily_run(lambda day: 20 if day < fell else 11, fell, LAST_DAY + timedelta(weeks=10))
+    assert texts(days[LAST_DAY + timedelta(weeks=10)]) == [
+        "Daily active users are down 45% since 2026-11-01 (13 weeks): 11.0 vs 20.0 a day."
+    ]
+
+
+def test_a_slow_decline_that_settles_short_of_the_threshold_clears_after_settled_days() -> None:
+    # 3% a week for 13 weeks (flagged), then flat at 16 of 20: no longer a 20% decline, and
+    # short of the 85% recovery. It clears once every week of the last 28 days stays there.
+    started = LAST_DAY - timedelta(weeks=13)
+
+    def level(day: date) -> float:
+        return 16 if day > LAST_DAY else 20 * (1 - 0.03 * max(0, (day - started).days) / 7)
+
+    days = daily_run(level, LAST_DAY, LAST_DAY + timedelta(weeks=8))
+    assert [r.code for r in days[LAST_DAY + timedelta(days=27)].reasons] == ["usage_decline"]
+    assert [day for day, result in days.items() if result.reasons][-1] == LAST_DAY + timedelta(
+        days=27
+    )

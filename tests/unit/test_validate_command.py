@@ -71,8 +71,8 @@ fields: {risk_level: 5}
         "  risk.usage_drop.drop_pc: unknown key 'drop_pc'",
         "      hint: did you mean 'drop_pct'? allowed keys: baseline_days, drop_pct, enabled, "
         "lookback_weeks, min_baseline_daily_users, min_significance_z, recover_days, "
-        "recover_pct, seasonal, small_account_max_users, small_account_window_days, "
-        "window_days",
+        "recover_pct, seasonal, settled_days, small_account_max_users, "
+        "small_account_window_days, window_days",
         "  playbooks.usage_drop_checkn: unknown playbook 'usage_drop_checkn'",
         "      hint: did you mean 'usage_drop_checkin'? known playbooks: "
         "champion_left_multithread, usage_drop_checkin",
