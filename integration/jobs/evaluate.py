@@ -295,7 +295,13 @@ def load_states(
     would invent drops)."""
     days = history_days_needed(context.config.risk)
     other_days = other_days_needed(context.config.risk)
-    last_days = freshness.judged_days(context.redis, account_ids, now.date() - timedelta(days=1))
+    last_days = freshness.judged_days(
+        context.redis,
+        account_ids,
+        now.date() - timedelta(days=1),
+        now,
+        context.config.evaluation.backfill_quiet_seconds,
+    )
     names = context.config.metrics.names()
     usage: dict[str, UsageHistory] = {}
     for last_day in sorted(set(last_days.values())):

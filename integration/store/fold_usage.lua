@@ -22,7 +22,8 @@
 -- KEYS[6] the sources' watermarks hash, ARGV[14] this delivery's source (usage, segment),
 -- ARGV[15] the time of the delivery (Unix seconds), ARGV[16] the last complete day it shows (its
 -- newest event day minus one). The watermark only moves forward; each account's meta keeps the
--- newest day each source delivered for it (fed:<source>), and its dirty score is the time.
+-- newest day each source delivered for it (fed:<source>) and when usage last came (delivered_at),
+-- and its dirty score is the time.
 -- ARGV[17] yesterday's day number by the web clock: a delivery bringing an account a day older
 -- than that (a backfill, a replay, late data) moves its dirty score to now, so it waits until
 -- that history has all arrived; a live one (today's or yesterday's events) keeps the time the
@@ -118,6 +119,7 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
   if first_day == nil or day < first_day then update('first_day', day) end
   if last_day == nil or day > last_day then update('last_day', day) end
   if day > (tonumber(stored[6]) or -1) then update(FED, day) end
+  update('delivered_at', NOW)  -- an account still receiving a backfill is judged on its own days
   if last_ts > tonumber(stored[3] or '0') then update('last_active', last_ts) end
   -- The newest report of seats wins; a late event must not overwrite it.
   if seats ~= cjson.null and seats_ts >= tonumber(stored[4] or '0') then

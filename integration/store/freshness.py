@@ -15,13 +15,19 @@ Segment to our webhook) stops holding it back after a week. An account no source
 (rollups written before this release, or only people signals) is judged up to the newest
 watermark; with no watermark at all (nothing delivered since this release), up to yesterday,
 as before.
+An account still receiving usage (within `evaluation.backfill_quiet_seconds`) whose newest
+delivered day is behind that is judged only through that day: a backfill sent
+in chunks minutes apart, while other accounts' live traffic holds the watermark at yesterday,
+is not judged on the days still to come. Once quiet, it is judged as of the watermark, so an
+account that truly stopped is still seen.
 Never later than the day before `now`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from redis import Redis
 
@@ -45,20 +51,28 @@ def as_date(day_number: int) -> date:
     return _EPOCH + timedelta(days=day_number)
 
 
-def judged_day(fed: Mapping[str, int], watermarks: Mapping[str, int], last_day: date) -> date:
-    """The last day an account is judged on (see the module docstring); day numbers in."""
+def judged_day(
+    fed: Mapping[str, int],
+    watermarks: Mapping[str, int],
+    last_day: date,
+    receiving: bool = False,  # noqa: FBT001, FBT002 - a plain flag of the account's state
+) -> date:
+    """The last day an account is judged on (see the module docstring); day numbers in.
+    `receiving`: usage came for the account within `evaluation.backfill_quiet_seconds`."""
     feeding = [
         source
         for source, day in fed.items()
         if source in watermarks and day >= max(fed.values()) - FEEDS_DAYS
     ]
+    judged: int | None = None
     if feeding:
-        day = min(watermarks[source] for source in feeding)
+        judged = min(watermarks[source] for source in feeding)
     elif watermarks:
-        day = max(watermarks.values())
-    else:
-        return last_day
-    return min(as_date(day), last_day)
+        judged = max(watermarks.values())
+    if receiving and fed:
+        own = max(fed.values())
+        judged = own if judged is None else min(judged, own)
+    return last_day if judged is None else min(as_date(judged), last_day)
 
 
 def read_watermarks(redis: Redis) -> dict[str, date]:
@@ -67,21 +81,32 @@ def read_watermarks(redis: Redis) -> dict[str, date]:
     return {keys.text(k): as_date(int(v)) for k, v in sorted(stored.items())}
 
 
-def judged_days(redis: Redis, account_ids: Sequence[str], last_day: date) -> dict[str, date]:
-    """Each account's last judged day, at most `last_day`, in one round trip."""
+def judged_days(
+    redis: Redis,
+    account_ids: Sequence[str],
+    last_day: date,
+    now: datetime | None = None,
+    quiet_seconds: int = 0,
+) -> dict[str, date]:
+    """Each account's last judged day, at most `last_day`, in one round trip; an account that
+    received usage less than `quiet_seconds` before `now` is judged through its own newest
+    delivered day at most (a backfill in progress is not judged on the days it has yet to get)."""
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(keys.watermarks())
+    fields = [*(fed_field(source) for source in SOURCES), "delivered_at"]
     for account_id in account_ids:
-        pipe.hmget(keys.account_meta(account_id), [fed_field(source) for source in SOURCES])
+        pipe.hmget(keys.account_meta(account_id), fields)
     stored, *fed_replies = pipe.execute()
     watermarks = {keys.text(k): int(v) for k, v in stored.items()}
+    quiet_since = now.timestamp() - quiet_seconds if now is not None else math.inf
     return {
         account_id: judged_day(
             {source: int(day) for source, day in zip(SOURCES, fed, strict=True) if day},
             watermarks,
             last_day,
+            delivered is not None and float(delivered) > quiet_since,
         )
-        for account_id, fed in zip(account_ids, fed_replies, strict=True)
+        for account_id, (*fed, delivered) in zip(account_ids, fed_replies, strict=True)
     }
 
 

@@ -1,6 +1,7 @@
 """Accounts waiting for evaluation: the dirty set (scored by when each account's live usage
-first changed, or its history last did, so only settled ones are taken), the processing set a worker holds them in, and when
-the dirty-account evaluation last ran (it runs at most once per interval)."""
+first changed, or its history last did, so only settled ones are taken), the processing set a
+worker holds them in, and when the dirty-account evaluation last ran (it runs at most once per
+interval)."""
 
 from __future__ import annotations
 
