@@ -237,10 +237,11 @@ class _Anchor:
         """Usage has settled at a level that is no drop of `pct`: each `window` of the last
         `days` days (whole windows, ending `last_day`) short of this level by less than `pct`,
         and the `days` together above that line by more than `z` standard deviations of count
-        noise, so a drop hovering near the threshold stays flagged. Needs `days` of history."""
+        noise, so a drop hovering near the threshold stays flagged. Only days since the drop
+        began count: the level before it is no settling."""
         window = max(1, min(window, days))
         days -= days % window
-        if days > len(values):
+        if days > len(values) or (last_day - self.since).days + 1 < days:
             return False
         share = 1 - pct / 100
         for n in range(days // window):

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from integration.config.schema import AdoptionRule, RiskConfig
 from integration.risk.assess import RiskAssessment, assess
-from integration.risk.usage import usage_drop
+from integration.risk.usage import _Anchor, usage_drop
 from integration.signals.accounts import AccountState, UsageHistory
 
 LAST_DAY = date(2026, 11, 22)  # a Sunday: the evaluation day's last complete day
@@ -254,4 +254,22 @@ def test_a_slow_decline_that_settles_short_of_the_threshold_clears_after_settled
     assert [r.code for r in days[LAST_DAY + timedelta(days=27)].reasons] == ["usage_decline"]
     assert [day for day, result in days.items() if result.reasons][-1] == LAST_DAY + timedelta(
         days=27
+    )
+
+
+def test_the_days_before_a_drop_began_do_not_count_as_settled() -> None:
+    # A 45% drop eight days old whose last week was a noisy 35% short (the fresh measure no
+    # longer sees it): the weeks at 20 before it are no level the account has settled at.
+    fell = LAST_DAY - timedelta(days=7)
+    values = [20] * 40 + [8] + [13] * 7
+    kept = _Anchor(since=fell, baseline=20.0, profile=(20.0,) * 7)
+    assert not kept.settled(values, LAST_DAY, days=28, window=7, pct=40, z=3)
+    # Four weeks at 15 after it began are settled (25% short: under 40% beyond count noise);
+    # four at 13 are not (35% short, within noise of 40% at this size).
+    since = LAST_DAY - timedelta(days=30)
+    assert _Anchor(since, 20.0, (20.0,) * 7).settled(
+        [20] * 20 + [15] * 31, LAST_DAY, days=28, window=7, pct=40, z=3
+    )
+    assert not _Anchor(since, 20.0, (20.0,) * 7).settled(
+        [20] * 20 + [13] * 31, LAST_DAY, days=28, window=7, pct=40, z=3
     )
