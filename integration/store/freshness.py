@@ -11,15 +11,18 @@ An account is judged up to the oldest watermark among the sources that feed it: 
 an account when it delivered for it within FEEDS_DAYS of the newest day any source did. So an
 outage of Segment holds back only the accounts Segment feeds, and a source that stopped sending
 an account anything (an import of its history before live events took over, a move from
-Segment to our webhook) stops holding it back after a week. An account no source has noted
-(rollups written before this release, or only people signals) is judged up to the newest
-watermark; with no watermark at all (nothing delivered since this release), up to yesterday,
-as before.
+Segment to our webhook) stops holding it back after a week. Nor does a source whose own
+watermark is more than FEEDS_DAYS behind the newest one: it has gone quiet for every account
+(a one-off `integration import` of history), and would otherwise hold the accounts it alone fed
+at its last day forever, never inactive. An account no source has noted (rollups written
+before this release, or only people signals) is judged up to the newest watermark; with no
+watermark at all (nothing delivered since this release), up to yesterday, as before.
+
 An account still receiving usage (within `evaluation.backfill_quiet_seconds`) whose newest
-delivered day is behind that is judged only through that day: a backfill sent
-in chunks minutes apart, while other accounts' live traffic holds the watermark at yesterday,
-is not judged on the days still to come. Once quiet, it is judged as of the watermark, so an
-account that truly stopped is still seen.
+delivered day is behind that is judged only through that day: a backfill sent in chunks minutes
+apart, while other accounts' live traffic holds the watermark at yesterday, is not judged on
+the days still to come. Once quiet, it is judged as of the watermark, so an account that truly
+stopped is still seen.
 Never later than the day before `now`.
 """
 
@@ -59,10 +62,13 @@ def judged_day(
 ) -> date:
     """The last day an account is judged on (see the module docstring); day numbers in.
     `receiving`: usage came for the account within `evaluation.backfill_quiet_seconds`."""
+    newest = max(watermarks.values(), default=0)
     feeding = [
         source
         for source, day in fed.items()
-        if source in watermarks and day >= max(fed.values()) - FEEDS_DAYS
+        if source in watermarks
+        and day >= max(fed.values()) - FEEDS_DAYS
+        and watermarks[source] >= newest - FEEDS_DAYS  # a source quiet everywhere feeds none
     ]
     judged: int | None = None
     if feeding:

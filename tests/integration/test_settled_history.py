@@ -308,8 +308,38 @@ def test_accounts_left_waiting_by_the_previous_release_are_taken_over_by_the_swe
 
 def test_an_imported_history_holds_an_account_back_a_week_at_most() -> None:
     base = (YESTERDAY - date(1970, 1, 1)).days
-    watermarks = {"import": base - 30, "usage": base}
-    live_began = {"import": base - 30, "usage": base - 25}  # the webhook took over 5 days ago
-    assert freshness.judged_day(live_began, watermarks, YESTERDAY) == YESTERDAY - timedelta(days=30)
+    watermarks = {"import": base - 5, "usage": base}
+    live_began = {"import": base - 5, "usage": base - 2}  # the webhook took over 2 days ago
+    assert freshness.judged_day(live_began, watermarks, YESTERDAY) == YESTERDAY - timedelta(days=5)
     live_for_weeks = {"import": base - 30, "usage": base}
     assert freshness.judged_day(live_for_weeks, watermarks, YESTERDAY) == YESTERDAY
+
+
+def test_a_source_quiet_everywhere_for_over_a_week_holds_no_account_back() -> None:
+    base = (YESTERDAY - date(1970, 1, 1)).days
+    imported_once = {"import": base - 20}  # and nothing since, while the webhook sends for others
+    watermarks = {"import": base - 20, "usage": base}
+    assert freshness.judged_day(imported_once, watermarks, YESTERDAY) == YESTERDAY
+    fed_by_both = {"import": base - 20, "usage": base - 19}
+    assert freshness.judged_day(fed_by_both, watermarks, YESTERDAY) == YESTERDAY
+    week = {"import": base - 7}  # a week behind: still feeding
+    watermarks = {"import": base - 7, "usage": base}
+    assert freshness.judged_day(week, watermarks, YESTERDAY) == YESTERDAY - timedelta(days=7)
+
+
+def test_an_account_imported_once_is_judged_as_of_the_live_watermark_and_flagged_inactive(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str], tmp_path: Path
+) -> None:
+    from integration.store.importer import import_rows, read_records
+
+    imported = YESTERDAY - timedelta(days=20)  # its history was imported 20 days ago, no more
+    export = tmp_path / "usage.csv"
+    rows = [f"acme,{(imported - timedelta(days=n)).isoformat()},8,12,10" for n in range(60)]
+    export.write_text("account_id,date,active_users,logins,seats\n" + "\n".join(rows) + "\n")
+    import_rows(redis, read_records(export))
+    usage(client, webhook_secrets, daily_usage("globex", [10] * 53))  # live, up to yesterday
+    freshness.raise_watermark(redis, freshness.USAGE, YESTERDAY)  # today's first events came
+
+    assert jobs.evaluate_all_accounts() == 2
+    assert "inactivity" in reasons(redis, "acme")
+    assert reasons(redis, "globex") == []
