@@ -330,7 +330,10 @@ def load_histories(
         rings = [keys.daily_metric(account_id, name) for name in names]
         pipe.mget([*rings, keys.active_30d_snapshots(account_id)])
         pipe.hgetall(keys.account_meta(account_id))
-        pipe.zcount(keys.user_last_seen(account_id), since, now.timestamp())
+        # Up to +inf, not `now`: the set keeps each user's latest time only, and `now` is the
+        # judged moment, a day or more behind when a source lags, so a user also active since
+        # then would drop out of the 30 days and read as an unused seat.
+        pipe.zcount(keys.user_last_seen(account_id), since, "+inf")
         pipe.zrange(keys.open_tickets(account_id), 0, OPEN_TICKETS_READ - 1, withscores=True)
     pipe.get(keys.ticket_closings_seen())
     pipe.get(keys.rollups_layout())

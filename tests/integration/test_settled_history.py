@@ -343,3 +343,25 @@ def test_an_account_imported_once_is_judged_as_of_the_live_watermark_and_flagged
     assert jobs.evaluate_all_accounts() == 2
     assert "inactivity" in reasons(redis, "acme")
     assert reasons(redis, "globex") == []
+
+
+def test_users_active_after_the_judged_day_still_count_as_using_their_seats(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str], clock: Clock
+) -> None:
+    """16 of 20 seats used in 30 days; the daily run at 05:15 judges a day behind yesterday
+    (no event of today yet), and yesterday's users still count."""
+    clock.now = clock.now.replace(hour=5, minute=15, second=0, microsecond=0)
+    events = []
+    for back in range(40):  # 8 users one day, 8 others the next
+        day = (clock.now - timedelta(days=1 + back)).replace(hour=12, minute=0)
+        group = back % 2 * 8
+        events += [
+            {"account_id": "initech", "user_id": f"u{user}", "event": "login", "seats": 20}
+            | {"timestamp": day.isoformat()}
+            for user in range(group, group + 8)
+        ]
+    usage(client, webhook_secrets, events)
+    clock.advance(61)
+    assert jobs.evaluate_all_accounts() == 1
+    assert freshness.read_watermarks(redis) == {"usage": YESTERDAY - timedelta(days=1)}
+    assert "license_utilization" not in reasons(redis, "initech")
