@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -39,14 +40,15 @@ def _fold(
     the fold then writes nothing and names them, and the rest is folded again (each pass has
     fewer events, so this ends)."""
     while True:
-        marks = [_mark(event.event_id) for event in events if event.event_id]
+        marks = [_mark(event) for event in events if event.event_id]
         folded = edge.fold_usage(
             events, delivery_key, now, freshness.USAGE, marks, rollups.EVENT_DEDUPE_SECONDS
         )
         if not folded.messages_taken:
             return folded, events
-        events = [e for e in events if not e.event_id or _mark(e.event_id) not in folded.taken]
+        events = [e for e in events if not e.event_id or _mark(e) not in folded.taken]
 
 
-def _mark(event_id: str) -> str:
-    return keys.message_seen("usage", event_id)
+def _mark(event: UsageEvent) -> str:
+    """The event's mark: its id within its account (two accounts may number events alike)."""
+    return keys.message_seen("usage", json.dumps([event.account_id, event.event_id]))

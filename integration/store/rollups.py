@@ -80,9 +80,12 @@ DELIVERY_DEDUPE_SECONDS = 7 * 24 * 3600
 # (reference/segment.md 5): keep our own per-message marks a little longer than both. Each mark
 # costs about 110 bytes of Redis, so the window stays near the 24 h the reference asks for.
 MESSAGE_DEDUPE_SECONDS = 26 * 3600
-# A usage event's own id (`event_id`) is remembered as long as a late event still counts its user
-# distinctly: a sender re-batching what it sent, or catching up, does so within days.
-EVENT_DEDUPE_SECONDS = 3 * 24 * 3600
+# A usage event's own id (`event_id`) is marked per account (senders often number events per
+# account, so one global id space would drop another account's real events) and kept as long as a
+# Segment messageId: a sender re-sending an event under a new webhook-id does so within its retry
+# window of hours. Every event with an id costs a mark of about 110 bytes; at tens of millions of
+# events a day, three days of marks would cost gigabytes of Redis, 26 hours about one day's worth.
+EVENT_DEDUPE_SECONDS = MESSAGE_DEDUPE_SECONDS
 # Late events up to this age still count users distinctly per day.
 DAY_USERS_TTL_SECONDS = 3 * 24 * 3600
 UTILIZATION_WINDOW = timedelta(days=30)

@@ -365,3 +365,26 @@ def test_users_active_after_the_judged_day_still_count_as_using_their_seats(
     assert jobs.evaluate_all_accounts() == 1
     assert freshness.read_watermarks(redis) == {"usage": YESTERDAY - timedelta(days=1)}
     assert "license_utilization" not in reasons(redis, "initech")
+
+
+def test_two_accounts_numbering_events_alike_are_both_counted_and_marks_last_a_day(
+    client: Any, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    when = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+    sent = [
+        {"account_id": account, "user_id": "u1", "event": "login", "event_id": "1"}
+        | {"timestamp": when.isoformat()}
+        for account in ("acme", "globex")
+    ]
+    usage(client, webhook_secrets, sent[:1])
+    assert usage(client, webhook_secrets, sent[1:]).json == {
+        "status": "accepted",
+        "events": 1,
+        "accounts": 1,
+    }
+    for account in ("acme", "globex"):
+        history = rollups.load_history(redis, account, when, when.date(), 1, ("logins",))
+        assert history.daily_metrics["logins"] == (1,)
+    marks = list(redis.scan_iter(match=keys.message_seen("usage", "*").rsplit(":", 1)[0] + ":*"))
+    assert len(marks) == 2
+    assert all(0 < redis.ttl(mark) <= 26 * 3600 for mark in marks)
