@@ -1,9 +1,12 @@
 """Precision, recall and persistence of the usage-drop family of flags on labelled accounts.
 
-    python -m bench.risk_scenarios [--variants 20] [--seed 7]
+    python -m bench.risk_scenarios [--variants 20] [--seed 7] [--noise 1.0]
 
 Each scenario family is an account's daily active users with noise, many seeded variants each
 (their size, the depth of a drop, when it began, the season's shape all drawn from the seed).
+The noise is Poisson's: each day normal about its level with a spread of `NOISE` (1.0) times the
+square root of the level, the count noise the rules' z test assumes (`--noise` scales it); one
+more line is printed at `ROBUST_NOISE` (1.5x) to show how the figures hold up in noisier data.
 The daily run is simulated as it works: every day from 14 weeks before the evaluation day
 (`TODAY`) the account is assessed on the last 448 days, the reasons raised are handed to the next
 day's assessment (`AccountState.previous_reasons`), and the reasons of `TODAY` are what is scored.
@@ -52,6 +55,8 @@ PERSIST_ONSET_BACK = 130  # persistence series: the drop begins this many days b
 PERSIST_DAYS = 91  # flag persistence is measured from the first flag to 13 weeks later
 FAMILY = frozenset({"usage_drop", "login_frequency_drop", "usage_decline"})
 PREVIOUS_RELEASE = "972823f"  # the last commit before issue 12's risk modelling
+NOISE = 1.0  # the day-to-day spread, in multiples of Poisson count noise (sqrt of the level)
+ROBUST_NOISE = 1.5  # one more line at this spread: how the figures hold up in noisier data
 ROOT = Path(__file__).resolve().parents[1]
 
 Level = Callable[[date], float]  # expected daily active users on a day
@@ -214,12 +219,17 @@ FAMILIES: list[Callable[[random.Random], Account]] = [
 ]
 
 
-def series(account: Account, rng: random.Random, end: date, days: int) -> list[int]:
+def series(
+    account: Account, rng: random.Random, end: date, days: int, noise: float = NOISE
+) -> list[int]:
+    """Each day's count: normal about the day's level with a spread of `noise` times the
+    square root of the level (1.0: Poisson count noise, what the rules' z test assumes),
+    rounded and capped at the seats."""
     first = end - timedelta(days=days - 1)
     values = []
     for n in range(days):
         mean = max(0.0, account.level(first + timedelta(days=n)))
-        noisy = rng.gauss(mean, math.sqrt(mean) * 0.8) if mean > 0 else 0.0
+        noisy = rng.gauss(mean, math.sqrt(mean) * noise) if mean > 0 else 0.0
         values.append(min(account.seats, max(0, round(noisy))))
     return values
 
@@ -324,7 +334,9 @@ class Tally:
         return self.found / churn if churn else 1.0
 
 
-def score(rules: dict[str, Rule], variants: int, seed: int) -> dict[str, dict[str, float]]:
+def score(
+    rules: dict[str, Rule], variants: int, seed: int, noise: float = NOISE
+) -> dict[str, dict[str, float]]:
     """Every rule on the same accounts: precision, recall, and the share flagged per family."""
     rng = random.Random(seed)
     tallies = {label: Tally() for label in rules}
@@ -332,7 +344,7 @@ def score(rules: dict[str, Rule], variants: int, seed: int) -> dict[str, dict[st
     for family in FAMILIES:
         for _ in range(variants):
             account = family(rng)
-            values = series(account, rng, TODAY, HISTORY + SIMULATED_DAYS)
+            values = series(account, rng, TODAY, HISTORY + SIMULATED_DAYS, noise)
             for label, rule in rules.items():
                 if label == "new":
                     *_, (_, reasons) = daily_run(values, TODAY, SIMULATED_DAYS, account.seats, rule)
@@ -352,14 +364,16 @@ def score(rules: dict[str, Rule], variants: int, seed: int) -> dict[str, dict[st
     }
 
 
-def persistence(rules: dict[str, Rule], variants: int, seed: int) -> dict[str, float]:
+def persistence(
+    rules: dict[str, Rule], variants: int, seed: int, noise: float = NOISE
+) -> dict[str, float]:
     """For persistent drops: days flagged from the first flag to 13 weeks later, as a share."""
     rng = random.Random(seed + 1)
     kept = {label: [0, 0] for label in rules}
     end = TODAY
     for _ in range(variants):
         account = persistent_drop(rng, onset_back=PERSIST_ONSET_BACK)
-        values = series(account, rng, end, HISTORY + PERSIST_ONSET_BACK + 7)
+        values = series(account, rng, end, HISTORY + PERSIST_ONSET_BACK + 7, noise)
         for label, rule in rules.items():
             days = [
                 bool(reasons)
@@ -380,6 +394,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variants", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--noise", type=float, default=NOISE, help="x Poisson count noise")
     args = parser.parse_args()
     old = previous_release()
     rules: dict[str, Rule] = {
@@ -387,11 +402,23 @@ def main() -> None:
         "previous_release": old_rule(old, UsageDropRule()),
         "baseline_skeleton_rule": old_rule(old, UsageDropRule(lookback_weeks=4, seasonal="no")),
     }
-    for label, figures in score(rules, args.variants, args.seed).items():
+    for label, figures in score(rules, args.variants, args.seed, args.noise).items():
         for name, value in figures.items():
             print(f"risk.{label}.{name}", round(value, 3))
-    for label, share in persistence(rules, args.variants, args.seed).items():
+    for label, share in persistence(rules, args.variants, args.seed, args.noise).items():
         print(f"risk.{label}.flag_persistence_13_weeks", round(share, 3))
+    # Robustness: this code alone at a noisier spread.
+    noisy = score({"new": ours}, args.variants, args.seed, ROBUST_NOISE)["new"]
+    share = persistence({"new": ours}, args.variants, args.seed, ROBUST_NOISE)["new"]
+    print(
+        f"risk.new.noise_{ROBUST_NOISE}x",
+        "precision",
+        round(noisy["precision"], 3),
+        "recall",
+        round(noisy["recall"], 3),
+        "flag_persistence_13_weeks",
+        round(share, 3),
+    )
     print(
         "python",
         platform.python_version(),
@@ -399,6 +426,8 @@ def main() -> None:
         len(FAMILIES),
         "variants",
         args.variants,
+        "noise_x_poisson",
+        args.noise,
         "evaluation_day",
         TODAY.isoformat(),
         "previous_release",
