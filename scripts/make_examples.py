@@ -27,6 +27,7 @@ def events(account: str, users_on, seats: int, rng: random.Random) -> list[dict]
             ):
                 out.append(
                     {
+                        "event_id": f"{account}-{len(out) + 1:05d}",
                         "account_id": account,
                         "user_id": f"{account}-u{user:02d}",
                         "event": name,
