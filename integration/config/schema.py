@@ -550,9 +550,10 @@ class Evaluation(_Strict):
     settle_seconds: int = Field(60, ge=0, le=3600)
     # The dirty-account evaluation runs at most once in this many seconds.
     interval_seconds: int = Field(60, ge=0, le=3600)
-    # An account that received usage this recently and whose newest delivered day is older than
-    # the watermark (a backfill sent in chunks, however far apart) is judged only through that
-    # day; once quiet this long, as of the watermark (so an account that stopped is seen).
+    # An account that received history (a day older than yesterday) this recently, as a
+    # backfill sent in chunks however far apart does, is judged only through the newest day the
+    # latest of those deliveries brought it, even when live usage brought it newer days; once
+    # quiet this long, as of the watermark (so an account that stopped is seen).
     backfill_quiet_seconds: int = Field(900, ge=0, le=86400)
 
 

@@ -22,8 +22,12 @@
 -- KEYS[6] the sources' watermarks hash, ARGV[14] this delivery's source (usage, segment),
 -- ARGV[15] the time of the delivery (Unix seconds), ARGV[16] the last complete day it shows (its
 -- newest event day minus one). The watermark only moves forward; each account's meta keeps the
--- newest day each source delivered for it (fed:<source>) and when usage last came (delivered_at),
--- and its dirty score is the time.
+-- newest day each source delivered for it (fed:<source>), and its dirty score is the time.
+-- A delivery bringing an account a day older than yesterday (ARGV[17]) also notes when history
+-- last came for it (history_at) and the newest day this delivery brought it (history_day): an
+-- account still receiving a backfill is judged only through that day, even when live usage has
+-- brought it newer days already. This delivery's newest, not the newest ever: the days an
+-- earlier delivery brought must not stand for a backfill still on days months old.
 -- ARGV[17] yesterday's day number by the web clock: a delivery bringing an account a day older
 -- than that (a backfill, a replay, late data) moves its dirty score to now, so it waits until
 -- that history has all arrived; a live one (today's or yesterday's events) keeps the time the
@@ -102,7 +106,16 @@ local function count_users(active_key, last, day, users_key, seen)
   end
 end
 
-for _, g in ipairs(cjson.decode(ARGV[8])) do
+local groups = cjson.decode(ARGV[8])
+-- The newest day this delivery brings each account that it brings history.
+local brought, newest_day = {}, {}
+for _, g in ipairs(groups) do
+  newest_day[g[1]] = math.max(newest_day[g[1]] or g[3], g[3])
+  if g[3] < YESTERDAY then brought[g[1]] = true end
+end
+for account in pairs(brought) do brought[account] = newest_day[account] end
+
+for _, g in ipairs(groups) do
   local account, prefix, day, last_ts, seats, seats_ts = g[1], g[2], g[3], g[4], g[5], g[6]
   local seen, counters, opened, closed = g[7], g[8], g[9], g[10]
   local meta_key, daily = prefix .. SUFFIX.meta, prefix .. SUFFIX.daily
@@ -119,7 +132,9 @@ for _, g in ipairs(cjson.decode(ARGV[8])) do
   if first_day == nil or day < first_day then update('first_day', day) end
   if last_day == nil or day > last_day then update('last_day', day) end
   if day > (tonumber(stored[6]) or -1) then update(FED, day) end
-  update('delivered_at', NOW)  -- an account still receiving a backfill is judged on its own days
+  if brought[account] then  -- noted with the account's first group here
+    update('history_at', NOW); update('history_day', brought[account]); brought[account] = nil
+  end
   if last_ts > tonumber(stored[3] or '0') then update('last_active', last_ts) end
   -- The newest report of seats wins; a late event must not overwrite it.
   if seats ~= cjson.null and seats_ts >= tonumber(stored[4] or '0') then

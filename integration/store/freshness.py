@@ -18,11 +18,14 @@ at its last day forever, never inactive. An account no source has noted (rollups
 before this release, or only people signals) is judged up to the newest watermark; with no
 watermark at all (nothing delivered since this release), up to yesterday, as before.
 
-An account still receiving usage (within `evaluation.backfill_quiet_seconds`) whose newest
-delivered day is behind that is judged only through that day: a backfill sent in chunks minutes
-apart, while other accounts' live traffic holds the watermark at yesterday, is not judged on
-the days still to come. Once quiet, it is judged as of the watermark, so an account that truly
-stopped is still seen.
+An account still receiving history (a delivery bringing it a day older than yesterday, within
+`evaluation.backfill_quiet_seconds`) is judged only through the newest day the latest such
+delivery brought it (the fold notes `history_at` and `history_day` in its meta hash): a backfill
+sent in chunks minutes apart, while live traffic holds the watermark at yesterday, is not judged
+on the days still to come, even when live usage for the same account brought it yesterday
+already. Live usage alone (today's and yesterday's events) never holds an account back this
+way. Once quiet, it is judged as of the watermark, so an account that truly stopped is still
+seen.
 Never later than the day before `now`.
 """
 
@@ -58,10 +61,12 @@ def judged_day(
     fed: Mapping[str, int],
     watermarks: Mapping[str, int],
     last_day: date,
-    receiving: bool = False,  # noqa: FBT001, FBT002 - a plain flag of the account's state
+    history_day: int | None = None,
 ) -> date:
     """The last day an account is judged on (see the module docstring); day numbers in.
-    `receiving`: usage came for the account within `evaluation.backfill_quiet_seconds`."""
+    `history_day`: the newest day the latest delivery bringing the account history (a day
+    older than yesterday) brought it, when that came within `evaluation.backfill_quiet_seconds`;
+    None when none did."""
     newest = max(watermarks.values(), default=0)
     feeding = [
         source
@@ -75,9 +80,8 @@ def judged_day(
         judged = min(watermarks[source] for source in feeding)
     elif watermarks:
         judged = max(watermarks.values())
-    if receiving and fed:
-        own = max(fed.values())
-        judged = own if judged is None else min(judged, own)
+    if history_day is not None:
+        judged = history_day if judged is None else min(judged, history_day)
     return last_day if judged is None else min(as_date(judged), last_day)
 
 
@@ -95,11 +99,11 @@ def judged_days(
     quiet_seconds: int = 0,
 ) -> dict[str, date]:
     """Each account's last judged day, at most `last_day`, in one round trip; an account that
-    received usage less than `quiet_seconds` before `now` is judged through its own newest
-    delivered day at most (a backfill in progress is not judged on the days it has yet to get)."""
+    received history less than `quiet_seconds` before `now` is judged through the newest day that
+    delivery brought it at most (a backfill in progress is not judged on the days still to come)."""
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(keys.watermarks())
-    fields = [*(fed_field(source) for source in SOURCES), "delivered_at"]
+    fields = [*(fed_field(source) for source in SOURCES), "history_at", "history_day"]
     for account_id in account_ids:
         pipe.hmget(keys.account_meta(account_id), fields)
     stored, *fed_replies = pipe.execute()
@@ -110,9 +114,9 @@ def judged_days(
             {source: int(day) for source, day in zip(SOURCES, fed, strict=True) if day},
             watermarks,
             last_day,
-            delivered is not None and float(delivered) > quiet_since,
+            int(day) if at is not None and day is not None and float(at) > quiet_since else None,
         )
-        for account_id, (*fed, delivered) in zip(account_ids, fed_replies, strict=True)
+        for account_id, (*fed, at, day) in zip(account_ids, fed_replies, strict=True)
     }
 
 

@@ -167,7 +167,9 @@ def fold_usage(
     the newest event day less one, and scores the accounts dirty at `now`: the settle time
     counts from there. Live usage (today's or yesterday's) keeps an account's earlier score, so
     an account sending more often than the settle time is still taken; history (an older day)
-    moves it to `now`, so a backfill waits until it has all arrived.
+    moves it to `now`, so a backfill waits until it has all arrived, and notes on the account
+    when history came and the newest day that delivery brought it (`history_at`,
+    `history_day`): until the backfill goes quiet, the account is judged through that day only.
     """
     now = now or datetime.now(UTC)
     forget_before = (now - LAST_SEEN_KEEP).timestamp()

@@ -181,6 +181,34 @@ def test_a_90_day_backfill_into_a_warm_system_makes_no_task_its_history_would_no
     assert warm.outcome()[0] == []
 
 
+@pytest.mark.parametrize("seconds_apart", [10, 90])  # within the settle time, and beyond it
+def test_a_90_day_backfill_into_an_account_already_getting_live_usage_makes_no_false_task(
+    stacks: Callable[[str], Stack], seconds_apart: float
+) -> None:
+    """Live usage for the account came first (its newest delivered day is yesterday already), so
+    only the history still arriving can tell that it is not yet complete."""
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    live = [
+        ("usage", daily_usage("globex", [12] * 60, end=yesterday)),
+        ("usage", daily_usage("initech", [3] * 60, end=yesterday)),
+        ("usage", daily_usage("acme", [20] * 2, end=yesterday)),
+    ]
+    history = sorted(daily_usage("acme", [20] * 90, end=yesterday), key=lambda e: e["timestamp"])
+    backfill = [
+        ("usage", history[start : start + USAGE_CHUNK])
+        for start in range(0, len(history), USAGE_CHUNK)
+    ]
+
+    warm = stacks("warm")
+    warm_run(warm, live, seconds_apart=30)
+    warm_run(warm, backfill, seconds_apart)
+    cold = stacks("cold")
+    cold_run(cold, live + backfill)
+
+    assert warm.outcome() == cold.outcome()
+    assert warm.outcome()[0] == []
+
+
 def test_an_account_busier_than_the_settle_time_is_still_judged_and_its_job_change_too(
     stacks: Callable[[str], Stack],
 ) -> None:
