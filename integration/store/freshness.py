@@ -11,12 +11,15 @@ An account is judged up to the oldest watermark among the sources that feed it: 
 an account when it delivered for it within FEEDS_DAYS of the newest day any source did. So an
 outage of Segment holds back only the accounts Segment feeds, and a source that stopped sending
 an account anything (an import of its history before live events took over, a move from
-Segment to our webhook) stops holding it back after a week. Nor does a source whose own
-watermark is more than FEEDS_DAYS behind the newest one: it has gone quiet for every account
-(a one-off `integration import` of history), and would otherwise hold the accounts it alone fed
-at its last day forever, never inactive. An account no source has noted (rollups written
-before this release, or only people signals) is judged up to the newest watermark; with no
-watermark at all (nothing delivered since this release), up to yesterday, as before.
+Segment to our webhook) stops holding it back after a week. Nor does the import once its own
+watermark is more than FEEDS_DAYS behind the newest one: a one-off `integration import` of
+history goes quiet for every account, and would otherwise hold the accounts it alone fed at its
+last day forever, never inactive. A live source (the webhook, Segment) is not dropped that way:
+while it is down, however long, the accounts it alone feeds are judged as of its last day, as
+their later days have not arrived (rather than read as inactive, down 100%). An account no
+source has noted (rollups written before this release, or only people signals) is judged up to
+the newest watermark; with no watermark at all (nothing delivered since this release), up to
+yesterday, as before.
 
 An account still receiving history (a delivery bringing it a day older than yesterday, within
 `evaluation.backfill_quiet_seconds`) is judged only through the newest day the latest such
@@ -73,7 +76,9 @@ def judged_day(
         for source, day in fed.items()
         if source in watermarks
         and day >= max(fed.values()) - FEEDS_DAYS
-        and watermarks[source] >= newest - FEEDS_DAYS  # a source quiet everywhere feeds none
+        # A one-off import quiet everywhere feeds none; a live source's outage holds its
+        # accounts back however long it lasts (their days have not arrived).
+        and (source != IMPORT or watermarks[source] >= newest - FEEDS_DAYS)
     ]
     judged: int | None = None
     if feeding:

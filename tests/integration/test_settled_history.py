@@ -327,6 +327,38 @@ def test_a_source_quiet_everywhere_for_over_a_week_holds_no_account_back() -> No
     assert freshness.judged_day(week, watermarks, YESTERDAY) == YESTERDAY - timedelta(days=7)
 
 
+@pytest.mark.parametrize("days_down", [8, 30])
+def test_a_live_source_down_for_over_a_week_holds_the_accounts_it_feeds_back_while_down(
+    days_down: int,
+) -> None:
+    """Segment keeps sending for other accounts; the webhook, the only source of this account,
+    has been down `days_down` days: the days since have not arrived, and read as no collapse.
+    An import as far behind (a one-off of history) holds its account back no longer."""
+    base = (YESTERDAY - date(1970, 1, 1)).days
+    for live in ("usage", "segment"):
+        other = "segment" if live == "usage" else "usage"
+        fed = {live: base - days_down + 1}  # its last complete day is a day before its newest
+        watermarks = {live: base - days_down, other: base}
+        expected = YESTERDAY - timedelta(days=days_down)
+        assert freshness.judged_day(fed, watermarks, YESTERDAY) == expected
+    imported = {"import": base - days_down}
+    watermarks = {"import": base - days_down, "usage": base}
+    assert freshness.judged_day(imported, watermarks, YESTERDAY) == YESTERDAY
+
+
+def test_an_account_whose_only_live_source_is_down_is_not_flagged_while_another_source_sends(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str], clock: Clock
+) -> None:
+    stopped = datetime.now(UTC) - timedelta(days=20)  # the webhook sender broke 20 days ago
+    usage(client, webhook_secrets, daily_usage("acme", [10] * 56, end=stopped))
+    freshness.raise_watermark(redis, freshness.SEGMENT, YESTERDAY)  # Segment sends for others
+    clock.advance(901)  # long past any backfill: only the outage holds acme back
+
+    assert jobs.evaluate_all_accounts() == 1
+    assert tasks(context) == []
+    assert reasons(redis, "acme") == []
+
+
 def test_an_account_imported_once_is_judged_as_of_the_live_watermark_and_flagged_inactive(
     client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str], tmp_path: Path
 ) -> None:
