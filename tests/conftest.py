@@ -136,7 +136,11 @@ def config_file(tmp_path: Path, webhook_secrets: dict[str, str]) -> Path:
                     "job_changes": {"secret_env": PEOPLE_SECRET_ENV},
                 },
                 # Judged as soon as a worker runs; tests of the waiting set their own times.
-                "evaluation": {"settle_seconds": 0, "interval_seconds": 0},
+                "evaluation": {
+                    "settle_seconds": 0,
+                    "interval_seconds": 0,
+                    "backfill_quiet_seconds": 0,
+                },
             }
         )
     )

@@ -46,6 +46,7 @@ DRAIN_SECONDS = 90
 POLL_SECONDS = 0.2
 DEMO_SETTLE_SECONDS = 2
 DEMO_INTERVAL_SECONDS = 5
+DEMO_BACKFILL_QUIET_SECONDS = 5
 HEALTH_TIMEOUT_SECONDS = 2
 
 
@@ -158,10 +159,11 @@ def _demo_env(workdir: Path, redis_url: str) -> dict[str, str]:
         "seed_file": str(EXAMPLES / "crm-seed.yaml"),
     }
     # The samples arrive within seconds, not over minutes as a real backfill does: a short
-    # settle time and interval show the same waiting without making the demo wait a minute.
+    # settle time, interval and backfill quiet time show the same waiting in seconds.
     example["evaluation"] = {
         "settle_seconds": DEMO_SETTLE_SECONDS,
         "interval_seconds": DEMO_INTERVAL_SECONDS,
+        "backfill_quiet_seconds": DEMO_BACKFILL_QUIET_SECONDS,
     }
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(example, sort_keys=False))

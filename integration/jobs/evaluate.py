@@ -120,6 +120,12 @@ def evaluate_dirty_accounts() -> int:
             raise
         waiting.finish_accounts(context.redis, batch)
         total += len(batch)
+        # An account still receiving history was judged on part of it: judge it again, on all
+        # of it, once that backfill has been quiet for backfill_quiet_seconds.
+        receiving = freshness.receiving_history_until(
+            context.redis, batch, _now(), timing.backfill_quiet_seconds
+        )
+        waiting.wait_until(context.redis, receiving, timing.settle_seconds)
     _queue_next_evaluation(context)
     return total
 

@@ -125,6 +125,23 @@ def judged_days(
     }
 
 
+def receiving_history_until(
+    redis: Redis, account_ids: Sequence[str], now: datetime, quiet_seconds: int
+) -> dict[str, float]:
+    """Accounts that received history less than `quiet_seconds` before `now`, with the moment
+    that backfill turns quiet: until then they are judged on part of it, so they are judged
+    again then, on all of it."""
+    pipe = redis.pipeline(transaction=False)
+    for account_id in account_ids:
+        pipe.hget(keys.account_meta(account_id), "history_at")
+    replies = pipe.execute()
+    return {
+        account_id: float(at) + quiet_seconds
+        for account_id, at in zip(account_ids, replies, strict=True)
+        if at is not None and float(at) + quiet_seconds > now.timestamp()
+    }
+
+
 _RAISE = """
 local day = tonumber(ARGV[2])
 if day > (tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or -1) then

@@ -5,7 +5,7 @@ interval)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import cast
 
@@ -95,6 +95,13 @@ def release_accounts(redis: Redis, account_ids: Sequence[str]) -> None:
     """Hand accounts back to the dirty set after a failed evaluation (settled: it took them)."""
     if account_ids:
         redis.eval(_RELEASE, 2, keys.dirty_accounts(), keys.processing_accounts(), *account_ids)
+
+
+def wait_until(redis: Redis, due: Mapping[str, float], settle_seconds: int) -> None:
+    """Put accounts back in the dirty set, to be taken at `due` (a score settle_seconds before)."""
+    if due:
+        scores = {account: when - settle_seconds for account, when in due.items()}
+        redis.zadd(keys.dirty_accounts(), scores, gt=True)
 
 
 def mark_dirty(redis: Redis, account_ids: Sequence[str]) -> None:

@@ -6,6 +6,7 @@ half-arrived history. Time is passed in (jobs._now); the web app stamps deliveri
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,6 +119,7 @@ def warm_run(stack: Stack, sent: list[Delivery], seconds_apart: float) -> None:
         stack.worker_and_cron()
     stack.now += timedelta(seconds=61)  # the last delivery has settled
     stack.worker_and_cron()
+    settle_backfill(stack)
 
 
 def cold_run(stack: Stack, sent: list[Delivery]) -> None:
@@ -125,6 +127,14 @@ def cold_run(stack: Stack, sent: list[Delivery]) -> None:
     for kind, body in sent:
         stack.post(kind, body)
     stack.now += timedelta(seconds=61)
+    stack.worker_and_cron()
+    settle_backfill(stack)
+
+
+def settle_backfill(stack: Stack) -> None:
+    """The history has been quiet for backfill_quiet_seconds: accounts judged on part of it
+    while it came (and a job change that waited for them) are judged on all of it."""
+    stack.now += timedelta(seconds=901)
     stack.worker_and_cron()
 
 
@@ -236,3 +246,24 @@ def test_an_account_busier_than_the_settle_time_is_still_judged_and_its_job_chan
     crm = stack.context.crm
     assert isinstance(crm, SandboxCrm)
     assert [t.subject for t in crm.tasks()] == ["Priya Natarajan left Globex: find a new champion"]
+
+
+@pytest.mark.parametrize("seed", [1, 7])
+def test_the_samples_sent_out_of_order_are_judged_whole_once_the_backfill_is_quiet(
+    stacks: Callable[[str], Stack], seed: int
+) -> None:
+    today = datetime.now(UTC).date()
+    sent = [(kind, body) for kind, _, body in deliveries(EXAMPLES, today)]
+    random.Random(seed).shuffle(sent)  # noqa: S311 - a test's seeded order, not a secret
+
+    warm = stacks("warm")
+    warm_run(warm, sent, 2)
+    warm_tasks, warm_reasons = warm.outcome()
+
+    cold = stacks("cold")
+    cold_run(cold, sent)
+    cold_tasks, cold_reasons = cold.outcome()
+    assert warm_reasons == cold_reasons
+    assert [task[:3] for task in warm_tasks] == [task[:3] for task in cold_tasks]
+    subjects = [subject for _, subject, _, _ in warm_tasks]
+    assert subjects[0].startswith("Check in with Acme Analytics: product usage is down ")

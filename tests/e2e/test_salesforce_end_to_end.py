@@ -114,7 +114,11 @@ def running(
                     "usage": {"secret_env": USAGE_SECRET_ENV},
                     "job_changes": {"secret_env": PEOPLE_SECRET_ENV},
                 },
-                "evaluation": {"settle_seconds": 0, "interval_seconds": 0},
+                "evaluation": {
+                    "settle_seconds": 0,
+                    "interval_seconds": 0,
+                    "backfill_quiet_seconds": 0,
+                },
             }
         )
     )

@@ -27,10 +27,19 @@ from webhooks.app import create_app
 YESTERDAY = datetime.now(UTC).date() - timedelta(days=1)
 
 
-def started(settings: Settings, settle_seconds: int, interval_seconds: int) -> Iterator[Any]:
+def started(
+    settings: Settings,
+    settle_seconds: int,
+    interval_seconds: int,
+    backfill_quiet_seconds: int = 900,
+) -> Iterator[Any]:
     """The web app (its test client) and the worker's context with this timing."""
     config = yaml.safe_load(settings.config.read_text())
-    config["evaluation"] = {"settle_seconds": settle_seconds, "interval_seconds": interval_seconds}
+    config["evaluation"] = {
+        "settle_seconds": settle_seconds,
+        "interval_seconds": interval_seconds,
+        "backfill_quiet_seconds": backfill_quiet_seconds,
+    }
     settings.config.write_text(yaml.safe_dump(config))
     context = build_context(settings, read_config(settings.config))
     jobs.install_context(context)
@@ -49,8 +58,8 @@ def shipped_timing(settings: Settings, redis: Redis) -> Iterator[Any]:
 
 @pytest.fixture
 def unsettled(settings: Settings, redis: Redis) -> Iterator[Any]:
-    """No settle time, one dirty-account evaluation a minute."""
-    yield from started(settings, 0, 60)
+    """No settle time and no wait for a backfill, one dirty-account evaluation a minute."""
+    yield from started(settings, 0, 60, 0)
 
 
 class Clock:
@@ -179,6 +188,10 @@ def test_an_account_still_receiving_usage_waits_until_it_settles(
     clock.advance(30)
     sweep(redis)
     assert evaluated == [["acme"]]
+    # The 30 days it got are history: it is judged once more when that has been quiet 900 s.
+    clock.advance(900)
+    sweep(redis)
+    assert evaluated == [["acme"], ["acme"]]
     assert waiting.waiting_accounts(redis) == set()
 
 
