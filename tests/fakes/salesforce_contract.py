@@ -1,11 +1,11 @@
 """Checks a request our Salesforce adapter sent against Salesforce's published API descriptions.
 
-Operations come from the official Postman collection in $VENDOR_SPECS_DIR/salesforce (method and
-URL template of each request), plus the ones `reference/salesforce.md` documents from the REST
-and Actions guides but the 2021 collection lacks; without the collection (tests/specs_folder.py)
-operations are not checked. Bodies are checked for the shapes those guides give: collections need
-`allOrNone` and records with `attributes.type` (and `id` to update), actions need `inputs`,
-queries need `q`.
+Operations come from the official Postman collection in $VENDOR_SPECS_DIR/salesforce (by default
+../shared/specs/salesforce): the method and URL template of each request, plus the ones
+`reference/salesforce.md` documents from the REST and Actions guides but the 2021 collection
+lacks; without the collection (tests/specs_folder.py) operations are not checked. Bodies are
+checked for the shapes those guides give: collections need `allOrNone` and records with
+`attributes.type` (and `id` to update), actions need `inputs`, queries need `q`.
 """
 
 from __future__ import annotations
