@@ -69,6 +69,7 @@ class HubSpotCrm(_Strict):
     access_token_env: str | None = "HUBSPOT_ACCESS_TOKEN"  # noqa: S105 - a variable's name
     oauth: HubSpotOAuth | None = None
     base_url: str = "https://api.hubapi.com"
+    portal_id: str | None = None  # the hub id, for links to records (app.hubspot.com/...)
     # When the account id property finds no company, search companies by this property instead.
     account_fallback_property: str | None = "domain"
     # A company property holding an owner id (e.g. the CSM) used when the company has no owner.
