@@ -77,6 +77,11 @@ ASSOCIATION_TYPES = {
     "contacts": {1: "companies", 279: "companies", 203: "tasks", 201: "notes"},
     "companies": {2: "contacts", 280: "contacts", 191: "tasks", 189: "notes"},
 }
+# The contact-company types each side sees of one association (v4 associations guide).
+INVERSE_TYPES = {1: 2, 2: 1, 279: 280, 280: 279}
+HUBSPOT_LABELS = {1: "Primary", 2: "Primary"}
+# https://developers.hubspot.com/docs/api-reference/crm-associations-v4/guide: 500 a page.
+ASSOCIATIONS_PAGE_LIMIT = 500
 SEQUENCE_SCOPES = ["automation.sequences.enrollments.write", "automation.sequences.read"]
 AUTH_MESSAGE = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you "
@@ -366,10 +371,16 @@ ROUTES = Map(
         Rule("/crm/v3/objects/<otype>/batch/read", methods=["POST"], endpoint="batch_read"),
         Rule("/crm/v3/objects/<otype>/batch/update", methods=["POST"], endpoint="batch_update"),
         Rule("/crm/v3/objects/<otype>/batch/upsert", methods=["POST"], endpoint="batch_upsert"),
+        Rule("/crm/v3/objects/<otype>/batch/create", methods=["POST"], endpoint="batch_create"),
         Rule("/crm/v3/objects/<otype>/search", methods=["POST"], endpoint="search"),
         Rule("/crm/v3/objects/<otype>", methods=["POST"], endpoint="create"),
         Rule("/crm/v3/objects/<otype>/<oid>", methods=["GET"], endpoint="get_object"),
         Rule("/crm/v3/objects/<otype>/<oid>", methods=["PATCH"], endpoint="update_object"),
+        Rule(
+            "/crm/v4/objects/<otype>/<oid>/associations/<to_type>",
+            methods=["GET"],
+            endpoint="associations_page",
+        ),
         Rule("/crm/v3/owners/", methods=["GET"], endpoint="owners", strict_slashes=False),
         Rule("/crm/v3/owners/<owner_id>", methods=["GET"], endpoint="owner"),
         Rule("/crm/v3/properties/<otype>", methods=["GET"], endpoint="properties"),
@@ -412,6 +423,9 @@ class FakeHubSpot:
         self.search_per_second: int | None = None
         self.batch_read_missing: Literal["omit", "207"] = "omit"
         self.strict_properties = False
+        # Refuse creates associated with records the portal does not hold (a deleted company).
+        self.strict_associations = False
+        self.association_labels: dict[int, str] = {}  # USER_DEFINED type id -> label
         self.sequences_access = True
         checked = validate and vendor_specs_present()
         self.validator = validator or (SpecValidator() if checked else None)
@@ -547,6 +561,28 @@ class FakeHubSpot:
             }
             self.owners.append(owner)
             return owner
+
+    def associate(
+        self, company_id: str, contact_id: str, label: str | None = None, primary: bool = True
+    ) -> None:
+        """Associate a contact with a company: HubSpot's primary (or unlabeled) company type,
+        plus a USER_DEFINED label such as "Primary contact" when given."""
+        with self._lock:
+            types = [
+                {
+                    "associationCategory": "HUBSPOT_DEFINED",
+                    "associationTypeId": 1 if primary else 279,
+                }
+            ]
+            if label is not None:
+                type_id = next(
+                    (i for i, known in self.association_labels.items() if known == label),
+                    None,
+                ) or 100 + 2 * len(self.association_labels)
+                self.association_labels[type_id] = label
+                types.append({"associationCategory": "USER_DEFINED", "associationTypeId": type_id})
+            links = self.associations["contacts"].setdefault(contact_id, [])
+            links.append({"to": {"id": company_id}, "types": types, "toType": "companies"})
 
     def fail_next(
         self,
@@ -997,11 +1033,115 @@ class FakeHubSpot:
                     )
                     raise _fail(400, message)
             to = item.get("to") or {}
-            kept.append({"to": {"id": as_string(to.get("id"))}, "types": types})
+            target = as_string(to.get("id"))
+            kinds = {allowed[spec.get("associationTypeId")] for spec in types}
+            if self.strict_associations and any(target not in self._store(k) for k in kinds):
+                # The fake's wording; HubSpot's exact message for this is not documented.
+                message = f"One or more associations are invalid: {target} does not exist"
+                raise _fail(400, message, context={"id": [target]})
+            kept.append({"to": {"id": target}, "types": types})
         return kept
+
+    def _do_associations_page(
+        self, request: Request, object_type: str, oid: str, to_type: str
+    ) -> tuple[int, Any]:
+        """GET /crm/v4/objects/companies/{id}/associations/contacts, from either side's links."""
+        to_type = OBJECT_TYPES.get(to_type, to_type)
+        if oid not in self._store(object_type):
+            raise _fail(404, NOT_FOUND_MESSAGE, "OBJECT_NOT_FOUND", context={"id": [oid]})
+        found: dict[str, list[Json]] = {}
+        for link in self.associations[object_type].get(oid, []):
+            kinds = [
+                ASSOCIATION_TYPES[object_type].get(t["associationTypeId"]) for t in link["types"]
+            ]
+            if to_type in kinds or link.get("toType") == to_type:
+                found.setdefault(link["to"]["id"], []).extend(link["types"])
+        for other, links in self.associations[to_type].items():
+            for link in links:
+                if link["to"]["id"] == oid and link.get("toType", object_type) == object_type:
+                    found.setdefault(other, []).extend(self._inverse(link["types"]))
+        ids = sorted(found, key=id_key)
+        start = int(request.args.get("after") or 0)
+        limit = min(
+            int(request.args.get("limit") or ASSOCIATIONS_PAGE_LIMIT), ASSOCIATIONS_PAGE_LIMIT
+        )
+        answer: Json = {
+            "results": [
+                {"toObjectId": rid, "associationTypes": [self._labelled(t) for t in found[rid]]}
+                for rid in ids[start : start + limit]
+            ]
+        }
+        if start + limit < len(ids):
+            answer["paging"] = {"next": {"after": str(start + limit)}}
+        return 200, answer
+
+    def _inverse(self, types: list[Json]) -> list[Json]:
+        """The same association seen from the other record (user labels here are symmetric)."""
+        return [
+            spec
+            | {
+                "associationTypeId": INVERSE_TYPES.get(
+                    spec["associationTypeId"], spec["associationTypeId"]
+                )
+            }
+            for spec in types
+        ]
+
+    def _labelled(self, spec: Json) -> Json:
+        type_id = spec["associationTypeId"]
+        category = spec["associationCategory"]
+        label = (
+            self.association_labels.get(type_id)
+            if category == "USER_DEFINED"
+            else HUBSPOT_LABELS.get(type_id)
+        )
+        answer: Json = {"category": category, "typeId": type_id}
+        return answer | ({"label": label} if label else {})
 
     def _do_create(self, request: Request, object_type: str) -> tuple[int, Any]:
         body = self._json(request)
+        associations = self._check_create(object_type, body)
+        rid = self.add_record(object_type, body.get("properties") or {})
+        self.associations[object_type][rid] = associations
+        return 201, self._public(object_type, rid, None, everything=True)
+
+    def _do_batch_create(self, request: Request, object_type: str) -> tuple[int, Any]:
+        """Every input is checked first. Without an objectWriteTraceId on each input one bad
+        input refuses the whole batch; with them, a 207 names the refused ones by trace id and
+        the rest are created (reference/hubspot.md 5.2). The created records carry no trace id,
+        as in HubSpot's own example (fixtures/hubspot/batch-create-multi-status-207-response)."""
+        inputs = self._batch_inputs(self._json(request))
+        traced = bool(inputs) and all(item.get("objectWriteTraceId") for item in inputs)
+        accepted: list[tuple[Json, list[Json]]] = []
+        errors: list[Json] = []
+        for item in inputs:
+            try:
+                accepted.append((item, self._check_create(object_type, item)))
+            except Reply as refusal:
+                if not traced:
+                    raise
+                trace = as_string(item["objectWriteTraceId"])
+                error = refusal.body if isinstance(refusal.body, dict) else {}
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": error.get("category", "VALIDATION_ERROR"),
+                        "message": error.get("message", ""),
+                        "context": {"objectWriteTraceId": [trace]},
+                        "errors": error.get("errors", []),
+                        "links": {},
+                    }
+                )
+        results = []
+        for item, associations in accepted:
+            rid = self.add_record(object_type, item.get("properties") or {})
+            self.associations[object_type][rid] = associations
+            results.append(self._public(object_type, rid, None, everything=True))
+        status, answer = self._batch(results, errors)
+        return (201 if status == 200 else status), answer
+
+    def _check_create(self, object_type: str, body: Json) -> list[Json]:
+        """Refuse a create as HubSpot does (raises Reply); the associations to store."""
         properties = body.get("properties") or {}
         if object_type in ("tasks", "notes") and not as_string(properties.get("hs_timestamp")):
             raise Reply(
@@ -1025,9 +1165,7 @@ class FakeHubSpot:
         )
         if email and existing:
             raise _fail(409, f"Contact already exists. Existing ID: {existing}", "CONFLICT")
-        rid = self.add_record(object_type, properties)
-        self.associations[object_type][rid] = associations
-        return 201, self._public(object_type, rid, None, everything=True)
+        return associations
 
     # -- owners, properties, sequences, OAuth ----------------------------------------------------
 

@@ -593,3 +593,76 @@ def test_the_fake_runs_as_a_process_for_benchmarks() -> None:
     assert owners.headers["X-HubSpot-RateLimit-Max"] == "100"
     assert (stats["requests"], stats["max_in_window"], stats["throttled"]) == (1, 1, 0)
     assert process.returncode == 0
+
+
+def test_a_batch_create_is_all_or_nothing_unless_every_input_has_a_trace_id(
+    hub: FakeHubSpot,
+) -> None:
+    hub.strict_associations = True
+    company = hub.add_company({"name": "Acme"})
+
+    def task_input(to: str, trace: str | None) -> dict[str, Any]:
+        types = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 192}]
+        item = {"properties": TASK, "associations": [{"to": {"id": to}, "types": types}]}
+        return item | ({"objectWriteTraceId": trace} if trace else {})
+
+    path = "/crm/v3/objects/tasks/batch/create"
+    untraced = call(
+        hub, "POST", path, {"inputs": [task_input(company, None), task_input("9", None)]}
+    )
+    assert (untraced.status_code, hub.tasks) == (400, {})
+
+    traced = call(hub, "POST", path, {"inputs": [task_input(company, "a"), task_input("9", "b")]})
+    assert traced.status_code == 207
+    answer = traced.json()
+    assert [r["properties"]["hs_task_subject"] for r in answer["results"]] == ["Call back"]
+    assert "objectWriteTraceId" not in answer["results"][0]  # as in HubSpot's own example
+    assert (answer["numErrors"], answer["errors"][0]["context"]) == (
+        1,
+        {"objectWriteTraceId": ["b"]},
+    )
+    assert list(hub.tasks) == [answer["results"][0]["id"]]
+
+    clean = call(hub, "POST", path, {"inputs": [task_input(company, "c")]})
+    assert clean.status_code == 201
+
+
+def test_a_companys_contact_associations_are_read_from_either_side_with_labels(
+    hub: FakeHubSpot,
+) -> None:
+    company = hub.add_company({"name": "Globex"})
+    made = call(
+        hub,
+        "POST",
+        "/crm/v3/objects/contacts",
+        {
+            "properties": {"email": "sam@globex.example"},
+            "associations": [
+                {
+                    "to": {"id": company},
+                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279}],
+                }
+            ],
+        },
+    ).json()
+    priya = hub.add_contact({"email": "priya@globex.example"})
+    hub.associate(company, priya, label="Primary contact")
+
+    answer = call(hub, "GET", f"/crm/v4/objects/companies/{company}/associations/contacts")
+    assert answer.json() == {
+        "results": [
+            {
+                "toObjectId": made["id"],
+                "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 280}],
+            },
+            {
+                "toObjectId": priya,
+                "associationTypes": [
+                    {"category": "HUBSPOT_DEFINED", "typeId": 2, "label": "Primary"},
+                    {"category": "USER_DEFINED", "typeId": 100, "label": "Primary contact"},
+                ],
+            },
+        ]
+    }
+    missing = call(hub, "GET", "/crm/v4/objects/companies/424242/associations/contacts")
+    assert missing.status_code == 404
