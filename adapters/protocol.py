@@ -59,6 +59,30 @@ class CrmContact:
     account_crm_id: str | None = None
     title: str | None = None
     is_champion: bool = False  # from the CRM's buying-role field, as the config maps it
+    # The account's main person: Salesforce's primary contact role (AccountContactRole
+    # IsPrimary), HubSpot's "Primary contact" association label. Set by account_contacts.
+    is_primary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CrmUser:
+    """A person tasks can be assigned to: a HubSpot owner or a Salesforce User."""
+
+    crm_id: str
+    name: str
+    email: str | None
+    manager_id: str | None  # Salesforce User.ManagerId; HubSpot owners have none (None)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What became of one record of a batch create; one per request, in request order."""
+
+    crm_id: str | None  # set when created
+    error: str | None = None  # the CRM's message when refused
+    # A 429, 5xx or timeout: the record may be tried again, but whether the CRM saved it is
+    # unknown, so look it up by its key (find_task) before creating it again.
+    retriable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +178,31 @@ class CrmAdapter(Protocol):
         ...
 
     def create_note(self, note: NoteRequest) -> str: ...
+
+    def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[BatchOutcome]:
+        """Create many tasks with the CRM's batch call (HubSpot 100, Salesforce 200 a call);
+        one outcome per task, in order. Each task keeps its idempotency key, as create_task."""
+        ...
+
+    def create_notes(self, notes: Sequence[NoteRequest]) -> list[BatchOutcome]:
+        """Create many notes with the CRM's batch call; one outcome per note, in order."""
+        ...
+
+    def complete_task(self, task_crm_id: str) -> None:
+        """Mark the task done; a task the CRM no longer has is left alone."""
+        ...
+
+    def user(self, user_id: str) -> CrmUser | None:
+        """The owner or user with this id, with their manager where the CRM records one."""
+        ...
+
+    def account_contacts(self, account_crm_id: str) -> list[CrmContact]:
+        """The account's contacts, each with is_champion and is_primary."""
+        ...
+
+    def record_url(self, account_crm_id: str) -> str | None:
+        """A link to the account a rep can click (Slack, email); None when it cannot be made."""
+        ...
 
     def notify_owner(self, notification: OwnerNotification) -> str:
         """Send it and return an id; CrmFeatureUnavailableError if the CRM cannot."""

@@ -16,15 +16,17 @@ import requests
 from hubspot import HubSpot
 from redis import Redis
 
-from adapters.batching import chunks
-from adapters.hubspot import mapping
+from adapters.batching import chunks, create_in_batches
+from adapters.hubspot import batches, mapping, people
 from adapters.hubspot.auth import TokenSource
 from adapters.hubspot.errors import CRM
 from adapters.hubspot.responses import checked, error_reasons, primary_company
 from adapters.hubspot.transport import HubSpotTransport
 from adapters.protocol import (
+    BatchOutcome,
     CrmAccount,
     CrmContact,
+    CrmUser,
     FieldUpdate,
     NoteRequest,
     OwnerNotification,
@@ -32,7 +34,6 @@ from adapters.protocol import (
     TaskRequest,
     WriteResult,
     account_facts,
-    is_champion,
     task_key,
 )
 from integration.config.schema import HubSpotCrm as HubSpotSettings
@@ -159,10 +160,7 @@ class HubSpotCrm:
         return self._account(record.id, record.properties or {}) if record else None
 
     def contact_by_id(self, crm_id: str) -> CrmContact | None:
-        champion_property = self.settings.champion_property
-        properties = ["email", "firstname", "lastname", "jobtitle"]
-        if champion_property:
-            properties.append(champion_property)
+        properties = self._contact_properties()
 
         def get(hub: HubSpot) -> Any:  # noqa: ANN401 - the SDK's models are untyped
             return hub.crm.contacts.basic_api.get_by_id(
@@ -175,23 +173,110 @@ class HubSpotCrm:
         record = self._get_or_none("get_contact", get)
         if record is None:
             return None
-        values = record.properties or {}
-        name = " ".join(p for p in (values.get("firstname"), values.get("lastname")) if p)
-        email = values.get("email") or ""
-        return CrmContact(
-            record.id,
-            email,
-            name or email,
-            primary_company(record),
-            values.get("jobtitle"),
-            bool(champion_property)
-            and is_champion(values.get(champion_property) or "", self.settings.champion_values),
+        return self._contact(record.id, record.properties or {}, primary_company(record))
+
+    def _contact_properties(self) -> list[str]:
+        names = ["email", "firstname", "lastname", "jobtitle"]
+        if self.settings.champion_property:
+            names.append(self.settings.champion_property)
+        return names
+
+    def _contact(
+        self, record_id: str, values: dict[str, Any], account: str | None, primary: bool = False
+    ) -> CrmContact:
+        champion = self.settings.champion_property
+        return people.contact(
+            record_id, values, champion, self.settings.champion_values, account, primary
         )
+
+    def account_contacts(self, account_crm_id: str) -> list[CrmContact]:
+        """Two calls for most companies: the company's contact associations (500 a page),
+        then the contacts themselves (batch read, 100 a call)."""
+        primary = self._associated_contacts(account_crm_id)
+        contacts: dict[str, CrmContact] = {}
+        for batch in chunks(list(primary), HUBSPOT_BATCH_LIMIT):
+            body = {
+                "properties": self._contact_properties(),
+                "propertiesWithHistory": [],
+                "inputs": [{"id": contact_id} for contact_id in batch],
+            }
+            response = self._call(
+                "batch_read_contacts",
+                lambda hub, body=body: hub.crm.contacts.batch_api.read(  # type: ignore[misc]
+                    batch_read_input_simple_public_object_id=body,
+                    _request_timeout=self._timeout(),
+                ),
+            )
+            for record in response.results or []:
+                contacts[str(record.id)] = self._contact(
+                    record.id, record.properties or {}, account_crm_id, primary[str(record.id)]
+                )
+        # Batch read answers in no particular order: keep HubSpot's association order.
+        return [contacts[cid] for cid in primary if cid in contacts]
+
+    def _associated_contacts(self, company_id: str) -> dict[str, bool]:
+        """Contact ids associated with the company, each with whether it is the primary one."""
+        found: dict[str, bool] = {}
+        after: str | None = None
+        while True:
+
+            def page(hub: HubSpot, after: str | None = after) -> Any:  # noqa: ANN401
+                return hub.crm.associations.v4.basic_api.get_page(
+                    object_type="companies",
+                    object_id=company_id,
+                    to_object_type="contacts",
+                    limit=people.ASSOCIATIONS_PAGE_LIMIT,
+                    after=after,
+                    _request_timeout=self._timeout(),
+                )
+
+            answer = self._get_or_none("get_company_contacts", page)
+            for item in getattr(answer, "results", None) or []:
+                contact_id = str(item.to_object_id)
+                found[contact_id] = found.get(contact_id, False) or people.is_primary(
+                    item.association_types
+                )
+            paging = getattr(answer, "paging", None)
+            after = paging.next.after if paging and paging.next else None
+            if not after:
+                return found
+
+    def user(self, user_id: str) -> CrmUser | None:
+        """The owner with this id (hubspot_owner_id); None for an unknown or archived one."""
+        if not user_id.isdigit():
+            return None
+
+        def get(hub: HubSpot) -> Any:  # noqa: ANN401 - the SDK's models are untyped
+            return hub.crm.owners.owners_api.get_by_id(
+                owner_id=int(user_id), id_property="id", _request_timeout=self._timeout()
+            )
+
+        owner = self._get_or_none("get_owner", get)
+        return people.owner_user(owner) if owner is not None else None
+
+    def record_url(self, account_crm_id: str) -> str | None:
+        """The company's page in HubSpot; None until crm.hubspot.portal_id is set."""
+        portal = self.settings.portal_id
+        if not portal:
+            return None
+        return people.record_url(self.settings.base_url, portal, account_crm_id)
 
     def reassign_task(self, task_crm_id: str, owner_id: str) -> None:
         body = {"properties": {"hubspot_owner_id": owner_id}}
+        self._update_task("update_task", task_crm_id, body)
+
+    def complete_task(self, task_crm_id: str) -> None:
+        """Status COMPLETED; a task HubSpot no longer has (deleted by the rep) is left alone."""
+        body = {"properties": {"hs_task_status": "COMPLETED"}}
+        try:
+            self._update_task("complete_task", task_crm_id, body)
+        except CrmError as exc:
+            if exc.status != NOT_FOUND:
+                raise
+
+    def _update_task(self, operation: str, task_crm_id: str, body: dict[str, Any]) -> None:
         self._call(
-            "update_task",
+            operation,
             lambda hub: hub.crm.objects.tasks.basic_api.update(
                 task_id=task_crm_id,
                 simple_public_object_input=body,
@@ -275,6 +360,36 @@ class HubSpotCrm:
             creates=True,
         )
         return str(record.id)
+
+    def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[BatchOutcome]:
+        """Batch create, 100 a call, each with its company and contact associations inline
+        and its key in task_key_property, as create_task."""
+        key = self.settings.task_key_property
+        bodies = [mapping.task_input(task, key) for task in tasks]
+        return create_in_batches(
+            bodies, HUBSPOT_BATCH_LIMIT, lambda batch: self._create_batch("tasks", batch, key)
+        )
+
+    def create_notes(self, notes: Sequence[NoteRequest]) -> list[BatchOutcome]:
+        bodies = [mapping.note_input(note) for note in notes]
+        return create_in_batches(
+            bodies, HUBSPOT_BATCH_LIMIT, lambda batch: self._create_batch("notes", batch, None)
+        )
+
+    def _create_batch(
+        self, object_type: str, bodies: Sequence[dict[str, Any]], key_property: str | None
+    ) -> list[BatchOutcome]:
+        inputs = batches.traced(bodies)
+
+        def send(hub: HubSpot) -> Any:  # noqa: ANN401 - the SDK's models are untyped
+            api = getattr(hub.crm.objects, object_type).batch_api
+            return api.create(
+                batch_input_simple_public_object_batch_input_for_create={"inputs": inputs},
+                _request_timeout=self._timeout(),
+            )
+
+        response = self._call(f"batch_create_{object_type}", send, creates=True)
+        return batches.outcomes(inputs, response, key_property)
 
     def find_task(self, idempotency_key: str) -> str | None:
         body = mapping.first_match_search(

@@ -16,10 +16,12 @@ from redis import Redis
 from simple_salesforce.api import Salesforce
 from simple_salesforce.format import format_soql
 
-from adapters.batching import chunks
+from adapters.batching import chunks, create_in_batches
 from adapters.protocol import (
+    BatchOutcome,
     CrmAccount,
     CrmContact,
+    CrmUser,
     FieldUpdate,
     NoteRequest,
     OwnerNotification,
@@ -27,9 +29,9 @@ from adapters.protocol import (
     TaskRequest,
     WriteResult,
     account_facts,
-    is_champion,
     task_key,
 )
+from adapters.salesforce import records as sf_records
 from adapters.salesforce.errors import CRM, LOCKED_ROW_WAIT_SECONDS, TRANSIENT_CODES, first_error
 from adapters.salesforce.transport import SalesforceTransport
 from integration.config.schema import SalesforceCrm as SalesforceSettings
@@ -40,9 +42,6 @@ from integration.store.keys import text
 # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm
 SALESFORCE_COLLECTION_LIMIT = 200
 SOQL_IN_CHUNK = 200
-TASK_PRIORITIES = {"low": "Low", "medium": "Normal", "high": "High"}
-TASK_TYPES = {"call": "Call", "email": "Email", "todo": "Other"}
-SUBJECT_MAX, DESCRIPTION_MAX = 255, 32_000
 NOTIFICATION_TITLE_MAX, NOTIFICATION_BODY_MAX = 250, 750
 NOT_FOUND = 404
 DOMAIN_CANDIDATES = 20
@@ -139,19 +138,57 @@ class SalesforceCrm:
             names.append(self.settings.champion_field)
         return ", ".join(dict.fromkeys(names))
 
-    def _contact(self, record: dict[str, Any]) -> CrmContact:
-        field = self.settings.champion_field
-        champion = bool(field) and is_champion(
-            str(record.get(field or "") or ""), self.settings.champion_values
+    def _contact(self, record: dict[str, Any], primary: bool = False) -> CrmContact:
+        settings = self.settings
+        return sf_records.contact(
+            record, settings.champion_field, settings.champion_values, primary
         )
-        return CrmContact(
-            record["Id"],
-            record.get("Email") or "",
-            record.get("Name") or "",
-            record.get("AccountId"),
-            record.get("Title"),
-            champion,
+
+    def account_contacts(self, account_crm_id: str) -> list[CrmContact]:
+        """Two queries: the Account's Contacts, then its primary contact role
+        (AccountContactRole.IsPrimary, one per account), which may name a Contact whose own
+        AccountId is another account."""
+        contacts = self._query(
+            "query_account_contacts",
+            format_soql(
+                f"SELECT {self._contact_fields()} FROM Contact "  # noqa: S608 - names from config
+                "WHERE AccountId = {} ORDER BY CreatedDate",
+                account_crm_id,
+            ),
         )
+        fields = ", ".join(f"Contact.{name}" for name in self._contact_fields().split(", "))
+        roles = self._query(
+            "query_primary_contact_role",
+            format_soql(
+                f"SELECT ContactId, {fields} FROM AccountContactRole "  # noqa: S608
+                "WHERE AccountId = {} AND IsPrimary = true",
+                account_crm_id,
+            ),
+        )
+        primary = {str(role["ContactId"]): role.get("Contact") for role in roles}
+        found = [self._contact(record, record["Id"] in primary) for record in contacts]
+        listed = {contact.crm_id for contact in found}
+        found += [
+            self._contact(record, primary=True)
+            for contact_id, record in primary.items()
+            if contact_id not in listed and record
+        ]
+        return found
+
+    def user(self, user_id: str) -> CrmUser | None:
+        """The User with their manager (User.ManagerId), or None for an unknown id."""
+        soql = format_soql("SELECT Id, Name, Email, ManagerId FROM User WHERE Id = {}", user_id)
+        records = self._query("query_user", soql)
+        return sf_records.user(records[0]) if records else None
+
+    def record_url(self, account_crm_id: str) -> str | None:
+        """The Account's Lightning page on the org's own host (from the login); None when
+        the login cannot be had now."""
+        try:
+            instance = self._call("instance_url", lambda sf: sf.sf_instance)
+        except CrmError:
+            return None
+        return f"https://{instance}/lightning/r/Account/{account_crm_id}/view"
 
     def find_contact(self, email: str) -> CrmContact | None:
         soql = format_soql(
@@ -215,22 +252,53 @@ class SalesforceCrm:
         return retry
 
     def create_task(self, task: TaskRequest) -> str:
-        record: dict[str, Any] = {
-            "Subject": task.subject[:SUBJECT_MAX],
-            "Description": task.body[:DESCRIPTION_MAX],
-            "ActivityDate": task.due_date.isoformat(),
-            "Priority": TASK_PRIORITIES.get(task.priority, "Normal"),
-            "Status": "Not Started",
-            "Type": TASK_TYPES.get(task.task_type, "Other"),
-            "WhatId": task.account_crm_id,
-        }
-        if task.owner_id:
-            record["OwnerId"] = task.owner_id
-        if task.contact_crm_id:
-            record["WhoId"] = task.contact_crm_id
-        if task.idempotency_key:
-            record[self.settings.task_key_field] = task_key(task.idempotency_key)
-        return self._create("Task", record)
+        return self._create("Task", sf_records.task_record(task, self.settings.task_key_field))
+
+    def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[BatchOutcome]:
+        """sObject Collections, 200 a call, allOrNone false; each task carries its key in
+        task_key_field, as create_task."""
+        key = self.settings.task_key_field
+        return self._create_records("Task", [sf_records.task_record(t, key) for t in tasks])
+
+    def create_notes(self, notes: Sequence[NoteRequest]) -> list[BatchOutcome]:
+        return self._create_records("Note", [sf_records.note_record(note) for note in notes])
+
+    def _create_records(
+        self, sobject: str, records: Sequence[dict[str, Any]]
+    ) -> list[BatchOutcome]:
+        def send(batch: Sequence[dict[str, Any]]) -> list[BatchOutcome]:
+            outcomes, again = self._create_collection(sobject, batch)
+            if again:  # refused for a locked row, so not saved: once more, after a pause
+                self.sleep(LOCKED_ROW_WAIT_SECONDS)
+                retried, _ = self._create_collection(sobject, [batch[i] for i in again])
+                for index, outcome in zip(again, retried, strict=True):
+                    outcomes[index] = outcome
+            return outcomes
+
+        return create_in_batches(records, SALESFORCE_COLLECTION_LIMIT, send)
+
+    def _create_collection(
+        self, sobject: str, batch: Sequence[dict[str, Any]]
+    ) -> tuple[list[BatchOutcome], list[int]]:
+        body = sf_records.collection_body(sobject, batch)
+        results = self._call(
+            f"create_{sobject.lower()}s",
+            lambda sf: sf.restful(
+                "composite/sobjects", method="POST", json=body, timeout=self._timeout()
+            ),
+            creates=True,
+        )
+        answers = list(results or [])
+        outcomes, again = [], []
+        # Results come back in request order, one per record.
+        for index in range(len(batch)):
+            outcome, transient = sf_records.save_outcome(
+                answers[index] if index < len(answers) else None
+            )
+            outcomes.append(outcome)
+            if transient:
+                again.append(index)
+        return outcomes, again
 
     def find_task(self, idempotency_key: str) -> str | None:
         soql = format_soql(
@@ -241,25 +309,29 @@ class SalesforceCrm:
         return str(records[0]["Id"]) if records else None
 
     def reassign_task(self, task_crm_id: str, owner_id: str) -> None:
+        self._update_task("update_task", task_crm_id, {"OwnerId": owner_id})
+
+    def complete_task(self, task_crm_id: str) -> None:
+        """Status Completed; a task Salesforce no longer has (deleted) is left alone."""
+        try:
+            self._update_task("complete_task", task_crm_id, {"Status": sf_records.COMPLETED})
+        except CrmError as exc:
+            if exc.status != NOT_FOUND:
+                raise
+
+    def _update_task(self, operation: str, task_crm_id: str, values: dict[str, Any]) -> None:
         self._call(
-            "update_task",
+            operation,
             lambda sf: sf.restful(
                 f"sobjects/Task/{task_crm_id}",
                 method="PATCH",
-                json={"OwnerId": owner_id},
+                json=values,
                 timeout=self._timeout(),
             ),
         )
 
     def create_note(self, note: NoteRequest) -> str:
-        record: dict[str, Any] = {
-            "ParentId": note.account_crm_id,
-            "Title": note.body.splitlines()[0][:80] if note.body else "Note",
-            "Body": note.body[:DESCRIPTION_MAX],
-        }
-        if note.owner_id:
-            record["OwnerId"] = note.owner_id
-        return self._create("Note", record)
+        return self._create("Note", sf_records.note_record(note))
 
     def _create(self, sobject: str, record: dict[str, Any]) -> str:
         result = self._call(

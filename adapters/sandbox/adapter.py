@@ -21,8 +21,10 @@ from typing import Any
 import yaml
 
 from adapters.protocol import (
+    BatchOutcome,
     CrmAccount,
     CrmContact,
+    CrmUser,
     FieldUpdate,
     NoteRequest,
     OwnerNotification,
@@ -31,39 +33,9 @@ from adapters.protocol import (
     WriteResult,
     account_facts,
 )
+from adapters.sandbox.schema import prepare
 
 logger = logging.getLogger(__name__)
-
-_SCHEMA = """
-create table if not exists owners (id text primary key, name text not null, email text);
-create table if not exists companies (
-    id text primary key, name text not null, domain text, owner_id text,
-    properties text not null default '{}'
-);
-create table if not exists contacts (
-    id text primary key, email text not null unique, name text not null, company_id text,
-    title text, is_champion integer not null default 0
-);
-create table if not exists tasks (
-    id text primary key, subject text not null, body text not null, due_date text not null,
-    priority text not null, task_type text not null, status text not null, owner_id text,
-    company_id text not null, contact_id text, created_at text not null,
-    idempotency_key text not null default ''
-);
-create index if not exists tasks_by_key on tasks (idempotency_key);
-create table if not exists notes (
-    id text primary key, body text not null, company_id text not null, contact_id text,
-    owner_id text, created_at text not null
-);
-create table if not exists notifications (
-    id text primary key, owner_id text not null, title text not null, body text not null,
-    company_id text not null, created_at text not null
-);
-create table if not exists enrollments (
-    id text primary key, contact_id text not null, sequence_id text not null,
-    owner_id text not null, created_at text not null
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +76,7 @@ class SandboxCrm:
         crm = cls(path, match_field, facts)
         with crm._db() as db:
             db.execute("pragma journal_mode=wal")
-            db.executescript(_SCHEMA)
+            prepare(db)
         if seed_file is not None:
             crm.seed(yaml.safe_load(seed_file.read_text(encoding="utf-8")) or {})
         return crm
@@ -123,9 +95,16 @@ class SandboxCrm:
         """Add owners, companies and contacts that are not there yet (ids are kept)."""
         with self._db() as db:
             for owner in data.get("owners", []):
+                manager = owner.get("manager_id")
                 db.execute(
-                    "insert or ignore into owners values (?, ?, ?)",
-                    (str(owner["id"]), owner["name"], owner.get("email")),
+                    "insert or ignore into owners (id, name, email, manager_id) "
+                    "values (?, ?, ?, ?)",
+                    (
+                        str(owner["id"]),
+                        owner["name"],
+                        owner.get("email"),
+                        str(manager) if manager is not None else None,
+                    ),
                 )
             for company in data.get("companies", []):
                 db.execute(
@@ -140,7 +119,9 @@ class SandboxCrm:
                 )
             for contact in data.get("contacts", []):
                 db.execute(
-                    "insert or ignore into contacts values (?, ?, ?, ?, ?, ?)",
+                    "insert or ignore into contacts "
+                    "(id, email, name, company_id, title, is_champion, is_primary) "
+                    "values (?, ?, ?, ?, ?, ?, ?)",
                     (
                         str(contact["id"]),
                         contact["email"].lower(),
@@ -148,6 +129,7 @@ class SandboxCrm:
                         contact.get("company_id"),
                         contact.get("title"),
                         int(bool(contact.get("is_champion"))),
+                        int(bool(contact.get("is_primary"))),
                     ),
                 )
 
@@ -204,7 +186,25 @@ class SandboxCrm:
             row["company_id"],
             row["title"],
             bool(row["is_champion"]),
+            bool(row["is_primary"]),
         )
+
+    def account_contacts(self, account_crm_id: str) -> list[CrmContact]:
+        with self._db() as db:
+            rows = db.execute(
+                "select * from contacts where company_id = ? order by rowid", (account_crm_id,)
+            ).fetchall()
+        return [self._contact(row) for row in rows]
+
+    def user(self, user_id: str) -> CrmUser | None:
+        with self._db() as db:
+            row = db.execute("select * from owners where id = ?", (user_id,)).fetchone()
+        if row is None:
+            return None
+        return CrmUser(row["id"], row["name"], row["email"], row["manager_id"])
+
+    def record_url(self, account_crm_id: str) -> str | None:
+        return f"sandbox://company/{account_crm_id}"
 
     def account_by_id(self, crm_id: str) -> CrmAccount | None:
         with self._db() as db:
@@ -258,6 +258,33 @@ class SandboxCrm:
             )
         logger.info("sandbox task created", extra={"crm_id": crm_id, "crm": self.name})
         return crm_id
+
+    def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[BatchOutcome]:
+        """One at a time; a task for a company the sandbox lacks is refused, as a CRM would."""
+        return [
+            BatchOutcome(self.create_task(task))
+            if self._has_company(task.account_crm_id)
+            else _no_company(task.account_crm_id)
+            for task in tasks
+        ]
+
+    def create_notes(self, notes: Sequence[NoteRequest]) -> list[BatchOutcome]:
+        return [
+            BatchOutcome(self.create_note(note))
+            if self._has_company(note.account_crm_id)
+            else _no_company(note.account_crm_id)
+            for note in notes
+        ]
+
+    def _has_company(self, crm_id: str) -> bool:
+        with self._db() as db:
+            return (
+                db.execute("select 1 from companies where id = ?", (crm_id,)).fetchone() is not None
+            )
+
+    def complete_task(self, task_crm_id: str) -> None:
+        with self._db() as db:
+            db.execute("update tasks set status = 'COMPLETED' where id = ?", (task_crm_id,))
 
     def find_task(self, idempotency_key: str) -> str | None:
         with self._db() as db:
@@ -334,3 +361,7 @@ class SandboxCrm:
         with self._db() as db:
             row = db.execute("select name from owners where id = ?", (owner_id,)).fetchone()
         return str(row["name"]) if row else owner_id
+
+
+def _no_company(crm_id: str) -> BatchOutcome:
+    return BatchOutcome(None, f"no company with id {crm_id!r}")
