@@ -6,8 +6,8 @@ RULES lists them all. No Redis, no HTTP, no clock: the caller passes `now`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from integration.risk.support import (
     nps_detractor,
     support_ticket_spike,
 )
+from integration.risk.trends import Trend, reason_trends, trend_from_json, trend_to_json
 from integration.risk.usage import (
     inactivity,
     login_frequency_drop,
@@ -58,6 +59,8 @@ class RiskAssessment:
     usage_trend_pct: float | None
     license_utilization_pct: float | None
     last_active_date: date | None
+    # The last 8 weeks of the metric behind each reason that has one, by reason key.
+    trends: Mapping[str, Trend] = field(default_factory=dict)
 
     @property
     def reason_keys(self) -> frozenset[str]:
@@ -163,6 +166,7 @@ def assess(state: AccountState, rules: RiskConfig, now: datetime) -> RiskAssessm
         usage_trend_pct=trend,
         license_utilization_pct=_utilization_pct(state),
         last_active_date=state.usage.last_active.date() if state.usage.last_active else None,
+        trends=reason_trends(reasons, state.usage),
     )
 
 
@@ -211,6 +215,7 @@ def assessment_to_json(assessment: RiskAssessment) -> dict[str, Any]:
         "last_active_date": (
             assessment.last_active_date.isoformat() if assessment.last_active_date else None
         ),
+        "trends": {key: trend_to_json(trend) for key, trend in assessment.trends.items()},
     }
 
 
@@ -227,4 +232,6 @@ def assessment_from_json(data: dict[str, Any]) -> RiskAssessment:
         usage_trend_pct=data.get("usage_trend_pct"),
         license_utilization_pct=data.get("license_utilization_pct"),
         last_active_date=date.fromisoformat(last_active) if last_active else None,
+        # Assessments stored before trends existed have none.
+        trends={key: trend_from_json(t) for key, t in (data.get("trends") or {}).items()},
     )
