@@ -1,0 +1,173 @@
+"""CRM calls per 1,000 playbook tasks when a daily sweep flags many accounts at once.
+
+    python -m bench.playbook_batches [--accounts 10000]
+
+Every flagged account gets one task (a quarter of them also tied to a contact, as people
+signals are), created with `create_tasks` (HubSpot batch create, 100 a call; Salesforce sObject
+Collections, 200 a call) and, as the baseline in the same run, with one `create_task` per task.
+HubSpot is the fake on loopback (tests/fakes/hubspot_server.py), Salesforce is mocked with
+`responses`; both count every HTTP call the adapter makes. Targets: 10 calls per 1,000 tasks on
+HubSpot, 5 on Salesforce. Uses the Redis at REDIS_URL (an empty database) or a private one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from datetime import date
+from itertools import count
+from typing import Any
+
+import responses
+from redis import Redis
+
+from adapters.hubspot.adapter import HubSpotCrm
+from adapters.hubspot.auth import PrivateAppToken
+from adapters.protocol import BatchOutcome, CrmAdapter, TaskRequest
+from adapters.salesforce.adapter import SalesforceCrm
+from adapters.salesforce.login import login_with
+from integration.cli.devredis import dev_database
+from integration.config.schema import HubSpotCrm as HubSpotSettings
+from integration.config.schema import HubSpotRateLimit, SalesforceAuth
+from integration.config.schema import SalesforceCrm as SalesforceSettings
+from integration.config.settings import Settings
+from tests.fakes.hubspot_server import FakeHubSpot
+
+INSTANCE = "https://bench.my.salesforce.com"
+API = f"{INSTANCE}/services/data/v62.0"
+WARM_UP_TASKS = 10
+DUE = date(2026, 11, 24)
+
+
+def sweep(companies: Sequence[str], contacts: Sequence[str], label: str) -> list[TaskRequest]:
+    """One task per flagged account, as the daily sweep's playbooks ask for them."""
+    return [
+        TaskRequest(
+            subject=f"Usage fell 46% at account {n}: check in",
+            body="Why: weekly active users fell 46% against the 8-week baseline.",
+            due_date=DUE,
+            priority="high",
+            task_type="call",
+            owner_id="77",
+            account_crm_id=company,
+            contact_crm_id=contacts[n % len(contacts)] if n % 4 == 0 else None,
+            idempotency_key=f"{label}:usage_drop:acct-{n}:2026-11-23",
+        )
+        for n, company in enumerate(companies)
+    ]
+
+
+def timed(run: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def compare(
+    crm: CrmAdapter, tasks: Sequence[TaskRequest], calls: Callable[[], int]
+) -> tuple[int, float, int, float, list[BatchOutcome]]:
+    """(batched calls, seconds, one-by-one calls, seconds, batched outcomes)."""
+    crm.create_tasks(tasks[:WARM_UP_TASKS])  # log in, build clients, fill pools
+    crm.create_task(tasks[WARM_UP_TASKS])
+    before = calls()
+    outcomes: list[BatchOutcome] = []
+    batched_s = timed(lambda: outcomes.extend(crm.create_tasks(tasks)))
+    batched = calls() - before
+    before = calls()
+    single_s = timed(lambda: [crm.create_task(task) for task in tasks])
+    return batched, batched_s, calls() - before, single_s, outcomes
+
+
+def hubspot(accounts: int, redis: Redis) -> dict[str, float]:
+    with FakeHubSpot(validate=False) as hub:
+        companies = [hub.add_company({"name": f"Company {n}"}) for n in range(accounts)]
+        contacts = [hub.add_contact({"email": f"p{n}@c{n}.example"}) for n in range(100)]
+        settings = HubSpotSettings(
+            base_url=hub.base_url,
+            rate_limit=HubSpotRateLimit(requests=1_000_000, per_seconds=1),
+        )
+        crm = HubSpotCrm(settings, "product_account_id", PrivateAppToken("test-token"), redis)
+        result = compare(crm, sweep(companies, contacts, "hubspot"), lambda: len(hub.requests))
+    return figures("hubspot", accounts, result)
+
+
+def _saved(request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+    records = json.loads(request.body)["records"]
+    ids = (f"00T{next(_IDS):015d}" for _ in records)
+    return 200, {}, json.dumps([{"id": i, "success": True, "errors": []} for i in ids])
+
+
+def _one(request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+    return 201, {}, json.dumps({"id": f"00T{next(_IDS):015d}", "success": True, "errors": []})
+
+
+_IDS = count(1)
+
+
+def salesforce(accounts: int, redis: Redis) -> dict[str, float]:
+    settings = SalesforceSettings(auth=SalesforceAuth(flow="client_credentials", domain="bench.my"))
+    secrets = {"SALESFORCE_CONSUMER_KEY": "k", "SALESFORCE_CONSUMER_SECRET": "s"}
+    crm = SalesforceCrm(
+        settings, "Product_Account_Id__c", login_with(settings, secrets.__getitem__), redis
+    )
+    companies = [f"001{n:015d}" for n in range(accounts)]
+    contacts = [f"003{n:015d}" for n in range(100)]
+    with responses.RequestsMock() as rsps:
+        rsps.add(
+            responses.POST,
+            f"{INSTANCE}/services/oauth2/token",
+            json={"access_token": "t", "instance_url": INSTANCE},
+        )
+        rsps.add_callback(responses.POST, f"{API}/composite/sobjects", callback=_saved)
+        rsps.add_callback(responses.POST, f"{API}/sobjects/Task", callback=_one)
+        result = compare(crm, sweep(companies, contacts, "salesforce"), lambda: len(rsps.calls))
+    return figures("salesforce", accounts, result)
+
+
+def figures(
+    crm: str, tasks: int, result: tuple[int, float, int, float, list[BatchOutcome]]
+) -> dict[str, float]:
+    batched, batched_s, single, single_s, outcomes = result
+    created = sum(1 for outcome in outcomes if outcome.crm_id)
+    scale = 1000 / tasks
+    return {
+        f"{crm}.tasks_created_batched": created,
+        f"{crm}.calls_per_1000_tasks_batched": round(batched * scale, 2),
+        f"{crm}.baseline_calls_per_1000_tasks_one_by_one": round(single * scale, 2),
+        f"{crm}.batched_s": round(batched_s, 3),
+        f"{crm}.baseline_one_by_one_s": round(single_s, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=10_000)
+    args = parser.parse_args()
+    database = ExitStack()  # an empty database, claimed; flushed and freed at the end
+    redis = Redis.from_url(database.enter_context(dev_database(Settings().redis_url)))
+    try:
+        print("sweep.flagged_accounts", args.accounts)
+        for name, value in (
+            hubspot(args.accounts, redis) | salesforce(args.accounts, redis)
+        ).items():
+            print(name, value)
+        print(
+            "python",
+            platform.python_version(),
+            "cpus",
+            os.cpu_count(),
+            platform.machine(),
+            "redis",
+            redis.info()["redis_version"],
+        )
+    finally:
+        database.close()
+
+
+if __name__ == "__main__":
+    main()
