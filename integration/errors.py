@@ -75,3 +75,22 @@ class CrmFatalError(CrmError):
 
 class CrmFeatureUnavailableError(CrmFatalError):
     """The CRM account lacks a feature (sequences API, cadences, notifications): fall back."""
+
+
+class ChannelError(IntegrationError):
+    """A Slack or email alert was not delivered; `retriable` says whether trying later may help."""
+
+    def __init__(
+        self,
+        channel: str,
+        message: str,
+        retriable: bool,
+        retry_after_seconds: float | None = None,
+        code: str | None = None,
+    ) -> None:
+        self.channel = channel
+        self.message = message
+        self.retriable = retriable
+        self.retry_after_seconds = retry_after_seconds
+        self.code = code
+        super().__init__(f"{channel}: {message}")
