@@ -17,6 +17,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from integration.config.channels import EmailChannel, SlackChannel
 from integration.config.schema import (
     AVAILABLE_CRMS,
     SECRET_PREFIX,
@@ -36,9 +37,11 @@ from integration.errors import ConfigError, InvalidConfigError
 def load_config(
     path: Path,
     lookup_env: Callable[[str], str | None],
-    playbook_names: Iterable[str],
+    shipped_playbooks: Iterable[str] = (),
+    check: Callable[[Config], list[ConfigError]] | None = None,
 ) -> Config:
-    """Load and resolve a config file; raise all its problems in one InvalidConfigError."""
+    """Load and resolve a config file; raise all its problems in one InvalidConfigError.
+    `check` looks further at a config whose shape is right (the playbooks' meaning)."""
     raw = _read_yaml(path)
     errors: list[ConfigError] = []
     config = None
@@ -52,13 +55,17 @@ def load_config(
         error
         for error in (
             *_check_crm(raw),
-            *_check_playbooks(raw, frozenset(playbook_names)),
+            *_check_playbook_names(raw, frozenset(shipped_playbooks)),
             *secret_errors,
             *(_check_sandbox_files(config.crm.sandbox) if config else []),
             *(_check_metric_names(config) if config else []),
         )
         if error.yaml_path not in reported
     )
+    checked = config if config is not None else _playbook_sections(raw)
+    if checked is not None and check is not None:
+        reported = {error.yaml_path for error in errors}
+        errors.extend(error for error in check(checked) if error.yaml_path not in reported)
     if errors or config is None:
         raise InvalidConfigError(errors)
     config._secrets.update(secrets)  # noqa: SLF001 - filling our own private store
@@ -125,20 +132,30 @@ def _config_error(error: Mapping[str, Any]) -> ConfigError:
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The config model that holds the key at `loc`, for hints naming its keys and defaults."""
     model: type[BaseModel] | None = Config
-    parts = iter(loc)
-    for part in parts:
-        field = (
-            model.model_fields.get(part) if model is not None and isinstance(part, str) else None
-        )
+    keyed = False  # the part after a dict field is a key of the admin's, not a field
+    for part in loc:
+        if isinstance(part, int) or keyed:
+            keyed = False
+            continue  # an item of a list or a dict: its model is already in hand
+        field = model.model_fields.get(part) if model is not None else None
         annotation = field.annotation if field else None
-        if get_origin(annotation) is dict:  # e.g. playbooks: {name: PlaybookSettings}
-            annotation = get_args(annotation)[1]
-            next(parts, None)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
-            model = None
+        keyed = get_origin(annotation) is dict
+        model = _model_in(annotation)
     return model
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The model a field holds: itself, or inside `X | None`, `tuple[X, ...]`, `dict[str, X]`
+    (e.g. playbooks: {name: PlaybookEntry})."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if get_origin(annotation) is dict:
+        return _model_in(get_args(annotation)[1])
+    for inner in get_args(annotation):
+        found = _model_in(inner)
+        if found is not None:
+            return found
+    return None
 
 
 def _section(raw: Mapping[str, Any], *path: str) -> Mapping[str, Any]:
@@ -197,22 +214,6 @@ def _check_metric_names(config: Config) -> list[ConfigError]:
     return errors
 
 
-def _check_playbooks(raw: Mapping[str, Any], known: frozenset[str]) -> list[ConfigError]:
-    errors = []
-    for name in _section(raw, "playbooks"):
-        if name not in known:
-            close = difflib.get_close_matches(str(name), known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            errors.append(
-                ConfigError(
-                    f"playbooks.{name}",
-                    f"unknown playbook {name!r}",
-                    f"{hint}known playbooks: {', '.join(sorted(known))}",
-                )
-            )
-    return errors
-
-
 def _secret_refs(raw: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
     """(YAML path, environment variable, is a Standard Webhooks secret) for every secret named."""
     refs = []
@@ -226,6 +227,7 @@ def _secret_refs(raw: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
                     True,
                 )
             )
+    refs += _channel_refs(raw)
     segment_secret = _section(raw, "webhooks", "segment").get("shared_secret_env")
     if segment_secret:
         refs.append(("webhooks.segment.shared_secret_env", segment_secret, False))
@@ -259,6 +261,49 @@ def _secret_refs(raw: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
         token_env = _section(raw, "crm", "salesforce", "outbound").get("token_env")
         if token_env:
             refs.append(("crm.salesforce.outbound.token_env", token_env, False))
+    return refs
+
+
+# What the playbooks' meaning depends on: checked even when another section has errors.
+PLAYBOOK_SECTIONS = ("playbooks", "account_facts", "fields", "channels", "owners", "work")
+
+
+def _playbook_sections(raw: Mapping[str, Any]) -> Config | None:
+    """The config with only the sections playbooks read, if those are valid on their own."""
+    try:
+        return Config.model_validate({k: raw[k] for k in PLAYBOOK_SECTIONS if k in raw})
+    except ValidationError:
+        return None
+
+
+def _check_playbook_names(raw: Mapping[str, Any], shipped: frozenset[str]) -> list[ConfigError]:
+    """An entry for no shipped playbook must be a whole new one, or it is a misspelt name."""
+    errors = []
+    for name, entry in _section(raw, "playbooks").items():
+        if name in shipped or (isinstance(entry, Mapping) and {"trigger", "steps"} <= set(entry)):
+            continue
+        close = difflib.get_close_matches(str(name), shipped, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint += "a new playbook needs title, trigger and steps; shipped: " + ", ".join(
+            sorted(shipped)
+        )
+        errors.append(ConfigError(f"playbooks.{name}", f"unknown playbook {name!r}", hint))
+    return errors
+
+
+def _channel_refs(raw: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
+    """The Slack token and the SMTP login, where those channels are configured."""
+    refs = []
+    for name, model in (("slack", SlackChannel), ("email", EmailChannel)):
+        section = _section(raw, "channels", name)
+        if not section:
+            continue
+        try:
+            channel = model.model_validate(section)
+        except ValidationError:
+            continue  # the schema error is reported already
+        for key, env_name in channel.secret_envs().items():
+            refs.append((f"channels.{name}.{key}", env_name, False))
     return refs
 
 

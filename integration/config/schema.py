@@ -12,6 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from integration.config.channels import Channels
+from integration.config.playbooks import PlaybookEntry, Work
+
 CrmKind = Literal["sandbox", "hubspot", "salesforce"]
 # Days of daily history kept per metric (the rollup ring): a year for seasonal comparisons,
 # plus the longest window and the normal's lookback.
@@ -241,13 +244,31 @@ class AccountFacts(_Strict):
     seats: ApiName | None = None
     # When onboarding began (a date); without it, the first day of usage.
     onboarding_start: ApiName | None = None
+    # Lookups to a CRM user holding the account's CSM and AE: playbook tasks can go to either.
+    csm: ApiName | None = None
+    ae: ApiName | None = None
+    # Any other field playbook conditions and templates may read, by the name they use,
+    # e.g. industry: Industry.
+    extra: dict[MetricName, ApiName] = Field(default_factory=dict)
 
     def crm_fields(self) -> dict[str, str]:
-        return {name: field for name, field in self.model_dump().items() if field}
+        named = {
+            name: field for name, field in self.model_dump().items() if field and name != "extra"
+        }
+        return {**named, **self.extra}
+
+    def names(self) -> frozenset[str]:
+        """The fact names an account may carry (whether mapped or not)."""
+        own = frozenset(name for name in type(self).model_fields if name != "extra")
+        return own | set(self.extra)
 
 
 class Owners(_Strict):
+    # Who gets work when the person a playbook names is missing (no owner, no CSM mapped).
     fallback_owner: str | None = None
+    # Managers by CRM user id, for CRMs that do not know them (HubSpot); Salesforce's
+    # User.ManagerId wins where it is set.
+    managers: dict[str, str] = Field(default_factory=dict)
 
 
 class WebhookSource(_Strict):
@@ -530,19 +551,6 @@ class RiskConfig(_Strict):
         return RiskConfig.model_validate(merged)
 
 
-class PlaybookSettings(_Strict):
-    """Per-playbook overrides of what the shipped definition says."""
-
-    enabled: bool = True
-    due_in_days: int | None = Field(None, ge=0, le=365)
-    priority: Priority | None = None
-    cooldown_days: int | None = Field(None, ge=0, le=365)
-    # Enroll the signal's contact in this HubSpot sequence (or Salesforce cadence) as well.
-    sequence_id: str | None = None
-    # Also send the owner a notification (Salesforce custom notification) pointing at the account.
-    notify_owner: bool = False
-
-
 class Evaluation(_Strict):
     """When dirty accounts are judged (integration/jobs/evaluate.py)."""
 
@@ -568,7 +576,11 @@ class Config(_Strict):
     webhooks: Webhooks = Webhooks()
     evaluation: Evaluation = Evaluation()
     risk: RiskConfig = RiskConfig()
-    playbooks: dict[str, PlaybookSettings] = Field(default_factory=dict)
+    # Tune the shipped playbooks, switch them off, or write new ones (playbooks/README.md).
+    playbooks: dict[str, PlaybookEntry] = Field(default_factory=dict)
+    work: Work = Work()
+    # Slack and email, for playbook alerts beside the CRM's own.
+    channels: Channels = Channels()
 
     _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
 
