@@ -21,6 +21,9 @@ class CreateTask:
     priority: str
     task_type: str
     contact_email: str | None = None
+    run_id: str = ""  # the playbook run and step it belongs to (to follow it up or cancel it)
+    step: str = ""
+    risk_score: int = 0  # held tasks (over a cap) are released highest risk first
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,8 @@ class CreateNote:
     owner_id: str | None
     body: str
     contact_email: str | None = None
+    run_id: str = ""
+    step: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +55,11 @@ class EnrollInSequence:
     account_crm_id: str
     owner_id: str | None
     sequence_id: str
-    contact_email: str
+    contact_email: str | None  # the signal's person; None: look up `contact_role` in the CRM
     fallback: CreateTask
+    contact_role: str = "signal_person"
+    run_id: str = ""
+    step: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,56 @@ class NotifyOwner:
     owner_id: str
     title: str
     body: str
+    run_id: str = ""
+    step: str = ""
 
 
-Action = CreateTask | CreateNote | EnrollInSequence | NotifyOwner
+@dataclass(frozen=True, slots=True)
+class UpdateField:
+    """Write one value on the account (a field from the config's mappings)."""
+
+    idempotency_key: str
+    playbook: str
+    account_id: str
+    account_crm_id: str
+    owner_id: str | None
+    crm_field: str
+    value: str
+    run_id: str = ""
+    step: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendSlack:
+    """A Slack message: to `channel`, or as a DM to the CRM user `owner_id` (found by email)."""
+
+    idempotency_key: str
+    playbook: str
+    account_id: str
+    account_crm_id: str
+    owner_id: str | None
+    channel: str | None
+    text: str
+    run_id: str = ""
+    step: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SendEmail:
+    """An email to `to`, or to the CRM user `owner_id`'s address."""
+
+    idempotency_key: str
+    playbook: str
+    account_id: str
+    account_crm_id: str
+    owner_id: str | None
+    to: str | None
+    subject: str
+    body: str
+    run_id: str = ""
+    step: str = ""
+
+
+Action = (
+    CreateTask | CreateNote | EnrollInSequence | NotifyOwner | UpdateField | SendSlack | SendEmail
+)
