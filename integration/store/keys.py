@@ -149,11 +149,6 @@ def crm_snapshot(crm: str, record_id: str) -> str:
     return f"{PREFIX}:crm_snapshot:{crm}:{record_id}"
 
 
-def playbook_last_fired(account_id: str) -> str:
-    """Hash: playbook name -> ISO date it last created work for the account (cooldowns)."""
-    return f"{PREFIX}:{account_tag(account_id)}:playbook_last_fired"
-
-
 def dirty_accounts() -> str:
     """Sorted set: accounts with new usage since their last evaluation, scored by when their
     rollups last changed (0: nothing new to settle, as the daily run and a retry add them)."""
@@ -246,3 +241,42 @@ def crm_notification_type(crm: str, name: str) -> str:
 def dev_database_claim(number: int) -> str:
     """In database 0 of a development server: which run holds logical database `number`."""
     return f"{PREFIX}:dev:claim:db{number}"
+
+
+def playbook_runs(account_id: str) -> str:
+    """Hash: run slot (playbook|trigger) -> the latest run of that playbook for that trigger
+    (JSON, playbooks/runs.py), active or ended (ended runs date the cooldowns)."""
+    return f"{PREFIX}:{account_tag(account_id)}:runs"
+
+
+def steps_due() -> str:
+    """Sorted set: `account_id<US>slot` of active runs, scored by the day number their next
+    step is due (integration/store/runs.py)."""
+    return f"{PREFIX}:playbook:steps_due"
+
+
+def step_claim(run_id: str, step: int) -> str:
+    """Set while a worker runs a step, so a duplicate job does not run it at the same time."""
+    digest = hashlib.sha256(f"{run_id}\x00{step}".encode()).hexdigest()[:40]
+    return f"{PREFIX}:playbook:step_claim:{digest}"
+
+
+def task_cap(kind: str, who: str, period: str) -> str:
+    """Counter: new tasks for an assignee on a day, or on an account in an ISO week."""
+    return f"{PREFIX}:cap:{kind}:{who}:{period}"
+
+
+def tasks_held() -> str:
+    """Sorted set: tasks held back by a cap (hashed idempotency keys), highest risk first
+    (the score is minus the risk score, then the day held)."""
+    return f"{PREFIX}:tasks:held"
+
+
+def held_task(member: str) -> str:
+    """The held task itself (JSON), by its member in tasks_held, until it is released."""
+    return f"{PREFIX}:tasks:held:{member}"
+
+
+def crm_user(crm: str, user_id: str) -> str:
+    """A short-lived copy of a CRM user's name, email and manager (routing, Slack, email)."""
+    return f"{PREFIX}:crm:{crm}:user:{user_id}"

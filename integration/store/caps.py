@@ -1,0 +1,99 @@
+"""Task caps: at most N new tasks per assignee per day and M per account per week.
+
+A task over a cap is held, never dropped: it waits in a sorted set, highest risk first, and
+is released on a later working day when the caps allow it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from typing import Any
+
+from redis import Redis
+
+from integration.store import keys
+
+DAY_SECONDS = 24 * 3600
+# Take one from both counters only if both are under their caps (a cap of 0 means none).
+_TAKE = """
+local a = tonumber(redis.call('GET', KEYS[1]) or '0')
+local b = tonumber(redis.call('GET', KEYS[2]) or '0')
+local cap_a, cap_b = tonumber(ARGV[1]), tonumber(ARGV[2])
+if (cap_a > 0 and a >= cap_a) or (cap_b > 0 and b >= cap_b) then return 0 end
+redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('INCR', KEYS[2]); redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+
+def try_take(
+    redis: Redis,
+    assignee: str | None,
+    account_id: str,
+    day: date,
+    per_assignee_per_day: int | None,
+    per_account_per_week: int | None,
+) -> bool:
+    """Count a new task against both caps, unless either is full."""
+    year, week, _ = day.isocalendar()
+    return bool(
+        redis.eval(
+            _TAKE,
+            2,
+            keys.task_cap("assignee", assignee or "-", day.isoformat()),
+            keys.task_cap("account", account_id, f"{year}-W{week:02d}"),
+            per_assignee_per_day or 0,
+            per_account_per_week or 0,
+            2 * DAY_SECONDS,
+            8 * DAY_SECONDS,
+        )
+    )
+
+
+def _member(idempotency_key: str) -> str:
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+
+
+def hold(
+    redis: Redis, idempotency_key: str, task: dict[str, Any], risk_score: int, day: date
+) -> None:
+    """Keep a task for a later day; holding it again changes nothing."""
+    member = _member(idempotency_key)
+    pipe = redis.pipeline()
+    pipe.set(keys.held_task(member), json.dumps({"held_on": day.isoformat(), "task": task}))
+    # Highest risk first; among equals, the earliest held (day number as a fraction).
+    pipe.zadd(keys.tasks_held(), {member: -risk_score + day.toordinal() / 1e7}, nx=True)
+    pipe.execute()
+
+
+def held(redis: Redis, limit: int) -> list[tuple[str, date, dict[str, Any]]]:
+    """Held tasks in release order: (member, day held, the task as held)."""
+    members = [keys.text(m) for m in redis.zrange(keys.tasks_held(), 0, limit - 1)]  # type: ignore[arg-type]
+    found = []
+    for member in members:
+        raw = redis.get(keys.held_task(member))
+        if raw is None:
+            redis.zrem(keys.tasks_held(), member)
+            continue
+        stored = json.loads(raw)
+        found.append((member, date.fromisoformat(stored["held_on"]), stored["task"]))
+    return found
+
+
+def release(redis: Redis, member: str) -> bool:
+    """True for the one caller that takes the held task out (the task is then theirs to run)."""
+    return bool(redis.zrem(keys.tasks_held(), member))
+
+
+def forget(redis: Redis, member: str) -> None:
+    redis.delete(keys.held_task(member))
+
+
+def put_back(redis: Redis, member: str, score: float) -> None:
+    redis.zadd(keys.tasks_held(), {member: score})
+
+
+def held_count(redis: Redis) -> int:
+    return int(redis.zcard(keys.tasks_held()))
