@@ -10,25 +10,46 @@ A claim in Redis guards each idempotency key:
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis import Redis
 
+from adapters.channels.email import EmailMessage, EmailSender
+from adapters.channels.slack import SlackMessage, SlackSender
 from adapters.protocol import (
+    BatchOutcome,
     CrmAdapter,
+    CrmUser,
+    FieldUpdate,
     NoteRequest,
     OwnerNotification,
     SequenceEnrollment,
     TaskRequest,
 )
-from integration.errors import CrmFatalError, CrmFeatureUnavailableError, CrmRetriableError
-from integration.store import keys
+from integration.config.schema import Config
+from integration.errors import (
+    ChannelError,
+    CrmFatalError,
+    CrmFeatureUnavailableError,
+    CrmRetriableError,
+)
+from integration.store import caps, keys
 from integration.store.metrics import count
-from playbooks.actions import Action, CreateNote, CreateTask, EnrollInSequence, NotifyOwner
+from playbooks.actions import (
+    Action,
+    CreateNote,
+    CreateTask,
+    EnrollInSequence,
+    NotifyOwner,
+    SendEmail,
+    SendSlack,
+    UpdateField,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +57,31 @@ CLAIM_LIVE_SECONDS = 120
 CLAIM_KEEP_SECONDS = 7 * 24 * 3600
 DONE_KEEP_SECONDS = 400 * 24 * 3600
 CONTACT_CACHE_SECONDS = 60
+USER_CACHE_SECONDS = 3600
+HELD = "held"
+SLACK, EMAIL = "slack", "email"
 _PENDING = "pending:"
 _UNKNOWN = "unknown"
 
 
 class ExecutionContext(Protocol):
-    """What running an action needs: a Redis and a CRM (integration.jobs.context has both)."""
+    """What running an action needs: Redis, the CRM, the config and the alert channels
+    (integration.jobs.context has them all)."""
 
     @property
     def redis(self) -> Redis: ...
 
     @property
     def crm(self) -> CrmAdapter: ...
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def slack(self) -> SlackSender | None: ...
+
+    @property
+    def email(self) -> EmailSender | None: ...
 
 
 _TAKE_OVER = """
@@ -87,25 +121,8 @@ def run_action(context: ExecutionContext, action: Action, now: datetime) -> str:
         redis.set(key, _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
         raise
     redis.set(key, crm_id, ex=DONE_KEEP_SECONDS)
-    count(redis, "crm_actions", {"crm": context.crm.name, "action": type(action).__name__})
-    redis.hset(keys.playbook_last_fired(action.account_id), action.playbook, now.date().isoformat())
-    logger.info(
-        "%s done",
-        type(action).__name__,
-        extra={
-            "account_id": action.account_id,
-            "crm_id": crm_id,
-            "playbook": action.playbook,
-            "crm": context.crm.name,
-        },
-    )
+    _done(context, action, crm_id, now)
     return crm_id
-
-
-def last_fired(raw: Mapping[bytes, bytes]) -> dict[str, date]:
-    """When each playbook last created work for the account (for cooldowns), from the HGETALL
-    of keys.playbook_last_fired."""
-    return {keys.text(name): date.fromisoformat(keys.text(day)) for name, day in raw.items()}
 
 
 def _perform(context: ExecutionContext, action: Action, now: datetime, look_first: bool) -> str:
@@ -117,16 +134,111 @@ def _perform(context: ExecutionContext, action: Action, now: datetime, look_firs
     if isinstance(action, NotifyOwner):
         return _notify(context, action)
     if isinstance(action, CreateNote):
-        return context.crm.create_note(
-            NoteRequest(
-                action.body,
-                now,
-                action.account_crm_id,
-                _contact_id(context, action.contact_email),
-                action.owner_id,
-            )
-        )
+        return context.crm.create_note(_note_request(context, action, now))
+    if isinstance(action, UpdateField):
+        return _update_field(context, action)
+    if isinstance(action, SendSlack | SendEmail):
+        return _send(context, action)
     return _enroll(context, action, now)
+
+
+def _note_request(context: ExecutionContext, action: CreateNote, now: datetime) -> NoteRequest:
+    return NoteRequest(
+        action.body,
+        now,
+        action.account_crm_id,
+        _contact_id(context, action.contact_email),
+        action.owner_id,
+    )
+
+
+def _task_request(context: ExecutionContext, action: CreateTask) -> TaskRequest:
+    if action.owner_id is None:
+        logger.warning(
+            "task has no owner: set owners.fallback_owner",
+            extra={"account_id": action.account_id, "playbook": action.playbook},
+        )
+    return TaskRequest(
+        subject=action.subject,
+        body=action.body,
+        due_date=action.due_date,
+        priority=action.priority,
+        task_type=action.task_type,
+        owner_id=action.owner_id,
+        account_crm_id=action.account_crm_id,
+        contact_crm_id=_contact_id(context, action.contact_email),
+        idempotency_key=action.idempotency_key,
+    )
+
+
+def _update_field(context: ExecutionContext, action: UpdateField) -> str:
+    """Write the value to the CRM field the config maps the name to."""
+    config = context.config
+    mapped = {**config.account_facts.crm_fields(), **config.fields.model_dump()}
+    crm_field = mapped.get(action.crm_field) or action.crm_field
+    result = context.crm.write_fields(
+        [FieldUpdate(action.account_crm_id, {crm_field: action.value})]
+    )
+    if action.account_crm_id in result.rejected:
+        message = result.rejected[action.account_crm_id]
+        raise CrmFatalError(context.crm.name, "write_fields", message)
+    return f"{crm_field}={action.value}"[:200]
+
+
+def user(context: ExecutionContext, user_id: str) -> CrmUser | None:
+    """A CRM user (name, email, manager), looked up once an hour: routing and alerts ask often."""
+    key = keys.crm_user(context.crm.name, user_id)
+    cached = context.redis.get(key)
+    if cached:
+        return CrmUser(**json.loads(cached))
+    found = context.crm.user(user_id)
+    if found is not None:
+        context.redis.set(key, json.dumps(asdict(found)), ex=USER_CACHE_SECONDS)
+    return found
+
+
+def _send(context: ExecutionContext, action: SendSlack | SendEmail) -> str:
+    """A Slack message or an email. A failure that retrying will not mend (no such Slack user,
+    an address the server refuses) is reported and recorded, and the playbook goes on: the
+    CRM task still stands."""
+    channel = "slack" if isinstance(action, SendSlack) else "email"
+    try:
+        return _deliver(context, action)
+    except ChannelError as exc:
+        if exc.retriable:
+            raise CrmRetriableError(
+                channel, "send", exc.message, retry_after_seconds=exc.retry_after_seconds
+            ) from exc
+        count(context.redis, "alert_failures", {"channel": channel})
+        logger.warning(
+            "alert not delivered; the CRM task stands",
+            extra={"account_id": action.account_id, "channel": channel, "why": exc.message},
+        )
+        return f"failed: {exc.message}"[:200]
+
+
+def _deliver(context: ExecutionContext, action: SendSlack | SendEmail) -> str:
+    person = user(context, action.owner_id) if action.owner_id else None
+    address = person.email if person else None
+    link = context.crm.record_url(action.account_crm_id)
+    if isinstance(action, SendSlack):
+        if context.slack is None:
+            msg = "channels.slack is not configured"
+            raise ChannelError(SLACK, msg, retriable=False)
+        if not action.channel and not address:
+            msg = f"no email for CRM user {action.owner_id!r} to find them in Slack"
+            raise ChannelError(SLACK, msg, retriable=False)
+        message = SlackMessage(action.text, address, action.channel, link, "Open in the CRM")
+        return context.slack.send(message)
+    if context.email is None:
+        msg = "channels.email is not configured"
+        raise ChannelError(EMAIL, msg, retriable=False)
+    to = action.to or address
+    if not to:
+        msg = f"no email address for CRM user {action.owner_id!r}"
+        raise ChannelError(EMAIL, msg, retriable=False)
+    body = f"{action.body}\n\n{link}" if link else action.body
+    return context.email.send(EmailMessage(to, action.subject, body))
 
 
 def _remember_task(context: ExecutionContext, action: CreateTask, task_id: str) -> None:
@@ -134,7 +246,12 @@ def _remember_task(context: ExecutionContext, action: CreateTask, task_id: str) 
     pipe = context.redis.pipeline()
     pipe.hset(
         keys.crm_task(context.crm.name, task_id),
-        mapping={"account_id": action.account_id, "playbook": action.playbook},
+        mapping={
+            "account_id": action.account_id,
+            "playbook": action.playbook,
+            "run_id": action.run_id,
+            "step": action.step,
+        },
     )
     pipe.expire(keys.crm_task(context.crm.name, task_id), DONE_KEEP_SECONDS)
     pipe.sadd(keys.open_tasks(action.account_id), task_id)
@@ -175,10 +292,14 @@ def _contact_id(context: ExecutionContext, email: str | None) -> str | None:
 
 def _enroll(context: ExecutionContext, action: EnrollInSequence, now: datetime) -> str:
     """Enroll, or give the owner the fallback task saying which sequence to start by hand."""
-    contact_id = _contact_id(context, action.contact_email)
+    if action.contact_email is None:
+        contact_id = _contact_in_role(context, action.account_crm_id, action.contact_role)
+    else:
+        contact_id = _contact_id(context, action.contact_email)
     why = ""
     if contact_id is None:
-        why = "the contact is not in the CRM"
+        role = action.contact_role.replace("_", " ")
+        why = f"no {role} for this account in the CRM"
     elif action.owner_id is None:
         why = "the account has no owner to send as"
     else:
@@ -197,22 +318,150 @@ def _enroll(context: ExecutionContext, action: EnrollInSequence, now: datetime) 
     return run_action(context, replace(fallback, body=fallback.body + note), now)
 
 
-def _create_task(context: ExecutionContext, action: CreateTask) -> str:
-    if action.owner_id is None:
-        logger.warning(
-            "task has no owner: set owners.fallback_owner",
-            extra={"account_id": action.account_id, "playbook": action.playbook},
+def _contact_in_role(context: ExecutionContext, account_crm_id: str, role: str) -> str | None:
+    """The account's champion or primary contact, as the CRM marks them."""
+    contacts = context.crm.account_contacts(account_crm_id)
+    wanted = [c for c in contacts if (c.is_champion if role == "champion" else c.is_primary)]
+    return wanted[0].crm_id if wanted else None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcomes:
+    """What became of many actions, by idempotency key: the CRM id (or `held`), or the error."""
+
+    done: dict[str, str]
+    failed: dict[str, CrmRetriableError | CrmFatalError]
+
+
+def run_actions(context: ExecutionContext, actions: Sequence[Action], now: datetime) -> Outcomes:
+    """Run many actions: tasks and notes with the CRM's batch calls, the rest one by one.
+    Every action is tried; one refusal costs the others nothing."""
+    outcomes = Outcomes({}, {})
+    tasks = [a for a in actions if isinstance(a, CreateTask)]
+    notes = [a for a in actions if isinstance(a, CreateNote)]
+    _run_batch(context, tasks, now, outcomes)
+    _run_batch(context, notes, now, outcomes)
+    for action in actions:
+        if not isinstance(action, CreateTask | CreateNote):
+            _run_one(context, action, now, outcomes)
+    return outcomes
+
+
+def _run_one(context: ExecutionContext, action: Action, now: datetime, outcomes: Outcomes) -> None:
+    try:
+        outcomes.done[action.idempotency_key] = run_action(context, action, now)
+    except (CrmRetriableError, CrmFatalError) as exc:
+        outcomes.failed[action.idempotency_key] = exc
+
+
+def _run_batch(
+    context: ExecutionContext,
+    actions: Sequence[CreateTask] | Sequence[CreateNote],
+    now: datetime,
+    outcomes: Outcomes,
+) -> None:
+    """Claim each key; create the claimed ones in one batch; store what the CRM gave back."""
+    redis = context.redis
+    claimed: list[Any] = []
+    for action in actions:
+        key = keys.action_done(action.idempotency_key)
+        held = redis.get(key)
+        if held and not keys.text(held).startswith((_PENDING, _UNKNOWN)):
+            outcomes.done[action.idempotency_key] = keys.text(held)
+            continue
+        if isinstance(action, CreateTask) and not held and not _within_caps(context, action, now):
+            outcomes.done[action.idempotency_key] = HELD
+            continue
+        mine = f"{_PENDING}{now.timestamp()}"
+        if held or not redis.set(key, mine, nx=True, ex=CLAIM_KEEP_SECONDS):
+            _run_one(context, action, now, outcomes)  # another's claim, or an unknown outcome
+            continue
+        claimed.append(action)
+    if not claimed:
+        return
+    try:
+        if isinstance(claimed[0], CreateTask):
+            created = context.crm.create_tasks([_task_request(context, a) for a in claimed])
+        else:
+            created = context.crm.create_notes([_note_request(context, a, now) for a in claimed])
+    except CrmFatalError as exc:
+        for action in claimed:  # the CRM refused the whole call: nothing was created
+            redis.delete(keys.action_done(action.idempotency_key))
+            outcomes.failed[action.idempotency_key] = exc
+        return
+    except CrmRetriableError as exc:
+        for action in claimed:
+            redis.set(keys.action_done(action.idempotency_key), _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
+            outcomes.failed[action.idempotency_key] = exc
+        return
+    for action, outcome in zip(claimed, created, strict=True):
+        _settle(context, action, outcome, now, outcomes)
+
+
+def _settle(
+    context: ExecutionContext,
+    action: CreateTask | CreateNote,
+    outcome: BatchOutcome,
+    now: datetime,
+    outcomes: Outcomes,
+) -> None:
+    key = keys.action_done(action.idempotency_key)
+    if outcome.crm_id:
+        context.redis.set(key, outcome.crm_id, ex=DONE_KEEP_SECONDS)
+        if isinstance(action, CreateTask):
+            _remember_task(context, action, outcome.crm_id)
+        _done(context, action, outcome.crm_id, now)
+        outcomes.done[action.idempotency_key] = outcome.crm_id
+        return
+    message = outcome.error or "the CRM gave no id"
+    if outcome.retriable:
+        context.redis.set(key, _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
+        outcomes.failed[action.idempotency_key] = CrmRetriableError(
+            context.crm.name, "batch create", message
         )
-    return context.crm.create_task(
-        TaskRequest(
-            subject=action.subject,
-            body=action.body,
-            due_date=action.due_date,
-            priority=action.priority,
-            task_type=action.task_type,
-            owner_id=action.owner_id,
-            account_crm_id=action.account_crm_id,
-            contact_crm_id=_contact_id(context, action.contact_email),
-            idempotency_key=action.idempotency_key,
+    else:
+        context.redis.delete(key)
+        outcomes.failed[action.idempotency_key] = CrmFatalError(
+            context.crm.name, "batch create", message
         )
+
+
+def _within_caps(context: ExecutionContext, action: CreateTask, now: datetime) -> bool:
+    """Count the task against the caps, or hold it for a later working day."""
+    limits = context.config.work.caps
+    if caps.try_take(
+        context.redis,
+        action.owner_id,
+        action.account_id,
+        now.date(),
+        limits.tasks_per_assignee_per_day,
+        limits.tasks_per_account_per_week,
+    ):
+        return True
+    task = asdict(action)
+    task["due_date"] = action.due_date.isoformat()
+    caps.hold(context.redis, action.idempotency_key, task, action.risk_score, now.date())
+    count(context.redis, "tasks_held", {"playbook": action.playbook})
+    logger.info(
+        "task held: a cap is reached; it goes out on a later working day",
+        extra={"account_id": action.account_id, "playbook": action.playbook},
     )
+    return False
+
+
+def held_task(raw: Mapping[str, Any]) -> CreateTask:
+    """A held task as it was planned (from caps.held)."""
+    return CreateTask(**{**raw, "due_date": date.fromisoformat(raw["due_date"])})
+
+
+def _done(context: ExecutionContext, action: Action, crm_id: str, now: datetime) -> None:
+    count(context.redis, "crm_actions", {"crm": context.crm.name, "action": type(action).__name__})
+    logger.info(
+        "%s done",
+        type(action).__name__,
+        extra={"account_id": action.account_id, "crm_id": crm_id, "playbook": action.playbook},
+    )
+
+
+def _create_task(context: ExecutionContext, action: CreateTask) -> str:
+    return context.crm.create_task(_task_request(context, action))
