@@ -14,6 +14,7 @@ from integration.signals.crm_changes import ChangeKind, CrmChange
 from integration.signals.events import ChangeType, JobChanged
 from integration.store import keys
 from integration.store.unmatched import record_unmatched
+from playbooks.waterfall import task_completed
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def _task_completed(context: Context, change: CrmChange) -> str:
     if not ours:
         return "not_ours"
     account_id, playbook = keys.text(ours[b"account_id"]), keys.text(ours[b"playbook"])
+    run_id = keys.text(ours.get(b"run_id", b""))
     outcome = {
         "playbook": playbook,
         "task_id": change.subject_id,
@@ -125,7 +127,10 @@ def _task_completed(context: Context, change: CrmChange) -> str:
     pipe.ltrim(keys.outcomes(account_id), 0, OUTCOMES_KEEP - 1)
     pipe.execute()
     logger.info("playbook task completed", extra={"account_id": account_id, "playbook": playbook})
-    return "outcome_recorded"
+    if not run_id:
+        return "outcome_recorded"
+    ended = task_completed(context, account_id, run_id, context.playbooks, change.occurred_at)
+    return f"outcome_recorded; {ended}"
 
 
 HANDLERS: dict[ChangeKind, Callable[[Context, CrmChange], str]] = {

@@ -11,18 +11,18 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
 from redis import Redis
 from rq import get_current_job
 
-from adapters.protocol import CrmAccount, FieldUpdate
+from adapters.protocol import FieldUpdate
 from integration.config.settings import Settings
 from integration.errors import CrmFatalError, CrmRetriableError
 from integration.jobs.context import Context, build_context
-from integration.jobs.queues import enqueue_account_evaluation, enqueue_dirty_evaluation
+from integration.jobs.queues import enqueue_dirty_evaluation, enqueue_playbook_step
 from integration.risk.assess import (
     RiskAssessment,
     assess,
@@ -37,8 +37,8 @@ from integration.signals.events import ChangeType, JobChanged
 from integration.store import freshness, keys, rollups, waiting
 from integration.store.metrics import count
 from integration.store.unmatched import forget_unmatched, record_unmatched
-from playbooks.engine import plan_actions
-from playbooks.execution import last_fired, run_action
+from playbooks.runs import Run
+from playbooks.waterfall import Judged, advance
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def evaluate_dirty_accounts() -> int:
     ):
         interval = 0
         try:
-            evaluate_accounts(context, batch, _now())
+            receiving = evaluate_accounts(context, batch, _now())
         except CrmFatalError:
             # A refusal that no retry will change: the failed job keeps the CRM's message.
             waiting.finish_accounts(context.redis, batch)
@@ -122,9 +122,6 @@ def evaluate_dirty_accounts() -> int:
         total += len(batch)
         # An account still receiving history was judged on part of it: judge it again, on all
         # of it, once that backfill has been quiet for backfill_quiet_seconds.
-        receiving = freshness.receiving_history_until(
-            context.redis, batch, _now(), timing.backfill_quiet_seconds
-        )
         waiting.wait_until(context.redis, receiving, timing.settle_seconds)
     _queue_next_evaluation(context)
     return total
@@ -204,23 +201,18 @@ def _account_by_domain(context: Context, domain: str | None) -> str | None:
     return account.product_account_id if account else None
 
 
-@dataclass(frozen=True, slots=True)
-class _Evaluated:
-    account: CrmAccount
-    before: RiskAssessment | None
-    after: RiskAssessment
-    fired: dict[str, date]  # playbook -> the day it last created work (cooldowns)
-
-
 def evaluate_accounts(
-    context: Context, account_ids: Sequence[str], now: datetime, isolate_refusals: bool = True
-) -> None:
-    """Assess accounts, write changed fields in one batch, then run the playbooks' actions.
+    context: Context, account_ids: Sequence[str], now: datetime
+) -> dict[str, float]:
+    """Assess accounts, write changed fields in one batch, keep the assessments, then move
+    the playbooks along: runs start where a trigger was newly raised (their first steps' tasks
+    created in batches), and end where it cleared. A CRM refusal of one account's task is
+    recorded on its run and costs the others nothing (playbooks/waterfall.py).
 
-    A CRM refusal (4xx) for one account's action must not cost the others their tasks: that
-    account is handed to a job of its own, which fails into the failed registry with the CRM's
-    message (for `integration failed` / `retry`), and the batch goes on.
-    """
+    An account still receiving history (a backfill in chunks) is judged on part of it: its
+    fields are written, but its assessment is not kept and no playbook moves, so the judgement
+    of all of it, once quiet, starts what a cold run would. Returns those accounts, with when
+    their backfill turns quiet."""
     found = context.crm.find_accounts(account_ids)
     forget_unmatched(context.redis, "account", list(found))
     for account_id in account_ids:
@@ -233,53 +225,50 @@ def evaluate_accounts(
         {account_id: account.facts for account_id, account in found.items()},
     )
     previous = _load_previous(context.redis, sorted(found))
-    evaluated = []
+    judged = []
     for account_id, account in sorted(found.items()):
-        before, fired = previous[account_id]
+        before = previous[account_id]
         state = states[account_id]
         if before is not None:
             state = replace(state, previous_reasons={r.key: r.details for r in before.reasons})
         after = assess(state, context.config.risk, judged_now(now, state.usage.last_day))
-        evaluated.append(_Evaluated(account, before, after, fired))
-    _write_fields(context, evaluated)
-    for item in evaluated:
-        try:
-            _run_playbooks(context, item, now)
-        except CrmFatalError as exc:
-            if not isolate_refusals:
-                raise
-            logger.error(
-                "CRM refused an action; the account gets a job of its own",
-                extra={"account_id": item.after.account_id, "error": str(exc)},
-            )
-            enqueue_account_evaluation(context.redis, item.after.account_id)
+        judged.append(Judged(account, before, after))
+    _write_fields(context, judged)
+    receiving = freshness.receiving_history_until(
+        context.redis, sorted(found), now, context.config.evaluation.backfill_quiet_seconds
+    )
+    whole = [item for item in judged if item.after.account_id not in receiving]
+    _keep_assessments(context, whole)
+    advance(context, whole, context.playbooks, now, step_refused(context))
+    return receiving
 
 
 @crm_job
 def evaluate_account(account_id: str) -> str:
-    """One account on its own, so a CRM refusal lands in the failed registry under its name."""
-    evaluate_accounts(current_context(), [account_id], _now(), isolate_refusals=False)
+    """One account on its own (jobs queued by earlier releases still name it)."""
+    evaluate_accounts(current_context(), [account_id], _now())
     return account_id
 
 
-def _run_playbooks(context: Context, item: _Evaluated, now: datetime) -> None:
-    account_id = item.after.account_id
-    actions = plan_actions(
-        item.before,
-        item.after,
-        item.account,
-        context.playbooks,
-        item.fired,
-        now.date(),
-        context.config.owners.fallback_owner,
-    )
-    for action in actions:
-        run_action(context, action, now)
-    context.redis.set(keys.assessment(account_id), json.dumps(assessment_to_json(item.after)))
-    if item.after.reason_keys != (item.before.reason_keys if item.before else frozenset()):
-        logger.info(
-            "risk changed", extra={"account_id": account_id, "level": item.after.level.value}
-        )
+def _keep_assessments(context: Context, judged: Sequence[Judged]) -> None:
+    pipe = context.redis.pipeline(transaction=False)
+    for item in judged:
+        pipe.set(keys.assessment(item.after.account_id), json.dumps(assessment_to_json(item.after)))
+        if item.after.reason_keys != (item.before.reason_keys if item.before else frozenset()):
+            logger.info(
+                "risk changed",
+                extra={"account_id": item.after.account_id, "level": item.after.level.value},
+            )
+    pipe.execute()
+
+
+def step_refused(context: Context) -> Callable[[Run], None]:
+    """What to do with a playbook step the CRM refused: give it a job of its own."""
+
+    def hand_over(run: Run) -> None:
+        enqueue_playbook_step(context.redis, run.account_id, run.slot, run.next_step)
+
+    return hand_over
 
 
 def judged_now(now: datetime, last_day: date) -> datetime:
@@ -337,21 +326,16 @@ def _people(raw_signals: Sequence[bytes], now: datetime) -> tuple[JobChanged, ..
     return tuple(sorted(people, key=lambda person: person.detected_at))
 
 
-def _load_previous(
-    redis: Redis, account_ids: Sequence[str]
-) -> dict[str, tuple[RiskAssessment | None, dict[str, date]]]:
-    """Each account's last assessment and playbook firings, for a whole batch in one round trip."""
-    pipe = redis.pipeline(transaction=False)
-    for account_id in account_ids:
-        pipe.get(keys.assessment(account_id))
-        pipe.hgetall(keys.playbook_last_fired(account_id))
-    replies = pipe.execute()
+def _load_previous(redis: Redis, account_ids: Sequence[str]) -> dict[str, RiskAssessment | None]:
+    """Each account's last assessment, for a whole batch in one round trip."""
+    raws = (
+        redis.mget([keys.assessment(account_id) for account_id in account_ids])
+        if account_ids
+        else []
+    )
     return {
-        account_id: (
-            assessment_from_json(json.loads(raw)) if (raw := replies[2 * n]) else None,
-            last_fired(replies[2 * n + 1]),
-        )
-        for n, account_id in enumerate(account_ids)
+        account_id: assessment_from_json(json.loads(raw)) if raw else None
+        for account_id, raw in zip(account_ids, raws, strict=True)
     }
 
 
@@ -359,7 +343,7 @@ def _loaded(raw: bytes | str | None) -> object:
     return json.loads(raw) if raw is not None else None
 
 
-def _write_fields(context: Context, evaluated: Sequence[_Evaluated]) -> None:
+def _write_fields(context: Context, evaluated: Sequence[Judged]) -> None:
     """Write what differs from what the CRM last accepted. A postponed write (rate limit, the
     daily API budget) is skipped, not fatal: the actions still run, and the next evaluation
     compares against the last values the CRM took, so it writes them then."""

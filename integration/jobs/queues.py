@@ -24,6 +24,7 @@ CRM_RETRY = Retry(max=5, interval=[10, 30, 120, 600, 1800])
 # The jobs, by module path: the web edge queues them without importing the workers' code.
 EVALUATION_JOBS = "integration.jobs.evaluate"
 CRM_CHANGE_JOBS = "integration.jobs.crm_changes"
+STEP_JOBS = "integration.jobs.steps"
 
 
 def queue(name: str, connection: Redis) -> Queue:
@@ -83,12 +84,23 @@ def _enqueue_once(redis: Redis, function: str, payload: Mapping[str, object], jo
     return True
 
 
-def enqueue_account_evaluation(redis: Redis, account_id: str) -> None:
-    """A job for one account; while one waits or sits in the failed registry, no second one."""
-    digest = hashlib.sha256(account_id.encode()).hexdigest()[:40]
-    _enqueue_evaluation(
-        redis, f"{EVALUATION_JOBS}.evaluate_account", f"account-{digest}", account_id
-    )
+def enqueue_playbook_step(redis: Redis, account_id: str, slot: str, step: int) -> None:
+    """A job for one refused playbook step; while one waits or sits in the failed registry,
+    no second one."""
+    digest = hashlib.sha256(f"{account_id}\x00{slot}\x00{step}".encode()).hexdigest()[:40]
+    try:
+        queue(EVALUATE, redis).enqueue(
+            f"{STEP_JOBS}.run_playbook_step",
+            account_id,
+            slot,
+            job_id=f"step-{digest}",
+            unique=True,
+            result_ttl=0,
+            failure_ttl=FAILED_JOB_KEEP_SECONDS,
+            retry=CRM_RETRY,
+        )
+    except DuplicateJobError:
+        return
 
 
 def evaluation_job_id(now: datetime, interval_seconds: int) -> str:
@@ -134,21 +146,5 @@ def enqueue_dirty_evaluation(
             queued.enqueue(function, **options)
         else:
             queued.enqueue_at(at, function, **options)
-    except DuplicateJobError:
-        return
-
-
-def _enqueue_evaluation(redis: Redis, function: str, job_id: str, *args: str) -> None:
-    """An evaluation job unless one with this id waits or failed; it keeps no result."""
-    try:
-        queue(EVALUATE, redis).enqueue(
-            function,
-            *args,
-            job_id=job_id,
-            unique=True,
-            result_ttl=0,
-            failure_ttl=FAILED_JOB_KEEP_SECONDS,
-            retry=CRM_RETRY,
-        )
     except DuplicateJobError:
         return
