@@ -378,7 +378,7 @@ def test_without_sequences_access_the_owner_gets_a_task_naming_the_sequence(
     subjects = sorted(task["hs_task_subject"] for task in tasks(hub))
     assert subjects == [
         "Priya Natarajan left Globex: find a new champion",
-        "Start sequence 4455 for Priya Natarajan",
+        "Start sequence 4455 for Priya Natarajan at Globex",
     ]
     fallback = next(t for t in tasks(hub) if t["hs_task_subject"].startswith("Start sequence"))
     assert "MISSING_SCOPES" in fallback["hs_task_body"]
@@ -411,7 +411,8 @@ def test_a_refused_task_lands_in_failed_jobs_and_retry_creates_it(
         "correlationId": "aaaa-1111",
         "category": "VALIDATION_ERROR",
     }
-    hub.fail_next("POST", r"^/crm/v3/objects/tasks$", 400, body, times=2)  # until it is fixed
+    # The batch create, then the step's job of its own, until the cause is fixed.
+    hub.fail_next("POST", r"^/crm/v3/objects/tasks/batch/create$", 400, body, times=2)
     post_hubspot(client, [association_removed(portal["priya"], portal["globex"])])
     drain(redis)
     assert hub.tasks == {}

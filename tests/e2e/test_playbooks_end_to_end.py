@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,8 @@ from integration.cli.main import main
 from integration.errors import CrmRetriableError
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context
-from integration.store import waiting
+from integration.store import runs, waiting
+from playbooks.waterfall import run_due_steps
 from tests.conftest import (
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,
@@ -65,13 +67,19 @@ def test_a_usage_drop_creates_one_check_in_task_for_the_owner_with_the_numbers(
     usage_complete_through_yesterday(redis)
     assert drain(redis)
 
+    # The seats left unused follow from the drop: one task, which names both.
     [task] = crm(context).tasks()
     assert task.subject == "Check in with Acme Analytics: product usage is down 60%"
     assert (task.owner_id, task.company_id, task.contact_id) == ("owner-ana", "1001", None)
-    assert task.body.startswith(
+    assert task.body.splitlines()[:4] == [
         "Why: Daily active users fell 60% below their 4-week normal (4.0 vs 10.0 a day) over the "
-        "last 7 days.\n"
-    )
+        "last 7 days.",
+        # Seven whole weeks of history so far: seven blocks.
+        "Daily active users (weekly average), last 8 weeks (from 10 to 4): ██████▁",
+        "Also on this account:",
+        "- Only 10 of 20 licensed seats were used in the last 30 days (50%, below 60%).",
+    ]
+    assert task.body.splitlines()[-1].startswith("Suggested next step: call your main contact")
     assert (task.priority, task.task_type, task.status) == ("high", "call", "NOT_STARTED")
     fields = crm(context).company_properties("1001")
     assert fields == {
@@ -142,8 +150,15 @@ def test_champion_leaving_creates_one_multithread_task_for_the_owner_tied_to_the
     today = datetime.now(UTC).date().isoformat()
     assert task.body.startswith(
         "Why: Champion Priya Natarajan, Director of Operations, left the account for Umbrella "
-        f"Corp (reported by clay on {today}).\nNew role: VP Operations at Umbrella Corp.\n"
+        f"Corp (reported by clay on {today}).\nPriya Natarajan is now VP Operations at Umbrella "
+        "Corp.\n"
     )
+    assert task.body.endswith(
+        "Then ask Priya Natarajan for an introduction at Umbrella Corp: a champion who moves is "
+        "the warmest lead there is."
+    )
+    [(note,)] = sqlite3.connect(crm(context).path).execute("select body from notes").fetchall()
+    assert note.startswith("Champion change: Champion Priya Natarajan")
     assert crm(context).company_properties("1002")["churn_risk_level"] == "high"
 
 
@@ -205,10 +220,15 @@ def test_a_crm_outage_during_evaluation_loses_no_account_and_later_creates_one_t
     post_usage(client, webhook_secrets, daily_usage("acme", DROPPING))
     drain(redis)
     assert flaky.tasks() == []
-    assert waiting.waiting_accounts(redis) == {"acme"}  # back in line for the retry
+    assert waiting.waiting_accounts(redis) == set()  # judged: the flag is written
+    assert runs.count_due(redis) == 1  # the playbook's first step waits for the next minute
 
-    assert jobs.evaluate_dirty_accounts() == 1
-    assert len(flaky.tasks()) == 1
+    now = datetime.now(UTC)
+    assert run_due_steps(jobs.current_context(), context.playbooks, now) == 1
+    assert run_due_steps(jobs.current_context(), context.playbooks, now) == 0
+    [task] = flaky.tasks()
+    assert task.subject.startswith("Check in with Acme Analytics: product usage is down")
+    assert runs.count_due(redis) == 1  # the manager's escalation, in three working days
 
 
 def test_evaluate_replays_history_as_of_a_date_and_writes_nothing(

@@ -160,13 +160,16 @@ def test_replaying_the_samples_in_chunks_into_a_warm_stack_gives_the_cold_runs_t
     cold_tasks, cold_reasons = cold.outcome()
     assert warm_reasons == cold_reasons
     assert [task[:3] for task in warm_tasks] == [task[:3] for task in cold_tasks]
-    if seconds_apart < 60:  # all of it settles at once: the tasks' text is the same too
+    if seconds_apart < 60 and shuffled_by is None:  # it settles at once: the same text too
         assert warm_tasks == cold_tasks
     # Else a task's text is that of when it was made: the promotion, sent 90 s after the usage
-    # that made Acme's task, is among Acme's reasons but not in that task.
+    # that made Acme's task (or, shuffled, before it), is among Acme's reasons but not in it.
     subjects = [subject for _, subject, _, _ in warm_tasks]
     assert subjects[0].startswith("Check in with Acme Analytics: product usage is down ")
-    assert subjects[1:] == ["Priya Natarajan left Globex: find a new champion"]
+    assert subjects[1:] == [
+        "Meet Sam Lee, new Head of Analytics at Acme Analytics",
+        "Priya Natarajan left Globex: find a new champion",
+    ]
     assert warm_reasons["initech"] == []
 
 

@@ -55,6 +55,7 @@ def org() -> Iterator[Org]:
         mocked = Org(rsps)
         mocked.tables = {"Account": [ACCOUNT], "Contact": [PRIYA]}
         rsps.add_callback(responses.PATCH, f"{API}/composite/sobjects", callback=_collection_ok)
+        rsps.add_callback(responses.POST, f"{API}/composite/sobjects", callback=_collection_created)
         rsps.add_callback(responses.POST, f"{API}/sobjects/Task", callback=_created("00T"))
         rsps.add_callback(responses.POST, f"{API}/sobjects/Note", callback=_created("002"))
         yield mocked
@@ -64,6 +65,28 @@ def org() -> Iterator[Org]:
 def _collection_ok(request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
     records = json.loads(request.body)["records"]
     return 200, {}, json.dumps([{"id": r["id"], "success": True, "errors": []} for r in records])
+
+
+PREFIXES = {"Task": "00T", "Note": "002"}
+NEW_IDS = iter(range(1, 100_000))
+
+
+def _collection_created(request: Any, refuse: str | None = None) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
+    """sObject Collections create: one result per record, in order; `refuse` names an account
+    whose records the org refuses, as Salesforce does a bad reference."""
+    results = []
+    for record in json.loads(request.body)["records"]:
+        if refuse is not None and record.get("WhatId", record.get("ParentId")) == refuse:
+            error = {
+                "statusCode": "INVALID_CROSS_REFERENCE_KEY",
+                "message": "invalid cross reference id",
+                "fields": ["WhatId"],
+            }
+            results.append({"success": False, "errors": [error]})
+            continue
+        prefix = PREFIXES[record["attributes"]["type"]]
+        results.append({"id": f"{prefix}xx{next(NEW_IDS):012d}", "success": True, "errors": []})
+    return 200, {}, json.dumps(results)
 
 
 def _created(prefix: str) -> Any:  # noqa: ANN401
@@ -171,7 +194,7 @@ def test_a_usage_drop_writes_account_fields_in_a_collection_and_one_task(
         record["Usage_Trend_Pct__c"],
         record["License_Utilization_Pct__c"],
     ) == ("001xx000003GYk1AAG", "high", -60.0, 50.0)
-    [task] = org.sent("POST", "/sobjects/Task")
+    [task] = org.created("Task")
     assert task["Subject"] == "Check in with Globex: product usage is down 60%"
     assert (task["WhatId"], task["OwnerId"], task["Priority"], task["Status"]) == (
         "001xx000003GYk1AAG",
@@ -194,10 +217,10 @@ def test_a_champion_moved_off_the_account_in_salesforce_gets_one_task_acked_once
     post_outbound(client, outbound(moved, "04lxx0000000002AAA"))  # Salesforce redelivers
     drain(redis)
 
-    [task] = org.sent("POST", "/sobjects/Task")
+    [task] = org.created("Task")
     assert task["Subject"] == "Priya Natarajan left Globex: find a new champion"
     assert (task["WhatId"], task["WhoId"]) == ("001xx000003GYk1AAG", "003xx000004TmiQAAS")
-    assert len(org.sent("POST", "/sobjects/Note")) == 1
+    assert len(org.created("Note")) == 1
 
 
 @pytest.mark.parametrize(
@@ -250,27 +273,15 @@ def test_one_accounts_refused_task_does_not_cost_the_others_theirs(
 ) -> None:
     from rq.registry import FailedJobRegistry
 
+    from integration.store import keys
+
     org.tables["Account"] = [ACCOUNT, ACME]
-    refuse_acme = _created("00T")
-
-    def tasks(request: Any) -> tuple[int, dict[str, str], str]:  # noqa: ANN401
-        if json.loads(request.body)["WhatId"] == ACME["Id"]:
-            return (
-                400,
-                {},
-                json.dumps(
-                    [
-                        {
-                            "errorCode": "INVALID_CROSS_REFERENCE_KEY",
-                            "message": "invalid cross reference id",
-                        }
-                    ]
-                ),
-            )
-        return refuse_acme(request)
-
-    org.rsps.remove(responses.POST, f"{API}/sobjects/Task")
-    org.rsps.add_callback(responses.POST, f"{API}/sobjects/Task", callback=tasks)
+    org.rsps.remove(responses.POST, f"{API}/composite/sobjects")
+    org.rsps.add_callback(
+        responses.POST,
+        f"{API}/composite/sobjects",
+        callback=lambda request: _collection_created(request, refuse=ACME["Id"]),
+    )
     _, client = running
     for account in ("acme", "globex"):
         post_signed(
@@ -280,18 +291,19 @@ def test_one_accounts_refused_task_does_not_cost_the_others_theirs(
             daily_usage(account, DROPPING),
         )
     drain(redis)
-    created = [
-        t["WhatId"]
-        for t, call in zip(
-            org.sent("POST", "/sobjects/Task"),
-            [c for c in org.rsps.calls if c.request.url.endswith("/sobjects/Task")],
-            strict=True,
-        )
-        if call.response.status_code == 201
-    ]
-    assert created == [ACCOUNT["Id"]]
+    # Both went in one collection; the org refused Acme's and created Globex's.
+    collection, alone = org.sent("POST", "/composite/sobjects")
+    assert [r["WhatId"] for r in alone["records"]] == [ACME["Id"]]  # its own job, refused again
+    assert sorted(r["WhatId"] for r in collection["records"]) == sorted([ACME["Id"], ACCOUNT["Id"]])
+    assert collection["allOrNone"] is False
+    [globex_run] = [json.loads(raw) for raw in redis.hvals(keys.playbook_runs("globex"))]
+    assert globex_run["steps"][0][2] == "ran"
+    assert globex_run["tasks"]["rep_task"]
+    # Acme's step waits, and its job of its own failed with the org's words, for `retry`.
+    [acme_run] = [json.loads(raw) for raw in redis.hvals(keys.playbook_runs("acme"))]
+    assert (acme_run["status"], acme_run["next_step"], acme_run["steps"]) == ("active", 0, [])
     [failed] = FailedJobRegistry("evaluate", connection=redis).get_job_ids()
-    assert failed.startswith("account-")
+    assert failed.startswith("step-")
 
 
 def test_past_the_api_budget_field_writes_wait_but_tasks_still_go(
@@ -308,14 +320,14 @@ def test_past_the_api_budget_field_writes_wait_but_tasks_still_go(
     usage_complete_through_yesterday(redis)
     drain(redis)
     assert org.sent("PATCH", "/composite/sobjects") == []
-    assert len(org.sent("POST", "/sobjects/Task")) == 1
+    assert len(org.created("Task")) == 1
 
     org.limit_info = {"Sforce-Limit-Info": "api-usage=100/15000"}
     redis.hset("ci:crm:salesforce:api_usage", mapping={"used": 100, "total": 15000})
     jobs.evaluate_all_accounts()  # the next evaluation writes what was postponed
     [collection] = org.sent("PATCH", "/composite/sobjects")
     assert collection["records"][0]["Churn_Risk_Level__c"] == "high"
-    assert len(org.sent("POST", "/sobjects/Task")) == 1
+    assert len(org.created("Task")) == 1
 
 
 def test_the_first_message_about_a_contact_is_enough_with_the_prior_account_field(
@@ -325,7 +337,7 @@ def test_the_first_message_about_a_contact_is_enough_with_the_prior_account_fiel
     moved = PRIYA | {"AccountId": "001xx000009ZZZZAAA", "Prior_Account__c": ACCOUNT["Id"]}
     post_outbound(client, outbound(moved, "04lxx0000000010AAA"))
     drain(redis)
-    [task] = org.sent("POST", "/sobjects/Task")
+    [task] = org.created("Task")
     assert task["Subject"] == "Priya Natarajan left Globex: find a new champion"
 
 

@@ -86,9 +86,9 @@ def evaluated(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     batches: list[list[str]] = []
     judge = jobs.evaluate_accounts
 
-    def recording(context: Context, account_ids: Any, now: datetime, **kwargs: Any) -> None:
+    def recording(context: Context, account_ids: Any, now: datetime) -> dict[str, float]:
         batches.append(list(account_ids))
-        judge(context, account_ids, now, **kwargs)
+        return judge(context, account_ids, now)
 
     monkeypatch.setattr(jobs, "evaluate_accounts", recording)
     return batches
@@ -141,8 +141,9 @@ def test_an_account_whose_usage_stopped_is_flagged_while_the_source_still_sends(
     clock.advance(901)  # until then, acme's history may be a backfill still arriving
 
     assert jobs.evaluate_all_accounts() == 2
-    assert tasks(context) == ["Check in with Acme Analytics: product usage is down 100%"]
-    assert "inactivity" in reasons(redis, "acme")
+    # Nobody at all used it: the win-back task speaks to that, not a usage-drop check-in too.
+    assert tasks(context) == ["Nobody at Acme Analytics has used the product for 15 days"]
+    assert {"inactivity", "usage_drop"} <= set(reasons(redis, "acme"))
 
 
 @pytest.mark.parametrize(

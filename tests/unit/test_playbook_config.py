@@ -114,18 +114,18 @@ def test_a_sequence_id_fills_the_automated_touch_which_then_runs_first() -> None
     assert plan.next_due == Calendar().add_working_days(MONDAY, shipped["steps"][1]["after_days"])
 
 
-def test_a_steps_mapping_tunes_a_shipped_step_and_switches_one_off() -> None:
+def test_tune_steps_changes_a_shipped_step_and_switches_one_off() -> None:
     book = resolved(
         """
 playbooks:
   usage_drop_checkin:
-    steps:
+    tune_steps:
       manager_escalation: {after_days: 6}
 """
     )["usage_drop_checkin"]
     assert {name: days for name, days, _ in steps(book)}["manager_escalation"] == 6
     book = resolved(
-        "playbooks: {usage_drop_checkin: {steps: {manager_escalation: {enabled: false}}}}"
+        "playbooks: {usage_drop_checkin: {tune_steps: {manager_escalation: {enabled: false}}}}"
     )["usage_drop_checkin"]
     assert [name for name, _, _ in steps(book)] == ["rep_task"]
 
@@ -318,7 +318,7 @@ REFUSED: list[Any] = [
         id="unmapped-fact",
     ),
     pytest.param(
-        "playbooks: {usage_drop_checkin: {steps: {manager_escalation: {after_days: 0}}}}",
+        "playbooks: {usage_drop_checkin: {tune_steps: {manager_escalation: {after_days: 0}}}}",
         "playbooks.usage_drop_checkin.steps[2].after_days",
         "escalates on the same day",
         "",
@@ -417,8 +417,8 @@ playbooks:
         id="slack-without-channels",
     ),
     pytest.param(
-        "playbooks: {usage_drop_checkin: {steps: {rep_tsk: {after_days: 2}}}}",
-        "playbooks.usage_drop_checkin.steps.rep_tsk",
+        "playbooks: {usage_drop_checkin: {tune_steps: {rep_tsk: {after_days: 2}}}}",
+        "playbooks.usage_drop_checkin.tune_steps.rep_tsk",
         "no step 'rep_tsk'",
         "rep_task",
         id="unknown-tuned-step",
@@ -444,12 +444,6 @@ playbooks:
         "unknown key 'asignee'",
         "did you mean 'assignee'?",
         id="misspelt-key-in-an-own-action",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="PlaybookEntry.steps is a union (list of Step | mapping of StepTuning): the "
-            "path reads 'playbooks.own.steps.tuple[Step, ...][0]...' with no hint, beside two "
-            "spurious errors (actions too short, steps not a dictionary)",
-        ),
     ),
 ]
 
@@ -503,7 +497,7 @@ MISTAKES = """
 playbooks:
   usage_drop_chekin: {priority: low}
   usage_drop_checkin:
-    steps: {rep_tsk: {after_days: 2}}
+    tune_steps: {rep_tsk: {after_days: 2}}
   nps_call:
     title: NPS call
     trigger: {reasons: [nps_detractr]}
@@ -530,7 +524,7 @@ def test_validate_prints_every_playbook_mistake_with_its_path_and_exits_1(tmp_pa
     assert lines[0] == f"config.yaml: {len(errors)} error(s)"
     expected = [
         "playbooks.usage_drop_chekin: unknown playbook 'usage_drop_chekin'",
-        "playbooks.usage_drop_checkin.steps.rep_tsk: no step 'rep_tsk' in this playbook",
+        "playbooks.usage_drop_checkin.tune_steps.rep_tsk: no step 'rep_tsk' in this playbook",
         "playbooks.nps_call.trigger.reasons[0]: unknown reason code 'nps_detractr'",
         "playbooks.nps_call.steps[0].only_if: the first step has no previous step",
         "playbooks.nps_call.steps[0].actions[0].task.subject: unknown template variable 'acount'",
@@ -556,12 +550,6 @@ def test_validate_accepts_tuned_and_new_playbooks(tmp_path: Path) -> None:
     assert result.output.splitlines()[0].endswith(": valid")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read_config checks playbooks only once load_config succeeded: any other config "
-    "error (a risk key, an unset secret) hides every playbook error; before this change "
-    "loading._check_playbooks reported an unknown playbook beside them",
-)
 def test_validate_prints_playbook_mistakes_beside_other_config_mistakes(tmp_path: Path) -> None:
     text = "risk: {usage_drop: {drop_pc: 40}}\n" + MISTAKES
     code, lines = run_validate(tmp_path, text)

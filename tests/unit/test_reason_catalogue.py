@@ -186,9 +186,7 @@ def _renewal() -> Reason:
 
 def _generated() -> list[tuple[str, Reason]]:
     found = [
-        (name, reason)
-        for name, build, rule in CASES
-        for reason in RULES[name](build(), rule, NOW)
+        (name, reason) for name, build, rule in CASES for reason in RULES[name](build(), rule, NOW)
     ]
     return [*found, ("renewal", _renewal())]
 

@@ -74,8 +74,11 @@ fields: {risk_level: 5}
         "recover_pct, seasonal, settled_days, small_account_max_users, "
         "small_account_window_days, window_days",
         "  playbooks.usage_drop_checkn: unknown playbook 'usage_drop_checkn'",
-        "      hint: did you mean 'usage_drop_checkin'? known playbooks: "
-        "champion_left_multithread, usage_drop_checkin",
+        "      hint: did you mean 'usage_drop_checkin'? a new playbook needs title, trigger and "
+        "steps; shipped: champion_joined_welcome, champion_left_multithread, "
+        "inactivity_winback, key_feature_training, low_license_utilization, "
+        "new_decision_maker_intro, onboarding_stalled, renewal_risk_escalation, "
+        "usage_drop_checkin, utilization_growth_expansion, voice_of_customer_followup",
         "  webhooks.usage.secret_env: environment variable NOPE_SECRET is not set",
         "      hint: export NOPE_SECRET=whsec_<base64 secret shared with the sender>",
         "  crm.salesforce.auth.username_env: environment variable SALESFORCE_USERNAME is not set",

@@ -82,6 +82,13 @@ class Org:
             headers={**LIMIT_INFO, **(headers or {})},
         )
 
+    def created(self, sobject: str) -> list[dict[str, Any]]:
+        """Every record of this type sent for creation, one by one or in a collection."""
+        records = self.sent("POST", f"/sobjects/{sobject}")
+        for body in self.sent("POST", "/composite/sobjects"):
+            records += [r for r in body["records"] if r["attributes"]["type"] == sobject]
+        return records
+
     def sent(self, method: str, path_end: str) -> list[Any]:
         return [
             json.loads(call.request.body)
