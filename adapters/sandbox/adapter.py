@@ -39,6 +39,16 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class SandboxNote:
+    crm_id: str
+    body: str
+    company_id: str
+    contact_id: str | None
+    owner_id: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class SandboxTask:
     crm_id: str
     subject: str
@@ -349,6 +359,14 @@ class SandboxCrm:
                 "company_id, contact_id from tasks order by created_at, id"
             ).fetchall()
         return [SandboxTask(*row) for row in rows]
+
+    def notes(self) -> list[SandboxNote]:
+        with self._db() as db:
+            rows = db.execute(
+                "select id, body, company_id, contact_id, owner_id, created_at from notes "
+                "order by created_at, id"
+            ).fetchall()
+        return [SandboxNote(*row) for row in rows]
 
     def company_properties(self, crm_id: str) -> dict[str, Any]:
         with self._db() as db:

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -30,14 +31,18 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.registry import StartedJobRegistry
 
+from adapters.sandbox.adapter import SandboxCrm
 from integration.cli.devredis import RedisNotFoundError, claimed_database, find_or_start, free_port
 from integration.cli.errors import CliError
 from integration.cli.replay import replay_folder
 from integration.cli.report import render_report
 from integration.config.settings import Settings, masked
-from integration.jobs.context import build_context
+from integration.jobs.context import Context, build_context
 from integration.jobs.queues import QUEUE_NAMES
 from integration.store import keys
+from integration.store.runs import load_runs
+from playbooks.runs import Run
+from playbooks.waterfall import run_due_steps
 
 # Shipped with the package, so the demo runs from any folder after `pip install`.
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -47,6 +52,7 @@ POLL_SECONDS = 0.2
 DEMO_SETTLE_SECONDS = 2
 DEMO_INTERVAL_SECONDS = 5
 DEMO_BACKFILL_QUIET_SECONDS = 5
+WATERFALL_DAYS = 7
 HEALTH_TIMEOUT_SECONDS = 2
 
 
@@ -150,6 +156,36 @@ def _run(workdir: Path, redis_url: str, stack: ExitStack) -> None:
     if not context.crm.tasks():  # type: ignore[attr-defined]  # the demo's CRM is the sandbox
         msg = "the samples created no task in the sandbox CRM: see worker.log"
         raise click.ClickException(msg)
+    phase(f"the next {WATERFALL_DAYS} days, simulated: nobody completes the tasks")
+    for line in follow_the_waterfall(context, datetime.now(UTC)):
+        click.echo(f"    {line}")
+
+
+def follow_the_waterfall(context: Context, start: datetime) -> Iterator[str]:
+    """Run the playbook steps as the minute job would at 09:00 on each of the next days (time
+    passed in, so days take no time), then show each run's steps with their times."""
+    crm = context.crm
+    assert isinstance(crm, SandboxCrm)  # noqa: S101 - the demo's CRM is the sandbox
+    seen = {task.crm_id for task in crm.tasks()}
+    for day in range(1, WATERFALL_DAYS + 1):
+        now = (start + timedelta(days=day)).replace(hour=9, minute=0, second=0, microsecond=0)
+        run_due_steps(context, context.playbooks, now)
+        for task in crm.tasks():
+            if task.crm_id not in seen:
+                seen.add(task.crm_id)
+                yield (
+                    f"{now:%a %Y-%m-%d}: task for {crm.owner_name(task.owner_id)}, due "
+                    f"{task.due_date}: {task.subject}"
+                )
+    ids = sorted(keys.text(a) for a in context.redis.smembers(keys.known_accounts()))
+    for account_id, runs in load_runs(context.redis, ids).items():
+        for raw in runs.values():
+            run = Run.from_json(raw)
+            steps = ", ".join(
+                f"{s.name} {s.at[:16].replace('T', ' ')} ({s.outcome})" for s in run.steps
+            )
+            waiting = f"; next step due {run.due_on}" if run.active and run.due_on else ""
+            yield f"{account_id} {run.playbook}: {run.status.value}: {steps}{waiting}"
 
 
 def _demo_env(workdir: Path, redis_url: str) -> dict[str, str]:

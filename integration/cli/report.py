@@ -8,6 +8,7 @@ from adapters.sandbox.adapter import SandboxCrm
 from integration.jobs.context import Context
 from integration.risk.assess import assessment_from_json
 from integration.store import keys
+from playbooks.waterfall import report as playbook_figures
 
 
 def render_report(context: Context) -> str:
@@ -19,6 +20,7 @@ def render_report(context: Context) -> str:
         assessments.append(assessment_from_json(json.loads(context.redis.get(key) or "{}")))
     accounts = crm.find_accounts([a.account_id for a in assessments])
     tasks = crm.tasks()
+    notes = crm.notes()
     lines = []
     for item in assessments:
         account = accounts.get(item.account_id)
@@ -39,6 +41,13 @@ def render_report(context: Context) -> str:
                 f"{task.priority} priority: {task.subject}"
             )
             lines.extend(f"      {line}" for line in task.body.splitlines() if line.strip())
+        for note in (n for n in notes if account and n.company_id == account.crm_id):
+            lines.append(f"  note: {note.body.splitlines()[0]}")
         lines.append("")
-    lines.append(f"{len(tasks)} task(s) in the sandbox CRM at {crm.path}")
+    figures = playbook_figures(context)
+    lines.append(
+        f"{len(tasks)} task(s) and {len(notes)} note(s) in the sandbox CRM at {crm.path}; "
+        f"{figures['steps_waiting']} playbook step(s) waiting, "
+        f"{figures['tasks_held']} task(s) held by a cap"
+    )
     return "\n".join(lines)
