@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from adapters.protocol import CrmAccount
-from integration.errors import CrmRetriableError
+from integration.errors import CrmFatalError, CrmRetriableError
 from integration.risk.assess import RiskAssessment, assessment_from_json
 from integration.store import caps, keys
 from integration.store import runs as stored_runs
@@ -76,8 +76,19 @@ def advance(
     for item in judged:
         runs = {slot: Run.from_json(raw) for slot, raw in stored[item.after.account_id].items()}
         for run in runs_to_clear(runs.values(), item.after):
-            if run.playbook in by_name:
+            if run.playbook not in by_name:
+                continue
+            try:
                 end_run(context, run, by_name[run.playbook], RunStatus.CLEARED, now, item.after)
+            except (CrmRetriableError, CrmFatalError) as exc:
+                logger.warning(
+                    "could not tell the CRM a flag cleared; the next evaluation tries again",
+                    extra={
+                        "account_id": run.account_id,
+                        "playbook": run.playbook,
+                        "error": str(exc),
+                    },
+                )
         for run in runs_to_start(item.before, item.after, item.account, playbooks, runs, today):
             first = by_name[run.playbook].spec.steps[0]
             due = (
@@ -286,6 +297,10 @@ def end_run(
     """Cancel the run's remaining steps; when its trigger cleared, tell (or complete) its open
     tasks as the playbook's exit says."""
     why = "the flag cleared" if status is RunStatus.CLEARED else "the rep completed the task"
+    if status is RunStatus.CLEARED:
+        # The CRM first: if it fails, the run stays active and the next evaluation, still
+        # seeing the trigger cleared, tries again (the note's key makes it one note).
+        _tell_open_tasks(context, run, playbook, assessment, now)
     ended = run.ended(status, now, why)
     if not stored_runs.save_run(
         context.redis, run.account_id, run.slot, ended.to_json(), run.next_step, None
@@ -295,32 +310,40 @@ def end_run(
         "playbook ended",
         extra={"account_id": run.account_id, "playbook": run.playbook, "why": why},
     )
-    if status is not RunStatus.CLEARED:
-        return True
+    return True
+
+
+def _tell_open_tasks(
+    context: ExecutionContext,
+    run: Run,
+    playbook: Playbook,
+    assessment: RiskAssessment | None,
+    now: datetime,
+) -> None:
+    """The run's tasks still open get a note saying the flag cleared, or are completed."""
     open_ids = run.open_task_ids(_open_tasks(context, [run.account_id])[run.account_id])
     exit_ = playbook.spec.exit.when_trigger_clears
     if not open_ids or exit_ == "nothing":
-        return True
+        return
     if exit_ == "complete":
         for task_id in open_ids:
             context.crm.complete_task(task_id)
             context.redis.srem(keys.open_tasks(run.account_id), task_id)
-        return True
-    accounts = context.crm.find_accounts([run.account_id])
-    account = accounts.get(run.account_id)
-    if account is not None:
-        note = CreateNote(
-            f"{run.run_id}:exit:note",
-            run.playbook,
-            run.account_id,
-            account.crm_id,
-            account.owner_id,
-            _cleared_text(playbook, run, assessment, len(open_ids), now),
-            run_id=run.run_id,
-            step="exit",
-        )
-        run_action(context, note, now)
-    return True
+        return
+    account = context.crm.find_accounts([run.account_id]).get(run.account_id)
+    if account is None:
+        return
+    note = CreateNote(
+        f"{run.run_id}:exit:note",
+        run.playbook,
+        run.account_id,
+        account.crm_id,
+        account.owner_id,
+        _cleared_text(playbook, run, assessment, len(open_ids), now),
+        run_id=run.run_id,
+        step="exit",
+    )
+    run_action(context, note, now)
 
 
 def _cleared_text(
@@ -371,10 +394,14 @@ def release_held_tasks(context: ExecutionContext, now: datetime) -> int:
     if not calendar(context).is_working_day(today):
         return 0
     released = 0
-    for member, held_on, raw in caps.held(context.redis, HELD_BATCH):
+    for member, score, held_on, raw in caps.held(context.redis, HELD_BATCH):
         if held_on >= today:
             continue
         task = held_task(raw)
+        if task.run_id and not _run_active(context, task):
+            caps.release(context.redis, member)  # its flag cleared meanwhile: a false task now
+            caps.forget(context.redis, member)
+            continue
         limits = context.config.work.caps
         if not caps.try_take(
             context.redis,
@@ -386,13 +413,26 @@ def release_held_tasks(context: ExecutionContext, now: datetime) -> int:
         ):
             continue
         if not caps.release(context.redis, member):
-            continue
+            continue  # another worker took it
         due = max(task.due_date, calendar(context).next_working_day(today))
-        task_id = run_action(context, replace(task, due_date=due), now)
+        try:
+            task_id = run_action(context, replace(task, due_date=due), now)
+        except (CrmRetriableError, CrmFatalError) as exc:
+            caps.put_back(context.redis, member, score)  # held still: never lost
+            logger.warning(
+                "a held task could not be created yet; it stays held",
+                extra={"account_id": task.account_id, "error": str(exc)},
+            )
+            continue
         caps.forget(context.redis, member)
         _add_task_to_run(context, task, task_id)
         released += 1
     return released
+
+
+def _run_active(context: ExecutionContext, task: CreateTask) -> bool:
+    runs = stored_runs.load_runs(context.redis, [task.account_id])[task.account_id]
+    return any(raw["run_id"] == task.run_id and raw["status"] == "active" for raw in runs.values())
 
 
 def _add_task_to_run(context: ExecutionContext, task: CreateTask, task_id: str) -> None:

@@ -14,7 +14,7 @@ from playbooks.waterfall import report as playbook_figures
 def render_report(context: Context) -> str:
     crm = context.crm
     if not isinstance(crm, SandboxCrm):
-        return "the report reads the sandbox CRM; open your CRM to see tasks"
+        return f"{_playbook_line(context)}\n(tasks and flags are in your CRM: open it to see them)"
     assessments = []
     for key in sorted(context.redis.scan_iter(match=keys.assessment("*"), count=1000)):
         assessments.append(assessment_from_json(json.loads(context.redis.get(key) or "{}")))
@@ -44,10 +44,14 @@ def render_report(context: Context) -> str:
         for note in (n for n in notes if account and n.company_id == account.crm_id):
             lines.append(f"  note: {note.body.splitlines()[0]}")
         lines.append("")
-    figures = playbook_figures(context)
-    lines.append(
-        f"{len(tasks)} task(s) and {len(notes)} note(s) in the sandbox CRM at {crm.path}; "
-        f"{figures['steps_waiting']} playbook step(s) waiting, "
-        f"{figures['tasks_held']} task(s) held by a cap"
-    )
+    lines.append(f"{len(tasks)} task(s) and {len(notes)} note(s) in the sandbox CRM at {crm.path}")
+    lines.append(_playbook_line(context))
     return "\n".join(lines)
+
+
+def _playbook_line(context: Context) -> str:
+    figures = playbook_figures(context)
+    return (
+        f"playbooks: {figures['steps_waiting']} step(s) waiting to run, "
+        f"{figures['tasks_held']} task(s) held by a cap until a later working day"
+    )

@@ -238,8 +238,10 @@ def evaluate_accounts(
         context.redis, sorted(found), now, context.config.evaluation.backfill_quiet_seconds
     )
     whole = [item for item in judged if item.after.account_id not in receiving]
-    _keep_assessments(context, whole)
+    # The playbooks first: should this fail, the assessments kept so far still differ from
+    # these, so the retry raises the same triggers again (a run already started is not doubled).
     advance(context, whole, context.playbooks, now, step_refused(context))
+    _keep_assessments(context, whole)
     return receiving
 
 

@@ -68,17 +68,18 @@ def hold(
     pipe.execute()
 
 
-def held(redis: Redis, limit: int) -> list[tuple[str, date, dict[str, Any]]]:
-    """Held tasks in release order: (member, day held, the task as held)."""
-    members = [keys.text(m) for m in redis.zrange(keys.tasks_held(), 0, limit - 1)]  # type: ignore[arg-type]
+def held(redis: Redis, limit: int) -> list[tuple[str, float, date, dict[str, Any]]]:
+    """Held tasks in release order: (member, its score, day held, the task as held)."""
+    entries = redis.zrange(keys.tasks_held(), 0, limit - 1, withscores=True)
     found = []
-    for member in members:
+    for member_raw, score in entries:  # type: ignore[str-unpack]
+        member = keys.text(member_raw)
         raw = redis.get(keys.held_task(member))
         if raw is None:
             redis.zrem(keys.tasks_held(), member)
             continue
         stored = json.loads(raw)
-        found.append((member, date.fromisoformat(stored["held_on"]), stored["task"]))
+        found.append((member, float(score), date.fromisoformat(stored["held_on"]), stored["task"]))
     return found
 
 
