@@ -11,7 +11,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from integration.config.playbooks import ActionSpec, PlaybookSpec, Step, merged_definition
+from integration.config.playbooks import (
+    ActionSpec,
+    PlaybookSpec,
+    Step,
+    StepTuning,
+    merged_definition,
+)
 from integration.config.schema import Config
 from integration.errors import ConfigError, InvalidConfigError
 from integration.risk.catalogue import REASONS
@@ -46,10 +52,15 @@ def resolve_playbooks(
         except ValidationError as exc:
             errors.extend(_shape_error(where, error) for error in exc.errors())
             continue
-        if spec.enabled:
-            own_steps = isinstance(raw_entry.get("steps"), list) or name not in shipped
-            errors.extend(check_playbook(spec, config, where, own_steps))
-            specs.append(without_idle_steps(spec))
+        if not spec.enabled:
+            continue
+        # Idle steps out first, then the admin's tuning: a delay the admin set is kept.
+        spec = with_tuning(without_idle_steps(spec), entry.tune_steps if entry else {})
+        own_steps = isinstance(raw_entry.get("steps"), list) or name not in shipped
+        tuned = set(entry.tune_steps) if entry and not own_steps else set()
+        errors.extend(check_playbook(spec, config, where, own_steps, tuned))
+        errors.extend(_unused_shortcuts(spec, raw_entry, where))
+        specs.append(spec)
     if errors:
         raise InvalidConfigError(errors)
     return [compile_playbook(spec) for spec in specs]
@@ -84,6 +95,34 @@ def _shape_error(where: str, error: Mapping[str, Any]) -> ConfigError:
     return ConfigError(path, str(error["msg"]).removeprefix("Value error, "))
 
 
+def with_tuning(spec: PlaybookSpec, tuning: Mapping[str, StepTuning]) -> PlaybookSpec:
+    """Shipped steps changed by name (a step left out as idle is simply not there to tune)."""
+    steps = []
+    for step in spec.steps:
+        change = tuning.get(step.name)
+        if change is None:
+            steps.append(step)
+        elif change.enabled:
+            updates = {"after_days": change.after_days, "only_if": change.only_if}
+            steps.append(
+                step.model_copy(update={k: v for k, v in updates.items() if v is not None})
+            )
+    return spec.model_copy(update={"steps": tuple(steps)}) if steps else spec
+
+
+def _unused_shortcuts(
+    spec: PlaybookSpec, entry: Mapping[str, Any], where: str
+) -> list[ConfigError]:
+    """A shortcut for an action the playbook does not have would do nothing: say so."""
+    kinds = {action.kind for step in spec.steps for action in step.actions}
+    errors = []
+    for key, kind in (("sequence_id", "sequence"), ("slack_channel", "slack")):
+        if entry.get(key) and kind not in kinds:
+            msg = f"this playbook has no {kind} action, so {key} would do nothing"
+            errors.append(ConfigError(f"{where}.{key}", msg))
+    return errors
+
+
 def without_idle_steps(spec: PlaybookSpec) -> PlaybookSpec:
     """Leave out steps with nothing to do: a shipped automated touch (a sequence) whose
     sequence id the admin has not set. The step after it takes its place, and its delay."""
@@ -105,7 +144,11 @@ def without_idle_steps(spec: PlaybookSpec) -> PlaybookSpec:
 
 
 def check_playbook(
-    spec: PlaybookSpec, config: Config, where: str, own_steps: bool = True
+    spec: PlaybookSpec,
+    config: Config,
+    where: str,
+    own_steps: bool = True,
+    tuned: frozenset[str] | set[str] = frozenset(),
 ) -> list[ConfigError]:
     """What the names in a well-shaped playbook mean: reason codes, fields, templates,
     channels, and whether its steps can happen in the order written. A shipped step's Slack or
@@ -141,7 +184,8 @@ def check_playbook(
     )
     writable = {name for name, crm in config.fields.model_dump().items() if crm} | mapped_facts
     for s, step in enumerate(spec.steps):
-        at = f"{where}.steps[{s}]"
+        # A step the admin tuned is named by its tuning, where the mistake was made.
+        at = f"{where}.tune_steps.{step.name}" if step.name in tuned else f"{where}.steps[{s}]"
         errors.extend(_check_order(spec, s, at))
         for a, action in enumerate(step.actions):
             here = f"{at}.actions[{a}].{action.kind}"
@@ -166,6 +210,11 @@ def _check_action(
         msg = "enrolls the signal's person, but the trigger's reasons name no person"
         hint = "use contact: primary_contact or champion, or a people reason as trigger"
         errors.append(ConfigError(f"{here}.contact", msg, hint))
+    if own_steps and action.sequence and not action.sequence.sequence_id:
+        msg = "a sequence action in your own playbook needs a sequence_id"
+        errors.append(
+            ConfigError(f"{here}.sequence_id", msg, "the HubSpot sequence or Salesforce cadence id")
+        )
     if action.field_update and action.field_update.field not in writable:
         errors.append(_field_error(f"{here}.field", action.field_update.field, writable))
     if own_steps and (

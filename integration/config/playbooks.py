@@ -9,10 +9,11 @@ template variables, mapped fields), since that needs the risk rules' catalogue.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Level = Literal["low", "medium", "high"]
 Priority = Literal["low", "medium", "high"]
@@ -20,7 +21,17 @@ Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=60)]
 # Who gets the work: the account owner, a role mapped to a CRM field (account_facts.csm / .ae),
 # the owner's manager, or a named CRM user (user:<id>). Whoever is missing falls back to
 # owners.fallback_owner.
-Assignee = Annotated[str, Field(pattern=r"^(owner|csm|ae|manager|user:[A-Za-z0-9_.@-]{1,80})$")]
+ASSIGNEE = re.compile(r"^(owner|csm|ae|manager|user:[A-Za-z0-9_.@-]{1,80})$")
+
+
+def _assignee(value: str) -> str:
+    if not ASSIGNEE.match(value):
+        msg = f"assignee must be owner, csm, ae, manager or user:<CRM user id>, got {value!r}"
+        raise ValueError(msg)
+    return value
+
+
+Assignee = Annotated[str, AfterValidator(_assignee)]
 Guard = Literal["trigger_holds", "previous_task_open"]
 ContactRole = Literal["signal_person", "champion", "primary_contact"]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -290,16 +301,14 @@ class Work(_Strict):
 
 def merged_definition(shipped: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]:
     """The raw definition an admin's entry makes of a shipped one (or of nothing, for a new
-    playbook): whole keys replace, a `steps` mapping tunes steps by name, shortcuts apply to
-    every action. Validated afterwards as a PlaybookSpec."""
+    playbook): whole keys replace and shortcuts apply to every action. Validated afterwards as
+    a PlaybookSpec; `tune_steps` is applied to that (playbooks/catalogue.py)."""
     merged: dict[str, Any] = dict(shipped or {})
     for key in ("title", "trigger", "conditions", "cooldown_days", "exit", "enabled"):
         if key in entry:
             merged[key] = entry[key]
     if isinstance(entry.get("steps"), list):
         merged["steps"] = entry["steps"]
-    if isinstance(entry.get("tune_steps"), dict):
-        merged["steps"] = _tuned_steps(merged.get("steps") or [], entry["tune_steps"])
     merged["steps"] = [_with_shortcuts(step, entry) for step in merged.get("steps") or []]
     if entry.get("notify_owner") and merged["steps"]:
         first = merged["steps"][0]
@@ -311,21 +320,6 @@ def merged_definition(shipped: dict[str, Any] | None, entry: dict[str, Any]) -> 
         }
         merged["steps"][0] = {**first, "actions": [*first.get("actions", []), notify]}
     return merged
-
-
-def _tuned_steps(steps: list[Any], tuning: dict[str, Any]) -> list[Any]:
-    tuned = []
-    for step in steps:
-        change = tuning.get(str(step.get("name"))) if isinstance(step, dict) else None
-        if not isinstance(change, dict):
-            tuned.append(step)
-            continue
-        if change.get("enabled", True) is False:
-            continue
-        tuned.append(
-            {**step, **{k: v for k, v in change.items() if k != "enabled" and v is not None}}
-        )
-    return tuned
 
 
 def _with_shortcuts(step: object, entry: dict[str, Any]) -> object:

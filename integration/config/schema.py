@@ -576,7 +576,7 @@ class Config(_Strict):
     webhooks: Webhooks = Webhooks()
     evaluation: Evaluation = Evaluation()
     risk: RiskConfig = RiskConfig()
-    # Tune the shipped playbooks, switch them off, or write new ones (playbooks/README.md).
+    # Tune the shipped playbooks, switch them off, or write new ones (docs/playbooks.md).
     playbooks: dict[str, PlaybookEntry] = Field(default_factory=dict)
     work: Work = Work()
     # Slack and email, for playbook alerts beside the CRM's own.
