@@ -41,6 +41,7 @@ from playbooks.runs import Calendar, Run, RunStatus
 
 logger = logging.getLogger(__name__)
 
+HELD_PREFIX = "held:"
 DUE_BATCH = 500
 HELD_BATCH = 500
 
@@ -188,10 +189,13 @@ def run_steps(
             if not any(isinstance(error, CrmRetriableError) for error in failed):
                 _refused(context, run, failed[0], on_refused)
             continue
+        # A task held by a cap is the run's too: it counts as open until it goes out.
         task_ids = tuple(
-            outcomes.done[a.idempotency_key]
+            _held_name(a)
+            if outcomes.done[a.idempotency_key] == HELD
+            else outcomes.done[a.idempotency_key]
             for a in plan.actions
-            if isinstance(a, CreateTask) and outcomes.done.get(a.idempotency_key, HELD) != HELD
+            if isinstance(a, CreateTask) and a.idempotency_key in outcomes.done
         )
         moved = run.after_step(plan.step.name, now, plan.skipped or "ran", task_ids, plan.next_due)
         stored_runs.save_run(
@@ -243,7 +247,9 @@ def _inputs(
         calendar=calendar(context),
         routes=routes,
         fallback_owner=context.config.owners.fallback_owner,
-        previous_task_open=any(task in open_ids for task in previous_ids),
+        previous_task_open=any(
+            task in open_ids or task.startswith(HELD_PREFIX) for task in previous_ids
+        ),
         record_url=context.crm.record_url(account.crm_id),
         channels=frozenset(
             name for name in ("slack", "email") if getattr(context.config.channels, name)
@@ -398,7 +404,7 @@ def release_held_tasks(context: ExecutionContext, now: datetime) -> int:
         if held_on >= today:
             continue
         task = held_task(raw)
-        if task.run_id and not _run_active(context, task):
+        if task.run_id and _run_exited(context, task):
             caps.release(context.redis, member)  # its flag cleared meanwhile: a false task now
             caps.forget(context.redis, member)
             continue
@@ -414,7 +420,8 @@ def release_held_tasks(context: ExecutionContext, now: datetime) -> int:
             continue
         if not caps.release(context.redis, member):
             continue  # another worker took it
-        due = max(task.due_date, calendar(context).next_working_day(today))
+        # Due as long after its release as it was after it was held.
+        due = calendar(context).next_working_day(today + (task.due_date - held_on))
         try:
             task_id = run_action(context, replace(task, due_date=due), now)
         except (CrmRetriableError, CrmFatalError) as exc:
@@ -430,18 +437,28 @@ def release_held_tasks(context: ExecutionContext, now: datetime) -> int:
     return released
 
 
-def _run_active(context: ExecutionContext, task: CreateTask) -> bool:
+def _run_exited(context: ExecutionContext, task: CreateTask) -> bool:
+    """Whether the task's run ended early: its flag cleared, or the rep completed its task.
+    A run that simply ran its last step (done) still wants the task."""
+    exits = (RunStatus.CLEARED.value, RunStatus.COMPLETED.value)
     runs = stored_runs.load_runs(context.redis, [task.account_id])[task.account_id]
-    return any(raw["run_id"] == task.run_id and raw["status"] == "active" for raw in runs.values())
+    return any(raw["run_id"] == task.run_id and raw["status"] in exits for raw in runs.values())
+
+
+def _held_name(task: CreateTask) -> str:
+    return f"{HELD_PREFIX}{caps.member(task.idempotency_key)}"
 
 
 def _add_task_to_run(context: ExecutionContext, task: CreateTask, task_id: str) -> None:
+    """The released task takes its place among its run's tasks."""
     for slot, raw in stored_runs.load_runs(context.redis, [task.account_id])[
         task.account_id
     ].items():
         run = Run.from_json(raw)
-        if run.run_id == task.run_id and run.active:
-            tasks = {**run.tasks, task.step: (*run.tasks.get(task.step, ()), task_id)}
+        if run.run_id == task.run_id:
+            held = _held_name(task)
+            ids = [t for t in run.tasks.get(task.step, ()) if t != held]
+            tasks = {**run.tasks, task.step: (*ids, task_id)}
             moved = replace(run, tasks=tasks)
             stored_runs.save_run(
                 context.redis, run.account_id, slot, moved.to_json(), run.next_step, run.due_on

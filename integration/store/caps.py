@@ -52,6 +52,11 @@ def try_take(
     )
 
 
+def member(idempotency_key: str) -> str:
+    """A held task's name in tasks_held (its idempotency key, hashed: it may hold an email)."""
+    return _member(idempotency_key)
+
+
 def _member(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
 
