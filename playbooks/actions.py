@@ -75,6 +75,9 @@ class NotifyOwner:
     body: str
     run_id: str = ""
     step: str = ""
+    # Where the CRM has no in-app alerts for apps (HubSpot), the recipient gets this task
+    # instead; None when the same step already gives them a task.
+    fallback: CreateTask | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -311,13 +311,15 @@ def _trend_view(trend: Trend | None) -> dict[str, Any]:
         "label": trend.label,
         "sparkline": trend.sparkline,
         "values": list(trend.values),
-        "first": _number(trend.values[0]),
-        "last": _number(trend.values[-1]),
+        "first": _number(trend.values[0], trend.values),
+        "last": _number(trend.values[-1], trend.values),
     }
 
 
-def _number(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+def _number(value: float, alongside: Sequence[float]) -> str:
+    """Whole numbers as such; one decimal for all when any value has one (9.9 to 4.0)."""
+    whole = all(float(v).is_integer() for v in alongside)
+    return f"{value:.0f}" if whole else f"{value:.1f}"
 
 
 def _reason_view(reason: Reason) -> dict[str, Any]:
@@ -328,6 +330,7 @@ def _reason_view(reason: Reason) -> dict[str, Any]:
         "severity": reason.severity.value,
         "details": reason.details,
         "title": REASONS[reason.code].title if reason.code in REASONS else reason.code,
+        "opportunity": reason.code in REASONS and REASONS[reason.code].opportunity,
     }
 
 
@@ -449,11 +452,23 @@ class _StepWork:
         owner = self.route(spec.assignee)
         if owner is None:
             return None
+        title, body = self.render(n, "title", line=True), self.render(n, "body")
+        step = self.playbook.spec.steps[self.index]
+        tasked = {self.route(a.task.assignee) for a in step.actions if a.task}
+        fallback = None
+        if owner not in tasked:
+            fallback = CreateTask(
+                **self.common(n, "notify-fallback"),
+                owner_id=owner,
+                subject=title,
+                body=f"{body}\nNo action needed beyond reading this: it is for your information.",
+                due_date=self.inputs.calendar.add_working_days(self.inputs.today, 1),
+                priority="low",
+                task_type="todo",
+                risk_score=self.assessment.score,
+            )
         return NotifyOwner(
-            **self.common(n, "notify"),
-            owner_id=owner,
-            title=self.render(n, "title", line=True),
-            body=self.render(n, "body"),
+            **self.common(n, "notify"), owner_id=owner, title=title, body=body, fallback=fallback
         )
 
     def _slack(self, n: int, spec: SlackAction) -> SendSlack | None:

@@ -132,7 +132,7 @@ def _perform(context: ExecutionContext, action: Action, now: datetime, look_firs
         _remember_task(context, action, task_id)
         return task_id
     if isinstance(action, NotifyOwner):
-        return _notify(context, action)
+        return _notify(context, action, now)
     if isinstance(action, CreateNote):
         return context.crm.create_note(_note_request(context, action, now))
     if isinstance(action, UpdateField):
@@ -222,14 +222,7 @@ def _deliver(context: ExecutionContext, action: SendSlack | SendEmail) -> str:
     address = person.email if person else None
     link = context.crm.record_url(action.account_crm_id)
     if isinstance(action, SendSlack):
-        if context.slack is None:
-            msg = "channels.slack is not configured"
-            raise ChannelError(SLACK, msg, retriable=False)
-        if not action.channel and not address:
-            msg = f"no email for CRM user {action.owner_id!r} to find them in Slack"
-            raise ChannelError(SLACK, msg, retriable=False)
-        message = SlackMessage(action.text, address, action.channel, link, "Open in the CRM")
-        return context.slack.send(message)
+        return _slack(context, action, address, link)
     if context.email is None:
         msg = "channels.email is not configured"
         raise ChannelError(EMAIL, msg, retriable=False)
@@ -239,6 +232,43 @@ def _deliver(context: ExecutionContext, action: SendSlack | SendEmail) -> str:
         raise ChannelError(EMAIL, msg, retriable=False)
     body = f"{action.body}\n\n{link}" if link else action.body
     return context.email.send(EmailMessage(to, action.subject, body))
+
+
+def _slack(
+    context: ExecutionContext, action: SendSlack, address: str | None, link: str | None
+) -> str:
+    """A DM to the person, or the action's channel. Where the person cannot be found in Slack,
+    channels.slack.default_channel (if set) gets the message, naming who it was for."""
+    settings = context.config.channels.slack
+    if context.slack is None or settings is None:
+        msg = "channels.slack is not configured"
+        raise ChannelError(SLACK, msg, retriable=False)
+    fallback = settings.default_channel
+    if not action.channel and not address:
+        if not fallback:
+            msg = f"no email for CRM user {action.owner_id!r} to find them in Slack"
+            raise ChannelError(SLACK, msg, retriable=False)
+        return _to_default_channel(context, action, fallback, link, "has no email in the CRM")
+    message = SlackMessage(action.text, address, action.channel, link, "Open in the CRM")
+    try:
+        return context.slack.send(message)
+    except ChannelError as exc:
+        if exc.code != "users_not_found" or not fallback:
+            raise
+        return _to_default_channel(context, action, fallback, link, "is not in Slack")
+
+
+def _to_default_channel(
+    context: ExecutionContext, action: SendSlack, channel: str, link: str | None, why: str
+) -> str:
+    assert context.slack is not None  # noqa: S101 - checked by the caller
+    logger.warning(
+        "Slack DM not possible; posted to the default channel",
+        extra={"account_id": action.account_id, "why": why},
+    )
+    text = f"{action.text}\n(For CRM user {action.owner_id}, who {why}.)"
+    posted = context.slack.send(SlackMessage(text, None, channel, link, "Open in the CRM"))
+    return f"{posted} (default channel: CRM user {action.owner_id} {why})"[:200]
 
 
 def _remember_task(context: ExecutionContext, action: CreateTask, task_id: str) -> None:
@@ -258,19 +288,22 @@ def _remember_task(context: ExecutionContext, action: CreateTask, task_id: str) 
     pipe.execute()
 
 
-def _notify(context: ExecutionContext, action: NotifyOwner) -> str:
+def _notify(context: ExecutionContext, action: NotifyOwner, now: datetime) -> str:
     notification = OwnerNotification(
         action.owner_id, action.title, action.body, action.account_crm_id
     )
     try:
         return context.crm.notify_owner(notification)
     except CrmFeatureUnavailableError as exc:
-        # The playbook's task already reaches the owner; a second task would only repeat it.
+        # A task from the same step already reaches them; else they get the alert as a task.
         logger.warning(
-            "owner notification not possible; the task stands in for it",
+            "CRM alert not possible here; %s",
+            "a task says it instead" if action.fallback else "the step's task stands in for it",
             extra={"account_id": action.account_id, "why": str(exc)},
         )
-        return f"unavailable: {exc}"
+        if action.fallback is None:
+            return f"unavailable: {exc}"
+        return run_action(context, action.fallback, now)
 
 
 def _contact_id(context: ExecutionContext, email: str | None) -> str | None:

@@ -17,10 +17,10 @@ from jinja2.sandbox import SandboxedEnvironment
 ENVIRONMENT = SandboxedEnvironment(autoescape=False, trim_blocks=True, lstrip_blocks=True)  # noqa: S701
 
 # Every variable a template can use, with the attributes it has (None: a plain value or a list
-# whose items are looked at freely). README.md's playbook guide lists the same.
+# whose items are looked at freely). docs/playbooks.md lists the same (a test checks it).
 VARIABLES: dict[str, frozenset[str] | None] = {
     "account": frozenset({"name", "crm_id", "owner_id", "domain", "product_account_id", "facts"}),
-    "reason": frozenset({"code", "key", "text", "severity", "details", "title"}),
+    "reason": frozenset({"code", "key", "text", "severity", "details", "title", "opportunity"}),
     "other_reasons": None,
     "reasons": None,
     "people": None,
