@@ -18,7 +18,7 @@ from typing import ParamSpec, TypeVar
 from redis import Redis
 from rq import get_current_job
 
-from adapters.protocol import FieldUpdate
+from adapters.protocol import CrmAccount, FieldUpdate
 from integration.config.settings import Settings
 from integration.errors import CrmFatalError, CrmRetriableError
 from integration.jobs.context import Context, build_context
@@ -159,7 +159,15 @@ def process_job_change(change_json: dict[str, object]) -> str:
     were promoted in, then re-evaluate those accounts."""
     context = current_context()
     change = JobChanged.from_json(change_json)
-    left = change.previous_account_id or _account_by_domain(context, change.previous_company_domain)
+    left_account = (
+        None
+        if change.previous_account_id
+        else _crm_account_by_domain(context, change.previous_company_domain)
+    )
+    left = change.previous_account_id or (left_account.product_account_id if left_account else None)
+    if left_account is not None and not change.previous_company_name:
+        # The rep reads the company's name, as the CRM has it, not a domain.
+        change = replace(change, previous_company_name=left_account.name)
     joined = None
     if change.change_type in (ChangeType.COMPANY_CHANGE, ChangeType.PROMOTION):
         domain = change.current_company_domain or (
@@ -196,8 +204,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _crm_account_by_domain(context: Context, domain: str | None) -> CrmAccount | None:
+    return context.crm.find_account_by_domain(domain) if domain else None
+
+
 def _account_by_domain(context: Context, domain: str | None) -> str | None:
-    account = context.crm.find_account_by_domain(domain) if domain else None
+    account = _crm_account_by_domain(context, domain)
     return account.product_account_id if account else None
 
 

@@ -51,7 +51,10 @@ def champion_joined(state: AccountState, rule: ChampionJoinedRule, now: datetime
     """Someone who championed us elsewhere joined this account: they can open doors here."""
     reasons = []
     for person in state.people:
-        came_from = person.previous_company_name or person.previous_account_id or "another account"
+        # A name or domain a rep knows; our product's account id means nothing to them.
+        came_from = (
+            person.previous_company_name or person.previous_company_domain or "another customer"
+        )
         champion = person.was_champion(rule.champion_labels)
         if (
             person.change_type is not ChangeType.COMPANY_CHANGE

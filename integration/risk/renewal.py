@@ -18,7 +18,10 @@ def renewal_near(state: AccountState, rule: RenewalRule, now: datetime) -> Reaso
     days = (renewal - now.date()).days
     if not 0 <= days <= rule.within_days:
         return None
-    text = f"The renewal is on {renewal.isoformat()}, {days} days away, with the risks above open."
+    text = (
+        f"The renewal is on {renewal.isoformat()}, {days} days away, while other risks are open "
+        "on the account."
+    )
     details = {
         "renewal_date": renewal.isoformat(),
         "days_to_renewal": days,

@@ -51,7 +51,8 @@ def sparkline(values: Sequence[float]) -> str:
         return ""
     low, high = min(values), max(values)
     if not high > low or not math.isfinite(high - low):
-        return BLOCKS[len(BLOCKS) // 2 - 1] * len(values)
+        # Level: at the bottom when it is nothing at all, else a line in the middle.
+        return (BLOCKS[0] if high == 0 else BLOCKS[len(BLOCKS) // 2 - 1]) * len(values)
     top = len(BLOCKS) - 1
     return "".join(BLOCKS[round((value - low) / (high - low) * top)] for value in values)
 
