@@ -375,8 +375,8 @@ def test_usage_drop_calls_the_owner_then_escalates_to_the_manager_while_the_task
     assert why(body) == why(task["body"])
     assert "Daily active users (weekly average), last 8 weeks: ██████▁" in body.splitlines()
     assert (
-        f"The account owner's check-in task from {today()} is still open and usage has not "
-        "recovered." in body.splitlines()
+        "The account owner's check-in task is still open and usage has not recovered since "
+        f"this playbook started on {today()}." in body.splitlines()
     )
     readable(body)
     env.assert_nothing_new_after_a_rerun(lambda: env.post_usage(signals), ["acme"], later)
@@ -409,12 +409,6 @@ def test_a_key_feature_nobody_adopted_asks_the_csm_for_a_training_session(
     env.assert_nothing_new_after_a_rerun(lambda: env.post_usage(signals), ["acme"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="integration/risk/trends.py sparkline(): a series all at zero (a key feature never "
-    "used) is drawn as a flat line at the middle (▄▄▄▄▄▄▄), which reads as steady use; the "
-    "rep should see no use (▁▁▁▁▁▁▁ or the numbers)",
-)
 def test_a_key_feature_nobody_used_is_drawn_as_no_use(make_env: Callable[..., Env]) -> None:
     env = make_env(KEY_FEATURES)
     env.post_usage(events("acme", [6] * 49))
@@ -660,7 +654,7 @@ def test_a_past_champion_joining_alerts_the_csm_in_slack_and_books_a_check_in(
             "email",
         )
         reason = (
-            f"Priya Natarajan, a champion at globex, joined as VP Operations (reported by clay "
+            f"Priya Natarajan, a champion at Globex, joined as VP Operations (reported by clay "
             f"on {today()}): a warm introduction."
         )
         assert why(task["body"]) == f"Why: {reason}"
@@ -856,7 +850,8 @@ def test_a_renewal_near_with_open_risk_escalates_to_the_ae_and_the_manager(
     )
     for task in (ae, manager):
         assert task["body"].splitlines()[:3] == [
-            f"Why: The renewal is on {renewal}, 40 days away, with the risks above open.",
+            f"Why: The renewal is on {renewal}, 40 days away, while other risks are open on the "
+            "account.",
             "Open risks:",
             f"- {drop}",
         ]
@@ -879,12 +874,6 @@ def test_a_renewal_far_off_escalates_nothing(make_env: Callable[..., Env]) -> No
     assert len(env.tasks("usage_drop_checkin")) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="integration/risk/renewal.py renewal_near(): the reason says 'with the risks above "
-    "open', written for the CRM field where it comes last; in the renewal task it is the first "
-    "line (Why: ...) and the open risks are listed below it",
-)
 def test_the_renewal_task_does_not_point_the_rep_to_risks_above_it(
     make_env: Callable[..., Env],
 ) -> None:
@@ -897,12 +886,6 @@ def test_the_renewal_task_does_not_point_the_rep_to_risks_above_it(
     assert "above" not in why(ae["body"]), ae["body"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="playbooks/engine.py template_context(): other_reasons leaves out people reasons, so "
-    "when the open risk behind a renewal escalation is a champion who left, the task's "
-    "'Open risks:' heading has nothing under it (the departure shows under People involved)",
-)
 def test_a_renewal_at_risk_because_the_champion_left_lists_that_as_the_open_risk(
     make_env: Callable[..., Env],
 ) -> None:
@@ -939,12 +922,6 @@ def test_a_new_decision_maker_is_named_in_the_usage_drop_check_in_as_someone_to_
     assert len(env.crm.tasks()) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="integration/risk/people.py champion_joined(): with no previous_company_name in the "
-    "signal, the text names the product's account id ('a champion at acct-4417') although the "
-    "CRM account the champion left (Globex) was found by its domain",
-)
 def test_a_past_champion_is_said_to_come_from_the_account_name_not_its_product_id(
     make_env: Callable[..., Env],
 ) -> None:

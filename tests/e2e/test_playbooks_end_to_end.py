@@ -311,7 +311,7 @@ def test_a_renewal_date_held_in_the_crm_raises_the_risk_of_a_dropping_account(
     fields = crm(context).company_properties("1001")
     assert fields["churn_risk_level"] == "high", fields  # a medium drop, one step up
     assert fields["churn_risk_reasons"].endswith(
-        f"The renewal is on {renewal}, 40 days away, with the risks above open."
+        f"The renewal is on {renewal}, 40 days away, while other risks are open on the account."
     )
     app.extensions["integration.redis"].close()
     jobs.install_context(None)
@@ -328,6 +328,6 @@ def test_a_champion_moving_to_another_customer_is_a_warm_introduction_there(
     post_signed(client, "/webhooks/job-changes", webhook_secrets[PEOPLE_SECRET_ENV], move)
     drain(redis)
     acme = crm(context).company_properties("1001")["churn_risk_reasons"]
-    assert acme.startswith("Priya Natarajan, a champion at globex, joined as VP Operations")
+    assert acme.startswith("Priya Natarajan, a champion at Globex, joined as VP Operations")
     globex = crm(context).company_properties("1002")["churn_risk_reasons"]
     assert globex.startswith("Champion Priya Natarajan, Director of Operations, left the account")

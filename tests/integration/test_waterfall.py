@@ -864,11 +864,6 @@ def test_an_email_relay_that_is_down_does_not_hold_up_the_task_and_the_email_fol
     assert len(mailbox.received) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a task held by a cap is not in run.tasks, so the next step's previous_task_open "
-    "guard reads it as no longer open and ends the run: the escalation is cancelled by the cap",
-)
 def test_a_cap_holding_the_rep_task_does_not_cancel_its_escalation(
     make_world: Callable[..., World],
 ) -> None:

@@ -513,11 +513,13 @@ def sequence_playbook(contact: str, sequence_id: str | None, trigger: str) -> Pl
     )
 
 
-def test_a_sequence_without_an_id_enrolls_nobody() -> None:
-    book = sequence_playbook("signal_person", None, "champion_left")
+def test_a_shipped_sequence_without_an_id_enrolls_nobody() -> None:
+    """champion_left_multithread ships its intro sequence without an id: until the admin sets
+    one, the step makes its task and note and enrolls nobody."""
+    [book] = [b for b in resolve_playbooks(Config()) if b.name == "champion_left_multithread"]
     run = first_run(book, assessment(champion_left()))
     plan = plan_step(book, run, assessment(champion_left()), account(), inputs())
-    assert [type(action) for action in plan.actions] == [CreateNote]
+    assert [type(action) for action in plan.actions] == [CreateTask, CreateNote]
 
 
 def test_a_sequence_enrolls_the_signals_person_by_email_with_a_task_to_fall_back_on() -> None:
@@ -677,7 +679,7 @@ def test_the_task_carries_the_context_a_rep_needs() -> None:
     [task] = tasks(plan_step(book, run, after, account(), step_inputs).actions)
     lines = task.body.splitlines()
     assert lines[0] == f"Why: {drop().text}"
-    assert lines[1].endswith(f"(from 10 to 4): {trend.sparkline}")
+    assert lines[1].endswith(f"(from 10.0 to 4.0): {trend.sparkline}")
     assert f"- {nps().text}" in lines
     assert "- Kim Park (VP Operations)" in lines
     assert decision_maker().text not in task.body  # a person is under people, not reasons

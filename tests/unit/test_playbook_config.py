@@ -319,7 +319,7 @@ REFUSED: list[Any] = [
     ),
     pytest.param(
         "playbooks: {usage_drop_checkin: {tune_steps: {manager_escalation: {after_days: 0}}}}",
-        "playbooks.usage_drop_checkin.steps[2].after_days",
+        "playbooks.usage_drop_checkin.tune_steps.manager_escalation.after_days",
         "escalates on the same day",
         "",
         id="escalation-on-the-same-day",

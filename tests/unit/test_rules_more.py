@@ -126,7 +126,7 @@ def test_risk_near_a_renewal_raises_the_level_and_says_when() -> None:
     result = assess(renewing, RiskConfig(), NOW)
     assert result.level is RiskLevel.HIGH  # inactivity alone is medium
     assert result.reasons[-1].text == (
-        "The renewal is on 2027-01-15, 53 days away, with the risks above open."
+        "The renewal is on 2027-01-15, 53 days away, while other risks are open on the account."
     )
     assert assess(far, RiskConfig(), NOW).level is RiskLevel.MEDIUM
 
