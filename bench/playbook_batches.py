@@ -2,9 +2,11 @@
 
     python -m bench.playbook_batches [--accounts 10000]
 
-Every flagged account gets one task (a quarter of them also tied to a contact, as people
-signals are), created with `create_tasks` (HubSpot batch create, 100 a call; Salesforce sObject
-Collections, 200 a call) and, as the baseline in the same run, with one `create_task` per task.
+Every flagged account gets one task, as the sweep's playbooks plan them, run through the
+service's own execution path (playbooks.execution.run_actions: the idempotency claims in Redis,
+the caps, then `create_tasks`: HubSpot batch create, 100 a call; Salesforce sObject
+Collections, 200 a call) and, as the baseline in the same run, through `run_action` one task at
+a time (one `create_task` each, as before batching).
 HubSpot is the fake on loopback (tests/fakes/hubspot_server.py), Salesforce is mocked with
 `responses`; both count every HTTP call the adapter makes. Targets: 10 calls per 1,000 tasks on
 HubSpot, 5 on Salesforce. Uses the Redis at REDIS_URL (an empty database) or a private one.
@@ -19,7 +21,8 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from datetime import date
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from itertools import count
 from typing import Any
 
@@ -28,14 +31,17 @@ from redis import Redis
 
 from adapters.hubspot.adapter import HubSpotCrm
 from adapters.hubspot.auth import PrivateAppToken
-from adapters.protocol import BatchOutcome, CrmAdapter, TaskRequest
+from adapters.protocol import CrmAdapter, TaskRequest
 from adapters.salesforce.adapter import SalesforceCrm
 from adapters.salesforce.login import login_with
 from integration.cli.devredis import dev_database
+from integration.config.playbooks import Caps, Work
+from integration.config.schema import Config, HubSpotRateLimit, SalesforceAuth
 from integration.config.schema import HubSpotCrm as HubSpotSettings
-from integration.config.schema import HubSpotRateLimit, SalesforceAuth
 from integration.config.schema import SalesforceCrm as SalesforceSettings
 from integration.config.settings import Settings
+from playbooks.actions import CreateTask
+from playbooks.execution import run_action, run_actions
 from tests.fakes.hubspot_server import FakeHubSpot
 
 INSTANCE = "https://bench.my.salesforce.com"
@@ -68,19 +74,54 @@ def timed(run: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+@dataclass(frozen=True)
+class BenchContext:
+    """What playbooks.execution needs: Redis, the CRM, a config whose caps let a sweep through."""
+
+    redis: Redis
+    crm: CrmAdapter
+    config: Config = Config(work=Work(caps=Caps(tasks_per_assignee_per_day=1000)))
+    slack: None = None
+    email: None = None
+
+
+def planned(tasks: Sequence[TaskRequest], label: str) -> list[CreateTask]:
+    """The tasks as the engine plans them (usage reasons: no contact to look up)."""
+    return [
+        CreateTask(
+            idempotency_key=f"{label}:{task.idempotency_key}",
+            playbook="usage_drop_checkin",
+            account_id=f"{label}-acct-{n}",
+            account_crm_id=task.account_crm_id,
+            owner_id=f"{70 + n % 100}",
+            subject=task.subject,
+            body=task.body,
+            due_date=task.due_date,
+            priority=task.priority,
+            task_type=task.task_type,
+        )
+        for n, task in enumerate(tasks)
+    ]
+
+
 def compare(
-    crm: CrmAdapter, tasks: Sequence[TaskRequest], calls: Callable[[], int]
-) -> tuple[int, float, int, float, list[BatchOutcome]]:
-    """(batched calls, seconds, one-by-one calls, seconds, batched outcomes)."""
-    crm.create_tasks(tasks[:WARM_UP_TASKS])  # log in, build clients, fill pools
-    crm.create_task(tasks[WARM_UP_TASKS])
+    crm: CrmAdapter, tasks: Sequence[TaskRequest], calls: Callable[[], int], redis: Redis
+) -> tuple[int, float, int, float, int]:
+    """(batched calls, seconds, one-by-one calls, seconds, tasks created batched)."""
+    context = BenchContext(redis, crm)
+    now = datetime.now(UTC)
+    run_actions(context, planned(tasks[:WARM_UP_TASKS], "warm"), now)  # log in, fill pools
     before = calls()
-    outcomes: list[BatchOutcome] = []
-    batched_s = timed(lambda: outcomes.extend(crm.create_tasks(tasks)))
+    done: dict[str, str] = {}
+    batched_s = timed(
+        lambda: done.update(run_actions(context, planned(tasks, "batched"), now).done)
+    )
     batched = calls() - before
+    one_by_one = planned(tasks, "single")
     before = calls()
-    single_s = timed(lambda: [crm.create_task(task) for task in tasks])
-    return batched, batched_s, calls() - before, single_s, outcomes
+    single_s = timed(lambda: [run_action(context, task, now) for task in one_by_one])
+    created = sum(1 for crm_id in done.values() if crm_id != "held")
+    return batched, batched_s, calls() - before, single_s, created
 
 
 def hubspot(accounts: int, redis: Redis) -> dict[str, float]:
@@ -92,7 +133,9 @@ def hubspot(accounts: int, redis: Redis) -> dict[str, float]:
             rate_limit=HubSpotRateLimit(requests=1_000_000, per_seconds=1),
         )
         crm = HubSpotCrm(settings, "product_account_id", PrivateAppToken("test-token"), redis)
-        result = compare(crm, sweep(companies, contacts, "hubspot"), lambda: len(hub.requests))
+        result = compare(
+            crm, sweep(companies, contacts, "hubspot"), lambda: len(hub.requests), redis
+        )
     return figures("hubspot", accounts, result)
 
 
@@ -125,15 +168,14 @@ def salesforce(accounts: int, redis: Redis) -> dict[str, float]:
         )
         rsps.add_callback(responses.POST, f"{API}/composite/sobjects", callback=_saved)
         rsps.add_callback(responses.POST, f"{API}/sobjects/Task", callback=_one)
-        result = compare(crm, sweep(companies, contacts, "salesforce"), lambda: len(rsps.calls))
+        result = compare(
+            crm, sweep(companies, contacts, "salesforce"), lambda: len(rsps.calls), redis
+        )
     return figures("salesforce", accounts, result)
 
 
-def figures(
-    crm: str, tasks: int, result: tuple[int, float, int, float, list[BatchOutcome]]
-) -> dict[str, float]:
-    batched, batched_s, single, single_s, outcomes = result
-    created = sum(1 for outcome in outcomes if outcome.crm_id)
+def figures(crm: str, tasks: int, result: tuple[int, float, int, float, int]) -> dict[str, float]:
+    batched, batched_s, single, single_s, created = result
     scale = 1000 / tasks
     return {
         f"{crm}.tasks_created_batched": created,
