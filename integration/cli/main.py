@@ -28,6 +28,7 @@ from integration.store import keys
 from integration.store.freshness import read_watermarks
 from integration.store.rollups import RING_DAYS
 from integration.store.unmatched import list_unmatched
+from playbooks.catalogue import resolve_playbooks
 
 MAX_LISTED = 50
 CONFIG_OPTION = click.option(
@@ -103,7 +104,11 @@ def _summary(path: Path, config: Config) -> str:
         for name, crm_field in config.fields.model_dump().items()
         if crm_field
     )
-    playbooks = ", ".join(config.playbooks) or "all shipped playbooks"
+    running = resolve_playbooks(config)
+    playbooks = ", ".join(
+        f"{book.name} ({len(book.spec.steps)} step{'s' if len(book.spec.steps) > 1 else ''})"
+        for book in running
+    )
     rules = ", ".join(name for name, rule in config.risk if getattr(rule, "enabled", False))
     return "\n".join(
         [
@@ -111,7 +116,7 @@ def _summary(path: Path, config: Config) -> str:
             f"  crm: {config.crm.kind} (accounts matched on {config.account_match.crm_field})",
             f"  fields: {fields}",
             f"  risk rules: {rules}",
-            f"  playbooks: {playbooks}",
+            f"  playbooks ({len(running)} on): {playbooks or 'none'}",
             f"  webhook secrets from: {config.webhooks.usage.secret_env}, "
             f"{config.webhooks.job_changes.secret_env}",
         ]

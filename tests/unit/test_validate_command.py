@@ -37,7 +37,11 @@ def test_the_shipped_example_is_valid_and_summarised() -> None:
         "support_ticket_spike, long_open_tickets, csat_low, utilization_growth, "
         "key_feature_not_adopted, key_feature_decline, onboarding_stalled, low_stickiness, "
         "renewal",
-        "  playbooks: usage_drop_checkin, champion_left_multithread",
+        "  playbooks (11 on): champion_joined_welcome (1 step), champion_left_multithread "
+        "(1 step), inactivity_winback (1 step), key_feature_training (1 step), "
+        "low_license_utilization (1 step), new_decision_maker_intro (1 step), onboarding_stalled "
+        "(1 step), renewal_risk_escalation (1 step), usage_drop_checkin (2 steps), "
+        "utilization_growth_expansion (1 step), voice_of_customer_followup (1 step)",
         "  webhook secrets from: USAGE_WEBHOOK_SECRET, JOB_CHANGES_WEBHOOK_SECRET",
     ]
 
