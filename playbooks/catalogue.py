@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from integration.config.playbooks import (
+    OWNER_ALERT,
     ActionSpec,
     PlaybookSpec,
     Step,
@@ -56,6 +57,8 @@ def resolve_playbooks(
             continue
         # Idle steps out first, then the admin's tuning: a delay the admin set is kept.
         spec = with_tuning(without_idle_steps(spec), entry.tune_steps if entry else {})
+        if entry is not None and entry.notify_owner:
+            spec = with_owner_alert(spec)
         own_steps = isinstance(raw_entry.get("steps"), list) or name not in shipped
         tuned = set(entry.tune_steps) if entry and not own_steps else set()
         errors.extend(check_playbook(spec, config, where, own_steps, tuned))
@@ -108,6 +111,14 @@ def with_tuning(spec: PlaybookSpec, tuning: Mapping[str, StepTuning]) -> Playboo
                 step.model_copy(update={k: v for k, v in updates.items() if v is not None})
             )
     return spec.model_copy(update={"steps": tuple(steps)}) if steps else spec
+
+
+def with_owner_alert(spec: PlaybookSpec) -> PlaybookSpec:
+    """The notify_owner shortcut: an alert in the CRM at the first step that runs."""
+    first, *rest = spec.steps
+    alert = ActionSpec(notify_owner=OWNER_ALERT)
+    first = first.model_copy(update={"actions": (*first.actions, alert)})
+    return spec.model_copy(update={"steps": (first, *rest)})
 
 
 def _unused_shortcuts(

@@ -457,8 +457,9 @@ class _StepWork:
         tasked = {self.route(a.task.assignee) for a in step.actions if a.task}
         fallback = None
         if owner not in tasked:
+            # Not one of the run's tasks: ticking it off must not cancel the run's next steps.
             fallback = CreateTask(
-                **self.common(n, "notify-fallback"),
+                **{**self.common(n, "notify-fallback"), "run_id": "", "step": ""},
                 owner_id=owner,
                 subject=title,
                 body=f"{body}\nNo action needed beyond reading this: it is for your information.",

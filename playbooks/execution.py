@@ -60,6 +60,8 @@ CONTACT_CACHE_SECONDS = 60
 USER_CACHE_SECONDS = 3600
 HELD = "held"
 SLACK, EMAIL = "slack", "email"
+# Slack's answers for a person it cannot reach by DM (channels.slack.default_channel gets it).
+NOT_IN_SLACK = frozenset({"users_not_found", "user_not_found", "user_deactivated"})
 _PENDING = "pending:"
 _UNKNOWN = "unknown"
 
@@ -222,7 +224,7 @@ def _deliver(context: ExecutionContext, action: SendSlack | SendEmail) -> str:
     address = person.email if person else None
     link = context.crm.record_url(action.account_crm_id)
     if isinstance(action, SendSlack):
-        return _slack(context, action, address, link)
+        return _slack(context, action, address, person.name if person else None, link)
     if context.email is None:
         msg = "channels.email is not configured"
         raise ChannelError(EMAIL, msg, retriable=False)
@@ -235,7 +237,11 @@ def _deliver(context: ExecutionContext, action: SendSlack | SendEmail) -> str:
 
 
 def _slack(
-    context: ExecutionContext, action: SendSlack, address: str | None, link: str | None
+    context: ExecutionContext,
+    action: SendSlack,
+    address: str | None,
+    name: str | None,
+    link: str | None,
 ) -> str:
     """A DM to the person, or the action's channel. Where the person cannot be found in Slack,
     channels.slack.default_channel (if set) gets the message, naming who it was for."""
@@ -244,31 +250,34 @@ def _slack(
         msg = "channels.slack is not configured"
         raise ChannelError(SLACK, msg, retriable=False)
     fallback = settings.default_channel
+    who = name or f"CRM user {action.owner_id}"
     if not action.channel and not address:
         if not fallback:
-            msg = f"no email for CRM user {action.owner_id!r} to find them in Slack"
+            msg = f"no email for {who} to find them in Slack"
             raise ChannelError(SLACK, msg, retriable=False)
-        return _to_default_channel(context, action, fallback, link, "has no email in the CRM")
+        return _to_default_channel(
+            context, action, fallback, link, f"{who}, who has no email in the CRM"
+        )
     message = SlackMessage(action.text, address, action.channel, link, "Open in the CRM")
     try:
         return context.slack.send(message)
     except ChannelError as exc:
-        if exc.code != "users_not_found" or not fallback:
+        if exc.code not in NOT_IN_SLACK or not fallback:
             raise
-        return _to_default_channel(context, action, fallback, link, "is not in Slack")
+        return _to_default_channel(context, action, fallback, link, f"{who}, who is not in Slack")
 
 
 def _to_default_channel(
-    context: ExecutionContext, action: SendSlack, channel: str, link: str | None, why: str
+    context: ExecutionContext, action: SendSlack, channel: str, link: str | None, whom: str
 ) -> str:
     assert context.slack is not None  # noqa: S101 - checked by the caller
     logger.warning(
         "Slack DM not possible; posted to the default channel",
-        extra={"account_id": action.account_id, "why": why},
+        extra={"account_id": action.account_id},
     )
-    text = f"{action.text}\n(For CRM user {action.owner_id}, who {why}.)"
+    text = f"{action.text}\n(For {whom}.)"
     posted = context.slack.send(SlackMessage(text, None, channel, link, "Open in the CRM"))
-    return f"{posted} (default channel: CRM user {action.owner_id} {why})"[:200]
+    return f"{posted} (default channel, for {whom})"[:200]
 
 
 def _remember_task(context: ExecutionContext, action: CreateTask, task_id: str) -> None:
@@ -303,6 +312,8 @@ def _notify(context: ExecutionContext, action: NotifyOwner, now: datetime) -> st
         )
         if action.fallback is None:
             return f"unavailable: {exc}"
+        if not _within_caps(context, action.fallback, now):
+            return HELD
         return run_action(context, action.fallback, now)
 
 

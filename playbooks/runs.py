@@ -128,6 +128,14 @@ class Calendar:
             day += timedelta(days=1)
         return day
 
+    def working_days_between(self, start: date, end: date) -> int:
+        """How many working days after `start` `end` is (0 when it is not later)."""
+        count, day = 0, self.next_working_day(start)
+        while day < end:
+            day = self.next_working_day(day + timedelta(days=1))
+            count += 1
+        return count
+
     def add_working_days(self, day: date, count: int) -> date:
         """`count` working days after `day` (0: the next working day from `day` on)."""
         day = self.next_working_day(day)

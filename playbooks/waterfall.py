@@ -420,8 +420,9 @@ def release_held_tasks(context: ExecutionContext, now: datetime) -> int:
             continue
         if not caps.release(context.redis, member):
             continue  # another worker took it
-        # Due as long after its release as it was after it was held.
-        due = calendar(context).next_working_day(today + (task.due_date - held_on))
+        # Due as many working days after its release as it was after it was held.
+        days = calendar(context).working_days_between(held_on, task.due_date)
+        due = calendar(context).add_working_days(today, days)
         try:
             task_id = run_action(context, replace(task, due_date=due), now)
         except (CrmRetriableError, CrmFatalError) as exc:

@@ -310,16 +310,13 @@ def merged_definition(shipped: dict[str, Any] | None, entry: dict[str, Any]) -> 
     if isinstance(entry.get("steps"), list):
         merged["steps"] = entry["steps"]
     merged["steps"] = [_with_shortcuts(step, entry) for step in merged.get("steps") or []]
-    if entry.get("notify_owner") and merged["steps"]:
-        first = merged["steps"][0]
-        notify = {
-            "notify_owner": {
-                "title": "{{ playbook.title }}: {{ account.name }}",
-                "body": "{{ reason.text }}",
-            }
-        }
-        merged["steps"][0] = {**first, "actions": [*first.get("actions", []), notify]}
     return merged
+
+
+# What the notify_owner shortcut adds to the first step that runs.
+OWNER_ALERT = NotifyAction(
+    title="{{ playbook.title }}: {{ account.name }}", body="{{ reason.text }}"
+)
 
 
 def _with_shortcuts(step: object, entry: dict[str, Any]) -> object:

@@ -771,15 +771,6 @@ def test_a_tuned_delay_on_the_first_step_is_when_the_run_first_acts() -> None:
     )
 
 
-NOTIFY_KEEPS_IDLE_STEP = (
-    "merged_definition adds the notify_owner shortcut's alert to the shipped first step "
-    "(automated_touch) before without_idle_steps runs; the step is then not idle (it has an "
-    "alert), so without a sequence_id it stays first and the rep task waits its 5 working days "
-    "instead of coming at once"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=NOTIFY_KEEPS_IDLE_STEP)
 def test_notify_owner_without_a_sequence_id_still_brings_the_rep_task_at_once() -> None:
     book = resolved("playbooks: {usage_drop_checkin: {notify_owner: true}}")["usage_drop_checkin"]
     # However the alert is placed, the rep's task comes on the day of the trigger.
