@@ -16,14 +16,13 @@ from redis import Redis
 from integration.store import keys
 
 DAY_SECONDS = 24 * 3600
-# Take one from both counters only if both are under their caps (a cap of 0 means none).
+# Count one more on a counter unless it is at its cap (0: no cap). One key a call, so a Redis
+# Cluster never needs two slots at once.
 _TAKE = """
-local a = tonumber(redis.call('GET', KEYS[1]) or '0')
-local b = tonumber(redis.call('GET', KEYS[2]) or '0')
-local cap_a, cap_b = tonumber(ARGV[1]), tonumber(ARGV[2])
-if (cap_a > 0 and a >= cap_a) or (cap_b > 0 and b >= cap_b) then return 0 end
-redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('INCR', KEYS[2]); redis.call('EXPIRE', KEYS[2], ARGV[4])
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+local cap = tonumber(ARGV[1])
+if cap > 0 and n >= cap then return 0 end
+redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
@@ -36,20 +35,16 @@ def try_take(
     per_assignee_per_day: int | None,
     per_account_per_week: int | None,
 ) -> bool:
-    """Count a new task against both caps, unless either is full."""
+    """Count a new task against both caps, unless either is full (then neither counts it)."""
     year, week, _ = day.isocalendar()
-    return bool(
-        redis.eval(
-            _TAKE,
-            2,
-            keys.task_cap("assignee", assignee or "-", day.isoformat()),
-            keys.task_cap("account", account_id, f"{year}-W{week:02d}"),
-            per_assignee_per_day or 0,
-            per_account_per_week or 0,
-            2 * DAY_SECONDS,
-            8 * DAY_SECONDS,
-        )
-    )
+    by_assignee = keys.task_cap("assignee", assignee or "-", day.isoformat())
+    by_account = keys.task_cap("account", account_id, f"{year}-W{week:02d}")
+    if not redis.eval(_TAKE, 1, by_assignee, per_assignee_per_day or 0, 2 * DAY_SECONDS):
+        return False
+    if redis.eval(_TAKE, 1, by_account, per_account_per_week or 0, 8 * DAY_SECONDS):
+        return True
+    redis.decr(by_assignee)  # the account's week is full: give the assignee's place back
+    return False
 
 
 def member(idempotency_key: str) -> str:
@@ -73,9 +68,9 @@ def hold(
     pipe.execute()
 
 
-def held(redis: Redis, limit: int) -> list[tuple[str, float, date, dict[str, Any]]]:
-    """Held tasks in release order: (member, its score, day held, the task as held)."""
-    entries = redis.zrange(keys.tasks_held(), 0, limit - 1, withscores=True)
+def held(redis: Redis, limit: int, start: int = 0) -> list[tuple[str, float, date, dict[str, Any]]]:
+    """Held tasks in release order, `limit` from `start`: (member, score, day held, task)."""
+    entries = redis.zrange(keys.tasks_held(), start, start + limit - 1, withscores=True)
     found = []
     for member_raw, score in entries:  # type: ignore[str-unpack]
         member = keys.text(member_raw)

@@ -261,6 +261,12 @@ def step_claim(run_id: str, step: int) -> str:
     return f"{PREFIX}:playbook:step_claim:{digest}"
 
 
+def run_completed(account_id: str, run_id: str) -> str:
+    """Set when the rep completed a run's task while one of its steps was running."""
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:40]
+    return f"{PREFIX}:{account_tag(account_id)}:run_completed:{digest}"
+
+
 def task_cap(kind: str, who: str, period: str) -> str:
     """Counter: new tasks for an assignee on a day, or on an account in an ISO week."""
     return f"{PREFIX}:cap:{kind}:{who}:{period}"

@@ -1,8 +1,8 @@
 """Playbook runs in Redis: each account's runs, and the steps due, durably.
 
-A run is JSON (playbooks/runs.py says what it holds). Saving compares what is stored first, so
-two workers moving the same run (a duplicate job, the evaluation clearing it while a step runs)
-never undo each other: the one whose view is stale is told so and does nothing.
+A run is JSON (playbooks/runs.py says what it holds), with a version. Saving compares the
+stored version first, so two workers moving the same run (a duplicate job, the evaluation
+clearing it while a step runs) never undo each other: the one whose view is stale is told so.
 """
 
 from __future__ import annotations
@@ -20,26 +20,17 @@ SEPARATOR = "\x1f"
 STEP_CLAIM_SECONDS = 300
 
 # Save ARGV[2] (the run) in field ARGV[1] if the stored run is still the one the caller read:
-# absent and ARGV[3] == '' , or active with next_step ARGV[3] (a started run, or the one being
-# moved). Then schedule it (ARGV[4] a day number) or unschedule it (ARGV[4] == '').
+# for a new run (ARGV[3] == ''), none active in the slot; else the stored version is ARGV[3].
+# One key only (the account's hash), so a Redis Cluster keeps it in one slot.
 _SAVE = """
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[3] == '' then
-  if stored then
-    local old = cjson.decode(stored)
-    if old['status'] == 'active' then return 0 end
-  end
+  if stored and cjson.decode(stored)['status'] == 'active' then return 0 end
 else
   if not stored then return 0 end
-  local old = cjson.decode(stored)
-  if old['status'] ~= 'active' or tostring(old['next_step']) ~= ARGV[3] then return 0 end
+  if tostring(cjson.decode(stored)['version'] or 0) ~= ARGV[3] then return 0 end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if ARGV[4] == '' then
-  redis.call('ZREM', KEYS[2], ARGV[5])
-else
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-end
 return 1
 """
 
@@ -65,24 +56,35 @@ def save_run(
     account_id: str,
     slot: str,
     run: dict[str, Any],
-    expected_step: int | None,
+    expected_version: int | None,
     due: date | None,
 ) -> bool:
-    """Store the run if nobody moved it since it was read (`expected_step` None: a new run,
-    refused while an active one holds the slot); schedule its next step for `due`."""
-    return bool(
+    """Store the run if nobody moved it since it was read (`expected_version` None: a new run,
+    refused while an active one holds the slot), one version on; schedule its next step for
+    `due`. The schedule is written before a save and cleared after one, so a crash between
+    leaves an entry the minute job drops, never a run that waits unscheduled."""
+    member = f"{account_id}{SEPARATOR}{slot}"
+    if due is not None:
+        redis.zadd(keys.steps_due(), {member: day_number(due)})
+    stored = {**run, "version": (expected_version or 0) + 1}
+    saved = bool(
         redis.eval(
             _SAVE,
-            2,
+            1,
             keys.playbook_runs(account_id),
-            keys.steps_due(),
             slot,
-            json.dumps(run),
-            "" if expected_step is None else str(expected_step),
-            "" if due is None else str(day_number(due)),
-            f"{account_id}{SEPARATOR}{slot}",
+            json.dumps(stored),
+            "" if expected_version is None else str(expected_version),
         )
     )
+    if saved and due is None:
+        redis.zrem(keys.steps_due(), member)
+    return saved
+
+
+def schedule(redis: Redis, account_id: str, slot: str, due: date) -> None:
+    """Put a run's entry back at its real due day (an entry left early by a crash)."""
+    redis.zadd(keys.steps_due(), {f"{account_id}{SEPARATOR}{slot}": day_number(due)})
 
 
 def due_runs(redis: Redis, today: date, limit: int) -> list[tuple[str, str]]:
@@ -111,3 +113,15 @@ def release_step(redis: Redis, run_id: str, step: int) -> None:
 
 def count_due(redis: Redis) -> int:
     return int(redis.zcard(keys.steps_due()))
+
+
+COMPLETION_KEEP_SECONDS = 7 * 24 * 3600
+
+
+def ask_to_complete(redis: Redis, account_id: str, run_id: str) -> None:
+    """The rep completed a task while a step of its run was running: the run ends after it."""
+    redis.set(keys.run_completed(account_id, run_id), "1", ex=COMPLETION_KEEP_SECONDS)
+
+
+def completion_asked(redis: Redis, account_id: str, run_id: str) -> bool:
+    return bool(redis.exists(keys.run_completed(account_id, run_id)))
