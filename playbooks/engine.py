@@ -115,8 +115,8 @@ def runs_to_start(
         spec = playbook.spec
         for key in newly_triggered(spec.trigger, before, after):
             current = runs.get(f"{spec.name}|{key}")
-            if current is not None and current.active:
-                continue
+            if current is not None and (current.active or current.started_on == today):
+                continue  # going, or started today already (a flag that flapped, a retry)
             if _cooling_down(spec, [*runs.values(), *started], today):
                 continue
             if not conditions_hold(spec.conditions, after, account, today):
@@ -148,8 +148,9 @@ def trigger_holds(run: Run, assessment: RiskAssessment | None) -> bool:
 
 
 def runs_to_clear(runs: Iterable[Run], after: RiskAssessment) -> list[Run]:
-    """Active runs whose trigger no longer holds: their remaining steps are cancelled."""
-    return [run for run in runs if run.active and not trigger_holds(run, after)]
+    """Runs going or done whose trigger no longer holds: the remaining steps of those going
+    are cancelled, and the rep is told of their tasks still open."""
+    return [run for run in runs if run.open_to_clear and not trigger_holds(run, after)]
 
 
 def _cooling_down(spec: PlaybookSpec, runs: Iterable[Run], today: date) -> bool:
@@ -306,8 +307,9 @@ def template_context(
 def _trend_view(trend: Trend | None) -> dict[str, Any]:
     """The metric behind the reason over the last 8 weeks; empty where none is drawn."""
     if trend is None or not trend.values:
-        return {"label": "", "sparkline": "", "values": [], "first": "", "last": ""}
+        return {"label": "", "sparkline": "", "values": [], "first": "", "last": "", "weeks": 0}
     return {
+        "weeks": len(trend.values),
         "label": trend.label,
         "sparkline": trend.sparkline,
         "values": list(trend.values),

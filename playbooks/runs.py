@@ -41,6 +41,7 @@ class Run:
     steps: tuple[StepRecord, ...] = ()
     # CRM task ids by the step that created them.
     tasks: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    version: int = 0  # bumped by each save (integration/store/runs.py compares it)
 
     @property
     def slot(self) -> str:
@@ -50,6 +51,12 @@ class Run:
     @property
     def active(self) -> bool:
         return self.status is RunStatus.ACTIVE
+
+    @property
+    def open_to_clear(self) -> bool:
+        """Active, or done with its tasks perhaps still open: when its trigger clears, the
+        rep is told (a run that ended otherwise has been told already)."""
+        return self.status in (RunStatus.ACTIVE, RunStatus.DONE)
 
     def open_task_ids(self, open_ids: Collection[str]) -> list[str]:
         return [task for ids in self.tasks.values() for task in ids if task in open_ids]
@@ -93,6 +100,7 @@ class Run:
             "ended_on": self.ended_on.isoformat() if self.ended_on else None,
             "steps": [[s.name, s.at, s.outcome] for s in self.steps],
             "tasks": {name: list(ids) for name, ids in self.tasks.items()},
+            "version": self.version,
         }
 
     @classmethod
@@ -109,6 +117,7 @@ class Run:
             ended_on=date.fromisoformat(raw["ended_on"]) if raw.get("ended_on") else None,
             steps=tuple(StepRecord(*step) for step in raw.get("steps", [])),
             tasks={name: tuple(ids) for name, ids in raw.get("tasks", {}).items()},
+            version=int(raw.get("version", 0)),
         )
 
 
@@ -137,8 +146,10 @@ class Calendar:
         return count
 
     def add_working_days(self, day: date, count: int) -> date:
-        """`count` working days after `day` (0: the next working day from `day` on)."""
-        day = self.next_working_day(day)
+        """`count` working days after `day` (0: the next working day from `day` on); from a
+        Saturday, one working day is the Monday."""
+        if count == 0:
+            return self.next_working_day(day)
         for _ in range(count):
             day = self.next_working_day(day + timedelta(days=1))
         return day

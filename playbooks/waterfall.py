@@ -1,49 +1,51 @@
 """Moving playbook runs along (the edge around the pure engine): start runs when an evaluation
-raises their trigger, run each step when it is due, end runs when the trigger clears or the rep
-completes the task.
+raises their trigger, run each step when it is due, end runs when the trigger clears
+(playbooks/exits.py), send what a cap held (playbooks/held.py).
 
 Steps wait durably in Redis (integration/store/runs.py); `run_due_steps` is called every minute
-by `rq cron` (integration/jobs/cron.py). Each step runs once: a claim keeps two workers off the
-same step, the stored run is compared before it is saved, and every action's idempotency key
-makes a repeated step create nothing new.
+by `rq cron` (integration/jobs/cron.py). Each step runs once: a claim keeps two workers (and the
+evaluation clearing the run) off the same step, the run is read again once claimed and saved
+only if its version is unchanged, and every action's idempotency key makes a repeated step
+create nothing new.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from jinja2 import TemplateError
+
 from adapters.protocol import CrmAccount
 from integration.errors import CrmFatalError, CrmRetriableError
-from integration.risk.assess import RiskAssessment, assessment_from_json
-from integration.store import caps, keys
+from integration.risk.assess import RiskAssessment
+from integration.store import caps, waiting
 from integration.store import runs as stored_runs
-from playbooks.actions import CreateNote, CreateTask
-from playbooks.engine import (
-    Playbook,
-    StepInputs,
-    plan_step,
-    runs_to_clear,
-    runs_to_start,
-)
-from playbooks.execution import (
-    HELD,
-    ExecutionContext,
-    held_task,
-    run_action,
-    run_actions,
-    user,
-)
-from playbooks.runs import Calendar, Run, RunStatus
+from playbooks.actions import CreateTask
+from playbooks.engine import Playbook, StepInputs, StepPlan, plan_step, runs_to_clear, runs_to_start
+from playbooks.execution import HELD, ExecutionContext, Outcomes, run_actions
+from playbooks.exits import end_run, task_completed
+from playbooks.held import held_name, release_held_tasks
+from playbooks.reads import HELD_PREFIX, assessments, calendar, manager_of, open_tasks, runs_of
+from playbooks.runs import Run, RunStatus
 
 logger = logging.getLogger(__name__)
 
-HELD_PREFIX = "held:"
-DUE_BATCH = 500
-HELD_BATCH = 500
+__all__ = [
+    "Judged",
+    "advance",
+    "calendar",
+    "report",
+    "run_due_steps",
+    "run_one_step",
+    "task_completed",
+]
+
+DUE_PAGE = 500
+CLEAR_RETRY_SECONDS = 60
+DUE_MOST = 20_000  # steps one minute's job takes on; the rest wait for the next minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +57,7 @@ class Judged:
     after: RiskAssessment
 
 
-def calendar(context: ExecutionContext) -> Calendar:
-    work = context.config.work
-    return Calendar(work.weekday_numbers(), frozenset(work.holidays))
+Refused = Callable[[Run], None]
 
 
 def advance(
@@ -65,31 +65,19 @@ def advance(
     judged: Sequence[Judged],
     playbooks: Sequence[Playbook],
     now: datetime,
-    on_refused: Callable[[Run], None] | None = None,
+    on_refused: Refused | None = None,
 ) -> None:
     """After an evaluation: end runs whose trigger cleared, start runs whose trigger was newly
     raised, and run the first steps that are due at once (in batches across accounts)."""
     by_name = {playbook.name: playbook for playbook in playbooks}
-    ids = [item.after.account_id for item in judged]
-    stored = stored_runs.load_runs(context.redis, ids)
+    stored = runs_of(context, [item.after.account_id for item in judged])
     today = now.date()
-    due_now: list[tuple[Run, Playbook, CrmAccount, RiskAssessment]] = []
+    due_now = []
     for item in judged:
-        runs = {slot: Run.from_json(raw) for slot, raw in stored[item.after.account_id].items()}
+        runs = stored[item.after.account_id]
         for run in runs_to_clear(runs.values(), item.after):
-            if run.playbook not in by_name:
-                continue
-            try:
-                end_run(context, run, by_name[run.playbook], RunStatus.CLEARED, now, item.after)
-            except (CrmRetriableError, CrmFatalError) as exc:
-                logger.warning(
-                    "could not tell the CRM a flag cleared; the next evaluation tries again",
-                    extra={
-                        "account_id": run.account_id,
-                        "playbook": run.playbook,
-                        "error": str(exc),
-                    },
-                )
+            if run.playbook in by_name:
+                _clear(context, run, by_name[run.playbook], item.after, now)
         for run in runs_to_start(item.before, item.after, item.account, playbooks, runs, today):
             first = by_name[run.playbook].spec.steps[0]
             due = (
@@ -111,29 +99,52 @@ def advance(
                 },
             )
             if due <= today:
-                due_now.append((run, by_name[run.playbook], item.account, item.after))
-    run_steps(context, due_now, now, on_refused)
+                due_now.append(
+                    (replace(run, version=1), by_name[run.playbook], item.account, item.after)
+                )
+    run_steps(context, due_now, now, on_refused, judged_now=True)
+
+
+def _clear(
+    context: ExecutionContext, run: Run, playbook: Playbook, after: RiskAssessment, now: datetime
+) -> None:
+    """End a run whose trigger cleared; if its step is running, or the CRM fails, the account
+    is judged again in a minute (the clear is then tried again)."""
+    try:
+        ended = end_run(context, run, playbook, RunStatus.CLEARED, now, after)
+    except (CrmRetriableError, CrmFatalError) as exc:
+        logger.warning(
+            "could not tell the CRM a flag cleared; trying again",
+            extra={"account_id": run.account_id, "playbook": run.playbook, "error": str(exc)},
+        )
+        ended = False
+    if not ended:
+        # Judged again in a minute (not at once: the step holding it needs that long at most).
+        due = {run.account_id: now.timestamp() + CLEAR_RETRY_SECONDS}
+        waiting.wait_until(context.redis, due, context.config.evaluation.settle_seconds)
 
 
 def run_due_steps(
     context: ExecutionContext,
     playbooks: Sequence[Playbook],
     now: datetime,
-    on_refused: Callable[[Run], None] | None = None,
+    on_refused: Refused | None = None,
 ) -> int:
-    """Every minute: release held tasks the caps now allow, then run every step that is due."""
+    """Every minute: release held tasks the caps now allow, then run every step that is due,
+    a page at a time; a step that fails waits for the next minute without holding up the rest."""
     release_held_tasks(context, now)
     by_name = {playbook.name: playbook for playbook in playbooks}
+    due = stored_runs.due_runs(context.redis, now.date(), DUE_MOST)
     total = 0
-    while due := stored_runs.due_runs(context.redis, now.date(), DUE_BATCH):
-        ids = sorted({account_id for account_id, _ in due})
-        stored = stored_runs.load_runs(context.redis, ids)
+    for start in range(0, len(due), DUE_PAGE):
+        page = due[start : start + DUE_PAGE]
+        ids = sorted({account_id for account_id, _ in page})
+        stored = runs_of(context, ids)
         accounts = context.crm.find_accounts(ids)
-        assessments = _assessments(context, ids)
+        judged = assessments(context, ids)
         items = []
-        for account_id, slot in due:
-            raw = stored[account_id].get(slot)
-            run = Run.from_json(raw) if raw else None
+        for account_id, slot in page:
+            run = stored[account_id].get(slot)
             if (
                 run is None
                 or not run.active
@@ -141,14 +152,13 @@ def run_due_steps(
                 or account_id not in accounts
             ):
                 stored_runs.forget_due(context.redis, account_id, slot)
-                continue
-            items.append(
-                (run, by_name[run.playbook], accounts[account_id], assessments.get(account_id))
-            )
-        ran = run_steps(context, items, now, on_refused)
-        total += ran
-        if ran == 0:
-            break  # what is left is claimed by another worker or failing: the next minute
+            elif run.due_on is not None and run.due_on > now.date():
+                stored_runs.schedule(context.redis, account_id, slot, run.due_on)  # left early
+            else:
+                items.append(
+                    (run, by_name[run.playbook], accounts[account_id], judged.get(account_id))
+                )
+        total += run_steps(context, items, now, on_refused)
     return total
 
 
@@ -156,7 +166,8 @@ def run_steps(
     context: ExecutionContext,
     items: Sequence[tuple[Run, Playbook, CrmAccount, RiskAssessment | None]],
     now: datetime,
-    on_refused: Callable[[Run], None] | None = None,
+    on_refused: Refused | None = None,
+    judged_now: bool = False,
 ) -> int:
     """Run each run's next step (claimed, so once), all their tasks and notes in batches; save
     each run whose actions all went through.
@@ -165,51 +176,130 @@ def run_steps(
     tries again, and what was done already is not done twice. A refusal (4xx) no retry mends
     costs the others nothing: that step waits, unscheduled, and `on_refused` hands it to a job
     of its own, which fails into the failed registry with the CRM's words for `integration
-    failed` / `retry` (without `on_refused`, the refusal is raised)."""
-    open_tasks = _open_tasks(context, sorted({run.account_id for run, *_ in items}))
-    planned = []
-    for run, playbook, account, assessment in items:
-        if not stored_runs.claim_step(context.redis, run.run_id, run.next_step):
-            continue
-        inputs = _inputs(
-            context, run, playbook, account, open_tasks.get(run.account_id, set()), now
-        )
-        planned.append((run, plan_step(playbook, run, assessment, account, inputs)))
-    actions = [action for _, plan in planned for action in plan.actions]
-    outcomes = run_actions(context, actions, now)
+    failed` / `retry` (without `on_refused`, the refusal is raised).
+
+    `judged_now`: the assessments given are the ones an evaluation just made (not kept yet);
+    else the kept ones are read again once the steps are claimed."""
+    planned = _claimed_plans(context, items, now, judged_now)
+    outcomes = run_actions(context, [action for _, plan in planned for action in plan.actions], now)
     ran = 0
     for run, plan in planned:
-        failed = [
-            outcomes.failed[a.idempotency_key]
-            for a in plan.actions
-            if a.idempotency_key in outcomes.failed
-        ]
-        if failed:
-            stored_runs.release_step(context.redis, run.run_id, run.next_step)
-            if not any(isinstance(error, CrmRetriableError) for error in failed):
-                _refused(context, run, failed[0], on_refused)
-            continue
-        # A task held by a cap is the run's too: it counts as open until it goes out.
-        task_ids = tuple(
-            _held_name(a)
-            if outcomes.done[a.idempotency_key] == HELD
-            else outcomes.done[a.idempotency_key]
-            for a in plan.actions
-            if isinstance(a, CreateTask) and a.idempotency_key in outcomes.done
-        )
-        moved = run.after_step(plan.step.name, now, plan.skipped or "ran", task_ids, plan.next_due)
-        stored_runs.save_run(
-            context.redis, run.account_id, run.slot, moved.to_json(), run.next_step, moved.due_on
-        )
-        ran += 1
+        if _settle(context, run, plan, outcomes, now, on_refused):
+            ran += 1
     return ran
 
 
-def _refused(
+def _claimed_plans(
+    context: ExecutionContext,
+    items: Sequence[tuple[Run, Playbook, CrmAccount, RiskAssessment | None]],
+    now: datetime,
+    judged_now: bool,
+) -> list[tuple[Run, StepPlan]]:
+    """Claim each run's step, read the run and its judgement again (the evaluation may have
+    moved them meanwhile), and plan the step; one run's bad template costs only that run."""
+    claimed = [
+        (run, playbook, account, assessment)
+        for run, playbook, account, assessment in items
+        if stored_runs.claim_step(context.redis, run.run_id, run.next_step)
+    ]
+    ids = sorted({run.account_id for run, *_ in claimed})
+    fresh, open_ids = runs_of(context, ids), open_tasks(context, ids)
+    judged = {} if judged_now else assessments(context, ids)
+    planned = []
+    for claimed_run, playbook, account, given in claimed:
+        run = fresh[claimed_run.account_id].get(claimed_run.slot)
+        if run is None or run.version != claimed_run.version or not run.active:
+            stored_runs.release_step(context.redis, claimed_run.run_id, claimed_run.next_step)
+            continue
+        assessment = given if judged_now else judged.get(run.account_id)
+        plan = _plan(context, run, playbook, account, assessment, open_ids, now)
+        if plan is not None:
+            planned.append((run, plan))
+    return planned
+
+
+def _plan(
     context: ExecutionContext,
     run: Run,
-    error: Exception,
-    on_refused: Callable[[Run], None] | None,
+    playbook: Playbook,
+    account: CrmAccount,
+    assessment: RiskAssessment | None,
+    open_ids: Mapping[str, set[str]],
+    now: datetime,
+) -> StepPlan | None:
+    """The step's plan, or None when the run is finished here instead (asked to complete, its
+    playbook shorter now than when it started, a template that fails, a task still held)."""
+    if stored_runs.completion_asked(context.redis, run.account_id, run.run_id):
+        _finish(context, run, run.ended(RunStatus.COMPLETED, now, "the rep completed the task"))
+        return None
+    if run.next_step >= len(playbook.spec.steps):  # the admin removed steps since it started
+        _finish(context, run, run.ended(RunStatus.DONE, now, "its playbook has no more steps"))
+        return None
+    previous = playbook.spec.steps[run.next_step - 1].name if run.next_step else None
+    previous_ids = run.tasks.get(previous, ()) if previous else ()
+    if any(task.startswith(HELD_PREFIX) for task in previous_ids):
+        # The previous task is still held by a cap: the rep has not had it yet, so nothing
+        # escalates about it; this step waits a working day.
+        later = calendar(context).add_working_days(now.date(), 1)
+        _finish(context, run, replace(run, due_on=later))
+        return None
+    inputs = _inputs(context, run, playbook, account, open_ids.get(run.account_id, set()), now)
+    try:
+        return plan_step(playbook, run, assessment, account, inputs)
+    except (TemplateError, TypeError, ValueError) as exc:
+        logger.error(
+            "a playbook template failed; the run stops here",
+            extra={"account_id": run.account_id, "playbook": run.playbook, "error": str(exc)},
+        )
+        _finish(context, run, run.ended(RunStatus.DONE, now, f"template failed: {exc}"[:200]))
+        return None
+
+
+def _finish(context: ExecutionContext, run: Run, moved: Run) -> None:
+    stored_runs.save_run(
+        context.redis, run.account_id, run.slot, moved.to_json(), run.version, moved.due_on
+    )
+    stored_runs.release_step(context.redis, run.run_id, run.next_step)
+
+
+def _settle(
+    context: ExecutionContext,
+    run: Run,
+    plan: StepPlan,
+    outcomes: Outcomes,
+    now: datetime,
+    on_refused: Refused | None,
+) -> bool:
+    """Save the run once its step's actions all went through; True when it moved on."""
+    failed = [
+        outcomes.failed[a.idempotency_key]
+        for a in plan.actions
+        if a.idempotency_key in outcomes.failed
+    ]
+    if failed:
+        stored_runs.release_step(context.redis, run.run_id, run.next_step)
+        if not any(isinstance(error, CrmRetriableError) for error in failed):
+            _refused(context, run, failed[0], on_refused)
+        return False
+    # A task held by a cap is the run's too, by its held name, until it goes out.
+    task_ids = tuple(
+        held_name(a)
+        if outcomes.done[a.idempotency_key] == HELD
+        else outcomes.done[a.idempotency_key]
+        for a in plan.actions
+        if isinstance(a, CreateTask) and a.idempotency_key in outcomes.done
+    )
+    # A step skipped ends the run as done (plan.next_due is None); if its trigger cleared, the
+    # next evaluation ends it as cleared and tells the rep (playbooks/exits.py).
+    moved = run.after_step(plan.step.name, now, plan.skipped or "ran", task_ids, plan.next_due)
+    stored_runs.save_run(
+        context.redis, run.account_id, run.slot, moved.to_json(), run.version, moved.due_on
+    )
+    return True
+
+
+def _refused(
+    context: ExecutionContext, run: Run, error: Exception, on_refused: Refused | None
 ) -> None:
     logger.error(
         "CRM refused a playbook action; the step gets a job of its own",
@@ -217,9 +307,7 @@ def _refused(
     )
     if on_refused is None:
         raise error
-    stored_runs.save_run(
-        context.redis, run.account_id, run.slot, run.to_json(), run.next_step, None
-    )
+    stored_runs.save_run(context.redis, run.account_id, run.slot, run.to_json(), run.version, None)
     on_refused(run)
 
 
@@ -239,7 +327,7 @@ def _inputs(
         "manager": None,
     }
     if any(getattr(action.body, "assignee", "") == "manager" for action in step.actions):
-        routes["manager"] = _manager(context, account.owner_id)
+        routes["manager"] = manager_of(context, account.owner_id)
     previous = playbook.spec.steps[run.next_step - 1].name if run.next_step else None
     previous_ids = run.tasks.get(previous, ()) if previous else ()
     return StepInputs(
@@ -247,223 +335,12 @@ def _inputs(
         calendar=calendar(context),
         routes=routes,
         fallback_owner=context.config.owners.fallback_owner,
-        previous_task_open=any(
-            task in open_ids or task.startswith(HELD_PREFIX) for task in previous_ids
-        ),
+        previous_task_open=any(task in open_ids for task in previous_ids),
         record_url=context.crm.record_url(account.crm_id),
         channels=frozenset(
             name for name in ("slack", "email") if getattr(context.config.channels, name)
         ),
     )
-
-
-def _manager(context: ExecutionContext, owner_id: str | None) -> str | None:
-    """The owner's manager: from the CRM where it knows (Salesforce User.ManagerId), else the
-    config's owners.managers."""
-    if not owner_id:
-        return None
-    person = user(context, owner_id)
-    if person is not None and person.manager_id:
-        return person.manager_id
-    return context.config.owners.managers.get(owner_id)
-
-
-def _open_tasks(context: ExecutionContext, account_ids: Sequence[str]) -> dict[str, set[str]]:
-    pipe = context.redis.pipeline(transaction=False)
-    for account_id in account_ids:
-        pipe.smembers(keys.open_tasks(account_id))
-    return {
-        account_id: {keys.text(t) for t in reply}
-        for account_id, reply in zip(account_ids, pipe.execute(), strict=True)
-    }
-
-
-def _assessments(
-    context: ExecutionContext, account_ids: Sequence[str]
-) -> dict[str, RiskAssessment]:
-    raws = context.redis.mget([keys.assessment(a) for a in account_ids]) if account_ids else []
-    return {
-        account_id: assessment_from_json(json.loads(raw))
-        for account_id, raw in zip(account_ids, raws, strict=True)
-        if raw
-    }
-
-
-# -- ending runs --------------------------------------------------------------------------------
-
-
-def end_run(
-    context: ExecutionContext,
-    run: Run,
-    playbook: Playbook,
-    status: RunStatus,
-    now: datetime,
-    assessment: RiskAssessment | None = None,
-) -> bool:
-    """Cancel the run's remaining steps; when its trigger cleared, tell (or complete) its open
-    tasks as the playbook's exit says."""
-    why = "the flag cleared" if status is RunStatus.CLEARED else "the rep completed the task"
-    if status is RunStatus.CLEARED:
-        # The CRM first: if it fails, the run stays active and the next evaluation, still
-        # seeing the trigger cleared, tries again (the note's key makes it one note).
-        _tell_open_tasks(context, run, playbook, assessment, now)
-    ended = run.ended(status, now, why)
-    if not stored_runs.save_run(
-        context.redis, run.account_id, run.slot, ended.to_json(), run.next_step, None
-    ):
-        return False
-    logger.info(
-        "playbook ended",
-        extra={"account_id": run.account_id, "playbook": run.playbook, "why": why},
-    )
-    return True
-
-
-def _tell_open_tasks(
-    context: ExecutionContext,
-    run: Run,
-    playbook: Playbook,
-    assessment: RiskAssessment | None,
-    now: datetime,
-) -> None:
-    """The run's tasks still open get a note saying the flag cleared, or are completed."""
-    open_ids = run.open_task_ids(_open_tasks(context, [run.account_id])[run.account_id])
-    exit_ = playbook.spec.exit.when_trigger_clears
-    if not open_ids or exit_ == "nothing":
-        return
-    if exit_ == "complete":
-        for task_id in open_ids:
-            context.crm.complete_task(task_id)
-            context.redis.srem(keys.open_tasks(run.account_id), task_id)
-        return
-    account = context.crm.find_accounts([run.account_id]).get(run.account_id)
-    if account is None:
-        return
-    note = CreateNote(
-        f"{run.run_id}:exit:note",
-        run.playbook,
-        run.account_id,
-        account.crm_id,
-        account.owner_id,
-        _cleared_text(playbook, run, assessment, len(open_ids), now),
-        run_id=run.run_id,
-        step="exit",
-    )
-    run_action(context, note, now)
-
-
-def _cleared_text(
-    playbook: Playbook, run: Run, assessment: RiskAssessment | None, open_count: int, now: datetime
-) -> str:
-    what = run.trigger_key.split(":", 1)[0].replace("_", " ")
-    lines = [
-        f"{playbook.spec.title}: the {what} flag that started this playbook on "
-        f"{run.started_on.isoformat()} cleared on {now.date().isoformat()}, so its remaining "
-        "steps are cancelled.",
-        f"{open_count} task(s) from it are still open: close them if the conversation is done.",
-    ]
-    if assessment is not None and assessment.reasons:
-        lines.append("Still flagged on this account:")
-        lines += [f"- {reason.text}" for reason in assessment.reasons]
-    else:
-        lines.append("Nothing else is flagged on this account now.")
-    return "\n".join(lines)
-
-
-def task_completed(
-    context: ExecutionContext,
-    account_id: str,
-    run_id: str,
-    playbooks: Sequence[Playbook],
-    now: datetime,
-) -> str:
-    """The rep completed one of a run's tasks: cancel the escalations after it (by config)."""
-    by_name = {playbook.name: playbook for playbook in playbooks}
-    for raw in stored_runs.load_runs(context.redis, [account_id])[account_id].values():
-        run = Run.from_json(raw)
-        if run.run_id != run_id or not run.active or run.playbook not in by_name:
-            continue
-        playbook = by_name[run.playbook]
-        if playbook.spec.exit.when_task_completed != "cancel_remaining":
-            return "run continues"
-        end_run(context, run, playbook, RunStatus.COMPLETED, now)
-        return "remaining steps cancelled"
-    return "no active run"
-
-
-# -- held tasks ---------------------------------------------------------------------------------
-
-
-def release_held_tasks(context: ExecutionContext, now: datetime) -> int:
-    """On a working day, send held tasks (highest risk first) as far as today's caps allow."""
-    today = now.date()
-    if not calendar(context).is_working_day(today):
-        return 0
-    released = 0
-    for member, score, held_on, raw in caps.held(context.redis, HELD_BATCH):
-        if held_on >= today:
-            continue
-        task = held_task(raw)
-        if task.run_id and _run_exited(context, task):
-            caps.release(context.redis, member)  # its flag cleared meanwhile: a false task now
-            caps.forget(context.redis, member)
-            continue
-        limits = context.config.work.caps
-        if not caps.try_take(
-            context.redis,
-            task.owner_id,
-            task.account_id,
-            today,
-            limits.tasks_per_assignee_per_day,
-            limits.tasks_per_account_per_week,
-        ):
-            continue
-        if not caps.release(context.redis, member):
-            continue  # another worker took it
-        # Due as many working days after its release as it was after it was held.
-        days = calendar(context).working_days_between(held_on, task.due_date)
-        due = calendar(context).add_working_days(today, days)
-        try:
-            task_id = run_action(context, replace(task, due_date=due), now)
-        except (CrmRetriableError, CrmFatalError) as exc:
-            caps.put_back(context.redis, member, score)  # held still: never lost
-            logger.warning(
-                "a held task could not be created yet; it stays held",
-                extra={"account_id": task.account_id, "error": str(exc)},
-            )
-            continue
-        caps.forget(context.redis, member)
-        _add_task_to_run(context, task, task_id)
-        released += 1
-    return released
-
-
-def _run_exited(context: ExecutionContext, task: CreateTask) -> bool:
-    """Whether the task's run ended early: its flag cleared, or the rep completed its task.
-    A run that simply ran its last step (done) still wants the task."""
-    exits = (RunStatus.CLEARED.value, RunStatus.COMPLETED.value)
-    runs = stored_runs.load_runs(context.redis, [task.account_id])[task.account_id]
-    return any(raw["run_id"] == task.run_id and raw["status"] in exits for raw in runs.values())
-
-
-def _held_name(task: CreateTask) -> str:
-    return f"{HELD_PREFIX}{caps.member(task.idempotency_key)}"
-
-
-def _add_task_to_run(context: ExecutionContext, task: CreateTask, task_id: str) -> None:
-    """The released task takes its place among its run's tasks."""
-    for slot, raw in stored_runs.load_runs(context.redis, [task.account_id])[
-        task.account_id
-    ].items():
-        run = Run.from_json(raw)
-        if run.run_id == task.run_id:
-            held = _held_name(task)
-            ids = [t for t in run.tasks.get(task.step, ()) if t != held]
-            tasks = {**run.tasks, task.step: (*ids, task_id)}
-            moved = replace(run, tasks=tasks)
-            stored_runs.save_run(
-                context.redis, run.account_id, slot, moved.to_json(), run.next_step, run.due_on
-            )
 
 
 def run_one_step(
@@ -474,15 +351,14 @@ def run_one_step(
     now: datetime,
 ) -> str:
     """One run's waiting step on its own (after a refusal): a refusal again is raised."""
-    raw = stored_runs.load_runs(context.redis, [account_id])[account_id].get(slot)
-    run = Run.from_json(raw) if raw else None
+    run = runs_of(context, [account_id])[account_id].get(slot)
     by_name = {playbook.name: playbook for playbook in playbooks}
     if run is None or not run.active or run.playbook not in by_name:
         return "no active run"
     account = context.crm.find_accounts([account_id]).get(account_id)
     if account is None:
         return "no such account in the CRM"
-    assessment = _assessments(context, [account_id]).get(account_id)
+    assessment = assessments(context, [account_id]).get(account_id)
     ran = run_steps(context, [(run, by_name[run.playbook], account, assessment)], now)
     return f"{run.playbook}: step {run.next_step + 1} {'ran' if ran else 'is claimed elsewhere'}"
 

@@ -1,0 +1,116 @@
+"""Tasks a cap held back: sent on a later working day, highest risk first, as the caps allow;
+dropped only when the flag behind them has cleared (a task for it now would be a false one).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import date, datetime
+
+from integration.errors import CrmFatalError, CrmRetriableError
+from integration.store import caps
+from integration.store import runs as stored_runs
+from playbooks.actions import CreateTask
+from playbooks.engine import trigger_holds
+from playbooks.execution import ExecutionContext, held_task, run_action
+from playbooks.reads import HELD_PREFIX, assessments, calendar, run_by_id
+from playbooks.runs import RunStatus
+
+logger = logging.getLogger(__name__)
+
+HELD_PAGE = 500
+
+
+def held_name(task: CreateTask) -> str:
+    """How a held task is named among its run's tasks until it goes out."""
+    return f"{HELD_PREFIX}{caps.member(task.idempotency_key)}"
+
+
+def release_held_tasks(context: ExecutionContext, now: datetime) -> int:
+    """On a working day, send held tasks (highest risk first) as far as today's caps allow;
+    an assignee at their cap does not keep the others' tasks waiting."""
+    today = now.date()
+    if not calendar(context).is_working_day(today):
+        return 0
+    released, start = 0, 0
+    while page := caps.held(context.redis, HELD_PAGE, start):
+        start += len(page)
+        for member, score, held_on, raw in page:
+            if held_on >= today:
+                continue
+            task = held_task(raw)
+            if not _still_wanted(context, task):
+                caps.release(context.redis, member)
+                caps.forget(context.redis, member)
+                start -= 1
+                continue
+            if _send(context, task, member, score, held_on, now):
+                released += 1
+                start -= 1
+    return released
+
+
+def _send(
+    context: ExecutionContext,
+    task: CreateTask,
+    member: str,
+    score: float,
+    held_on: date,
+    now: datetime,
+) -> bool:
+    today = now.date()
+    limits = context.config.work.caps
+    if not caps.try_take(
+        context.redis,
+        task.owner_id,
+        task.account_id,
+        today,
+        limits.tasks_per_assignee_per_day,
+        limits.tasks_per_account_per_week,
+    ):
+        return False
+    if not caps.release(context.redis, member):
+        return False  # another worker took it
+    # Due as many working days after its release as it was after it was held.
+    days = calendar(context).working_days_between(held_on, task.due_date)
+    due = calendar(context).add_working_days(today, days)
+    try:
+        task_id = run_action(context, replace(task, due_date=due), now)
+    except (CrmRetriableError, CrmFatalError) as exc:
+        caps.put_back(context.redis, member, score)  # held still: never lost
+        logger.warning(
+            "a held task could not be created yet; it stays held",
+            extra={"account_id": task.account_id, "error": str(exc)},
+        )
+        return False
+    caps.forget(context.redis, member)
+    _add_task_to_run(context, task, task_id)
+    return True
+
+
+def _still_wanted(context: ExecutionContext, task: CreateTask) -> bool:
+    """A playbook task goes out only while its run has not ended early and its trigger still
+    holds in the latest judgement; an alert's FYI task (no run) always does."""
+    if not task.run_id:
+        return True
+    run = run_by_id(context, task.account_id, task.run_id)
+    if run is None or run.status in (RunStatus.CLEARED, RunStatus.COMPLETED):
+        return False
+    return trigger_holds(run, assessments(context, [task.account_id]).get(task.account_id))
+
+
+def _add_task_to_run(context: ExecutionContext, task: CreateTask, task_id: str) -> None:
+    """The released task takes its held name's place among its run's tasks (compared by the
+    run's version, so a step saved meanwhile is not undone: then it is tried once more)."""
+    for _ in range(2):
+        run = run_by_id(context, task.account_id, task.run_id) if task.run_id else None
+        if run is None:
+            return
+        held = held_name(task)
+        ids = [t for t in run.tasks.get(task.step, ()) if t != held]
+        moved = replace(run, tasks={**run.tasks, task.step: (*ids, task_id)})
+        if stored_runs.save_run(
+            context.redis, run.account_id, run.slot, moved.to_json(), run.version, run.due_on
+        ):
+            return
