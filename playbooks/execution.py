@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime
@@ -60,6 +61,7 @@ CONTACT_CACHE_SECONDS = 60
 USER_CACHE_SECONDS = 3600
 HELD = "held"
 SLACK, EMAIL = "slack", "email"
+EMAIL_ADDRESS = re.compile(r"[^\s<>@]+@[^\s<>@]+")
 # Slack's answers for a person it cannot reach by DM (channels.slack.default_channel gets it).
 NOT_IN_SLACK = frozenset({"users_not_found", "user_not_found", "user_deactivated"})
 _PENDING = "pending:"
@@ -212,11 +214,16 @@ def _send(context: ExecutionContext, action: SendSlack | SendEmail) -> str:
                 channel, "send", exc.message, retry_after_seconds=exc.retry_after_seconds
             ) from exc
         count(context.redis, "alert_failures", {"channel": channel})
+        why = _without_addresses(exc.message)  # a relay's refusal often echoes the address
         logger.warning(
             "alert not delivered; the CRM task stands",
-            extra={"account_id": action.account_id, "channel": channel, "why": exc.message},
+            extra={"account_id": action.account_id, "channel": channel, "why": why},
         )
-        return f"failed: {exc.message}"[:200]
+        return f"failed: {why}"[:200]
+
+
+def _without_addresses(text: str) -> str:
+    return EMAIL_ADDRESS.sub("<address>", text)
 
 
 def _deliver(context: ExecutionContext, action: SendSlack | SendEmail) -> str:
@@ -357,9 +364,12 @@ def _enroll(context: ExecutionContext, action: EnrollInSequence, now: datetime) 
         "sequence enrollment not possible; owner gets a task instead",
         extra={"account_id": action.account_id, "playbook": action.playbook, "why": why},
     )
-    fallback = action.fallback
-    note = f"\nWhy it was not automatic: {why}"
-    return run_action(context, replace(fallback, body=fallback.body + note), now)
+    fallback = replace(
+        action.fallback, body=f"{action.fallback.body}\nWhy it was not automatic: {why}"
+    )
+    if not _within_caps(context, fallback, now):
+        return HELD
+    return run_action(context, fallback, now)
 
 
 def _contact_in_role(context: ExecutionContext, account_crm_id: str, role: str) -> str | None:

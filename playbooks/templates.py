@@ -25,7 +25,7 @@ VARIABLES: dict[str, frozenset[str] | None] = {
     "reasons": None,
     "people": None,
     "risk": frozenset({"level", "score"}),
-    "trend": frozenset({"label", "sparkline", "values", "first", "last"}),
+    "trend": frozenset({"label", "sparkline", "values", "first", "last", "weeks"}),
     "sparkline": None,
     "playbook": frozenset({"name", "title"}),
     "step": frozenset({"name", "number"}),
@@ -44,10 +44,12 @@ def problems(source: str, detail_names: frozenset[str], fact_names: frozenset[st
     reason detail the trigger's reasons never carry, a fact the config does not map."""
     try:
         tree = ENVIRONMENT.parse(source)
-    except TemplateSyntaxError as exc:
+        undeclared = meta.find_undeclared_variables(tree)
+        ENVIRONMENT.from_string(source)  # an unknown filter or test fails here
+    except TemplateSyntaxError as exc:  # TemplateAssertionError included
         return [f"template does not compile (line {exc.lineno}): {exc.message}"]
     found = []
-    for name in sorted(meta.find_undeclared_variables(tree)):
+    for name in sorted(undeclared):
         if name not in VARIABLES:
             found.append(f"unknown template variable {name!r} (known: {', '.join(VARIABLES)})")
     for chain in _attribute_chains(tree):

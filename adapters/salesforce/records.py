@@ -46,7 +46,10 @@ def task_record(task: TaskRequest, key_field: str) -> dict[str, Any]:
 def note_record(note: NoteRequest) -> dict[str, Any]:
     record: dict[str, Any] = {
         "ParentId": note.account_crm_id,
-        "Title": note.body.splitlines()[0][:NOTE_TITLE_MAX] if note.body else "Note",
+        # The first line that says something (Salesforce refuses an empty Title).
+        "Title": next((line.strip() for line in note.body.splitlines() if line.strip()), "Note")[
+            :NOTE_TITLE_MAX
+        ],
         "Body": note.body[:DESCRIPTION_MAX],
     }
     if note.owner_id:

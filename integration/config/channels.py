@@ -23,7 +23,11 @@ class SlackChannel(_Strict):
 
     token_env: str = Field("SLACK_BOT_TOKEN", pattern=ENV_NAME_PATTERN)
     # Slack's Web API; a test points it at a loopback fake. Method names are joined onto it.
-    base_url: str = Field("https://slack.com/api/", pattern=r"^https?://\S+/$")
+    # https only, but on this machine (a fake): the bot token travels in every request.
+    base_url: str = Field(
+        "https://slack.com/api/",
+        pattern=r"^(https://\S+|http://(127\.0\.0\.1|localhost)(:\d+)?/\S*)/$",
+    )
     # A channel id (C0123...) or name for alerts that go to a channel rather than a person.
     default_channel: str | None = Field(None, min_length=1)
     timeout_seconds: float = Field(10, gt=0, le=120)
