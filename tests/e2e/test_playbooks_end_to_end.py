@@ -75,7 +75,7 @@ def test_a_usage_drop_creates_one_check_in_task_for_the_owner_with_the_numbers(
         "Why: Daily active users fell 60% below their 4-week normal (4.0 vs 10.0 a day) over the "
         "last 7 days.",
         # Seven whole weeks of history so far: seven blocks.
-        "Daily active users (weekly average), last 8 weeks (from 10 to 4): ██████▁",
+        "Daily active users (weekly average), last 7 weeks (from 10 to 4): ██████▁",
         "Also on this account:",
         "- Only 10 of 20 licensed seats were used in the last 30 days (50%, below 60%).",
     ]

@@ -378,9 +378,13 @@ def test_newly_triggered_names_only_the_new_keys() -> None:
 def test_runs_whose_trigger_cleared_are_the_ones_to_clear() -> None:
     book = playbook(trigger={"reasons": ["usage_drop", "nps_detractor"]})
     drop_run, nps_run = start(book, assessment(drop(), nps()))
-    done = replace(nps_run, run_id="old", status=RunStatus.DONE)
-    cleared = runs_to_clear([drop_run, nps_run, done], assessment(drop()))
-    assert cleared == [nps_run]
+    # A run that ran all its steps is cleared too (its tasks may still be open: the rep is
+    # told); one that ended as cleared or completed has been dealt with already.
+    done = replace(nps_run, run_id="done", status=RunStatus.DONE)
+    told = replace(nps_run, run_id="told", status=RunStatus.CLEARED)
+    completed = replace(nps_run, run_id="completed", status=RunStatus.COMPLETED)
+    cleared = runs_to_clear([drop_run, nps_run, done, told, completed], assessment(drop()))
+    assert cleared == [nps_run, done]
 
 
 # -- plan_step: guards ---------------------------------------------------------------------------
@@ -717,7 +721,7 @@ def test_the_sandbox_refuses_to_reach_python_internals() -> None:
 def test_sentence_breaks_finds_a_line_cut_mid_sentence_only() -> None:
     fine = (
         "Why: usage fell 60%.\nAlso on this account:\n- 2 tickets open\n"
-        "Daily active users, last 8 weeks: ▇▇▆▁\nhttps://crm.example/acme\nCall (today)"
+        "Daily active users, last 4 weeks: ▇▇▆▁\nhttps://crm.example/acme\nCall (today)"
     )
     assert sentence_breaks(fine) == []
     assert sentence_breaks("Call your main contact\nthis week.") == ["Call your main contact"]
