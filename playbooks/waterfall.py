@@ -24,10 +24,11 @@ from integration.risk.assess import RiskAssessment
 from integration.store import caps, waiting
 from integration.store import runs as stored_runs
 from playbooks.actions import CreateTask
-from playbooks.engine import Playbook, StepInputs, StepPlan, plan_step, runs_to_clear, runs_to_start
+from playbooks.engine import Playbook, runs_to_clear, runs_to_start
 from playbooks.execution import HELD, ExecutionContext, Outcomes, run_actions
 from playbooks.exits import end_run, task_completed
 from playbooks.held import held_name, release_held_tasks
+from playbooks.planning import StepInputs, StepPlan, plan_step
 from playbooks.reads import HELD_PREFIX, assessments, calendar, manager_of, open_tasks, runs_of
 from playbooks.runs import Run, RunStatus
 

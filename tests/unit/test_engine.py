@@ -28,15 +28,13 @@ from playbooks.actions import (
 from playbooks.catalogue import resolve_playbooks
 from playbooks.engine import (
     Playbook,
-    StepInputs,
     conditions_hold,
     newly_triggered,
-    people_involved,
-    plan_step,
     runs_to_clear,
     runs_to_start,
     trigger_holds,
 )
+from playbooks.planning import StepInputs, people_involved, plan_step
 from playbooks.runs import Calendar, Run, RunStatus
 from playbooks.templates import compile_template as template
 from playbooks.templates import problems, render_line, render_text, sentence_breaks

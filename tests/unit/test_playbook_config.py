@@ -23,7 +23,8 @@ from integration.risk.assess import RiskAssessment
 from integration.risk.reasons import Reason, RiskLevel
 from playbooks.actions import CreateTask, EnrollInSequence, NotifyOwner, SendSlack
 from playbooks.catalogue import resolve_playbooks
-from playbooks.engine import Playbook, StepInputs, plan_step, runs_to_start, shipped_definitions
+from playbooks.engine import Playbook, runs_to_start, shipped_definitions
+from playbooks.planning import StepInputs, plan_step
 from playbooks.runs import Calendar
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

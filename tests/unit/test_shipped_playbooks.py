@@ -21,7 +21,8 @@ from integration.risk.trends import Trend, reason_trend
 from integration.signals.events import ChangeType
 from playbooks.actions import CreateTask, NotifyOwner, SendSlack
 from playbooks.catalogue import resolve_playbooks
-from playbooks.engine import Playbook, StepInputs, plan_step, runs_to_start, shipped_definitions
+from playbooks.engine import Playbook, runs_to_start, shipped_definitions
+from playbooks.planning import StepInputs, plan_step
 from playbooks.runs import Calendar, Run
 from playbooks.templates import sentence_breaks
 from tests.unit import test_reason_catalogue as catalogue
