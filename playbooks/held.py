@@ -5,6 +5,7 @@ dropped only when the flag behind them has cleared (a task for it now would be a
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
@@ -12,7 +13,7 @@ from integration.errors import CrmFatalError, CrmRetriableError
 from integration.store import caps
 from integration.store import runs as stored_runs
 from playbooks.actions import CreateTask
-from playbooks.engine import trigger_holds
+from playbooks.engine import Playbook, trigger_holds
 from playbooks.execution import ExecutionContext, held_task, run_action
 from playbooks.reads import HELD_PREFIX, assessments, calendar, run_by_id
 from playbooks.runs import RunStatus
@@ -27,9 +28,12 @@ def held_name(task: CreateTask) -> str:
     return f"{HELD_PREFIX}{caps.member(task.idempotency_key)}"
 
 
-def release_held_tasks(context: ExecutionContext, now: datetime) -> int:
+def release_held_tasks(
+    context: ExecutionContext, now: datetime, playbooks: Sequence[Playbook] = ()
+) -> int:
     """On a working day, send held tasks (highest risk first) as far as today's caps allow;
-    an assignee at their cap does not keep the others' tasks waiting."""
+    an assignee at their cap does not keep the others' tasks waiting. The step after a
+    released task (an escalation) waits its after_days from the release."""
     today = now.date()
     if not calendar(context).is_working_day(today):
         return 0
@@ -45,9 +49,11 @@ def release_held_tasks(context: ExecutionContext, now: datetime) -> int:
                 caps.forget(context.redis, member)
                 start -= 1
                 continue
-            if _send(context, task, member, score, held_on, now):
+            sent = _send(context, task, member, score, held_on, now)
+            if sent is not None:
                 released += 1
                 start -= 1
+                _add_task_to_run(context, task, sent, {p.name: p for p in playbooks}, now)
     return released
 
 
@@ -58,7 +64,8 @@ def _send(
     score: float,
     held_on: date,
     now: datetime,
-) -> bool:
+) -> str | None:
+    """The task's CRM id once created; None when it stays held (a cap, the CRM failing)."""
     today = now.date()
     limits = context.config.work.caps
     if not caps.try_take(
@@ -69,9 +76,10 @@ def _send(
         limits.tasks_per_assignee_per_day,
         limits.tasks_per_account_per_week,
     ):
-        return False
+        return None
     if not caps.release(context.redis, member):
-        return False  # another worker took it
+        caps.give_back(context.redis, task.owner_id, task.account_id, today)
+        return None  # another worker took it
     # Due as many working days after its release as it was after it was held.
     days = calendar(context).working_days_between(held_on, task.due_date)
     due = calendar(context).add_working_days(today, days)
@@ -79,14 +87,14 @@ def _send(
         task_id = run_action(context, replace(task, due_date=due), now)
     except (CrmRetriableError, CrmFatalError) as exc:
         caps.put_back(context.redis, member, score)  # held still: never lost
+        caps.give_back(context.redis, task.owner_id, task.account_id, today)
         logger.warning(
             "a held task could not be created yet; it stays held",
             extra={"account_id": task.account_id, "error": str(exc)},
         )
-        return False
+        return None
     caps.forget(context.redis, member)
-    _add_task_to_run(context, task, task_id)
-    return True
+    return task_id
 
 
 def _still_wanted(context: ExecutionContext, task: CreateTask) -> bool:
@@ -100,9 +108,16 @@ def _still_wanted(context: ExecutionContext, task: CreateTask) -> bool:
     return trigger_holds(run, assessments(context, [task.account_id]).get(task.account_id))
 
 
-def _add_task_to_run(context: ExecutionContext, task: CreateTask, task_id: str) -> None:
-    """The released task takes its held name's place among its run's tasks (compared by the
-    run's version, so a step saved meanwhile is not undone: then it is tried once more)."""
+def _add_task_to_run(
+    context: ExecutionContext,
+    task: CreateTask,
+    task_id: str,
+    playbooks: Mapping[str, Playbook],
+    now: datetime,
+) -> None:
+    """The released task takes its held name's place among its run's tasks, and the step
+    after it is due its after_days from today (compared by the run's version, so a step saved
+    meanwhile is not undone: then it is tried once more)."""
     for _ in range(2):
         run = run_by_id(context, task.account_id, task.run_id) if task.run_id else None
         if run is None:
@@ -110,7 +125,12 @@ def _add_task_to_run(context: ExecutionContext, task: CreateTask, task_id: str) 
         held = held_name(task)
         ids = [t for t in run.tasks.get(task.step, ()) if t != held]
         moved = replace(run, tasks={**run.tasks, task.step: (*ids, task_id)})
+        steps = playbooks[run.playbook].spec.steps if run.playbook in playbooks else ()
+        waits = run.active and 0 < run.next_step < len(steps)
+        if waits and steps[run.next_step - 1].name == task.step:
+            after = steps[run.next_step].after_days
+            moved = replace(moved, due_on=calendar(context).add_working_days(now.date(), after))
         if stored_runs.save_run(
-            context.redis, run.account_id, run.slot, moved.to_json(), run.version, run.due_on
+            context.redis, run.account_id, run.slot, moved.to_json(), run.version, moved.due_on
         ):
             return

@@ -133,7 +133,7 @@ def run_due_steps(
 ) -> int:
     """Every minute: release held tasks the caps now allow, then run every step that is due,
     a page at a time; a step that fails waits for the next minute without holding up the rest."""
-    release_held_tasks(context, now)
+    release_held_tasks(context, now, playbooks)
     by_name = {playbook.name: playbook for playbook in playbooks}
     due = stored_runs.due_runs(context.redis, now.date(), DUE_MOST)
     total = 0

@@ -47,6 +47,13 @@ def try_take(
     return False
 
 
+def give_back(redis: Redis, assignee: str | None, account_id: str, day: date) -> None:
+    """Undo try_take for a task that did not go out after all."""
+    year, week, _ = day.isocalendar()
+    redis.decr(keys.task_cap("assignee", assignee or "-", day.isoformat()))
+    redis.decr(keys.task_cap("account", account_id, f"{year}-W{week:02d}"))
+
+
 def member(idempotency_key: str) -> str:
     """A held task's name in tasks_held (its idempotency key, hashed: it may hold an email)."""
     return _member(idempotency_key)

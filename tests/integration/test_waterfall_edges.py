@@ -607,26 +607,20 @@ def test_an_escalation_waits_while_the_task_it_is_about_is_held(
 ) -> None:
     world = held_escalation_world(make_world)
 
-    # Wednesday: Ana gets Initech's check-in; it is still open, so the escalation follows.
+    # Wednesday: Ana gets Initech's check-in; the escalation waits its working day from now.
     world.run_due_steps(day(2))
     [checkin] = world.tasks("initech", owner="owner-ana")
     assert checkin.status == "NOT_STARTED"
     assert world.held() == 0
+    assert world.companies_of("mgr-mia") == ["acme"]
+    assert world.run("initech")["tasks"]["rep_task"] == [checkin.crm_id]
+    assert world.run("initech")["due_on"] == day(3).date().isoformat()
+    # Thursday: still open, so it escalates.
+    world.run_due_steps(day(3))
     assert world.companies_of("mgr-mia") == ["acme", "initech"]
     assert [step[0] for step in world.steps("initech")] == ["rep_task", "manager_escalation"]
-    assert world.run("initech")["tasks"]["rep_task"] == [checkin.crm_id]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "playbooks/waterfall.py _plan: an escalation that waited for its held task is re-due "
-        "the next working day, and run_due_steps releases held tasks first, so the manager's "
-        "escalation ('check-in task still open') is created in the same minute the rep first "
-        "gets the task (due two working days later): the rep never has the step's after_days, "
-        "and completing the task on receipt cannot stop the escalation"
-    ),
-)
 def test_an_escalation_gives_the_rep_time_with_a_task_released_from_hold(
     make_world: Callable[..., World],
 ) -> None:
@@ -767,16 +761,6 @@ class TasksDownOnce(SandboxCrm):
         return super().create_task(task)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "playbooks/held.py _send: caps.try_take counts the task against the assignee's day "
-        "before the CRM call; when the CRM fails, the task is put back but the count is not "
-        "given back, so the next minute finds the assignee at their cap and the held task "
-        "(with every other held task of theirs) waits for the next working day, though "
-        "nothing was created"
-    ),
-)
 def test_a_held_task_whose_release_the_crm_fails_once_goes_out_the_same_day(
     make_world: Callable[..., World], monkeypatch: pytest.MonkeyPatch
 ) -> None:
