@@ -26,7 +26,7 @@ from integration.config.playbooks import (
 )
 from integration.risk.assess import RiskAssessment
 from integration.risk.reasons import RiskLevel
-from playbooks.runs import Run
+from playbooks.runs import Run, RunStatus
 from playbooks.templates import compile_template
 
 RANK = {RiskLevel.NONE: 0, RiskLevel.LOW: 1, RiskLevel.MEDIUM: 2, RiskLevel.HIGH: 3}
@@ -93,15 +93,27 @@ def runs_to_start(
         spec = playbook.spec
         for key in newly_triggered(spec.trigger, before, after):
             current = runs.get(f"{spec.name}|{key}")
-            if current is not None and (current.active or current.started_on == today):
-                continue  # going, or started today already (a flag that flapped, a retry)
+            if current is not None and _still_going(current, today):
+                continue
             if _cooling_down(spec, [*runs.values(), *started], today):
                 continue
             if not conditions_hold(spec.conditions, after, account, today):
                 continue
             run_id = f"{spec.name}:{after.account_id}:{key}:{today.isoformat()}"
+            if current is not None and current.run_id.startswith(run_id):
+                run_id = f"{run_id}#{_attempt(current.run_id) + 1}"  # back the same day
             started.append(Run(run_id, spec.name, after.account_id, key, today, due_on=today))
     return started
+
+
+def _still_going(run: Run, today: date) -> bool:
+    """A run that holds its slot: going, or started today and not cleared (an evaluation
+    retried after it started one must not start it twice)."""
+    return run.active or (run.started_on == today and run.status is not RunStatus.CLEARED)
+
+
+def _attempt(run_id: str) -> int:
+    return int(run_id.rsplit("#", 1)[1]) if "#" in run_id else 1
 
 
 def newly_triggered(

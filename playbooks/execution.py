@@ -319,7 +319,7 @@ def _notify(context: ExecutionContext, action: NotifyOwner, now: datetime) -> st
         )
         if action.fallback is None:
             return f"unavailable: {exc}"
-        if not _within_caps(context, action.fallback, now):
+        if _first_try(context, action.fallback) and not _within_caps(context, action.fallback, now):
             return HELD
         return run_action(context, action.fallback, now)
 
@@ -367,9 +367,14 @@ def _enroll(context: ExecutionContext, action: EnrollInSequence, now: datetime) 
     fallback = replace(
         action.fallback, body=f"{action.fallback.body}\nWhy it was not automatic: {why}"
     )
-    if not _within_caps(context, fallback, now):
+    if _first_try(context, fallback) and not _within_caps(context, fallback, now):
         return HELD
     return run_action(context, fallback, now)
+
+
+def _first_try(context: ExecutionContext, action: CreateTask) -> bool:
+    """Not tried before (a retry was counted against the caps the first time)."""
+    return not context.redis.exists(keys.action_done(action.idempotency_key))
 
 
 def _contact_in_role(context: ExecutionContext, account_crm_id: str, role: str) -> str | None:

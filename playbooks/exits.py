@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
+from integration.errors import CrmFatalError
 from integration.risk.assess import RiskAssessment
 from integration.store import keys
 from integration.store import runs as stored_runs
@@ -84,7 +85,14 @@ def _tell_open_tasks(
         run_id=run.run_id,
         step="exit",
     )
-    run_action(context, note, now)
+    try:
+        run_action(context, note, now)
+    except CrmFatalError as exc:
+        # A refusal no retry mends (an inactive owner, say): the run ends without it.
+        logger.error(
+            "CRM refused the note that a flag cleared; the run ends without it",
+            extra={"account_id": run.account_id, "playbook": run.playbook, "error": str(exc)},
+        )
 
 
 def cleared_text(

@@ -21,6 +21,7 @@ from playbooks.runs import RunStatus
 logger = logging.getLogger(__name__)
 
 HELD_PAGE = 500
+SAVE_ATTEMPTS = 5
 
 
 def held_name(task: CreateTask) -> str:
@@ -118,7 +119,7 @@ def _add_task_to_run(
     """The released task takes its held name's place among its run's tasks, and the step
     after it is due its after_days from today (compared by the run's version, so a step saved
     meanwhile is not undone: then it is tried once more)."""
-    for _ in range(2):
+    for _ in range(SAVE_ATTEMPTS):
         run = run_by_id(context, task.account_id, task.run_id) if task.run_id else None
         if run is None:
             return

@@ -139,9 +139,8 @@ class Calendar:
 
     def working_days_between(self, start: date, end: date) -> int:
         """How many working days after `start` `end` is (0 when it is not later)."""
-        count, day = 0, self.next_working_day(start)
-        while day < end:
-            day = self.next_working_day(day + timedelta(days=1))
+        count = 0
+        while self.add_working_days(start, count) < end:
             count += 1
         return count
 

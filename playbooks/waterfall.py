@@ -213,7 +213,15 @@ def _claimed_plans(
             stored_runs.release_step(context.redis, claimed_run.run_id, claimed_run.next_step)
             continue
         assessment = given if judged_now else judged.get(run.account_id)
-        plan = _plan(context, run, playbook, account, assessment, open_ids, now)
+        try:
+            plan = _plan(context, run, playbook, account, assessment, open_ids, now)
+        except (CrmRetriableError, CrmFatalError) as exc:  # a manager lookup, say
+            logger.warning(
+                "could not plan a playbook step; next minute",
+                extra={"account_id": run.account_id, "playbook": run.playbook, "error": str(exc)},
+            )
+            stored_runs.release_step(context.redis, run.run_id, run.next_step)
+            continue
         if plan is not None:
             planned.append((run, plan))
     return planned
@@ -238,7 +246,8 @@ def _plan(
         return None
     previous = playbook.spec.steps[run.next_step - 1].name if run.next_step else None
     previous_ids = run.tasks.get(previous, ()) if previous else ()
-    if any(task.startswith(HELD_PREFIX) for task in previous_ids):
+    held = [task.removeprefix(HELD_PREFIX) for task in previous_ids if task.startswith(HELD_PREFIX)]
+    if any(caps.is_held(context.redis, member) for member in held):
         # The previous task is still held by a cap: the rep has not had it yet, so nothing
         # escalates about it; this step waits a working day.
         later = calendar(context).add_working_days(now.date(), 1)

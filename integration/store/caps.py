@@ -54,6 +54,10 @@ def give_back(redis: Redis, assignee: str | None, account_id: str, day: date) ->
     redis.decr(keys.task_cap("account", account_id, f"{year}-W{week:02d}"))
 
 
+def is_held(redis: Redis, member: str) -> bool:
+    return bool(redis.exists(keys.held_task(member)))
+
+
 def member(idempotency_key: str) -> str:
     """A held task's name in tasks_held (its idempotency key, hashed: it may hold an email)."""
     return _member(idempotency_key)

