@@ -32,6 +32,28 @@ pytest_plugins = ["tests.specs_folder"]
 
 USAGE_SECRET_ENV = "TEST_USAGE_SECRET"
 PEOPLE_SECRET_ENV = "TEST_PEOPLE_SECRET"
+# `webhooks:` as the tests configure it: each source signed with its secret from the environment.
+WEBHOOKS = {
+    "usage": {"secret_env": USAGE_SECRET_ENV},
+    "job_changes": {"secret_env": PEOPLE_SECRET_ENV},
+}
+# `evaluation:` judged as soon as a worker runs; tests of the waiting set their own times.
+JUDGED_AT_ONCE = {"settle_seconds": 0, "interval_seconds": 0, "backfill_quiet_seconds": 0}
+
+# Priya, a champion at Globex, leaves for Umbrella (a people-data row, as Clay sends it).
+CHAMPION_LEFT = {
+    "event_id": "clay-row-1",
+    "source": "clay",
+    "change_type": "company_change",
+    "email": "priya@globex.example",
+    "first_name": "Priya",
+    "last_name": "Natarajan",
+    "previous_company_domain": "globex.example",
+    "previous_job_title": "Director of Operations",
+    "current_company_name": "Umbrella Corp",
+    "current_job_title": "VP Operations",
+    "relationship_type": "Champion",
+}
 
 
 @pytest.fixture(scope="session")
@@ -131,16 +153,8 @@ def config_file(tmp_path: Path, webhook_secrets: dict[str, str]) -> Path:
                     "sandbox": {"path": str(tmp_path / "crm.sqlite3"), "seed_file": str(seed)},
                 },
                 "owners": {"fallback_owner": "owner-ana"},
-                "webhooks": {
-                    "usage": {"secret_env": USAGE_SECRET_ENV},
-                    "job_changes": {"secret_env": PEOPLE_SECRET_ENV},
-                },
-                # Judged as soon as a worker runs; tests of the waiting set their own times.
-                "evaluation": {
-                    "settle_seconds": 0,
-                    "interval_seconds": 0,
-                    "backfill_quiet_seconds": 0,
-                },
+                "webhooks": WEBHOOKS,
+                "evaluation": JUDGED_AT_ONCE,
             }
         )
     )
@@ -240,6 +254,17 @@ def hub() -> Iterator[Any]:
         yield fake
         assert fake.spec_problems() == []
         assert fake.server_errors == []
+
+
+@pytest.fixture
+def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fake Slack workspace on loopback, its bot token set; every call it got must succeed."""
+    from tests.fakes.slack_server import TEST_TOKEN, FakeSlack
+
+    monkeypatch.setenv("SLACK_BOT_TOKEN", TEST_TOKEN)
+    with FakeSlack() as fake:
+        yield fake
+        assert [r.method for r in fake.requests if r.status != 200] == []
 
 
 def nothing_stored(redis: Redis) -> bool:

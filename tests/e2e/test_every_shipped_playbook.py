@@ -30,8 +30,11 @@ from playbooks.engine import shipped_definitions
 from playbooks.templates import sentence_breaks
 from playbooks.waterfall import calendar, run_due_steps
 from tests.conftest import (
+    CHAMPION_LEFT,
+    JUDGED_AT_ONCE,
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,
+    WEBHOOKS,
     drain,
     post_signed,
     usage_complete_through_yesterday,
@@ -111,20 +114,6 @@ SEED: dict[str, Any] = {
             "title": "Data Lead",
         },
     ],
-}
-
-CHAMPION_LEFT = {
-    "event_id": "clay-row-1",
-    "source": "clay",
-    "change_type": "company_change",
-    "email": "priya@globex.example",
-    "first_name": "Priya",
-    "last_name": "Natarajan",
-    "previous_company_domain": "globex.example",
-    "previous_job_title": "Director of Operations",
-    "current_company_name": "Umbrella Corp",
-    "current_job_title": "VP Operations",
-    "relationship_type": "Champion",
 }
 
 
@@ -233,11 +222,8 @@ def make_env(
             },
             "owners": {"fallback_owner": "owner-mia"},
             "account_facts": {"csm": "csm_user", "ae": "ae_user"},
-            "webhooks": {
-                "usage": {"secret_env": USAGE_SECRET_ENV},
-                "job_changes": {"secret_env": PEOPLE_SECRET_ENV},
-            },
-            "evaluation": {"settle_seconds": 0, "interval_seconds": 0, "backfill_quiet_seconds": 0},
+            "webhooks": WEBHOOKS,
+            "evaluation": JUDGED_AT_ONCE,
         }
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(merged(base, config or {})))

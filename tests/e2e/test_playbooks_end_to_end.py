@@ -20,6 +20,7 @@ from integration.jobs.context import Context
 from integration.store import runs, waiting
 from playbooks.waterfall import run_due_steps
 from tests.conftest import (
+    CHAMPION_LEFT,
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,
     daily_usage,
@@ -30,20 +31,6 @@ from tests.conftest import (
 
 DROPPING = [10] * 42 + [4] * 7  # ten people a day, then four for the last week
 STEADY = [10] * 49
-
-CHAMPION_LEFT = {
-    "event_id": "clay-row-1",
-    "source": "clay",
-    "change_type": "company_change",
-    "email": "priya@globex.example",
-    "first_name": "Priya",
-    "last_name": "Natarajan",
-    "previous_company_domain": "globex.example",
-    "previous_job_title": "Director of Operations",
-    "current_company_name": "Umbrella Corp",
-    "current_job_title": "VP Operations",
-    "relationship_type": "Champion",
-}
 
 
 def crm(context: Context) -> SandboxCrm:

@@ -21,8 +21,8 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import pytest
 import yaml
 from redis import Redis
 
-from adapters.sandbox.adapter import SandboxCrm, SandboxTask
+from adapters.sandbox.adapter import SandboxTask
 from integration.config.settings import Settings
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context, build_context, read_config
@@ -38,41 +38,37 @@ from integration.store import caps
 from integration.store import runs as stored_runs
 from playbooks.waterfall import run_due_steps
 from tests.conftest import (
-    PEOPLE_SECRET_ENV,
+    JUDGED_AT_ONCE,
     USAGE_SECRET_ENV,
+    WEBHOOKS,
     daily_usage,
     drain,
     post_signed,
     usage_complete_through_yesterday,
 )
 from tests.fakes.hubspot_server import FakeHubSpot
-from tests.fakes.slack_server import TEST_TOKEN, FakeSlack
+from tests.fakes.slack_server import FakeSlack
+from tests.integration import worlds
+from tests.integration.worlds import (
+    DROP_60,
+    LOW_SEATS,
+    MONDAY,
+    champion_joins_acme,
+    day,
+    flag,
+    metric,
+    slack_channels,
+)
 from webhooks.app import create_app
 
-TODAY = datetime.now(UTC).date()
-MONDAY = TODAY + timedelta(days=7 - TODAY.weekday())
-# Eight people a day on twenty seats for seven weeks: 40% of seats used, usage steady.
-LOW_SEATS = [8] * 49
 SEATS = 20
-DROP_60 = [10] * 42 + [4] * 7
 FYI = "No action needed beyond reading this: it is for your information."
 COMMERCIAL = "Commercial risk at Acme Analytics: seats unused"
 UNDERUSED = "Only 8 of 20 licensed seats were used in the last 30 days (40%, below 60%)."
 
 
-def day(offset: int, hour: int = 9) -> datetime:
-    """`offset` calendar days after MONDAY, at `hour` UTC."""
-    return datetime.combine(MONDAY + timedelta(days=offset), time(hour), UTC)
-
-
 def on(offset: int) -> str:
     return (MONDAY + timedelta(days=offset)).isoformat()
-
-
-def metric(client: Any, line_start: str) -> float:
-    scraped = client.get("/metrics").get_data(as_text=True)
-    found = [line for line in scraped.splitlines() if line.startswith(line_start)]
-    return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
 
 
 # == the sandbox world ==========================================================================
@@ -92,53 +88,23 @@ COMPANIES = {  # product account id: (CRM id, name, owner, AE)
 
 
 def _seed(acme_owner: str = "owner-ana") -> dict[str, Any]:
-    companies = []
-    for account, (crm_id, name, owner, ae) in COMPANIES.items():
-        properties = {"product_account_id": account}
-        if ae:
-            properties["ae_user"] = ae
-        companies.append(
-            {
-                "id": crm_id,
-                "name": name,
-                "domain": f"{account}.example",
-                "owner_id": acme_owner if account == "acme" else owner,
-                "properties": properties,
-            }
+    companies = [
+        worlds.company(
+            account,
+            crm_id,
+            name,
+            acme_owner if account == "acme" else owner,
+            **({"ae_user": ae} if ae else {}),
         )
+        for account, (crm_id, name, owner, ae) in COMPANIES.items()
+    ]
     return {"owners": OWNERS, "companies": companies, "contacts": []}
 
 
-@dataclass
-class World:
-    context: Context
-    client: Any
-    secrets: dict[str, str]
-    closers: list[Callable[[], None]] = field(default_factory=list)
+class World(worlds.World):
+    """tests/integration/worlds.py's world, on this file's seed, with the CRM's alerts."""
 
-    @property
-    def crm(self) -> SandboxCrm:
-        assert isinstance(self.context.crm, SandboxCrm)
-        return self.context.crm
-
-    @property
-    def redis(self) -> Redis:
-        return self.context.redis
-
-    def post_usage(self, account_id: str, per_day: list[int], seats: int | None = None) -> None:
-        events = daily_usage(account_id, per_day, seats=seats)
-        answer = post_signed(self.client, "/webhooks/usage", self.secrets[USAGE_SECRET_ENV], events)
-        assert answer.status_code == 202, answer.get_data(as_text=True)
-
-    def evaluate(self, now: datetime, *account_ids: str) -> None:
-        jobs.evaluate_accounts(self.context, list(account_ids), now)
-
-    def run_due_steps(self, now: datetime) -> int:
-        return run_due_steps(self.context, self.context.playbooks, now)
-
-    def tasks(self, company: str | None = None) -> list[SandboxTask]:
-        crm_id = COMPANIES[company][0] if company else None
-        return [t for t in self.crm.tasks() if crm_id is None or t.company_id == crm_id]
+    companies = COMPANIES
 
     def notifications(self) -> list[tuple[str, str, str, str]]:
         with closing(sqlite3.connect(self.crm.path)) as db:
@@ -152,26 +118,12 @@ def make_world(
     settings: Settings, webhook_secrets: dict[str, str], redis: Redis
 ) -> Iterator[Callable[..., World]]:
     """conftest's sandbox config with these top-level keys replaced, on this file's seed."""
-    worlds: list[World] = []
+    with worlds.worlds(settings, webhook_secrets) as open_world:
 
-    def build(acme_owner: str = "owner-ana", **changes: Any) -> World:
-        config = yaml.safe_load(settings.config.read_text())
-        Path(config["crm"]["sandbox"]["seed_file"]).write_text(yaml.safe_dump(_seed(acme_owner)))
-        config.update(changes)
-        settings.config.write_text(yaml.safe_dump(config))
-        context = build_context(settings, read_config(settings.config))
-        jobs.install_context(context)
-        app = create_app(settings, context.config)
-        world = World(context, app.test_client(), webhook_secrets)
-        world.closers += [context.redis.close, app.extensions["integration.redis"].close]
-        worlds.append(world)
-        return world
+        def build(acme_owner: str = "owner-ana", **changes: Any) -> World:
+            return open_world(World, _seed(acme_owner), **changes)
 
-    yield build
-    jobs.install_context(None)
-    for world in worlds:
-        for close in world.closers:
-            close()
+        yield build
 
 
 # == 1. a CRM alert HubSpot cannot show becomes a task for its reader ===========================
@@ -288,15 +240,8 @@ def make_portal(
                 },
             },
             "owners": {"managers": {people["ana"]: people["mia"]}},
-            "webhooks": {
-                "usage": {"secret_env": USAGE_SECRET_ENV},
-                "job_changes": {"secret_env": PEOPLE_SECRET_ENV},
-            },
-            "evaluation": {
-                "settle_seconds": 0,
-                "interval_seconds": 0,
-                "backfill_quiet_seconds": 0,
-            },
+            "webhooks": WEBHOOKS,
+            "evaluation": JUDGED_AT_ONCE,
             **config_keys,
         }
         if map_ae:
@@ -500,50 +445,10 @@ def test_on_the_sandbox_the_ae_gets_the_alert_itself_and_no_extra_task(
 
 # == 2. a Slack DM that cannot be delivered goes to the default channel =========================
 
-# Priya, a champion at Globex, joins Acme: the shipped champion_joined_welcome playbook, whose
-# first step DMs the CSM (no CSM mapped: the owner) beside a CRM task.
-CHAMPION_JOINED = {
-    "event_id": "clay-row-7",
-    "source": "clay",
-    "change_type": "company_change",
-    "email": "priya@globex.example",
-    "first_name": "Priya",
-    "last_name": "Natarajan",
-    "previous_company_domain": "globex.example",
-    "previous_job_title": "Director of Operations",
-    "current_company_name": "Acme Analytics",
-    "current_company_domain": "acme.example",
-    "current_job_title": "VP Operations",
-    "relationship_type": "Champion",
-}
+# Priya, a champion at Globex, joins Acme (worlds.CHAMPION_JOINED): the shipped
+# champion_joined_welcome playbook, whose first step DMs the CSM (no CSM mapped: the owner)
+# beside a CRM task.
 WELCOME = "Congratulate Priya Natarajan on joining Acme Analytics and book a check-in"
-
-
-@pytest.fixture
-def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSlack]:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", TEST_TOKEN)
-    with FakeSlack() as fake:
-        yield fake
-        assert [r.method for r in fake.requests if r.status != 200] == []
-
-
-def slack_channels(slack: FakeSlack, default_channel: str | None = None) -> dict[str, Any]:
-    settings: dict[str, Any] = {"base_url": slack.base_url, "timeout_seconds": 5}
-    if default_channel:
-        settings["default_channel"] = default_channel
-    return {"slack": settings}
-
-
-def champion_joins_acme(world: World, event_id: str = "clay-row-7") -> SandboxTask:
-    """The people webhook brings the move; real workers judge it. Acme's task."""
-    payload = CHAMPION_JOINED | {"event_id": event_id}
-    answer = post_signed(
-        world.client, "/webhooks/job-changes", world.secrets[PEOPLE_SECRET_ENV], payload
-    )
-    assert answer.status_code == 202
-    drain(world.redis)
-    [task] = world.tasks("acme")
-    return task
 
 
 def test_a_csm_not_in_slack_is_alerted_in_the_default_channel_naming_them(
@@ -654,10 +559,7 @@ CAPPED = {
 
 def flag_three(world: World, now: datetime) -> None:
     """Usage for Ana's three accounts drops at once; the evaluation at `now` judges them."""
-    for account in ("acme", "initech", "umbrella"):
-        world.post_usage(account, DROP_60)
-    usage_complete_through_yesterday(world.redis)
-    world.evaluate(now, "acme", "initech", "umbrella")
+    flag(world, now, acme=DROP_60, initech=DROP_60, umbrella=DROP_60)
 
 
 def new_tasks(world: World, before: list[SandboxTask]) -> list[SandboxTask]:

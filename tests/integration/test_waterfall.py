@@ -16,161 +16,56 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from click.testing import CliRunner
 from redis import Redis
-from rq import Queue, SimpleWorker
 
-from adapters.sandbox.adapter import SandboxCrm, SandboxTask
 from integration.cli.main import main
 from integration.config.settings import Settings
-from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context, build_context, read_config
-from integration.jobs.queues import SIGNALS, enqueue_crm_change
-from integration.signals.crm_changes import ChangeKind, CrmChange
 from integration.store import caps
-from integration.store import runs as stored_runs
-from playbooks.waterfall import run_due_steps
-from tests.conftest import (
-    PEOPLE_SECRET_ENV,
-    USAGE_SECRET_ENV,
-    daily_usage,
-    drain,
-    post_signed,
-    usage_complete_through_yesterday,
+from tests.conftest import PEOPLE_SECRET_ENV, drain, post_signed, usage_complete_through_yesterday
+from tests.fakes.slack_server import FakeSlack
+from tests.integration import worlds
+from tests.integration.worlds import (
+    CHAMPION_JOINED,
+    COMPANIES,
+    DROP_40,
+    DROP_60,
+    MONDAY,
+    OWNERS,
+    RECOVERED,
+    SEQUENCE,
+    champion_joins_acme,
+    day,
+    flag,
+    metric,
+    slack_channels,
 )
-from tests.fakes.slack_server import TEST_TOKEN, FakeSlack
-from webhooks.app import create_app
 
-# The next Monday after today: every evaluation and step runs at a time passed in from there.
-# Usage ends yesterday, as a live sender's does; judged later, it reads as a source that has
-# not sent since (judged through its last day), so the flags stay as they were.
-TODAY = datetime.now(UTC).date()
-MONDAY = TODAY + timedelta(days=7 - TODAY.weekday())
-SEQUENCE = "seq-usage-winback"
-
-DROP_60 = [10] * 42 + [4] * 7  # ten people a day, then four for the last week
-DROP_40 = [10] * 42 + [6] * 7
-RECOVERED = [10] * 7  # the same last week, ten people a day again
-
-OWNERS = [
-    {
-        "id": "owner-ana",
-        "name": "Ana Ortiz",
-        "email": "ana@vendor.example",
-        "manager_id": "mgr-mia",
-    },
-    {"id": "owner-ben", "name": "Ben Cole", "email": "ben@vendor.example"},
-    {"id": "mgr-mia", "name": "Mia Lund", "email": "mia@vendor.example"},
-    {"id": "mgr-max", "name": "Max Rey", "email": "max@vendor.example"},
-]
-COMPANIES = {  # product account id: (CRM id, name, owner)
-    "acme": ("1001", "Acme Analytics", "owner-ana"),
-    "globex": ("1002", "Globex", "owner-ben"),
-    "initech": ("1003", "Initech", "owner-ana"),
-    "umbrella": ("1004", "Umbrella", "owner-ana"),
-}
 PRIMARY = {"id": "2002", "email": "lee@acme.example", "name": "Lee Chen", "company_id": "1001"}
 
 
-def day(offset: int, hour: int = 9) -> datetime:
-    """`offset` calendar days after MONDAY, at `hour` UTC."""
-    return datetime.combine(MONDAY + timedelta(days=offset), time(hour), UTC)
+# -- the world: tests/integration/worlds.py, with the enrollments, the report and restarts -----
 
 
-# -- the world: config, CRM, web app ----------------------------------------------------------
-
-
-@dataclass
-class World:
-    settings: Settings
-    context: Context
-    client: Any
-    secrets: dict[str, str]
-    closers: list[Callable[[], None]] = field(default_factory=list)
-
-    @property
-    def crm(self) -> SandboxCrm:
-        assert isinstance(self.context.crm, SandboxCrm)
-        return self.context.crm
-
-    @property
-    def redis(self) -> Redis:
-        return self.context.redis
-
-    def post_usage(
-        self, account_id: str, users_per_day: list[int], seats: int | None = None
-    ) -> None:
-        """Signed usage to the web app, ending yesterday (what a live sender has sent)."""
-        events = daily_usage(account_id, users_per_day, seats=seats)
-        response = post_signed(
-            self.client, "/webhooks/usage", self.secrets[USAGE_SECRET_ENV], events
-        )
-        assert response.status_code == 202, response.get_data(as_text=True)
-
-    def evaluate(self, now: datetime, *account_ids: str) -> None:
-        """What the evaluation job does for these accounts, at `now`."""
-        jobs.evaluate_accounts(self.context, list(account_ids), now)
-
-    def run_due_steps(self, now: datetime, context: Context | None = None) -> int:
-        """What the every-minute `rq cron` job does, at `now`."""
-        context = context or self.context
-        return run_due_steps(context, context.playbooks, now)
-
+class World(worlds.World):
     def restart(self) -> Context:
         """A new process: its own config read, Redis connection and CRM adapter."""
         fresh = build_context(self.settings, read_config(self.settings.config))
         self.closers.append(fresh.redis.close)
         return fresh
 
-    def tasks(self, company: str | None = None) -> list[SandboxTask]:
-        crm_id = COMPANIES[company][0] if company else None
-        return [t for t in self.crm.tasks() if crm_id is None or t.company_id == crm_id]
-
-    def notes(self, company: str) -> list[str]:
-        with closing(sqlite3.connect(self.crm.path)) as db:
-            rows = db.execute(
-                "select body from notes where company_id = ? order by created_at, id",
-                (COMPANIES[company][0],),
-            ).fetchall()
-        return [body for (body,) in rows]
-
     def enrollments(self) -> list[tuple[str, str, str]]:
         with closing(sqlite3.connect(self.crm.path)) as db:
             return db.execute(
                 "select contact_id, sequence_id, owner_id from enrollments order by created_at"
             ).fetchall()
-
-    def run(self, company: str, playbook: str = "usage_drop_checkin") -> dict[str, Any]:
-        """The one run of `playbook` on the account, as stored."""
-        stored = stored_runs.load_runs(self.redis, [company])[company]
-        [found] = [raw for raw in stored.values() if raw["playbook"] == playbook]
-        return found
-
-    def steps(self, company: str, playbook: str = "usage_drop_checkin") -> list[list[str]]:
-        """[step name, ISO time, outcome] for each step the run went through."""
-        return [list(step) for step in self.run(company, playbook)["steps"]]
-
-    def complete_in_crm(self, task: SandboxTask, at: datetime) -> None:
-        """The rep ticks the task off; the CRM's webhook brings it to a real worker."""
-        self.crm.complete_task(task.crm_id)
-        change = CrmChange(
-            crm="sandbox",
-            kind=ChangeKind.TASK_COMPLETED,
-            subject_id=task.crm_id,
-            occurred_at=at,
-            delivery_key=f"task-completed-{task.crm_id}",
-        )
-        assert enqueue_crm_change(self.redis, change)
-        worker = SimpleWorker([Queue(SIGNALS, connection=self.redis)], connection=self.redis)
-        assert worker.work(burst=True)
 
     def report(self) -> str:
         result = CliRunner().invoke(
@@ -182,66 +77,21 @@ class World:
         return result.output
 
 
-def _seed() -> dict[str, Any]:
-    """Ana (whose manager in the CRM is Mia) owns three accounts; Ben, with no manager in the
-    CRM, owns Globex. Lee is Acme's primary contact."""
-    return {
-        "owners": OWNERS,
-        "companies": [
-            {
-                "id": crm_id,
-                "name": name,
-                "domain": f"{account}.example",
-                "owner_id": owner,
-                "properties": {"product_account_id": account},
-            }
-            for account, (crm_id, name, owner) in COMPANIES.items()
-        ],
-        "contacts": [{**PRIMARY, "is_primary": True}],
-    }
-
-
 @pytest.fixture
 def make_world(
     settings: Settings, webhook_secrets: dict[str, str], redis: Redis
 ) -> Iterator[Callable[..., World]]:
     """A world built from conftest's config, these top-level keys replaced (playbooks, work,
-    owners, channels), on this file's sandbox seed."""
-    worlds: list[World] = []
-
-    def build(**changes: Any) -> World:
-        config = yaml.safe_load(settings.config.read_text())
-        seed_path = Path(config["crm"]["sandbox"]["seed_file"])
-        seed_path.write_text(yaml.safe_dump(_seed()))
-        for key, value in changes.items():
-            config[key] = value
-        settings.config.write_text(yaml.safe_dump(config))
-        context = build_context(settings, read_config(settings.config))
-        jobs.install_context(context)
-        app = create_app(settings, context.config)
-        world = World(settings, context, app.test_client(), webhook_secrets)
-        world.closers += [context.redis.close, app.extensions["integration.redis"].close]
-        worlds.append(world)
-        return world
-
-    yield build
-    jobs.install_context(None)
-    for world in worlds:
-        for close in world.closers:
-            close()
+    owners, channels), on this file's sandbox seed: Ana (whose manager in the CRM is Mia) owns
+    three accounts; Ben, with no manager in the CRM, owns Globex. Lee is Acme's primary contact."""
+    sandbox_seed = worlds.seed(OWNERS, COMPANIES, [PRIMARY])
+    with worlds.worlds(settings, webhook_secrets) as open_world:
+        yield lambda **changes: open_world(World, sandbox_seed, **changes)
 
 
 def with_sequence(**entry: Any) -> dict[str, Any]:
     """The shipped usage-drop playbook with its automated touch switched on."""
     return {"usage_drop_checkin": {"sequence_id": SEQUENCE, **entry}}
-
-
-def flag(world: World, now: datetime, **usage: list[int]) -> None:
-    """Usage for these accounts arrives; the evaluation at `now` judges them."""
-    for account, users in usage.items():
-        world.post_usage(account, users)
-    usage_complete_through_yesterday(world.redis)
-    world.evaluate(now, *usage)
 
 
 def figures(report: str) -> tuple[int, int]:
@@ -251,12 +101,6 @@ def figures(report: str) -> tuple[int, int]:
     assert waiting, report
     assert held, report
     return int(waiting[1]), int(held[1])
-
-
-def metric(world: World, line_start: str) -> float:
-    scraped = world.client.get("/metrics").get_data(as_text=True)
-    found = [line for line in scraped.splitlines() if line.startswith(line_start)]
-    return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
 
 
 # -- the usage-drop waterfall ------------------------------------------------------------------
@@ -592,44 +436,6 @@ def test_a_rep_task_still_held_when_its_escalation_falls_due_is_not_lost(
 
 # -- Slack --------------------------------------------------------------------------------------
 
-# Priya, a champion at Globex, joins Acme: the shipped champion_joined_welcome playbook.
-CHAMPION_JOINED = {
-    "event_id": "clay-row-7",
-    "source": "clay",
-    "change_type": "company_change",
-    "email": "priya@globex.example",
-    "first_name": "Priya",
-    "last_name": "Natarajan",
-    "previous_company_domain": "globex.example",
-    "previous_job_title": "Director of Operations",
-    "current_company_name": "Acme Analytics",
-    "current_company_domain": "acme.example",
-    "current_job_title": "VP Operations",
-    "relationship_type": "Champion",
-}
-
-
-@pytest.fixture
-def slack(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSlack]:
-    monkeypatch.setenv("SLACK_BOT_TOKEN", TEST_TOKEN)
-    with FakeSlack() as fake:
-        yield fake
-        assert [r.method for r in fake.requests if r.status != 200] == []
-
-
-def champion_joins_acme(world: World) -> SandboxTask:
-    """The people webhook brings the move; real workers judge both accounts. Acme's task."""
-    secret = world.secrets[PEOPLE_SECRET_ENV]
-    response = post_signed(world.client, "/webhooks/job-changes", secret, CHAMPION_JOINED)
-    assert response.status_code == 202
-    assert drain(world.redis)
-    [task] = world.tasks("acme")
-    return task
-
-
-def slack_channels(slack: FakeSlack) -> dict[str, Any]:
-    return {"slack": {"base_url": slack.base_url, "timeout_seconds": 5}}
-
 
 def test_a_past_champion_joining_is_a_slack_dm_to_the_csm_found_by_email_beside_the_task(
     make_world: Callable[..., World], slack: FakeSlack
@@ -702,7 +508,7 @@ def test_a_csm_missing_from_slack_is_reported_and_the_crm_task_still_stands(
     assert task.owner_id == "owner-ana"
     assert slack.messages == []
     assert [request.method for request in slack.requests] == ["users.lookupByEmail"]
-    assert metric(world, 'cs_alert_failures_total{channel="slack"}') == 1.0
+    assert metric(world.client, 'cs_alert_failures_total{channel="slack"}') == 1.0
     assert world.steps("acme", "champion_joined_welcome")[0][::2] == ["welcome", "ran"]
     assert world.run("acme", "champion_joined_welcome")["status"] == "done"
 
@@ -836,7 +642,7 @@ def test_an_email_the_relay_refuses_is_reported_and_the_task_stands(
     assert mailbox.received == []
     [task] = world.tasks()
     assert task.subject == "Call Acme Analytics about their usage"
-    assert metric(world, 'cs_alert_failures_total{channel="email"}') == 1.0
+    assert metric(world.client, 'cs_alert_failures_total{channel="email"}') == 1.0
     assert world.run("acme", "usage_drop_email")["status"] == "done"
     world.run_due_steps(day(1))
     assert len(world.tasks()) == 1

@@ -11,11 +11,9 @@ sandbox (a subclass of it where the CRM must fail once).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, time, timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,58 +21,39 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from redis import Redis
-from rq import Queue, SimpleWorker
 
 from adapters.protocol import BatchOutcome, NoteRequest, TaskRequest
-from adapters.sandbox.adapter import SandboxCrm, SandboxTask
+from adapters.sandbox.adapter import SandboxCrm
 from integration.cli.main import main
 from integration.config.settings import Settings
 from integration.errors import CrmRetriableError
-from integration.jobs import evaluate as jobs
-from integration.jobs.context import Context, build_context, read_config
-from integration.jobs.queues import SIGNALS, enqueue_crm_change
-from integration.signals.crm_changes import ChangeKind, CrmChange
 from integration.store import caps, keys, waiting
 from integration.store import runs as stored_runs
 from playbooks import held as held_module
 from playbooks.exits import end_run
 from playbooks.reads import assessments, runs_of
 from playbooks.runs import Run, RunStatus
-from playbooks.waterfall import CLEAR_RETRY_SECONDS, run_due_steps, run_steps
-from tests.conftest import (
-    USAGE_SECRET_ENV,
-    daily_usage,
-    post_signed,
-    usage_complete_through_yesterday,
+from playbooks.waterfall import CLEAR_RETRY_SECONDS, run_steps
+from tests.conftest import usage_complete_through_yesterday
+from tests.integration import worlds
+from tests.integration.worlds import (
+    DROP_40,
+    DROP_60,
+    LOW_SEATS,
+    RECOVERED,
+    SEQUENCE,
+    day,
+    flag,
 )
-from webhooks.app import create_app
 
-TODAY = datetime.now(UTC).date()
-MONDAY = TODAY + timedelta(days=7 - TODAY.weekday())
-SEQUENCE = "seq-usage-winback"
-
-DROP_60 = [10] * 42 + [4] * 7  # ten people a day, then four for the last week
-DROP_40 = [10] * 42 + [6] * 7
-RECOVERED = [10] * 7  # the same last week, ten people a day again
-LOW_SEATS = [8] * 49  # eight people a day on twenty seats: 40% of seats used, usage steady
 CLEARED_NOTE = "the usage drop flag that started this playbook"
 
+# Ben's manager in the CRM is Max here; two more accounts, one of them Ben's.
 OWNERS = [
-    {
-        "id": "owner-ana",
-        "name": "Ana Ortiz",
-        "email": "ana@vendor.example",
-        "manager_id": "mgr-mia",
-    },
-    {"id": "owner-ben", "name": "Ben Cole", "email": "ben@vendor.example", "manager_id": "mgr-max"},
-    {"id": "mgr-mia", "name": "Mia Lund", "email": "mia@vendor.example"},
-    {"id": "mgr-max", "name": "Max Rey", "email": "max@vendor.example"},
+    {**owner, "manager_id": "mgr-max"} if owner["id"] == "owner-ben" else owner
+    for owner in worlds.OWNERS
 ]
-COMPANIES = {  # product account id: (CRM id, name, owner)
-    "acme": ("1001", "Acme Analytics", "owner-ana"),
-    "globex": ("1002", "Globex", "owner-ben"),
-    "initech": ("1003", "Initech", "owner-ana"),
-    "umbrella": ("1004", "Umbrella", "owner-ana"),
+COMPANIES = worlds.COMPANIES | {  # product account id: (CRM id, name, owner)
     "hooli": ("1005", "Hooli", "owner-ben"),
     "wayne": ("1006", "Wayne Enterprises", "owner-ana"),
 }
@@ -85,30 +64,11 @@ CONTACTS = [  # primary contacts, for the automated touch
 ]
 
 
-def day(offset: int, hour: int = 9, minute: int = 0) -> datetime:
-    """`offset` calendar days after MONDAY, at `hour`:`minute` UTC."""
-    return datetime.combine(MONDAY + timedelta(days=offset), time(hour, minute), UTC)
+# -- the world: tests/integration/worlds.py, with what these edges look at ---------------------
 
 
-# -- the world: config, CRM, web app ----------------------------------------------------------
-
-
-@dataclass
-class World:
-    settings: Settings
-    context: Context
-    client: Any
-    secrets: dict[str, str]
-    closers: list[Callable[[], None]] = field(default_factory=list)
-
-    @property
-    def crm(self) -> SandboxCrm:
-        assert isinstance(self.context.crm, SandboxCrm)
-        return self.context.crm
-
-    @property
-    def redis(self) -> Redis:
-        return self.context.redis
+class World(worlds.World):
+    companies = COMPANIES
 
     def use_crm(self, crm_class: type[SandboxCrm]) -> SandboxCrm:
         """The same sandbox database behind another adapter class (one that fails on cue)."""
@@ -116,49 +76,9 @@ class World:
         self.context = replace(self.context, crm=crm)
         return crm
 
-    def post_usage(
-        self, account_id: str, users_per_day: list[int], seats: int | None = None
-    ) -> None:
-        events = daily_usage(account_id, users_per_day, seats=seats)
-        response = post_signed(
-            self.client, "/webhooks/usage", self.secrets[USAGE_SECRET_ENV], events
-        )
-        assert response.status_code == 202, response.get_data(as_text=True)
-
-    def evaluate(self, now: datetime, *account_ids: str) -> None:
-        """What the evaluation job does for these accounts, at `now`."""
-        jobs.evaluate_accounts(self.context, list(account_ids), now)
-
-    def run_due_steps(self, now: datetime, context: Context | None = None) -> int:
-        """What the every-minute `rq cron` job does, at `now`."""
-        context = context or self.context
-        return run_due_steps(context, context.playbooks, now)
-
-    def tasks(self, company: str | None = None, owner: str | None = None) -> list[SandboxTask]:
-        crm_id = COMPANIES[company][0] if company else None
-        return [
-            t
-            for t in self.crm.tasks()
-            if (crm_id is None or t.company_id == crm_id) and (owner is None or t.owner_id == owner)
-        ]
-
     def companies_of(self, owner: str) -> list[str]:
         """The accounts whose tasks `owner` has, in the order the tasks were made."""
         return [BY_CRM_ID[t.company_id] for t in self.tasks(owner=owner)]
-
-    def notes(self, company: str) -> list[str]:
-        with closing(sqlite3.connect(self.crm.path)) as db:
-            rows = db.execute(
-                "select body from notes where company_id = ? order by created_at, id",
-                (COMPANIES[company][0],),
-            ).fetchall()
-        return [body for (body,) in rows]
-
-    def run(self, company: str, playbook: str = "usage_drop_checkin") -> dict[str, Any]:
-        """The one run of `playbook` on the account, as stored."""
-        stored = stored_runs.load_runs(self.redis, [company])[company]
-        [found] = [raw for raw in stored.values() if raw["playbook"] == playbook]
-        return found
 
     def runs(self, company: str) -> list[dict[str, Any]]:
         return list(stored_runs.load_runs(self.redis, [company])[company].values())
@@ -172,23 +92,6 @@ class World:
         ]
         return found
 
-    def steps(self, company: str, playbook: str = "usage_drop_checkin") -> list[list[str]]:
-        return [list(step) for step in self.run(company, playbook)["steps"]]
-
-    def complete_in_crm(self, task: SandboxTask, at: datetime) -> None:
-        """The rep ticks the task off; the CRM's webhook brings it to a real worker."""
-        self.crm.complete_task(task.crm_id)
-        change = CrmChange(
-            crm="sandbox",
-            kind=ChangeKind.TASK_COMPLETED,
-            subject_id=task.crm_id,
-            occurred_at=at,
-            delivery_key=f"task-completed-{task.crm_id}",
-        )
-        assert enqueue_crm_change(self.redis, change)
-        worker = SimpleWorker([Queue(SIGNALS, connection=self.redis)], connection=self.redis)
-        assert worker.work(burst=True)
-
     def held(self) -> int:
         """Tasks held by a cap, as `integration report` counts them."""
         return caps.held_count(self.redis)
@@ -198,58 +101,15 @@ class World:
         return found
 
 
-def _seed() -> dict[str, Any]:
-    return {
-        "owners": OWNERS,
-        "companies": [
-            {
-                "id": crm_id,
-                "name": name,
-                "domain": f"{account}.example",
-                "owner_id": owner,
-                "properties": {"product_account_id": account},
-            }
-            for account, (crm_id, name, owner) in COMPANIES.items()
-        ],
-        "contacts": [{**contact, "is_primary": True} for contact in CONTACTS],
-    }
-
-
 @pytest.fixture
 def make_world(
     settings: Settings, webhook_secrets: dict[str, str], redis: Redis
 ) -> Iterator[Callable[..., World]]:
     """conftest's sandbox config with these top-level keys replaced (playbooks, work, owners),
     on this file's seed. Built again, it is a restarted process on the same CRM and Redis."""
-    worlds: list[World] = []
-
-    def build(**changes: Any) -> World:
-        config = yaml.safe_load(settings.config.read_text())
-        Path(config["crm"]["sandbox"]["seed_file"]).write_text(yaml.safe_dump(_seed()))
-        for key, value in changes.items():
-            config[key] = value
-        settings.config.write_text(yaml.safe_dump(config))
-        context = build_context(settings, read_config(settings.config))
-        jobs.install_context(context)
-        app = create_app(settings, context.config)
-        world = World(settings, context, app.test_client(), webhook_secrets)
-        world.closers += [context.redis.close, app.extensions["integration.redis"].close]
-        worlds.append(world)
-        return world
-
-    yield build
-    jobs.install_context(None)
-    for world in worlds:
-        for close in world.closers:
-            close()
-
-
-def flag(world: World, now: datetime, seats: int | None = None, **usage: list[int]) -> None:
-    """Usage for these accounts arrives; the evaluation at `now` judges them together."""
-    for account, users in usage.items():
-        world.post_usage(account, users, seats=seats)
-    usage_complete_through_yesterday(world.redis)
-    world.evaluate(now, *usage)
+    sandbox_seed = worlds.seed(OWNERS, COMPANIES, CONTACTS)
+    with worlds.worlds(settings, webhook_secrets) as open_world:
+        yield lambda **changes: open_world(World, sandbox_seed, **changes)
 
 
 def one_step(**entry: Any) -> dict[str, Any]:
@@ -641,7 +501,7 @@ def test_an_escalation_gives_the_rep_time_with_a_task_released_from_hold(
 # == 8. a flag that clears and comes back the same day ==========================================
 
 
-def test_a_flag_that_clears_and_returns_the_same_day_starts_no_second_run_or_task(
+def test_a_flag_that_returns_the_same_day_after_the_rep_was_told_it_cleared_is_new_work(
     make_world: Callable[..., World],
 ) -> None:
     # No cooldown: only the same-day rule stands between a flapping flag and a second task.
@@ -659,12 +519,18 @@ def test_a_flag_that_clears_and_returns_the_same_day_starts_no_second_run_or_tas
     kept = assessments(world.context, ["acme"])["acme"]
     assert "usage_drop" in {reason.code for reason in kept.reasons}
 
-    assert world.tasks() == [task]
-    [run] = world.runs("acme")
-    assert (run["status"], run["started_on"]) == ("cleared", day(0).date().isoformat())
-    for offset in (0, 1, 3):
-        world.run_due_steps(day(offset, 16))
-    assert world.tasks() == [task]
+    # The rep was told at noon the flag cleared; it is back: a run of its own, and a task.
+    first, second = world.tasks()
+    assert first == task
+    assert second.subject.startswith("Check in with Acme Analytics")
+    [run] = world.runs("acme")  # the slot holds the newest run
+    assert run["status"] == "active"
+    assert run["run_id"].endswith("#2")
+    # Judged again the same afternoon with the flag still up: nothing new.
+    flag(world, day(0, 16), acme=[20] * 42 + [0] * 7)
+    for offset in (0, 1):
+        world.run_due_steps(day(offset, 17))
+    assert len(world.tasks()) == 2
     assert len(world.notes("acme")) == 1
 
 
