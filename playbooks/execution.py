@@ -1,4 +1,5 @@
-"""Runs planned actions (tasks, notes, sequence enrollments) against the CRM once each.
+"""Runs planned actions (tasks, notes, sequence enrollments, field updates, alerts) against the
+CRM once each; Slack and email go through playbooks/alerts.py.
 
 A claim in Redis guards each idempotency key:
 - absent: claim it (`pending:<time>`), create the task, store the CRM id;
@@ -10,31 +11,21 @@ A claim in Redis guards each idempotency key:
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from redis import Redis
-
-from adapters.channels.email import EmailMessage, EmailSender
-from adapters.channels.slack import SlackMessage, SlackSender
 from adapters.protocol import (
     BatchOutcome,
-    CrmAdapter,
-    CrmUser,
     FieldUpdate,
     NoteRequest,
     OwnerNotification,
     SequenceEnrollment,
     TaskRequest,
 )
-from integration.config.schema import Config
 from integration.errors import (
-    ChannelError,
     CrmFatalError,
     CrmFeatureUnavailableError,
     CrmRetriableError,
@@ -51,6 +42,8 @@ from playbooks.actions import (
     SendSlack,
     UpdateField,
 )
+from playbooks.alerts import send_alert
+from playbooks.edge import ExecutionContext, user
 
 logger = logging.getLogger(__name__)
 
@@ -58,34 +51,9 @@ CLAIM_LIVE_SECONDS = 120
 CLAIM_KEEP_SECONDS = 7 * 24 * 3600
 DONE_KEEP_SECONDS = 400 * 24 * 3600
 CONTACT_CACHE_SECONDS = 60
-USER_CACHE_SECONDS = 3600
 HELD = "held"
-SLACK, EMAIL = "slack", "email"
-EMAIL_ADDRESS = re.compile(r"[^\s<>@]+@[^\s<>@]+")
-# Slack's answers for a person it cannot reach by DM (channels.slack.default_channel gets it).
-NOT_IN_SLACK = frozenset({"users_not_found", "user_not_found", "user_deactivated"})
 _PENDING = "pending:"
 _UNKNOWN = "unknown"
-
-
-class ExecutionContext(Protocol):
-    """What running an action needs: Redis, the CRM, the config and the alert channels
-    (integration.jobs.context has them all)."""
-
-    @property
-    def redis(self) -> Redis: ...
-
-    @property
-    def crm(self) -> CrmAdapter: ...
-
-    @property
-    def config(self) -> Config: ...
-
-    @property
-    def slack(self) -> SlackSender | None: ...
-
-    @property
-    def email(self) -> EmailSender | None: ...
 
 
 _TAKE_OVER = """
@@ -142,7 +110,7 @@ def _perform(context: ExecutionContext, action: Action, now: datetime, look_firs
     if isinstance(action, UpdateField):
         return _update_field(context, action)
     if isinstance(action, SendSlack | SendEmail):
-        return _send(context, action)
+        return send_alert(context, action)
     return _enroll(context, action, now)
 
 
@@ -187,104 +155,6 @@ def _update_field(context: ExecutionContext, action: UpdateField) -> str:
         message = result.rejected[action.account_crm_id]
         raise CrmFatalError(context.crm.name, "write_fields", message)
     return f"{crm_field}={action.value}"[:200]
-
-
-def user(context: ExecutionContext, user_id: str) -> CrmUser | None:
-    """A CRM user (name, email, manager), looked up once an hour: routing and alerts ask often."""
-    key = keys.crm_user(context.crm.name, user_id)
-    cached = context.redis.get(key)
-    if cached:
-        return CrmUser(**json.loads(cached))
-    found = context.crm.user(user_id)
-    if found is not None:
-        context.redis.set(key, json.dumps(asdict(found)), ex=USER_CACHE_SECONDS)
-    return found
-
-
-def _send(context: ExecutionContext, action: SendSlack | SendEmail) -> str:
-    """A Slack message or an email. A failure that retrying will not mend (no such Slack user,
-    an address the server refuses) is reported and recorded, and the playbook goes on: the
-    CRM task still stands."""
-    channel = "slack" if isinstance(action, SendSlack) else "email"
-    try:
-        return _deliver(context, action)
-    except ChannelError as exc:
-        if exc.retriable:
-            raise CrmRetriableError(
-                channel, "send", exc.message, retry_after_seconds=exc.retry_after_seconds
-            ) from exc
-        count(context.redis, "alert_failures", {"channel": channel})
-        why = _without_addresses(exc.message)  # a relay's refusal often echoes the address
-        logger.warning(
-            "alert not delivered; the CRM task stands",
-            extra={"account_id": action.account_id, "channel": channel, "why": why},
-        )
-        return f"failed: {why}"[:200]
-
-
-def _without_addresses(text: str) -> str:
-    return EMAIL_ADDRESS.sub("<address>", text)
-
-
-def _deliver(context: ExecutionContext, action: SendSlack | SendEmail) -> str:
-    person = user(context, action.owner_id) if action.owner_id else None
-    address = person.email if person else None
-    link = context.crm.record_url(action.account_crm_id)
-    if isinstance(action, SendSlack):
-        return _slack(context, action, address, person.name if person else None, link)
-    if context.email is None:
-        msg = "channels.email is not configured"
-        raise ChannelError(EMAIL, msg, retriable=False)
-    to = action.to or address
-    if not to:
-        msg = f"no email address for CRM user {action.owner_id!r}"
-        raise ChannelError(EMAIL, msg, retriable=False)
-    body = f"{action.body}\n\n{link}" if link else action.body
-    return context.email.send(EmailMessage(to, action.subject, body))
-
-
-def _slack(
-    context: ExecutionContext,
-    action: SendSlack,
-    address: str | None,
-    name: str | None,
-    link: str | None,
-) -> str:
-    """A DM to the person, or the action's channel. Where the person cannot be found in Slack,
-    channels.slack.default_channel (if set) gets the message, naming who it was for."""
-    settings = context.config.channels.slack
-    if context.slack is None or settings is None:
-        msg = "channels.slack is not configured"
-        raise ChannelError(SLACK, msg, retriable=False)
-    fallback = settings.default_channel
-    who = name or f"CRM user {action.owner_id}"
-    if not action.channel and not address:
-        if not fallback:
-            msg = f"no email for {who} to find them in Slack"
-            raise ChannelError(SLACK, msg, retriable=False)
-        return _to_default_channel(
-            context, action, fallback, link, f"{who}, who has no email in the CRM"
-        )
-    message = SlackMessage(action.text, address, action.channel, link, "Open in the CRM")
-    try:
-        return context.slack.send(message)
-    except ChannelError as exc:
-        if exc.code not in NOT_IN_SLACK or not fallback:
-            raise
-        return _to_default_channel(context, action, fallback, link, f"{who}, who is not in Slack")
-
-
-def _to_default_channel(
-    context: ExecutionContext, action: SendSlack, channel: str, link: str | None, whom: str
-) -> str:
-    assert context.slack is not None  # noqa: S101 - checked by the caller
-    logger.warning(
-        "Slack DM not possible; posted to the default channel",
-        extra={"account_id": action.account_id},
-    )
-    text = f"{action.text}\n(For {whom}.)"
-    posted = context.slack.send(SlackMessage(text, None, channel, link, "Open in the CRM"))
-    return f"{posted} (default channel, for {whom})"[:200]
 
 
 def _remember_task(context: ExecutionContext, action: CreateTask, task_id: str) -> None:
@@ -524,3 +394,6 @@ def _done(context: ExecutionContext, action: Action, crm_id: str, now: datetime)
 
 def _create_task(context: ExecutionContext, action: CreateTask) -> str:
     return context.crm.create_task(_task_request(context, action))
+
+
+__all__ = ["HELD", "ExecutionContext", "Outcomes", "held_task", "run_action", "run_actions", "user"]
