@@ -82,8 +82,8 @@ def _send(
         caps.give_back(context.redis, task.owner_id, task.account_id, today)
         return None  # another worker took it
     # Due as many working days after its release as it was after it was held.
-    days = calendar(context).working_days_between(held_on, task.due_date)
-    due = calendar(context).add_working_days(today, days)
+    working = calendar(context)
+    due = working.add_working_days(today, working.working_days_between(held_on, task.due_date))
     try:
         task_id = run_action(context, replace(task, due_date=due), now)
     except (CrmRetriableError, CrmFatalError) as exc:

@@ -244,8 +244,7 @@ def _plan(
     if run.next_step >= len(playbook.spec.steps):  # the admin removed steps since it started
         _finish(context, run, run.ended(RunStatus.DONE, now, "its playbook has no more steps"))
         return None
-    previous = playbook.spec.steps[run.next_step - 1].name if run.next_step else None
-    previous_ids = run.tasks.get(previous, ()) if previous else ()
+    previous_ids = _previous_tasks(run, playbook)
     held = [task.removeprefix(HELD_PREFIX) for task in previous_ids if task.startswith(HELD_PREFIX)]
     if any(caps.is_held(context.redis, member) for member in held):
         # The previous task is still held by a cap: the rep has not had it yet, so nothing
@@ -321,6 +320,13 @@ def _refused(
     on_refused(run)
 
 
+def _previous_tasks(run: Run, playbook: Playbook) -> tuple[str, ...]:
+    """The tasks the step before the run's next one made (held ones by their held name)."""
+    if not run.next_step:
+        return ()
+    return run.tasks.get(playbook.spec.steps[run.next_step - 1].name, ())
+
+
 def _inputs(
     context: ExecutionContext,
     run: Run,
@@ -338,8 +344,7 @@ def _inputs(
     }
     if any(getattr(action.body, "assignee", "") == "manager" for action in step.actions):
         routes["manager"] = manager_of(context, account.owner_id)
-    previous = playbook.spec.steps[run.next_step - 1].name if run.next_step else None
-    previous_ids = run.tasks.get(previous, ()) if previous else ()
+    previous_ids = _previous_tasks(run, playbook)
     return StepInputs(
         today=now.date(),
         calendar=calendar(context),

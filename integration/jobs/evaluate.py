@@ -173,7 +173,8 @@ def process_job_change(change_json: dict[str, object]) -> str:
         domain = change.current_company_domain or (
             change.previous_company_domain if change.change_type is ChangeType.PROMOTION else None
         )
-        joined = change.current_account_id or _account_by_domain(context, domain)
+        found = None if change.current_account_id else _crm_account_by_domain(context, domain)
+        joined = change.current_account_id or (found.product_account_id if found else None)
         if joined is None and change.change_type is ChangeType.PROMOTION:
             joined = left  # promoted where they were
     if left is None and joined is None:
@@ -206,11 +207,6 @@ def _now() -> datetime:
 
 def _crm_account_by_domain(context: Context, domain: str | None) -> CrmAccount | None:
     return context.crm.find_account_by_domain(domain) if domain else None
-
-
-def _account_by_domain(context: Context, domain: str | None) -> str | None:
-    account = _crm_account_by_domain(context, domain)
-    return account.product_account_id if account else None
 
 
 def evaluate_accounts(

@@ -60,10 +60,6 @@ def is_held(redis: Redis, member: str) -> bool:
 
 def member(idempotency_key: str) -> str:
     """A held task's name in tasks_held (its idempotency key, hashed: it may hold an email)."""
-    return _member(idempotency_key)
-
-
-def _member(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
 
 
@@ -71,11 +67,11 @@ def hold(
     redis: Redis, idempotency_key: str, task: dict[str, Any], risk_score: int, day: date
 ) -> None:
     """Keep a task for a later day; holding it again changes nothing."""
-    member = _member(idempotency_key)
+    name = member(idempotency_key)
     pipe = redis.pipeline()
-    pipe.set(keys.held_task(member), json.dumps({"held_on": day.isoformat(), "task": task}))
+    pipe.set(keys.held_task(name), json.dumps({"held_on": day.isoformat(), "task": task}))
     # Highest risk first; among equals, the earliest held (day number as a fraction).
-    pipe.zadd(keys.tasks_held(), {member: -risk_score + day.toordinal() / 1e7}, nx=True)
+    pipe.zadd(keys.tasks_held(), {name: -risk_score + day.toordinal() / 1e7}, nx=True)
     pipe.execute()
 
 
