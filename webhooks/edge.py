@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from integration.jobs.queues import (
 )
 from integration.signals.events import UsageEvent
 from integration.store import rollups
+from webhooks import json_body
 from webhooks.signatures import verify_standard_webhook
 
 logger = logging.getLogger(__name__)
@@ -50,13 +50,8 @@ def body_text() -> str:
 
 
 def parse_json(text: str) -> Any:  # noqa: ANN401 - JSON is any shape until validated
-    source = request.blueprint or "webhook"
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise PayloadError(source, "(body)", f"not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise PayloadError(source, "(body)", "JSON nested too deeply") from exc
+    """The body as JSON, depth-limited before any recursive parse (webhooks/json_body.py)."""
+    return json_body.loads(text, request.blueprint or "webhook")
 
 
 def signed_json(secret_env: str) -> tuple[str, Any]:

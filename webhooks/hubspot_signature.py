@@ -83,7 +83,7 @@ def verify_hubspot(
 def _check_v3(
     secret: str, method: str, uri: str, body: str, signature: str, timestamp: str, now_ms: int
 ) -> None:
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()):  # '²' is a digit int() refuses
         msg = f"X-HubSpot-Request-Timestamp must be epoch milliseconds, got {timestamp[:20]!r}"
         raise SignatureError(msg)
     if abs(now_ms - int(timestamp)) > TOLERANCE_MS:

@@ -2,8 +2,11 @@
 
 Segment signs with X-Signature, HMAC-SHA1 hex of the body; a batched Actions delivery (a bare
 array) signs only its first element (reference/segment.md 4.3), so that element's raw bytes are
-checked, never a re-serialisation. A track without context.groupId is tied to its account by the
-last group call seen for the same user.
+checked, never a re-serialisation; finding them is the only parsing done before the check, and
+it runs only on a body whose nesting was bounded first (webhooks/json_body.py).
+
+A track without context.groupId is tied to its account by the last group call seen for the
+same user.
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ from integration.signals.events import UsageEvent
 from integration.signals.segment import SegmentBatch, parse_segment, resolve
 from integration.store import freshness, keys, rollups
 from integration.store.unmatched import record_unmatched
-from webhooks import edge
+from webhooks import edge, json_body
 from webhooks.edge import body_text, config, parse_json, redis
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("segment", __name__)
+SOURCE = "segment"
 
 
 def signed_bytes(text: str) -> str:
@@ -60,6 +64,8 @@ def receive_segment() -> tuple[Response, int]:
     if settings is None:
         return jsonify(error="not_configured", message="webhooks.segment is not configured"), 404
     text = body_text()
+    # Finding a batch's first element for the signature is a parse: bound its depth first.
+    json_body.check_depth(text, SOURCE)
     if settings.shared_secret_env:
         verify_segment(
             config().secret(settings.shared_secret_env), text, request.headers.get("X-Signature")

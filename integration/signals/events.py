@@ -15,9 +15,10 @@ from enum import StrEnum
 from functools import cache
 from typing import Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from integration.errors import PayloadError
+from integration.signals.limits import AccountId, Moment, kept_value_problem
 
 # An event further in the future than this is a sender's clock or unit bug (ms vs s), not usage.
 MAX_CLOCK_SKEW = timedelta(days=1)
@@ -44,10 +45,10 @@ class UsageEventIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    account_id: str = Field(min_length=1, max_length=200)
+    account_id: AccountId
     user_id: str = Field(min_length=1, max_length=200)
     event: str = Field(min_length=1, max_length=200)
-    timestamp: AwareDatetime
+    timestamp: Moment
     seats: int | None = Field(None, ge=0, le=10_000_000)
     properties: dict[str, Any] = Field(default_factory=dict)
     # The event's own id: the same event re-sent in another delivery is counted once.
@@ -65,7 +66,7 @@ class JobChangeIn(BaseModel):
     event_id: str = Field(min_length=1, max_length=300)
     source: str = Field("manual", min_length=1, max_length=60)
     change_type: ChangeType
-    detected_at: AwareDatetime | None = None
+    detected_at: Moment | None = None
     email: str | None = Field(None, max_length=320)
     linkedin_url: str | None = Field(None, max_length=500)
     first_name: str | None = None
@@ -84,8 +85,8 @@ class JobChangeIn(BaseModel):
     is_champion: bool = False
     persona: str | None = None
     # Our extension: the product's own account ids, when the sender knows them.
-    previous_account_id: str | None = None
-    current_account_id: str | None = None
+    previous_account_id: AccountId | None = None
+    current_account_id: AccountId | None = None
 
 
 def _check_job_change(parsed: JobChangeIn, prefix: str) -> None:
@@ -98,6 +99,10 @@ def _check_job_change(parsed: JobChangeIn, prefix: str) -> None:
         if value and not _PARTIAL_DATE.match(value) and not _is_iso_datetime(value):
             msg = f"expected YYYY, YYYY-MM, YYYY-MM-DD or ISO-8601, got {value!r}"
             raise PayloadError(JOB_CHANGES, _join(prefix, name), msg)
+    for name, value in (parsed.model_extra or {}).items():
+        problem = kept_value_problem(value)
+        if problem:  # kept in the job's `raw`: it must pickle and round-trip as JSON
+            raise PayloadError(JOB_CHANGES, _join(prefix, name), problem)
 
 
 def _is_iso_datetime(value: str) -> bool:

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from integration.signals import segment_shape as shape
 from integration.signals.events import MAX_CLOCK_SKEW, MAX_EVENT_AGE, UsageEvent
+from integration.signals.segment_shape import object_field as _object
 
 IGNORED_TYPES = frozenset({"screen", "alias", "delete"})
 USAGE_TYPES = frozenset({"track", "page", "identify", "group"})
+MAX_SEATS = 10_000_000  # as usage events' `seats`
 _LOOSE_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(T.*)?$")
 
 
@@ -62,26 +65,30 @@ class SegmentBatch:
         return SegmentBatch(kept, self.links, skipped)
 
 
-def messages(body: Any) -> list[Any]:  # noqa: ANN401 - JSON of any shape
-    """Object, bare array, or a Tracking API batch envelope (its context merged into each)."""
+def messages(body: Any) -> list[tuple[str, Any]]:  # noqa: ANN401 - JSON of any shape
+    """Each message with its path in the body: an object, a bare array, or a Tracking API batch
+    envelope (whose context is merged into each message's)."""
     if isinstance(body, list):
-        return body
+        return [(f"[{index}]", item) for index, item in enumerate(body)]
     if isinstance(body, dict) and isinstance(body.get("batch"), list):
-        shared = body.get("context") or {}
-        return [
-            item
-            if not isinstance(item, dict)
-            else {**item, "context": {**shared, **(item.get("context") or {})}}
-            for item in body["batch"]
-        ]
-    return [body]
+        shared = _object(body, "context", "")
+        found = []
+        for index, item in enumerate(body["batch"]):
+            prefix = f"batch[{index}]"
+            if isinstance(item, dict):
+                item = {**item, "context": {**shared, **_object(item, "context", prefix)}}
+            found.append((prefix, item))
+        return found
+    return [("", body)]
 
 
 def parse_segment(body: Any, now: datetime, account_path: str) -> SegmentBatch:  # noqa: ANN401
-    """Usage events and group links from a delivery; bad messages are counted, never fatal."""
+    """Usage events and group links from a delivery. Messages we cannot use (ignored types, no
+    user or timestamp) are counted; a malformed one (a context that is no object, an account id
+    that is no printable string) raises PayloadError, so nothing of the delivery is stored."""
     batch = SegmentBatch()
     message_ids: set[str] = set()
-    for message in messages(body):
+    for prefix, message in messages(body):
         if not isinstance(message, dict):
             batch.skip("not an object")
             continue
@@ -92,36 +99,40 @@ def parse_segment(body: Any, now: datetime, account_path: str) -> SegmentBatch: 
         if kind not in USAGE_TYPES:
             batch.skip("unknown type")
             continue
-        user = message.get("userId") or message.get("anonymousId")
-        occurred = lenient_timestamp(message.get("timestamp"))
-        if (
-            not user
-            or occurred is None
-            or not now - MAX_EVENT_AGE <= occurred <= now + MAX_CLOCK_SKEW
-        ):
+        event = _event(message, kind, prefix, now, account_path)
+        if event is None:
             batch.skip("no user or usable timestamp")
             continue
-        message_id = str(message.get("messageId") or f"{user}:{occurred.isoformat()}:{kind}")
-        if message_id in message_ids:
+        if event.message_id in message_ids:
             batch.skip("repeated messageId")
             continue
-        message_ids.add(message_id)
-        account = _account(message, kind, account_path)
-        if kind == "group" and account:
-            batch.links[str(user)] = account
-        batch.events.append(
-            SegmentEvent(
-                message_id=message_id,
-                user_id=str(user),
-                name=_event_name(message, kind),
-                occurred_at=occurred,
-                account_id=account,
-                seats=_seats(message, kind),
-                properties=message.get("properties") or {},
-                property_account=_property_account(message, account_path),
-            )
-        )
+        message_ids.add(event.message_id)
+        if kind == "group" and event.account_id:
+            batch.links[event.user_id] = event.account_id
+        batch.events.append(event)
     return batch
+
+
+def _event(
+    message: dict[str, Any], kind: str, prefix: str, now: datetime, account_path: str
+) -> SegmentEvent | None:
+    """The message as a usage event, None when it names no user or no usable moment."""
+    shape.check_message(message, prefix)
+    user = message.get("userId") or message.get("anonymousId")
+    occurred = lenient_timestamp(message.get("timestamp"))
+    if not user or occurred is None or not now - MAX_EVENT_AGE <= occurred <= now + MAX_CLOCK_SKEW:
+        return None
+    message_id = message.get("messageId") or f"{user}:{occurred.isoformat()}:{kind}"
+    return SegmentEvent(
+        message_id=message_id,
+        user_id=str(user),
+        name=(message.get("event") or "track") if kind == "track" else kind,
+        occurred_at=occurred,
+        account_id=shape.account(message, kind, account_path, prefix),
+        seats=_seats(message, kind),
+        properties=message.get("properties") or {},
+        property_account=shape.path_account(message, "properties", account_path, prefix),
+    )
 
 
 def resolve(batch: SegmentBatch, known_links: Mapping[str, str]) -> tuple[list[UsageEvent], int]:
@@ -141,45 +152,13 @@ def resolve(batch: SegmentBatch, known_links: Mapping[str, str]) -> tuple[list[U
     return resolved, missing
 
 
-def _account(message: dict[str, Any], kind: str, account_path: str) -> str | None:
-    if kind == "group" and message.get("groupId"):
-        return str(message["groupId"])
-    context = message.get("context") or {}
-    if context.get("groupId"):
-        return str(context["groupId"])
-    for source in (message.get("traits"), context.get("traits")):
-        value = _dig(source, account_path)
-        if value not in (None, ""):
-            return str(value)
-    return None
-
-
-def _property_account(message: dict[str, Any], account_path: str) -> str | None:
-    """A track's properties may name the company the user looked at, not the user's own: this
-    is used only when the user has no group yet."""
-    value = _dig(message.get("properties"), account_path)
-    return str(value) if value not in (None, "") else None
-
-
-def _dig(source: Any, path: str) -> Any:  # noqa: ANN401 - JSON of any shape
-    for part in path.split("."):
-        if not isinstance(source, dict):
-            return None
-        source = source.get(part)
-    return source
-
-
-def _event_name(message: dict[str, Any], kind: str) -> str:
-    if kind == "track":
-        return str(message.get("event") or "track")
-    return kind
-
-
 def _seats(message: dict[str, Any], kind: str) -> int | None:
     if kind != "group":
         return None
     value = (message.get("traits") or {}).get("seats")
-    return int(value) if isinstance(value, int | float) and value >= 0 else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if 0 <= value <= MAX_SEATS else None  # JSON allows 1e400 (inf)
 
 
 def lenient_timestamp(value: Any) -> datetime | None:  # noqa: ANN401 - whatever was sent
@@ -193,6 +172,6 @@ def lenient_timestamp(value: Any) -> datetime | None:  # noqa: ANN401 - whatever
         text = f"{year}-{int(month):02d}-{int(day):02d}{rest or ''}"
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):  # not a date, or year 1 at +01:00 leaving the calendar
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
