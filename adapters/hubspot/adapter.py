@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -16,7 +16,7 @@ import requests
 from hubspot import HubSpot
 from redis import Redis
 
-from adapters.batching import chunks, create_in_batches
+from adapters.batching import Splitter, chunks, create_in_batches
 from adapters.hubspot import batches, mapping, people
 from adapters.hubspot.auth import TokenSource
 from adapters.hubspot.errors import CRM
@@ -319,28 +319,38 @@ class HubSpotCrm:
     # -- writes ----------------------------------------------------------------------------------
 
     def write_fields(self, updates: Sequence[FieldUpdate]) -> WriteResult:
+        """Batch update, 100 a call. HubSpot refuses a whole batch (400) when one company names
+        a property the portal lacks, so such a batch is split (adapters/batching.py) and the
+        other companies are still written."""
+        splitter: Splitter[FieldUpdate, str | None] = Splitter(
+            self._update_batch, lambda _, reason: reason, lambda update: update.values.keys()
+        )
         written: list[str] = []
         rejected: dict[str, str] = {}
         for batch in chunks(updates, HUBSPOT_BATCH_LIMIT):
-            body = {
-                "inputs": [
-                    {
-                        "id": u.crm_id,
-                        "properties": {k: mapping.property_value(v) for k, v in u.values.items()},
-                    }
-                    for u in batch
-                ]
-            }
-            response = self._update_companies(body)
-            done = {record.id for record in response.results or []}
-            written.extend(u.crm_id for u in batch if u.crm_id in done)
-            reasons = error_reasons(getattr(response, "errors", None) or [])
-            for update in batch:
-                if update.crm_id not in done:
-                    rejected[update.crm_id] = reasons.get(update.crm_id) or reasons.get(
-                        "*", "HubSpot did not update this company"
-                    )
+            for update, refusal in zip(batch, splitter(batch), strict=True):
+                if refusal is None:
+                    written.append(update.crm_id)
+                else:
+                    rejected[update.crm_id] = refusal
         return WriteResult(tuple(written), rejected)
+
+    def _update_batch(self, batch: Sequence[FieldUpdate]) -> list[str | None]:
+        """HubSpot's refusal of each update of one batch call (a 207), None for those written."""
+        body = {
+            "inputs": [
+                {
+                    "id": u.crm_id,
+                    "properties": {k: mapping.property_value(v) for k, v in u.values.items()},
+                }
+                for u in batch
+            ]
+        }
+        response = self._update_companies(body)
+        done = {record.id for record in response.results or []}
+        reasons = error_reasons(getattr(response, "errors", None) or [])
+        missing = reasons.get("*", "HubSpot did not update this company")
+        return [None if u.crm_id in done else reasons.get(u.crm_id) or missing for u in batch]
 
     def _update_companies(self, body: dict[str, Any]) -> Any:  # noqa: ANN401 - untyped SDK model
         return self._call(
@@ -367,13 +377,19 @@ class HubSpotCrm:
         key = self.settings.task_key_property
         bodies = [mapping.task_input(task, key) for task in tasks]
         return create_in_batches(
-            bodies, HUBSPOT_BATCH_LIMIT, lambda batch: self._create_batch("tasks", batch, key)
+            bodies,
+            HUBSPOT_BATCH_LIMIT,
+            lambda batch: self._create_batch("tasks", batch, key),
+            _properties,
         )
 
     def create_notes(self, notes: Sequence[NoteRequest]) -> list[BatchOutcome]:
         bodies = [mapping.note_input(note) for note in notes]
         return create_in_batches(
-            bodies, HUBSPOT_BATCH_LIMIT, lambda batch: self._create_batch("notes", batch, None)
+            bodies,
+            HUBSPOT_BATCH_LIMIT,
+            lambda batch: self._create_batch("notes", batch, None),
+            _properties,
         )
 
     def _create_batch(
@@ -462,3 +478,8 @@ class HubSpotCrm:
 
         answer = self._call("enroll_in_sequence", enroll, creates=True)
         return str(answer.get("id", ""))
+
+
+def _properties(body: Mapping[str, Any]) -> Collection[str]:
+    """The properties a create input names, for setting aside those HubSpot says do not exist."""
+    return dict(body.get("properties") or {}).keys()

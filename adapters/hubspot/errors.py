@@ -10,6 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from adapters.batching import INVALID_REQUEST_STATUSES, InvalidRecordsError
 from integration.errors import CrmError, CrmFatalError, CrmRetriableError
 
 CRM = "hubspot"
@@ -22,6 +23,9 @@ SECONDLY_WAIT_SECONDS = 1.0
 # in an hour rather than hammer.
 DAILY_WAIT_SECONDS = 3600.0
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, 521, 523, 524})
+# https://developers.hubspot.com/docs/api-reference/error-handling: the detail code of a property
+# the portal does not have, its name in context.propertyName (reference/hubspot.md 5.2).
+UNKNOWN_PROPERTY_CODE = "PROPERTY_DOESNT_EXIST"
 _NETWORK_ERROR_NAMES = frozenset(
     {
         "TimeoutError",
@@ -63,7 +67,24 @@ def from_response(
         return CrmRetriableError(CRM, operation, message, status, LOCKED_WAIT_SECONDS)
     if status == 477 or status in TRANSIENT_STATUSES:
         return CrmRetriableError(CRM, operation, message, status, _retry_after(headers))
+    if status in INVALID_REQUEST_STATUSES:
+        return InvalidRecordsError(CRM, operation, message, status, unknown_properties(error))
     return CrmFatalError(CRM, operation, message, status)
+
+
+def unknown_properties(error: Mapping[str, Any]) -> set[str]:
+    """Properties a VALIDATION_ERROR says the portal does not have: any record naming one is
+    refused, so a batch split can set those records aside without sending them again."""
+    names: set[str] = set()
+    details = error.get("errors")
+    for detail in details if isinstance(details, list) else []:
+        if not isinstance(detail, dict) or detail.get("code") != UNKNOWN_PROPERTY_CODE:
+            continue
+        context = detail.get("context")
+        found = context.get("propertyName") if isinstance(context, dict) else None
+        if isinstance(found, list):
+            names.update(str(name) for name in found)
+    return names
 
 
 def _parse(body: object) -> dict[str, Any]:

@@ -10,8 +10,14 @@ import pytest
 from redis import Redis
 
 from adapters.hubspot.adapter import HubSpotCrm
-from adapters.protocol import FieldUpdate, NoteRequest, SequenceEnrollment, TaskRequest
-from integration.errors import CrmFatalError, CrmFeatureUnavailableError, CrmRetriableError
+from adapters.protocol import (
+    FieldUpdate,
+    NoteRequest,
+    SequenceEnrollment,
+    TaskRequest,
+    WriteResult,
+)
+from integration.errors import CrmFeatureUnavailableError, CrmRetriableError
 from tests.contract.hubspot.conftest import Sleeps, make_adapter
 from tests.fakes.hubspot_server import FakeHubSpot
 
@@ -189,17 +195,18 @@ def test_a_timeout_is_retried(hub: FakeHubSpot, redis: Redis, sleeps: Sleeps) ->
     assert sleeps == [1.0]
 
 
-def test_a_400_stops_at_once_with_hubspots_message_and_correlation_id(
+def test_a_400_for_one_company_is_its_rejection_with_hubspots_message_and_correlation_id(
     hub: FakeHubSpot, crm: HubSpotCrm, sleeps: Sleeps
 ) -> None:
     body = json.loads((FIXTURES / "error_validation__unknown_property.json").read_text())
     hub.fail_next("POST", "/batch/update", 400, body)
-    with pytest.raises(CrmFatalError) as caught:
-        crm.write_fields([FieldUpdate("1", {"renewal_tier": "gold"})])
-    assert str(caught.value) == (
-        "hubspot batch_update_companies failed (400): "
-        + body["message"]
-        + " [VALIDATION_ERROR, correlationId 0e6f3b9a-8c2d-4f1e-a5b7-3d9c1e8f6a20]"
+    result = crm.write_fields([FieldUpdate("1", {"renewal_tier": "gold"})])
+    assert result == WriteResult(
+        (),
+        {
+            "1": body["message"]
+            + " [VALIDATION_ERROR, correlationId 0e6f3b9a-8c2d-4f1e-a5b7-3d9c1e8f6a20]"
+        },
     )
     assert sleeps == []
     assert calls(hub, "/companies/batch/update") == 1
