@@ -7,7 +7,7 @@ field name comes from validated config, so signal data can never change a query'
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +16,7 @@ from redis import Redis
 from simple_salesforce.api import Salesforce
 from simple_salesforce.format import format_soql
 
-from adapters.batching import chunks, create_in_batches
+from adapters.batching import Splitter, chunks, create_in_batches
 from adapters.protocol import (
     BatchOutcome,
     CrmAccount,
@@ -42,6 +42,7 @@ from integration.store.keys import text
 # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm
 SALESFORCE_COLLECTION_LIMIT = 200
 SOQL_IN_CHUNK = 200
+NO_ANSWER = "Salesforce's answer had no result for this record"
 NOTIFICATION_TITLE_MAX, NOTIFICATION_BODY_MAX = 250, 750
 NOT_FOUND = 404
 DOMAIN_CANDIDATES = 20
@@ -208,15 +209,31 @@ class SalesforceCrm:
 
     def write_fields(self, updates: Sequence[FieldUpdate]) -> WriteResult:
         """sObject Collections, 200 a call, allOrNone false; records refused for a transient
-        reason (a locked row) are sent once more, the others are reported."""
+        reason (a locked row) are sent once more, the others are reported. A collection refused
+        whole (400, one record naming a field the org lacks) is split (adapters/batching.py)."""
+        splitter: Splitter[FieldUpdate, str | None] = Splitter(
+            self._update_batch, lambda _, reason: reason, lambda update: update.values.keys()
+        )
         written: list[str] = []
         rejected: dict[str, str] = {}
         for batch in chunks(list(updates), SALESFORCE_COLLECTION_LIMIT):
-            retry = self._update_collection(batch, written, rejected, final=False)
-            if retry:
-                self.sleep(LOCKED_ROW_WAIT_SECONDS)
-                self._update_collection(retry, written, rejected, final=True)
+            for update, refusal in zip(batch, splitter(batch), strict=True):
+                if refusal is None:
+                    written.append(update.crm_id)
+                else:
+                    rejected[update.crm_id] = refusal
         return WriteResult(tuple(written), rejected)
+
+    def _update_batch(self, batch: Sequence[FieldUpdate]) -> list[str | None]:
+        """Salesforce's refusal of each update of one collection, None for those written."""
+        written: list[str] = []
+        rejected: dict[str, str] = {}
+        retry = self._update_collection(batch, written, rejected, final=False)
+        if retry:
+            self.sleep(LOCKED_ROW_WAIT_SECONDS)
+            self._update_collection(retry, written, rejected, final=True)
+        done = set(written)
+        return [None if u.crm_id in done else rejected.get(u.crm_id, NO_ANSWER) for u in batch]
 
     def _update_collection(
         self,
@@ -275,7 +292,7 @@ class SalesforceCrm:
                     outcomes[index] = outcome
             return outcomes
 
-        return create_in_batches(records, SALESFORCE_COLLECTION_LIMIT, send)
+        return create_in_batches(records, SALESFORCE_COLLECTION_LIMIT, send, _fields)
 
     def _create_collection(
         self, sobject: str, batch: Sequence[dict[str, Any]]
@@ -416,3 +433,8 @@ def website_host(website: object) -> str:
     text = str(website or "").strip().lower()
     host = urlsplit(text if "://" in text else f"//{text}").hostname or ""
     return host.removeprefix("www.")
+
+
+def _fields(record: Mapping[str, Any]) -> Collection[str]:
+    """The fields a record names, for setting aside those Salesforce says the org lacks."""
+    return record.keys()

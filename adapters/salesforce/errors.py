@@ -6,11 +6,14 @@ simple-salesforce raises one exception class per HTTP status and keeps the parse
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from typing import Any
 
 import requests
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceError
 
+from adapters.batching import INVALID_REQUEST_STATUSES, InvalidRecordsError
 from integration.errors import CrmError, CrmFatalError, CrmRetriableError
 
 CRM = "salesforce"
@@ -22,6 +25,10 @@ LOCKED_ROW_WAIT_SECONDS = 2.0
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
 TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
+# A field the object lacks (reference/salesforce.md 3); the message names it as "No such column
+# 'X' on sobject of type Account" (wording UNCONFIRMED by a primary source; `fields` is used too).
+UNKNOWN_FIELD_CODE = "INVALID_FIELD"
+UNKNOWN_COLUMN = re.compile(r"No such column '([^']+)'")
 
 
 def first_error(content: Any) -> tuple[str, str]:  # noqa: ANN401 - parsed JSON of any shape
@@ -40,13 +47,17 @@ def translate(exc: Exception, operation: str) -> CrmError | None:
         return CrmFatalError(CRM, operation, msg, 401)
     if isinstance(exc, SalesforceError):
         code, message = first_error(exc.content)
-        return classify(exc.status, code, message, operation)
+        unknown = unknown_fields(exc.content) if code == UNKNOWN_FIELD_CODE else set()
+        return classify(exc.status, code, message, operation, unknown)
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         return CrmRetriableError(CRM, operation, f"network error: {type(exc).__name__}")
     return None
 
 
-def classify(status: int, code: str, message: str, operation: str) -> CrmError:
+def classify(
+    status: int, code: str, message: str, operation: str, unknown: Collection[str] = ()
+) -> CrmError:
+    """Wait-and-retry, or stop; a 400 may be one record's fault, so a batch can be split."""
     text = f"{code}: {message}" if code else message
     if code == "REQUEST_LIMIT_EXCEEDED":
         daily = "TotalRequests" in message
@@ -58,4 +69,16 @@ def classify(status: int, code: str, message: str, operation: str) -> CrmError:
         return CrmRetriableError(CRM, operation, text, status)
     if status == 401:  # noqa: PLR2004 - still expired after simple-salesforce logged in again
         return CrmRetriableError(CRM, operation, text, status)
+    if status in INVALID_REQUEST_STATUSES:
+        return InvalidRecordsError(CRM, operation, text, status, unknown)
     return CrmFatalError(CRM, operation, text, status)
+
+
+def unknown_fields(content: Any) -> set[str]:  # noqa: ANN401 - parsed JSON of any shape
+    """Fields an INVALID_FIELD answer says the object lacks: any record naming one is refused."""
+    names: set[str] = set()
+    for entry in content if isinstance(content, list) else []:
+        if isinstance(entry, dict):
+            names.update(str(f) for f in entry.get("fields") or [])
+            names.update(UNKNOWN_COLUMN.findall(str(entry.get("message") or "")))
+    return names
