@@ -135,7 +135,8 @@ def _run(workdir: Path, redis_url: str, stack: ExitStack) -> None:
     web = ["-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
     web += ["webhooks.app:create_app()"]
     worker = ["-m", "rq.cli", "worker", "--url", redis_url, "--with-scheduler"]
-    worker += ["--worker-class", "rq.worker.SimpleWorker", *QUEUE_NAMES]
+    worker += ["--connection-class", "integration.jobs.worker.PatientRedis"]
+    worker += ["--worker-class", "integration.jobs.worker.ResilientWorker", *QUEUE_NAMES]
     processes = {
         "web": stack.enter_context(_process("web", web, env, workdir)),
         "worker": stack.enter_context(_process("worker", worker, env, workdir)),

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 
 import click
 from rq import Queue
-from rq.worker import SimpleWorker
 
 from integration.cli.errors import CliError, ExplainingGroup, remember_config_path
 from integration.config.schema import Config
@@ -21,6 +20,7 @@ from integration.jobs.context import Context, build_context, connect_redis, read
 from integration.jobs.evaluate import EVALUATION_BATCH, judged_now, load_states
 from integration.jobs.failures import list_failed, retry_failed
 from integration.jobs.queues import QUEUE_NAMES
+from integration.jobs.worker import ResilientWorker
 from integration.logs import configure_logging
 from integration.risk.assess import assess, assessment_to_json
 from integration.signals.accounts import AccountState
@@ -140,13 +140,15 @@ def _context(settings: Settings, config: Config | None = None) -> Context:
 @CONFIG_OPTION
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 def worker(config_path: Path, burst: bool) -> None:
-    """Run an RQ worker (in-process jobs, with RQ's scheduler for retries)."""
+    """Run an RQ worker (in-process jobs, with RQ's scheduler for retries) that waits out a
+    Redis restart (integration/jobs/worker.py); jobs keep the fail-fast client of the context."""
     settings = _settings(config_path)
     configure_logging(settings.log_level)
     context = _context(settings)
     jobs.install_context(context)
-    queues = [Queue(name, connection=context.redis) for name in QUEUE_NAMES]
-    SimpleWorker(queues, connection=context.redis).work(burst=burst, with_scheduler=not burst)
+    redis = connect_redis(settings.redis_url, patient=True)
+    queues = [Queue(name, connection=redis) for name in QUEUE_NAMES]
+    ResilientWorker(queues, connection=redis).work(burst=burst, with_scheduler=not burst)
 
 
 @main.command()

@@ -19,6 +19,7 @@ from integration.config.loading import load_config
 from integration.config.schema import Config
 from integration.config.settings import Settings, lookup_env
 from integration.errors import ConfigError, InvalidConfigError
+from integration.jobs.worker import PatientRedis
 from integration.store import layout
 from playbooks.catalogue import resolve_playbooks
 from playbooks.engine import Playbook, shipped_definitions
@@ -51,8 +52,11 @@ def playbook_problems(config: Config) -> list[ConfigError]:
     return []
 
 
-def connect_redis(url: str) -> Redis:
-    return Redis.from_url(
+def connect_redis(url: str, *, patient: bool = False) -> Redis:
+    """A client that fails fast (the web app answers 503, so senders retry), or, `patient`,
+    one that waits out a Redis restart (the worker's own loop: integration/jobs/worker.py)."""
+    client_class = PatientRedis if patient else Redis
+    return client_class.from_url(
         url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
     )
 
