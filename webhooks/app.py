@@ -12,7 +12,7 @@ from integration.jobs.context import connect_redis, read_config
 from integration.logs import configure_logging
 from integration.store import layout
 from integration.store.metrics import RedisCounters
-from webhooks import hubspot, people, salesforce, segment, usage
+from webhooks import hubspot, openapi, people, salesforce, segment, usage
 from webhooks.edge import redis, register_error_handlers
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.register_blueprint(hubspot.bp)
     app.register_blueprint(salesforce.bp)
     app.register_blueprint(segment.bp)
+    app.register_blueprint(openapi.bp)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/metrics", view_func=metrics)
     return app

@@ -153,3 +153,77 @@ def valid(endpoint: str, n: int = 0) -> dict[str, Any]:
         "propertyName": "jobtitle",
         "propertyValue": "VP Operations",
     }
+
+
+def nested(depth: int) -> Any:  # noqa: ANN401 - JSON
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# Values fuzzing found or that broke parsers elsewhere: dates at the calendar's edges, ids that
+# are no strings or carry control characters, numbers past every range, deep and long values.
+HOSTILE_VALUES: tuple[Any, ...] = (
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00",
+    "2024-13-45T99:99:99Z",
+    "acct\nX-Injected: 1",
+    "\x00",
+    " \t ",
+    "\u202e\u200b",
+    "x" * 5000,
+    {"a": 1},
+    [],
+    True,
+    None,
+    0,
+    -1,
+    10**20,
+    -(10**20),
+    1.5e308,
+    -0.0,
+    "",
+    "x",
+    nested(20),
+    nested(40),
+    {"groupId": {"a": 1}, "traits": "x"},
+)
+HOSTILE_KEYS = (
+    "account_id",
+    "timestamp",
+    "seats",
+    "properties",
+    "previous_account_id",
+    "current_account_id",
+    "detected_at",
+    "custom",
+    "context",
+    "traits",
+    "groupId",
+    "messageId",
+    "userId",
+    "type",
+    "occurredAt",
+    "objectId",
+    "eventId",
+    "batch",
+)
+# Bodies that are not JSON objects at all.
+HOSTILE_BODIES: tuple[bytes, ...] = (
+    b"",
+    b"[",
+    b"[" * 5000,
+    b"[" * 5000 + b"]" * 5000,
+    b'{"a":' * 3000,
+    b"NaN",
+    b"[Infinity, -Infinity]",
+    b'"\\ud800"',
+    b"\xff\xfe\x00",
+    b"1" * 5000,
+    b"[]",
+    b"{}",
+    b"null",
+    b'{"batch": [], "context": "x"}',
+    b'{"batch": [1, "x", null, {"context": []}]}',
+)

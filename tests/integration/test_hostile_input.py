@@ -239,3 +239,16 @@ def test_a_hubspot_timestamp_header_of_unicode_digits_is_a_401(client: Any, redi
     answer = client.post("/webhooks/hubspot", data=b"[]", headers=headers)
     assert answer.status_code == 401
     assert nothing_stored(redis)
+
+
+def test_the_openapi_document_describes_our_json_endpoints(client: Any) -> None:
+    answer = client.get("/openapi.json")
+    assert answer.status_code == 200
+    assert sorted(answer.json["paths"]) == [
+        "/webhooks/hubspot",
+        "/webhooks/job-changes",
+        "/webhooks/segment",
+        "/webhooks/usage",
+    ]
+    account = answer.json["components"]["schemas"]["UsageEventIn"]["properties"]["account_id"]
+    assert (account["type"], account["maxLength"]) == ("string", 200)
