@@ -21,6 +21,7 @@ from rq import get_current_job
 from adapters.protocol import CrmAccount, FieldUpdate
 from integration.config.settings import Settings
 from integration.errors import CrmFatalError, CrmRetriableError
+from integration.jobs import holding
 from integration.jobs.context import Context, build_context
 from integration.jobs.queues import enqueue_dirty_evaluation, enqueue_playbook_step
 from integration.risk.assess import (
@@ -44,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 EVALUATION_BATCH = 200
 PEOPLE_MEMORY = timedelta(days=730)
-# An account a worker took this long ago and never finished belongs to a dead worker.
+# An account a worker took without a lease (a release before 2026-12) this long ago and never
+# finished belongs to a dead worker. Leased batches are released when their lease runs out.
 STALE_PROCESSING = timedelta(minutes=10)
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -99,32 +101,40 @@ def evaluate_dirty_accounts() -> int:
     has settled (no change for `evaluation.settle_seconds`). Runs at most once per
     `evaluation.interval_seconds` however often it is queued: a run too soon takes nothing.
     Accounts left waiting get a job queued for when they can be taken, so none waits forever
-    (the cron sweep also looks every minute)."""
+    (the cron sweep also looks every few seconds). The run holds its batches under a lease
+    (jobs/holding.py): should this worker die, the sweep releases them within seconds."""
     context = current_context()
     timing = context.config.evaluation
     total = 0
     interval = timing.interval_seconds  # checked, and recorded, by the first batch only
-    while batch := waiting.take_dirty_accounts(
-        context.redis, EVALUATION_BATCH, _now(), timing.settle_seconds, interval
-    ):
-        interval = 0
-        try:
-            receiving = evaluate_accounts(context, batch, _now())
-        except CrmFatalError:
-            # A refusal that no retry will change: the failed job keeps the CRM's message.
-            waiting.finish_accounts(context.redis, batch)
-            raise
-        except Exception:
-            # Hand the batch back so RQ's retry (or the sweep) evaluates it; nothing is lost.
-            waiting.release_accounts(context.redis, batch)
-            raise
-        waiting.finish_accounts(context.redis, batch)
-        total += len(batch)
-        # An account still receiving history was judged on part of it: judge it again, on all
-        # of it, once that backfill has been quiet for backfill_quiet_seconds.
-        waiting.wait_until(context.redis, receiving, timing.settle_seconds)
+    with holding.held_batches(context.redis) as lease:
+        while batch := waiting.take_dirty_accounts(
+            context.redis, EVALUATION_BATCH, _now(), timing.settle_seconds, interval, lease
+        ):
+            interval = 0
+            _evaluate_batch(context, batch, lease.holder)
+            total += len(batch)
     _queue_next_evaluation(context)
     return total
+
+
+def _evaluate_batch(context: Context, batch: list[str], holder: str) -> None:
+    """One batch, then let go of it: finished, or handed back when the evaluation failed."""
+    try:
+        receiving = evaluate_accounts(context, batch, _now())
+    except CrmFatalError:
+        # A refusal that no retry will change: the failed job keeps the CRM's message.
+        waiting.finish_accounts(context.redis, batch, holder)
+        raise
+    except Exception:
+        # Hand the batch back so RQ's retry (or the sweep) evaluates it; nothing is lost.
+        waiting.release_accounts(context.redis, batch, holder)
+        raise
+    waiting.finish_accounts(context.redis, batch, holder)
+    count(context.redis, "accounts_evaluated", {}, len(batch))
+    # An account still receiving history was judged on part of it: judge it again, on all
+    # of it, once that backfill has been quiet for backfill_quiet_seconds.
+    waiting.wait_until(context.redis, receiving, context.config.evaluation.settle_seconds)
 
 
 def _queue_next_evaluation(context: Context) -> None:
@@ -141,9 +151,15 @@ def _queue_next_evaluation(context: Context) -> None:
 
 
 def sweep_accounts() -> int:
-    """Every minute (jobs/cron.py): recover dead workers' accounts, evaluate waiting ones."""
+    """Every few seconds (jobs/cron.py): put back the accounts of batches whose lease ran out
+    (their worker died), and those a worker of an older release took without a lease and held
+    past STALE_PROCESSING; then evaluate the waiting ones."""
     context = current_context()
-    waiting.requeue_stale_accounts(context.redis, _now() - STALE_PROCESSING)
+    now = _now()
+    released = waiting.release_abandoned_accounts(context.redis, now)
+    released += waiting.requeue_stale_accounts(context.redis, now - STALE_PROCESSING)
+    if released:
+        logger.warning("accounts of dead workers put back", extra={"accounts": released})
     return evaluate_dirty_accounts()
 
 

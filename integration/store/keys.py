@@ -177,6 +177,17 @@ def processing_accounts() -> str:
     return f"{PREFIX}:processing_accounts"
 
 
+def processing_holders() -> str:
+    """Hash: account -> the batch (holder id) that took it, while that batch holds it."""
+    return f"{PREFIX}:processing_holders"
+
+
+def batch_leases() -> str:
+    """Sorted set: batch (holder id) -> when its lease runs out (Unix seconds), renewed while
+    the worker holding it lives (integration/jobs/holding.py)."""
+    return f"{PREFIX}:batch_leases"
+
+
 def known_accounts() -> str:
     """Set of every account we have heard of, for the daily evaluation of all of them."""
     return f"{PREFIX}:known_accounts"
