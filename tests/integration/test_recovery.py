@@ -1,5 +1,5 @@
-"""A dead worker's accounts come back in seconds and a live worker keeps its batch: real Redis,
-real RQ, a real worker SIGKILLed."""
+"""A dead worker's accounts come back in seconds, a live worker keeps its batch, and the periodic
+jobs retry without filling the failed registry: real Redis, real RQ, a real worker SIGKILLed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,11 +18,15 @@ import pytest
 import yaml
 from redis import Redis
 from rq import Queue, Worker
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
 
+from adapters.sandbox.adapter import SandboxCrm
 from integration.config.settings import Settings
+from integration.errors import CrmRetriableError
+from integration.jobs import cron, holding, periodic
 from integration.jobs import evaluate as jobs
-from integration.jobs import holding
-from integration.jobs.context import build_context
+from integration.jobs.context import Context, build_context
 from integration.jobs.queues import EVALUATE, enqueue_dirty_evaluation
 from integration.store import keys, waiting
 from integration.store.metrics import METRICS_KEY
@@ -180,3 +185,39 @@ class crm_locked:  # noqa: N801 - read as a context manager
     def __exit__(self, *exc: object) -> None:
         self.db.execute("ROLLBACK")
         self.db.close()
+
+
+class Unreachable(SandboxCrm):
+    def find_accounts(self, product_account_ids: Sequence[str]) -> dict[str, object]:  # type: ignore[override]
+        raise CrmRetriableError(self.name, "find_accounts", "503 Service Unavailable", 503)
+
+
+@pytest.fixture
+def crm_down(context: Context) -> Iterator[Context]:
+    assert isinstance(context.crm, SandboxCrm)
+    down = replace(context, crm=Unreachable(context.crm.path, context.crm.match_field))
+    jobs.install_context(down)
+    yield down
+    jobs.install_context(context)
+
+
+def test_a_failed_sweep_retries_and_is_kept_a_day_not_a_year(
+    crm_down: Context, redis: Redis
+) -> None:
+    dirty(redis, ["acme"])
+    job = Queue(EVALUATE, connection=redis).enqueue(
+        periodic.sweep, failure_ttl=cron.PERIODIC_FAILURE_TTL_SECONDS
+    )
+    drain(redis)
+    job = Job.fetch(job.id, connection=redis)
+    assert (job.get_status(), job.retries_left) == (JobStatus.SCHEDULED, 1)
+    assert FailedJobRegistry(EVALUATE, connection=redis).count == 0
+    assert waiting.waiting_accounts(redis) == {"acme"}  # handed back, not lost
+
+    for _ in range(2):  # its retries, run now rather than waited for
+        Queue(EVALUATE, connection=redis).enqueue_job(Job.fetch(job.id, connection=redis))
+        drain(redis)
+    failed = FailedJobRegistry(EVALUATE, connection=redis)
+    assert failed.get_job_ids() == [job.id]
+    kept_until = failed.get_expiration_time(job)
+    assert kept_until <= datetime.now(UTC) + timedelta(seconds=cron.PERIODIC_FAILURE_TTL_SECONDS)
