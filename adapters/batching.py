@@ -47,8 +47,10 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 def unknown(error: CrmError) -> BatchOutcome:
-    """A record whose batch ran into a wait or a timeout: perhaps created, perhaps not."""
-    return BatchOutcome(None, str(error), retriable=True)
+    """A record whose batch ran into a wait or a timeout: perhaps created, perhaps not (surely
+    not after a rate limit, which the CRM answers before doing anything)."""
+    unsent = isinstance(error, CrmRetriableError) and error.nothing_done
+    return BatchOutcome(None, str(error), retriable=True, unsent=unsent)
 
 
 @dataclass

@@ -81,8 +81,10 @@ class BatchOutcome:
     crm_id: str | None  # set when created
     error: str | None = None  # the CRM's message when refused
     # A 429, 5xx or timeout: the record may be tried again, but whether the CRM saved it is
-    # unknown, so look it up by its key (find_task) before creating it again.
+    # unknown, so look it up by its key (find_task) before creating it again...
     retriable: bool = False
+    # ...unless the CRM surely did nothing with it (a rate limit: CrmRetriableError.nothing_done).
+    unsent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,12 @@ class CrmError(IntegrationError):
         super().__init__(f"{crm} {operation} failed ({status or 'no status'}): {message}")
 
 
+# Answers that say the CRM did not carry the request out, so a create was not made: a rate
+# limit (HubSpot 429, Salesforce's REQUEST_LIMIT_EXCEEDED 403), a locked portal (HubSpot 423),
+# or our own pause (adapters/waits.py, raised with the CRM's rate-limit status before sending).
+NOT_PROCESSED_STATUSES = frozenset({403, 423, 429})
+
+
 class CrmRetriableError(CrmError):
     """Rate limit, 5xx or timeout: wait and try again."""
 
@@ -67,6 +73,11 @@ class CrmRetriableError(CrmError):
     ) -> None:
         super().__init__(crm, operation, message, status)
         self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def nothing_done(self) -> bool:
+        """True when the CRM surely did nothing (after a 5xx or a timeout it may have)."""
+        return self.status in NOT_PROCESSED_STATUSES
 
 
 class CrmFatalError(CrmError):

@@ -54,6 +54,9 @@ CONTACT_CACHE_SECONDS = 60
 HELD = "held"
 _PENDING = "pending:"
 _UNKNOWN = "unknown"
+# Claimed and counted against the caps, but surely not created (refused, or rate-limited before
+# the CRM did anything): the next try sends it without counting it again or looking for it.
+_UNSENT = "unsent"
 
 
 _TAKE_OVER = """
@@ -72,7 +75,7 @@ def run_action(context: ExecutionContext, action: Action, now: datetime) -> str:
     look_first = False
     if not redis.set(key, mine, nx=True, ex=CLAIM_KEEP_SECONDS):
         held = keys.text(redis.get(key) or b"")
-        if held and not held.startswith((_PENDING, _UNKNOWN)):
+        if held and not held.startswith((_PENDING, _UNKNOWN, _UNSENT)):
             return held
         claimed_at = float(held[len(_PENDING) :]) if held.startswith(_PENDING) else 0.0
         if now.timestamp() - claimed_at < CLAIM_LIVE_SECONDS:
@@ -83,11 +86,16 @@ def run_action(context: ExecutionContext, action: Action, now: datetime) -> str:
         if not redis.eval(_TAKE_OVER, 1, key, held, mine, CLAIM_KEEP_SECONDS):
             msg = "another worker took this action over; trying again later"
             raise CrmRetriableError(context.crm.name, "run_action", msg)
-        look_first = True
+        look_first = held != _UNSENT
     try:
         crm_id = _perform(context, action, now, look_first)
     except CrmFatalError:
-        redis.delete(key)  # the CRM refused the request, so nothing was created
+        redis.set(key, _UNSENT, ex=CLAIM_KEEP_SECONDS)  # the CRM refused it: nothing created
+        raise
+    except CrmRetriableError as exc:
+        # Rate-limited, nothing created, unless an earlier try's outcome is still unknown.
+        unsent = exc.nothing_done and not look_first
+        redis.set(key, _UNSENT if unsent else _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
         raise
     except Exception:
         redis.set(key, _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
@@ -294,37 +302,61 @@ def _run_batch(
     claimed: list[Any] = []
     for action in actions:
         key = keys.action_done(action.idempotency_key)
-        held = redis.get(key)
-        if held and not keys.text(held).startswith((_PENDING, _UNKNOWN)):
-            outcomes.done[action.idempotency_key] = keys.text(held)
+        held = keys.text(redis.get(key) or b"")
+        if held and not held.startswith((_PENDING, _UNKNOWN, _UNSENT)):
+            outcomes.done[action.idempotency_key] = held
+            continue
+        mine = f"{_PENDING}{now.timestamp()}"
+        if held == _UNSENT and redis.eval(_TAKE_OVER, 1, key, held, mine, CLAIM_KEEP_SECONDS):
+            claimed.append(action)  # counted against the caps when first claimed
             continue
         if isinstance(action, CreateTask) and not held and not _within_caps(context, action, now):
             outcomes.done[action.idempotency_key] = HELD
             continue
-        mine = f"{_PENDING}{now.timestamp()}"
         if held or not redis.set(key, mine, nx=True, ex=CLAIM_KEEP_SECONDS):
             _run_one(context, action, now, outcomes)  # another's claim, or an unknown outcome
             continue
         claimed.append(action)
-    if not claimed:
+    requests = _requests(context, claimed, now, outcomes)
+    if not requests:
         return
+    sent = [action for action, _ in requests]
     try:
-        if isinstance(claimed[0], CreateTask):
-            created = context.crm.create_tasks([_task_request(context, a) for a in claimed])
+        if isinstance(sent[0], CreateTask):
+            created = context.crm.create_tasks([request for _, request in requests])
         else:
-            created = context.crm.create_notes([_note_request(context, a, now) for a in claimed])
-    except CrmFatalError as exc:
-        for action in claimed:  # the CRM refused the whole call: nothing was created
-            redis.delete(keys.action_done(action.idempotency_key))
+            created = context.crm.create_notes([request for _, request in requests])
+    except (CrmFatalError, CrmRetriableError) as exc:
+        # Refused, or rate-limited: nothing was created. After a 5xx or a timeout some may
+        # have been: the next try looks for them before creating (run_action).
+        unknown = isinstance(exc, CrmRetriableError) and not exc.nothing_done
+        for action in sent:
+            key = keys.action_done(action.idempotency_key)
+            redis.set(key, _UNKNOWN if unknown else _UNSENT, ex=CLAIM_KEEP_SECONDS)
             outcomes.failed[action.idempotency_key] = exc
         return
-    except CrmRetriableError as exc:
-        for action in claimed:
-            redis.set(keys.action_done(action.idempotency_key), _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
-            outcomes.failed[action.idempotency_key] = exc
-        return
-    for action, outcome in zip(claimed, created, strict=True):
+    for action, outcome in zip(sent, created, strict=True):
         _settle(context, action, outcome, now, outcomes)
+
+
+def _requests(
+    context: ExecutionContext, claimed: Sequence[Any], now: datetime, outcomes: Outcomes
+) -> list[tuple[Any, Any]]:
+    """Each claimed action's request. Building one may ask the CRM (a contact's id): when that
+    fails, only that action fails, its claim given back (nothing was sent for it)."""
+    requests: list[tuple[Any, Any]] = []
+    for action in claimed:
+        try:
+            if isinstance(action, CreateTask):
+                requests.append((action, _task_request(context, action)))
+            else:
+                requests.append((action, _note_request(context, action, now)))
+        except (CrmFatalError, CrmRetriableError) as exc:
+            context.redis.set(
+                keys.action_done(action.idempotency_key), _UNSENT, ex=CLAIM_KEEP_SECONDS
+            )
+            outcomes.failed[action.idempotency_key] = exc
+    return requests
 
 
 def _settle(
@@ -344,12 +376,12 @@ def _settle(
         return
     message = outcome.error or "the CRM gave no id"
     if outcome.retriable:
-        context.redis.set(key, _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
+        context.redis.set(key, _UNSENT if outcome.unsent else _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
         outcomes.failed[action.idempotency_key] = CrmRetriableError(
             context.crm.name, "batch create", message
         )
     else:
-        context.redis.delete(key)
+        context.redis.set(key, _UNSENT, ex=CLAIM_KEEP_SECONDS)
         outcomes.failed[action.idempotency_key] = CrmFatalError(
             context.crm.name, "batch create", message
         )

@@ -83,14 +83,16 @@ def test_a_task_the_crm_saved_before_timing_out_is_found_not_created_again(
     assert [task.crm_id for task in sandbox(context).tasks()] == [retried]
 
 
-def test_a_refused_task_leaves_no_claim_so_a_fixed_config_can_create_it(
+def test_a_refused_task_is_created_once_a_fixed_config_lets_it(
     context: Context, redis: Redis
 ) -> None:
     refusing = replace(context, crm=Refuses(sandbox(context).path, "product_account_id"))
     with pytest.raises(CrmFatalError):
         run_action(refusing, ACTION, NOW)
-    assert redis.get(keys.action_done(ACTION.idempotency_key)) is None
-    assert run_action(context, ACTION, NOW)
+    assert not sandbox(context).tasks()
+    created = run_action(context, ACTION, NOW)
+    assert [task.crm_id for task in sandbox(context).tasks()] == [created]
+    assert redis.get(keys.action_done(ACTION.idempotency_key)) == created.encode()
 
 
 class CountsContactLookups(SandboxCrm):
