@@ -19,6 +19,7 @@ from typing import Any
 from redis import Redis
 
 from integration.errors import StorageUnavailableError
+from integration.signals.limits import account_id_problem
 from integration.store import keys, rollups
 
 REQUIRED = ("account_id", "date")
@@ -70,10 +71,14 @@ def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 def parse_row(record: dict[str, Any], today: date) -> DayRow:
     """One row, or ValueError naming the column and what was wrong."""
-    account = str(record.get("account_id") or "").strip()
-    if not account:
-        msg = "account_id: is empty"
+    account = record.get("account_id")
+    if isinstance(account, int) and not isinstance(account, bool):
+        account = str(account)  # a warehouse's numeric id, as NDJSON writes it
+    problem = account_id_problem("" if account is None else account)
+    if problem:
+        msg = f"account_id: {problem}"
         raise ValueError(msg)
+    account = account.strip()
     try:
         day = date.fromisoformat(str(record.get("date") or "").strip()[:10])
     except ValueError:

@@ -68,19 +68,25 @@ def test_bad_rows_are_listed_with_line_numbers_and_the_good_ones_imported(
         {"account_id": "acme", "date": YESTERDAY.isoformat(), "active_users": "seven"},
         {"account_id": "acme", "date": YESTERDAY.isoformat(), "logins": 70000},
         {"account_id": "acme", "date": "9999-12-31", "active_users": 1},
+        {"account_id": {"a": 1}, "date": YESTERDAY.isoformat(), "active_users": 7},
+        {"account_id": "acct\nX-Injected: 1", "date": YESTERDAY.isoformat(), "active_users": 7},
+        {"account_id": 42, "date": YESTERDAY.isoformat(), "active_users": 5},
     ]
     ndjson.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n")
     code, lines = run_import(settings, ndjson)
     assert code == 1
     assert lines == [
-        "accepted 1 row(s) for 1 account(s); metrics: active_users",
-        "rejected 6 row(s):",
-        "  line 2: account_id: is empty",
+        "accepted 2 row(s) for 2 account(s); metrics: active_users",
+        "rejected 8 row(s):",
+        "  line 2: account_id: expected a non-blank account id",
         "  line 3: date: expected YYYY-MM-DD, got '23/11/2026'",
         "  line 4: active_users: expected a whole number, got 'seven'",
         "  line 5: logins: expected a whole number from 0 to 65535, got 70000",
         "  line 6: date: 9999-12-31 is in the future; a warehouse export holds past days",
-        "  line 7: not valid JSON: Expecting property name enclosed in double quotes",
+        "  line 7: account_id: expected a string account id, got dict",
+        "  line 8: account_id: expected printable text without control characters, "
+        "got 'acct\\nX-Injected: 1'",
+        "  line 10: not valid JSON: Expecting property name enclosed in double quotes",
     ]
     assert history(redis, 1).daily_active_users == (7,)
 
