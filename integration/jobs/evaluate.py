@@ -23,7 +23,11 @@ from integration.config.settings import Settings
 from integration.errors import CrmFatalError, CrmRetriableError
 from integration.jobs import holding
 from integration.jobs.context import Context, build_context
-from integration.jobs.queues import enqueue_dirty_evaluation, enqueue_playbook_step
+from integration.jobs.queues import (
+    CRM_RETRY_INTERVALS_SECONDS,
+    enqueue_dirty_evaluation,
+    enqueue_playbook_step,
+)
 from integration.risk.assess import (
     RiskAssessment,
     assess,
@@ -44,6 +48,8 @@ from playbooks.waterfall import Judged, advance
 logger = logging.getLogger(__name__)
 
 EVALUATION_BATCH = 200
+# Tries left to a job that failed for another reason than the CRM's (a Redis blip, a bug).
+OTHER_FAILURE_RETRIES = 2
 PEOPLE_MEMORY = timedelta(days=730)
 # An account a worker took without a lease (a release before 2026-12) this long ago and never
 # finished belongs to a dead worker. Leased batches are released when their lease runs out.
@@ -72,24 +78,32 @@ def crm_job(job_function: Callable[P, R]) -> Callable[P, R]:
 
     A refusal (4xx) will not change on retry: the job goes straight to the failed registry with
     the CRM's message. A wait the CRM asked for (HubSpot's daily limit, a Retry-After) sets the
-    delay of the next retry instead of RQ's fixed intervals.
+    delay of the next retry instead of RQ's fixed intervals. A CRM outage is retried for a day
+    (queues.CRM_RETRY); anything else, a bug say, a few times only: waiting does not mend it.
     """
 
     @functools.wraps(job_function)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        job = get_current_job()
         try:
             return job_function(*args, **kwargs)
         except CrmFatalError as exc:
             count(current_context().redis, "crm_errors", {"crm": exc.crm, "kind": "fatal"})
-            job = get_current_job()
             if job is not None:
                 job.retries_left = 0
             raise
         except CrmRetriableError as exc:
             count(current_context().redis, "crm_errors", {"crm": exc.crm, "kind": "retriable"})
-            job = get_current_job()
-            if job is not None and exc.retry_after_seconds:
-                job.retry_intervals = [max(1, math.ceil(exc.retry_after_seconds))]
+            if job is not None:
+                job.retry_intervals = (
+                    [max(1, math.ceil(exc.retry_after_seconds))]
+                    if exc.retry_after_seconds
+                    else list(CRM_RETRY_INTERVALS_SECONDS)
+                )
+            raise
+        except Exception:
+            if job is not None and job.retries_left:
+                job.retries_left = min(job.retries_left, OTHER_FAILURE_RETRIES)
             raise
 
     return run

@@ -19,7 +19,8 @@ from rq.registry import ScheduledJobRegistry
 from integration.errors import CrmRetriableError
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context
-from integration.jobs.queues import QUEUE_NAMES
+from integration.jobs.evaluate import OTHER_FAILURE_RETRIES
+from integration.jobs.queues import CRM_RETRY, QUEUE_NAMES
 from playbooks.actions import CreateTask
 from playbooks.execution import run_actions
 from tests.conftest import (
@@ -221,3 +222,16 @@ def test_a_people_signal_in_a_long_outage_is_retried_every_minute_and_lands_once
     drain(redis)
     [task] = hub.tasks.values()
     assert task["hs_task_subject"].startswith("Priya Natarajan left Company acct-3")
+
+
+def test_a_job_failing_for_another_reason_than_the_crm_is_tried_only_a_few_more_times(
+    running: tuple[Context, Any], redis: Redis
+) -> None:
+    signals = Queue("signals", connection=redis)
+    job = signals.enqueue(
+        "integration.jobs.evaluate.process_job_change", {"not": "a job change"}, retry=CRM_RETRY
+    )
+    drain(redis)
+    job.refresh()
+    assert job.retries_left is not None
+    assert job.retries_left < OTHER_FAILURE_RETRIES  # one of them spent, not a day of them
