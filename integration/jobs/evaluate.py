@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -26,6 +27,7 @@ from integration.jobs.context import Context, build_context
 from integration.jobs.queues import (
     CRM_RETRY_INTERVALS_SECONDS,
     enqueue_dirty_evaluation,
+    enqueue_evaluation_rest,
     enqueue_playbook_step,
 )
 from integration.risk.assess import (
@@ -48,6 +50,8 @@ from playbooks.waterfall import Judged, advance
 logger = logging.getLogger(__name__)
 
 EVALUATION_BATCH = 200
+# How long one evaluation job runs before the rest of its run waits behind the signals queued.
+EVALUATION_JOB_SECONDS = 1.0
 # Tries left to a job that failed for another reason than the CRM's (a Redis blip, a bug).
 OTHER_FAILURE_RETRIES = 2
 PEOPLE_MEMORY = timedelta(days=730)
@@ -110,17 +114,23 @@ def crm_job(job_function: Callable[P, R]) -> Callable[P, R]:
 
 
 @crm_job
-def evaluate_dirty_accounts() -> int:
+def evaluate_dirty_accounts(rest_of_run: bool = False) -> int:
     """Evaluate, in batches, every account that received usage since it was last evaluated and
     has settled (no change for `evaluation.settle_seconds`). Runs at most once per
     `evaluation.interval_seconds` however often it is queued: a run too soon takes nothing.
     Accounts left waiting get a job queued for when they can be taken, so none waits forever
     (the cron sweep also looks every few seconds). The run holds its batches under a lease
-    (jobs/holding.py): should this worker die, the sweep releases them within seconds."""
+    (jobs/holding.py): should this worker die, the sweep releases them within seconds.
+
+    After EVALUATION_JOB_SECONDS the run gives way: the rest is a job of its own (`rest_of_run`,
+    which the interval does not stop), queued behind the signals waiting, so a champion's
+    departure is not kept from its task by thousands of accounts' usage."""
     context = current_context()
     timing = context.config.evaluation
     total = 0
-    interval = timing.interval_seconds  # checked, and recorded, by the first batch only
+    started = time.monotonic()
+    # Checked, and recorded, by the first batch of a run only.
+    interval = 0 if rest_of_run else timing.interval_seconds
     with holding.held_batches(context.redis) as lease:
         while batch := waiting.take_dirty_accounts(
             context.redis, EVALUATION_BATCH, _now(), timing.settle_seconds, interval, lease
@@ -128,6 +138,9 @@ def evaluate_dirty_accounts() -> int:
             interval = 0
             _evaluate_batch(context, batch, lease.holder)
             total += len(batch)
+            if time.monotonic() - started > EVALUATION_JOB_SECONDS:
+                enqueue_evaluation_rest(context.redis, lease.holder)
+                return total
     _queue_next_evaluation(context)
     return total
 

@@ -108,6 +108,24 @@ def enqueue_playbook_step(redis: Redis, account_id: str, slot: str, step: int) -
         return
 
 
+def enqueue_evaluation_rest(redis: Redis, run_id: str) -> None:
+    """The rest of a dirty-account evaluation that gave way after its time budget, queued at
+    once: behind the people signals and CRM changes waiting (their queue comes first), so a
+    backlog of usage never holds a signal's task back by more than one budget. One per run."""
+    try:
+        queue(EVALUATE, redis).enqueue(
+            f"{EVALUATION_JOBS}.evaluate_dirty_accounts",
+            True,
+            job_id=f"evaluate-rest-{hashlib.sha256(run_id.encode()).hexdigest()[:32]}",
+            unique=True,
+            result_ttl=0,
+            failure_ttl=FAILED_JOB_KEEP_SECONDS,
+            retry=CRM_RETRY,
+        )
+    except DuplicateJobError:
+        return
+
+
 def evaluation_job_id(now: datetime, interval_seconds: int) -> str:
     """One dirty-account evaluation job per interval at most: the id is the dedupe key
     (unique=True) and the job is kept until its interval is over, so a delivery meanwhile

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry
 
 from adapters.protocol import FieldUpdate, WriteResult
@@ -15,7 +15,7 @@ from adapters.sandbox.adapter import SandboxCrm
 from integration.errors import CrmFatalError
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context
-from integration.jobs.queues import EVALUATE
+from integration.jobs.queues import EVALUATE, SIGNALS
 from integration.store import waiting
 from tests.conftest import USAGE_SECRET_ENV, daily_usage, drain, post_signed
 
@@ -83,3 +83,35 @@ def test_a_late_event_does_not_overwrite_a_newer_seat_count(
     late = daily_usage("acme", [1], end=datetime.now(UTC) - timedelta(days=10), seats=20)
     post_signed(client, "/webhooks/usage", secret, late)
     assert redis.hget("ci:{acct:acme}:meta", "seats") == b"50"
+
+
+def test_a_long_evaluation_gives_way_to_the_signals_waiting_and_finishes_after(
+    context: Context, redis: Redis, monkeypatch: Any
+) -> None:
+    accounts = ["acme", "globex", "initech"]
+    for account in accounts:
+        waiting.remember_account(redis, account)
+    waiting.mark_dirty(redis, accounts)
+    monkeypatch.setattr(jobs, "EVALUATION_BATCH", 1)
+    monkeypatch.setattr(jobs, "EVALUATION_JOB_SECONDS", 0.0)  # give way after every batch
+    evaluate = Queue(EVALUATE, connection=redis)
+    evaluate.enqueue("integration.jobs.evaluate.evaluate_dirty_accounts", job_id="first")
+    SimpleWorker([Queue(SIGNALS, connection=redis), evaluate], connection=redis).work(
+        burst=True, max_jobs=1
+    )
+    evaluated = [a for a in accounts if redis.exists(f"ci:{{acct:{a}}}:assessment")]
+    assert len(evaluated) == 1  # one batch, then it gave way
+    [rest] = evaluate.get_jobs()
+    assert rest.args == (True,)
+    # A people signal arrives while the run is under way.
+    signal = Queue(SIGNALS, connection=redis).enqueue(
+        "integration.jobs.evaluate.evaluate_account", "umbrella"
+    )
+
+    SimpleWorker([Queue(SIGNALS, connection=redis), evaluate], connection=redis).work(
+        burst=True, max_jobs=1
+    )
+    assert signal.get_status() == "finished"  # the signal went before the rest of the run
+    drain(redis)
+    assert all(redis.exists(f"ci:{{acct:{a}}}:assessment") for a in accounts)
+    assert redis.zcard("ci:dirty_accounts") == 0
