@@ -71,14 +71,14 @@ def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
 
 def parse_row(record: dict[str, Any], today: date) -> DayRow:
     """One row, or ValueError naming the column and what was wrong."""
-    account = record.get("account_id")
-    if isinstance(account, int) and not isinstance(account, bool):
-        account = str(account)  # a warehouse's numeric id, as NDJSON writes it
-    problem = account_id_problem("" if account is None else account)
-    if problem:
+    raw = record.get("account_id")
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)  # a warehouse's numeric id, as NDJSON writes it
+    problem = account_id_problem("" if raw is None else raw)
+    if problem or not isinstance(raw, str):
         msg = f"account_id: {problem}"
         raise ValueError(msg)
-    account = account.strip()
+    account = raw.strip()
     try:
         day = date.fromisoformat(str(record.get("date") or "").strip()[:10])
     except ValueError:
