@@ -57,19 +57,27 @@ def unknown(error: CrmError) -> BatchOutcome:
 class Splitter(Generic[T, R]):
     """Sends one batch and gives one result per record, in order. A batch refused whole as
     invalid is split until each valid record has gone through and each bad one has `refuse`d
-    with the CRM's words. With `unsent`, a retriable error (a wait the transport could not
-    hold, a timeout) marks the records not yet through and every later batch instead of
-    raising, so records already written in an earlier half keep their results."""
+    with the CRM's words.
+
+    With `unsent` (creates, where a record already made must keep its id), no error escapes
+    once a record may have gone through: a retriable error (a wait the transport could not
+    hold, a timeout) marks the records not yet through and every later batch `unsent`; a
+    refusal of a whole part refuses that part only, and a refusal about us (401/403: every
+    later part would meet it) refuses every later part too, unsent. Without it (updates, which
+    may be sent again), errors other than a record's refusal are raised."""
 
     send: Callable[[Sequence[T]], Sequence[R]]
     refuse: Callable[[T, str], R]
     fields_of: Callable[[T], Collection[str]]
     unsent: Callable[[T, CrmRetriableError], R] | None = None
     stopped: CrmRetriableError | None = None
+    refused: CrmFatalError | None = None  # a refusal about us: nothing more is sent
 
     def __call__(self, items: Sequence[T]) -> list[R]:
-        if self.stopped is not None and self.unsent is not None:
+        if self.unsent is not None and self.stopped is not None:
             return [self.unsent(item, self.stopped) for item in items]
+        if self.unsent is not None and self.refused is not None:
+            return [self.refuse(item, str(self.refused)) for item in items]
         try:
             return list(self.send(items))
         except CrmRetriableError as exc:
@@ -79,6 +87,12 @@ class Splitter(Generic[T, R]):
             return [self.unsent(item, exc) for item in items]
         except InvalidRecordsError as exc:
             return self._split(items, exc)
+        except CrmFatalError as exc:
+            if self.unsent is None:
+                raise
+            if exc.status in ACCOUNT_REFUSALS:
+                self.refused = exc
+            return [self.refuse(item, str(exc)) for item in items]
 
     def _split(self, items: Sequence[T], error: InvalidRecordsError) -> list[R]:
         if len(items) == 1:
@@ -107,7 +121,9 @@ def create_in_batches(
     has already waited and retried what it may). After a retriable failure no further batch
     is sent: the CRM is throttling or down, and the rest are reported as worth a retry. A batch
     refused whole as invalid is split (Splitter); another refusal of a whole batch marks its
-    records refused and the next batch is still sent."""
+    records refused and the next batch is still sent. A refusal about us (401/403) before
+    anything was created is raised, so the caller hears it at once; after some records were
+    created, they keep their ids and the rest are refused with it."""
     splitter = Splitter(
         send,
         lambda _, reason: BatchOutcome(None, reason),
@@ -116,10 +132,7 @@ def create_in_batches(
     )
     outcomes: list[BatchOutcome] = []
     for batch in chunks(items, size):
-        try:
-            outcomes.extend(splitter(batch))
-        except CrmFatalError as exc:
-            if exc.status in ACCOUNT_REFUSALS:
-                raise
-            outcomes.extend(BatchOutcome(None, str(exc)) for _ in batch)
+        outcomes.extend(splitter(batch))
+    if splitter.refused is not None and not any(outcome.crm_id for outcome in outcomes):
+        raise splitter.refused
     return outcomes

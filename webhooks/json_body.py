@@ -26,7 +26,10 @@ from integration.errors import PayloadError
 # too far.
 MAX_DEPTH = 32
 TOO_DEEP = "JSON nested too deeply"
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string, or an unterminated one and everything after it (the parser stops there anyway). It
+# always matches at a quote, so the scan is linear: a pattern that can fail at a quote would be
+# tried again at every later `\"` of an unterminated string, quadratic in the body's size.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")

@@ -81,7 +81,8 @@ def document() -> dict[str, Any]:
             "/webhooks/segment": _post(
                 "Segment's Webhooks destination: a message, a bare array, or a batch envelope",
                 {
-                    "oneOf": [
+                    # anyOf: a batch envelope is an object a message's open schema also takes.
+                    "anyOf": [
                         _ref("SegmentMessage"),
                         {"type": "array", "items": _ref("SegmentMessage")},
                         {

@@ -60,7 +60,8 @@ def fault(message: str, code: str = "soapenv:Client") -> str:
 def parse_outbound(body: bytes) -> OutboundMessage:
     try:
         root = fromstring(body, forbid_dtd=True)
-    except (ParseError, DefusedXmlException) as exc:
+    except (ParseError, DefusedXmlException, LookupError, ValueError) as exc:
+        # LookupError: an encoding declaration Python does not know (`encoding="x-no-such"`).
         msg = f"not a well-formed XML document without DTD or entities: {exc}"
         raise OutboundMessageError(msg) from exc
     notifications = root.find(f"{{{SOAP}}}Body/{{{OUTBOUND}}}notifications")

@@ -16,7 +16,7 @@ from redis import Redis
 from simple_salesforce.api import Salesforce
 from simple_salesforce.format import format_soql
 
-from adapters.batching import Splitter, chunks, create_in_batches
+from adapters.batching import Splitter, chunks, create_in_batches, unknown
 from adapters.protocol import (
     BatchOutcome,
     CrmAccount,
@@ -35,7 +35,12 @@ from adapters.salesforce import records as sf_records
 from adapters.salesforce.errors import CRM, LOCKED_ROW_WAIT_SECONDS, TRANSIENT_CODES, first_error
 from adapters.salesforce.transport import SalesforceTransport
 from integration.config.schema import SalesforceCrm as SalesforceSettings
-from integration.errors import CrmError, CrmFatalError, CrmFeatureUnavailableError
+from integration.errors import (
+    CrmError,
+    CrmFatalError,
+    CrmFeatureUnavailableError,
+    CrmRetriableError,
+)
 from integration.store import keys
 from integration.store.keys import text
 
@@ -287,7 +292,12 @@ class SalesforceCrm:
             outcomes, again = self._create_collection(sobject, batch)
             if again:  # refused for a locked row, so not saved: once more, after a pause
                 self.sleep(LOCKED_ROW_WAIT_SECONDS)
-                retried, _ = self._create_collection(sobject, [batch[i] for i in again])
+                try:
+                    retried, _ = self._create_collection(sobject, [batch[i] for i in again])
+                except CrmError as exc:
+                    # The first call's records keep their outcomes (those created, their
+                    # ids); only the ones sent again take this answer.
+                    retried = [_resend_failed(exc) for _ in again]
                 for index, outcome in zip(again, retried, strict=True):
                     outcomes[index] = outcome
             return outcomes
@@ -438,3 +448,11 @@ def website_host(website: object) -> str:
 def _fields(record: Mapping[str, Any]) -> Collection[str]:
     """The fields a record names, for setting aside those Salesforce says the org lacks."""
     return record.keys()
+
+
+def _resend_failed(error: CrmError) -> BatchOutcome:
+    """A locked row's record whose second send failed: worth a retry when the CRM may yet take
+    it (unsent when it surely did nothing with it), refused otherwise."""
+    if isinstance(error, CrmRetriableError):
+        return unknown(error)
+    return BatchOutcome(None, str(error))

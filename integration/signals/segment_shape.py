@@ -14,8 +14,9 @@ from integration.errors import PayloadError
 from integration.signals.limits import account_id_problem
 
 SOURCE = "segment"
-# Segment's own limit is 100 characters (reference/segment.md 2); ours leaves room.
-MAX_MESSAGE_ID_CHARS = 200
+# Segment's own messageId limit is 100 characters (reference/segment.md 2); ours leaves room,
+# and bounds event names and user ids alike.
+MAX_TEXT_CHARS = 200
 OBJECT_FIELDS = ("context", "traits", "properties")
 TEXT_FIELDS = ("messageId", "event", "type")
 
@@ -45,14 +46,16 @@ def check_message(message: dict[str, Any], prefix: str) -> None:
         if value is not None and not isinstance(value, str):
             msg = f"expected a string, got {type(value).__name__}"
             raise PayloadError(SOURCE, join(prefix, name), msg)
-    message_id = message.get("messageId") or ""
-    if len(message_id) > MAX_MESSAGE_ID_CHARS:
-        msg = f"expected at most {MAX_MESSAGE_ID_CHARS} characters, got {len(message_id)}"
-        raise PayloadError(SOURCE, join(prefix, "messageId"), msg)
     for name in ("userId", "anonymousId"):
         value = message.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
             msg = f"expected a string, got {type(value).__name__}"
+            raise PayloadError(SOURCE, join(prefix, name), msg)
+    # The same bounds as /webhooks/usage's ids and event names: each is kept in Redis.
+    for name in ("messageId", "event", "userId", "anonymousId"):
+        text = str(message.get(name) or "")
+        if len(text) > MAX_TEXT_CHARS:
+            msg = f"expected at most {MAX_TEXT_CHARS} characters, got {len(text)}"
             raise PayloadError(SOURCE, join(prefix, name), msg)
 
 
