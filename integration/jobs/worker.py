@@ -14,7 +14,12 @@ Procfile: `rq worker --connection-class integration.jobs.worker.PatientRedis
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import os
+import signal
+import sys
 import time
 from typing import Any
 
@@ -57,12 +62,35 @@ class PatientRedis(Redis):
         return client
 
 
+# prctl(2): PR_SET_PDEATHSIG, the signal a child gets when the thread that forked it ends.
+_PR_SET_PDEATHSIG = 1
+_forks_watched = False
+
+
+def _children_die_with_this_process() -> None:
+    """The scheduler rq forks (`--with-scheduler`) outlives a worker killed with SIGKILL, an
+    orphan holding the scheduler locks and writing to Redis for ever. On Linux the kernel is
+    asked, in each child forked from here, to send it SIGTERM (a warm stop that lets the locks
+    go) when this process dies; elsewhere nothing changes."""
+    global _forks_watched  # noqa: PLW0603 - registered once a process
+    if _forks_watched or not sys.platform.startswith("linux"):
+        return
+    _forks_watched = True
+
+    def die_with_parent() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    os.register_at_fork(after_in_child=die_with_parent)
+
+
 class ResilientWorker(SimpleWorker):
     """A SimpleWorker (jobs in the worker's process) that keeps working across Redis restarts."""
 
     def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:  # noqa: ANN401 - rq's signature
         """Run rq's loop; when it ends with no stop asked for (and no burst or job/idle limit),
         log why and run it again after a capped exponential backoff."""
+        _children_die_with_this_process()
         worked = False
         delay = RESTART_BASE_SECONDS
         limited = burst or kwargs.get("max_jobs") or kwargs.get("max_idle_time") or args

@@ -117,11 +117,15 @@ def test_a_worker_killed_mid_batch_loses_no_account_and_doubles_none(
         with crm_locked(tmp_path / "crm.sqlite3"):  # its first batch waits on the CRM ...
             enqueue_dirty_evaluation(redis, datetime.now(UTC), 0)
             poll_until(lambda: redis.hlen(keys.processing_holders()), "the worker to take a batch")
+            children = child_pids(worker.pid)  # its scheduler
             os.kill(worker.pid, signal.SIGKILL)  # ... and the worker dies there
             worker.wait()
     finally:
         worker.kill()
         worker.wait()
+    # The scheduler it forked does not live on as an orphan holding the scheduler's locks.
+    assert children
+    poll_until(lambda: not any(alive(pid) for pid in children), "its scheduler to stop")
     assert redis.hlen(keys.processing_holders()) == jobs.EVALUATION_BATCH
 
     killed = datetime.now(UTC)
@@ -139,6 +143,20 @@ def test_a_worker_killed_mid_batch_loses_no_account_and_doubles_none(
     assessed = redis.exists(*[keys.assessment(account) for account in accounts])
     assert assessed == len(accounts)
     assert not redis.exists(keys.processing_accounts(), keys.processing_holders())
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` forked (Linux /proc; empty elsewhere)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its (new) parent to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def many_accounts_config(tmp_path: Path, accounts: Sequence[str]) -> Path:
