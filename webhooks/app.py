@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis import Redis
 from redis.exceptions import RedisError
 
 from integration.config.schema import Config
 from integration.config.settings import Settings
-from integration.jobs.context import connect_redis, read_config
+from integration.jobs.context import connect_redis, connect_state_redis, read_config
 from integration.logs import configure_logging
 from integration.store import layout
 from integration.store.metrics import RedisCounters
-from webhooks import hubspot, openapi, people, salesforce, segment, usage
+from webhooks import clients, hubspot, openapi, people, salesforce, segment, usage
 from webhooks.edge import redis, register_error_handlers
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -24,8 +25,10 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["integration.config"] = config or read_config(settings.config)
-    app.extensions["integration.redis"] = connect_redis(settings.redis_url)
-    layout.prepare(app.extensions["integration.redis"])
+    queue_redis = connect_redis(settings.redis_url)
+    state_redis = connect_state_redis(settings, queue_redis)
+    clients.attach(app, state_redis, queue_redis)
+    layout.prepare(state_redis)
     register_error_handlers(app)
     app.register_blueprint(usage.bp)
     app.register_blueprint(people.bp)
@@ -39,11 +42,19 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
 
 
 def healthz() -> tuple[Response, int]:
+    """200 when every Redis the app writes to answers (the queue Redis and, when separate, the
+    state Redis), else 503 naming the one that does not."""
+    answers = {name: _answers(client) for name, client in clients.clients().items()}
+    healthy = all(answer == "ok" for answer in answers.values())
+    return jsonify(status="ok" if healthy else "unavailable", **answers), 200 if healthy else 503
+
+
+def _answers(client: Redis) -> str:
     try:
-        redis().ping()
+        client.ping()
     except RedisError:
-        return jsonify(status="unavailable", redis="unreachable"), 503
-    return jsonify(status="ok", redis="ok"), 200
+        return "unreachable"
+    return "ok"
 
 
 def metrics() -> Response:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from redis import Redis
+from redis.cluster import RedisCluster
 
 from adapters import build_adapter
 from adapters.channels.email import EmailSender
@@ -21,6 +23,7 @@ from integration.config.settings import Settings, lookup_env
 from integration.errors import ConfigError, InvalidConfigError
 from integration.jobs.worker import PatientRedis
 from integration.store import layout
+from integration.store.cluster import StateRedis
 from playbooks.catalogue import resolve_playbooks
 from playbooks.engine import Playbook, shipped_definitions
 
@@ -29,11 +32,15 @@ REDIS_TIMEOUT_SECONDS = 5
 
 @dataclass(frozen=True, slots=True)
 class Context:
+    """`redis` holds per-account state (maybe a Redis Cluster); `queue_redis` holds RQ and the
+    CRM coordination keys. Without INTEGRATION_STATE_REDIS_URL they are the same client."""
+
     settings: Settings
     config: Config
-    redis: Redis
+    redis: StateRedis
     crm: CrmAdapter
     playbooks: list[Playbook]
+    queue_redis: Redis
     slack: SlackSender | None = None
     email: EmailSender | None = None
 
@@ -61,15 +68,33 @@ def connect_redis(url: str, *, patient: bool = False) -> Redis:
     )
 
 
+def connect_state_redis(settings: Settings, queue_redis: Redis) -> StateRedis:
+    """The state client: `queue_redis` itself when no state URL is set (a single-Redis install
+    runs as before, one client, one connection pool), else its own Redis or Redis Cluster."""
+    url = settings.state_redis_url
+    if not url:
+        return queue_redis
+    if not settings.state_redis_cluster:
+        return connect_redis(url)
+    cluster = RedisCluster.from_url(
+        url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+    )
+    return cast("StateRedis", cluster)  # see StateRedis: typed as Redis for now
+
+
 def build_context(settings: Settings, config: Config | None = None) -> Context:
+    """Adapters get the queue Redis: their limiter, pause, tokens and lookup caches are small
+    global state that every worker shares, and `limits` needs a plain client's pool."""
     config = config or read_config(settings.config)
-    redis = connect_redis(settings.redis_url)
+    queue_redis = connect_redis(settings.redis_url)
+    redis = connect_state_redis(settings, queue_redis)
     layout.prepare(redis)
     return Context(
         settings=settings,
         config=config,
         redis=redis,
-        crm=build_adapter(config, redis),
+        queue_redis=queue_redis,
+        crm=build_adapter(config, queue_redis),
         playbooks=resolve_playbooks(config),
         slack=_slack(config),
         email=_email(config),

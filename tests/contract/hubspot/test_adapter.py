@@ -314,7 +314,7 @@ def test_a_task_create_that_timed_out_is_not_resent_and_a_retry_finds_it(
 
     crm = make_adapter(hub, redis, sleeps, request_timeout_seconds=0.3)
     company = hub.add_company({"name": "Acme"})
-    context = Context(Settings(), Config(), redis, crm, [])
+    context = Context(Settings(), Config(), redis, crm, [], queue_redis=redis)
     action = CreateTask(
         "usage_drop_checkin:acme:usage_drop:2026-11-23",
         "usage_drop_checkin",

@@ -290,7 +290,7 @@ def test_a_task_create_that_timed_out_is_not_resent_and_a_retry_finds_it(
     org.rsps.add(
         responses.POST, f"{API}/sobjects/Task", body=requests.ReadTimeout("read timed out")
     )
-    context = Context(Settings(), Config(), redis, crm, [])
+    context = Context(Settings(), Config(), redis, crm, [], queue_redis=redis)
     action = CreateTask(
         "usage_drop_checkin:acme:usage_drop:2026-11-23",
         "usage_drop_checkin",
