@@ -20,7 +20,8 @@ from integration.errors import PayloadError
 from integration.jobs.queues import enqueue_crm_change
 from integration.signals.crm_changes import ChangeKind, CrmChange
 from integration.signals.limits import EARLIEST_MS, LATEST_MS
-from webhooks.edge import body_text, config, parse_json, redis
+from webhooks.clients import queue_redis
+from webhooks.edge import body_text, config, parse_json
 from webhooks.hubspot_signature import verify_hubspot
 
 bp = Blueprint("hubspot", __name__)
@@ -145,7 +146,7 @@ def receive_hubspot() -> tuple[Response, int]:
     )
     events = parse_events(parse_json(text))
     changes = [change for event in events if (change := to_change(event)) is not None]
-    queued = sum(enqueue_crm_change(redis(), change) for change in changes)
+    queued = sum(enqueue_crm_change(queue_redis(), change) for change in changes)
     return jsonify(
         status="accepted",
         queued=queued,

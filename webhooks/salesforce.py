@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from integration.jobs.queues import enqueue_record_snapshot
 from integration.store.unmatched import record_unmatched
+from webhooks.clients import queue_redis
 from webhooks.edge import config, redis
 from webhooks.salesforce_soap import ACK, OutboundMessageError, fault, parse_outbound
 
@@ -48,7 +49,7 @@ def receive_outbound_message() -> Response:
     try:
         for notification in outbound.notifications:
             enqueue_record_snapshot(
-                redis(),
+                queue_redis(),
                 SOURCE,
                 notification.sobject_type,
                 notification.fields,

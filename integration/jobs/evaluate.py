@@ -139,7 +139,7 @@ def evaluate_dirty_accounts(rest_of_run: bool = False) -> int:
             _evaluate_batch(context, batch, lease.holder)
             total += len(batch)
             if time.monotonic() - started > EVALUATION_JOB_SECONDS:
-                enqueue_evaluation_rest(context.redis, lease.holder)
+                enqueue_evaluation_rest(context.queue_redis, lease.holder)
                 return total
     _queue_next_evaluation(context)
     return total
@@ -174,7 +174,7 @@ def _queue_next_evaluation(context: Context) -> None:
     start = (int(due) // interval + 1) * interval  # after `due`, so never this job's own id
     now = datetime.now(UTC)  # RQ's scheduler runs on the wall clock
     at = datetime.fromtimestamp(max(start, now.timestamp() + 1), UTC)
-    enqueue_dirty_evaluation(context.redis, now, timing.interval_seconds, at=at)
+    enqueue_dirty_evaluation(context.queue_redis, now, timing.interval_seconds, at=at)
 
 
 def sweep_accounts() -> int:
@@ -319,7 +319,7 @@ def step_refused(context: Context) -> Callable[[Run], None]:
     """What to do with a playbook step the CRM refused: give it a job of its own."""
 
     def hand_over(run: Run) -> None:
-        enqueue_playbook_step(context.redis, run.account_id, run.slot, run.next_step)
+        enqueue_playbook_step(context.queue_redis, run.account_id, run.slot, run.next_step)
 
     return hand_over
 
