@@ -21,9 +21,11 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from integration.cli.devredis import RedisNotFoundError, claimed_database, find_or_start
+from integration.config.schema import Config
 from integration.config.settings import DEFAULT_REDIS_URL, Settings
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context, build_context, read_config
+from integration.jobs.fold import fold_backlog
 from integration.jobs.queues import QUEUE_NAMES
 from integration.store import freshness, keys, layout
 from webhooks.app import create_app
@@ -182,10 +184,24 @@ def client(settings: Settings, context: Context) -> Iterator[Any]:
     app.extensions["integration.redis"].close()
 
 
-def drain(redis: Redis) -> bool:
-    """Run every queued job in this process with a real RQ worker, then stop."""
+def fold(redis: Redis, config: Config | None = None) -> int:
+    """Fold what the ingest stream holds into the rollups, in this process, with the code the
+    `integration fold` consumer runs (the installed jobs context's config unless given)."""
+    if not redis.xlen(keys.ingest_stream()):
+        return 0  # nothing to fold: no config needed (tests of jobs alone install none)
+    return fold_backlog(redis, config or jobs.current_context().config)
+
+
+def drain(redis: Redis, config: Config | None = None) -> bool:
+    """Fold the ingest stream, then run every queued job in this process with a real RQ
+    worker; again until both are empty."""
     queues = [Queue(name, connection=redis) for name in QUEUE_NAMES]
-    return SimpleWorker(queues, connection=redis).work(burst=True)
+    worked = False
+    while True:
+        fold(redis, config)
+        worked = SimpleWorker(queues, connection=redis).work(burst=True) or worked
+        if not redis.xlen(keys.ingest_stream()):
+            return worked
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:

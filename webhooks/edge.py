@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,14 +12,6 @@ from redis.exceptions import RedisError
 
 from integration.config.schema import Config
 from integration.errors import PayloadError, SignatureError, StorageUnavailableError
-from integration.jobs.queues import (
-    enqueue_dirty_evaluation,
-    evaluation_job_key,
-    next_evaluation_job_key,
-    next_interval,
-)
-from integration.signals.events import UsageEvent
-from integration.store import rollups
 from webhooks import json_body
 from webhooks.signatures import verify_standard_webhook
 
@@ -56,49 +47,15 @@ def parse_json(text: str) -> Any:  # noqa: ANN401 - JSON is any shape until vali
 
 def signed_json(secret_env: str) -> tuple[str, Any]:
     """Verify the Standard Webhooks signature, then parse the body; return (delivery id, JSON)."""
+    delivery_id, _, body = signed_text(secret_env)
+    return delivery_id, body
+
+
+def signed_text(secret_env: str) -> tuple[str, str, Any]:
+    """As signed_json, also returning the body's text (what the ingest stream stores)."""
     text = body_text()
     delivery_id = verify_standard_webhook(config().secret(secret_env), text, dict(request.headers))
-    return delivery_id, parse_json(text)
-
-
-def fold_usage(
-    events: Sequence[UsageEvent],
-    delivery_key: str,
-    now: datetime,
-    source: str,
-    marks: Sequence[str] = (),
-    mark_ttl_seconds: int = rollups.MESSAGE_DEDUPE_SECONDS,
-) -> rollups.FoldResult:
-    """The fold, told which evaluation jobs to look for (this interval's and the next)."""
-    interval = config().evaluation.interval_seconds
-    return rollups.fold_usage(
-        redis(),
-        delivery_key,
-        events,
-        evaluation_job_key(now, interval),
-        config().metrics,
-        marks,
-        now,
-        source,
-        mark_ttl_seconds,
-        next_evaluation_job_key(now, interval),
-    )
-
-
-def queue_evaluation(folded: rollups.FoldResult, now: datetime) -> None:
-    """Queue the dirty-account evaluation the fold found missing: now, or at the start of the
-    next interval when this interval's job exists but may have run before these accounts
-    changed. So a job always follows a delivery, with or without the cron sweep."""
-    if not (folded.needs_evaluation_job or folded.needs_next_evaluation_job):
-        return
-    interval = config().evaluation.interval_seconds
-    at = None if folded.needs_evaluation_job else next_interval(now, interval)
-    try:
-        enqueue_dirty_evaluation(redis(), now, interval, at=at)
-    except RedisError:
-        # The usage is stored and its accounts are marked dirty: the next delivery, or the
-        # sweep in integration/jobs/cron.py, queues the evaluation. The sender need not retry.
-        logger.warning("evaluation not queued; the next delivery or the sweep will")
+    return delivery_id, text, parse_json(text)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -5,8 +5,10 @@ array) signs only its first element (reference/segment.md 4.3), so that element'
 checked, never a re-serialisation; finding them is the only parsing done before the check, and
 it runs only on a body whose nesting was bounded first (webhooks/json_body.py).
 
-A track without context.groupId is tied to its account by the last group call seen for the
-same user.
+The request only accepts (verify, validate, one round trip: integration/store/ingest_stream.py);
+`integration fold` folds the delivery moments later, and decides there what the request no
+longer knows: a messageId stored before counts once, and a track without context.groupId is tied
+to its account by the last group call seen for the same user (integration/jobs/fold_batch.py).
 """
 
 from __future__ import annotations
@@ -15,16 +17,12 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import datetime
 
 from flask import Blueprint, Response, jsonify, request
-from redis import Redis
 
 from integration.errors import SignatureError
-from integration.signals.events import UsageEvent
-from integration.signals.segment import SegmentBatch, parse_segment, resolve
-from integration.store import freshness, keys, rollups
-from integration.store.unmatched import record_unmatched
+from integration.signals.segment import parse_segment
+from integration.store import freshness, ingest_stream, keys
 from webhooks import edge, json_body
 from webhooks.edge import body_text, config, parse_json, redis
 
@@ -72,47 +70,8 @@ def receive_segment() -> tuple[Response, int]:
         )
     now = edge.now()
     batch = parse_segment(parse_json(text), now, settings.account_path)
-    store = redis()
-    known = _known_groups(store, batch)
-    # The fold refuses a batch holding messages stored before (a retry, or a message re-sent in
-    # a batch made up differently) and names them; each pass drops those, so it ends.
-    for _ in range(len(batch.events) + 1):
-        events, unattributed = resolve(batch, known)
-        folded = _fold(store, batch, events, now) if events else None
-        if folded is None or not folded.messages_taken:
-            break
-        batch = batch.without(
-            {e.message_id for e in batch.events if _mark(e.message_id) in folded.taken}
-        )
-    if batch.links:
-        pairs = [part for link in batch.links.items() for part in link]
-        store.hset(keys.segment_user_groups(), items=pairs)
-    if unattributed:
-        record_unmatched(store, "segment", "events without an account", batch.dedupe_id, now)
-    if folded is not None:
-        edge.queue_evaluation(folded, now)
-    return jsonify(
-        status="accepted", events=len(events), unattributed=unattributed, skipped=batch.skipped
-    ), 202
-
-
-def _fold(
-    store: Redis, batch: SegmentBatch, events: list[UsageEvent], now: datetime
-) -> rollups.FoldResult:
-    delivery = keys.delivery_seen("segment", batch.dedupe_id)
-    marks = [_mark(event.message_id) for event in batch.events]
-    return edge.fold_usage(events, delivery, now, freshness.SEGMENT, marks)
-
-
-def _mark(message_id: str) -> str:
-    return keys.message_seen("segment", message_id)
-
-
-def _known_groups(store: Redis, batch: SegmentBatch) -> dict[str, str]:
-    """The account of each user whose tracks carry none: the last group call seen for them
-    (a round trip only when there are such users)."""
-    unknown = sorted({e.user_id for e in batch.events if not e.account_id} - set(batch.links))
-    if not unknown:
-        return {}
-    found = store.hmget(keys.segment_user_groups(), unknown)
-    return {user: keys.text(group) for user, group in zip(unknown, found, strict=True) if group}
+    if batch.events:
+        delivery = keys.delivery_seen(SOURCE, batch.dedupe_id)
+        if not ingest_stream.accept(redis(), freshness.SEGMENT, delivery, text, now):
+            return jsonify(status="duplicate", delivery_id=batch.dedupe_id), 200
+    return jsonify(status="accepted", events=len(batch.events), skipped=batch.skipped), 202

@@ -1,17 +1,18 @@
-"""POST /webhooks/usage: product usage events, folded into rollups in one Redis round trip."""
+"""POST /webhooks/usage: product usage events, accepted durably in one Redis round trip.
+
+The request does only what durability needs: verify, validate, then one script that marks the
+delivery id and appends the body to the ingest stream. `integration fold` folds it into the
+rollups moments later (integration/jobs/fold.py), where an `event_id` stored before is dropped.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from datetime import datetime
-
 from flask import Blueprint, Response, jsonify
 
-from integration.signals.events import UsageEvent, parse_usage
-from integration.store import freshness, keys, rollups
+from integration.signals.events import parse_usage
+from integration.store import freshness, ingest_stream, keys
 from webhooks import edge
-from webhooks.edge import config, signed_json
+from webhooks.edge import config, signed_text
 
 bp = Blueprint("usage", __name__)
 
@@ -19,36 +20,11 @@ bp = Blueprint("usage", __name__)
 @bp.post("/webhooks/usage")
 def receive_usage() -> tuple[Response, int]:
     settings = config().webhooks
-    delivery_id, body = signed_json(settings.usage.secret_env)
+    delivery_id, text, body = signed_text(settings.usage.secret_env)
     now = edge.now()
     events = parse_usage(body, now, settings.max_events_per_request)
-    folded, stored = _fold(keys.delivery_seen("usage", delivery_id), events, now)
-    edge.queue_evaluation(folded, now)
-    if folded.duplicate:
+    delivery_key = keys.delivery_seen("usage", delivery_id)
+    if not ingest_stream.accept(edge.redis(), freshness.USAGE, delivery_key, text, now):
         return jsonify(status="duplicate", delivery_id=delivery_id), 200
-    answer = {"status": "accepted", "events": len(stored)}
-    answer["accounts"] = len({event.account_id for event in stored})
-    if len(stored) < len(events):
-        answer["duplicate_events"] = len(events) - len(stored)
-    return jsonify(answer), 202
-
-
-def _fold(
-    delivery_key: str, events: Sequence[UsageEvent], now: datetime
-) -> tuple[rollups.FoldResult, Sequence[UsageEvent]]:
-    """One round trip, unless events carrying an `event_id` were stored by an earlier delivery:
-    the fold then writes nothing and names them, and the rest is folded again (each pass has
-    fewer events, so this ends)."""
-    while True:
-        marks = [_mark(event) for event in events if event.event_id]
-        folded = edge.fold_usage(
-            events, delivery_key, now, freshness.USAGE, marks, rollups.EVENT_DEDUPE_SECONDS
-        )
-        if not folded.messages_taken:
-            return folded, events
-        events = [e for e in events if not e.event_id or _mark(e) not in folded.taken]
-
-
-def _mark(event: UsageEvent) -> str:
-    """The event's mark: its id within its account (two accounts may number events alike)."""
-    return keys.message_seen("usage", json.dumps([event.account_id, event.event_id]))
+    accounts = len({event.account_id for event in events})
+    return jsonify(status="accepted", events=len(events), accounts=accounts), 202

@@ -130,15 +130,17 @@ def _empty_or_keep(redis_url: str, keep: bool, private: bool) -> None:
 
 def _run(workdir: Path, redis_url: str, stack: ExitStack) -> None:
     env = _demo_env(workdir, redis_url)
-    phase(f"starting the web app (gunicorn) and an RQ worker; logs in {workdir}")
+    phase(f"starting the web app (gunicorn), the fold consumer and an RQ worker; logs in {workdir}")
     port = free_port()
     web = ["-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
     web += ["webhooks.app:create_app()"]
     worker = ["-m", "rq.cli", "worker", "--url", redis_url, "--with-scheduler"]
     worker += ["--connection-class", "integration.jobs.worker.PatientRedis"]
     worker += ["--worker-class", "integration.jobs.worker.ResilientWorker", *QUEUE_NAMES]
+    fold = ["-m", "integration", "fold"]
     processes = {
         "web": stack.enter_context(_process("web", web, env, workdir)),
+        "fold": stack.enter_context(_process("fold", fold, env, workdir)),
         "worker": stack.enter_context(_process("worker", worker, env, workdir)),
     }
     base_url = f"http://127.0.0.1:{port}"
@@ -265,12 +267,14 @@ def wait_ready(
 
 
 def _wait_drained(redis: Redis, processes: dict[str, subprocess.Popen[bytes]]) -> None:
-    """Wait until no job is queued or running and no account waits for evaluation."""
+    """Wait until nothing accepted waits to be folded, no job is queued or running and no
+    account waits for evaluation."""
     deadline = time.monotonic() + DRAIN_SECONDS
     queues = [Queue(name, connection=redis) for name in QUEUE_NAMES]
     while time.monotonic() < deadline:
         _check_alive(processes)
         busy = any(q.count or StartedJobRegistry(queue=q).count for q in queues)
+        busy = busy or bool(redis.xlen(keys.ingest_stream()))
         if not busy and not redis.exists(keys.dirty_accounts()):
             return
         time.sleep(POLL_SECONDS)

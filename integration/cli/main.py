@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,6 +150,27 @@ def worker(config_path: Path, burst: bool) -> None:
     redis = connect_redis(settings.redis_url, patient=True)
     queues = [Queue(name, connection=redis) for name in QUEUE_NAMES]
     ResilientWorker(queues, connection=redis).work(burst=burst, with_scheduler=not burst)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--burst", is_flag=True, help="Stop when the ingest stream is empty.")
+def fold(config_path: Path, burst: bool) -> None:
+    """Fold accepted usage and Segment deliveries into the rollups (Procfile `fold:`): a
+    consumer of the ingest stream that waits out a Redis restart (integration/jobs/fold.py)."""
+    from integration.jobs.fold import Consumer, fold_backlog
+
+    settings = _settings(config_path)
+    configure_logging(settings.log_level)
+    config = read_config(settings.config)
+    redis = connect_redis(settings.redis_url, patient=True)
+    if burst:
+        click.echo(f"folded {fold_backlog(redis, config)} event(s)")
+        return
+    stop: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda number, _frame: stop.append(number))
+    Consumer(redis, config).run(lambda: bool(stop))
 
 
 @main.command()

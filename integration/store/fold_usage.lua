@@ -15,7 +15,8 @@
 -- (open, and closed), ARGV[12] the key marking that closing events arrive at all,
 -- ARGV[11] JSON of the key suffixes that follow an account's prefix (integration/store/keys.py).
 -- Returns {status, needs_job, taken}: status 0 written, 1 a duplicate delivery, 2 messages among
--- the marks are marked already (taken lists them), 3 the rollups are in another layout (all but 0:
+-- the marks are marked already (taken lists them), 3 the rollups are in another layout, 4 stream
+-- entries are lost to another consumer (taken lists them) (all but 0:
 -- nothing written); needs_job=1 means accounts are waiting and no evaluation job exists, so the
 -- caller should queue one; 2 means this interval's job exists (it may have run already) and the
 -- next one does not, so the caller should schedule that one: a job always follows a delivery.
@@ -47,6 +48,20 @@ if layout == false and redis.call('EXISTS', KEYS[3]) == 0 then
 elseif layout ~= ARGV[13] then
   return {3, 0}
 end
+-- KEYS[8] the ingest stream, ARGV[18] its consumer group, ARGV[19] this consumer, ARGV[20] JSON
+-- list of the stream entries this fold holds (integration/store/ingest_stream.py): any of them no
+-- longer pending on this consumer (another claimed it) means nothing is written (status 4, the
+-- third reply lists them); else they are acknowledged and deleted at the end, in this script, so
+-- a consumer dying at any point never has an entry folded twice. With entries, KEYS[1] is '-':
+-- their delivery ids were deduplicated when they were accepted.
+local entries = cjson.decode(ARGV[20])
+local lost = {}
+for _, id in ipairs(entries) do
+  if #redis.call('XPENDING', KEYS[8], ARGV[18], id, id, 1, ARGV[19]) == 0 then
+    table.insert(lost, id)
+  end
+end
+if #lost > 0 then return {4, 0, lost} end
 local needs_job = 0
 if redis.call('EXISTS', KEYS[4]) == 0 then
   needs_job = 1
@@ -66,7 +81,7 @@ for start = 1, #marks, CHUNK do
   end
 end
 if #taken > 0 then return {2, 0, taken} end
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
+if KEYS[1] ~= '-' and redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
   local waiting = redis.call('EXISTS', KEYS[2]) == 1
   return {1, waiting and needs_job or 0}
 end
@@ -217,6 +232,11 @@ for start = 1, #names, CHUNK do
   if #moved > 3 then redis.call(unpack(moved)) end
   if #kept > 3 then redis.call(unpack(kept)) end
   redis.call('SADD', KEYS[3], unpack(part))
+end
+for start = 1, #entries, CHUNK do
+  local part = {unpack(entries, start, math.min(start + CHUNK - 1, #entries))}
+  redis.call('XACK', KEYS[8], ARGV[18], unpack(part))
+  redis.call('XDEL', KEYS[8], unpack(part))
 end
 local complete = tonumber(ARGV[16])
 if #names > 0 and complete > (tonumber(redis.call('HGET', KEYS[6], SOURCE)) or -1) then

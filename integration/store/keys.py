@@ -149,6 +149,22 @@ def crm_snapshot(crm: str, record_id: str) -> str:
     return f"{PREFIX}:crm_snapshot:{crm}:{record_id}"
 
 
+def ingest_stream() -> str:
+    """Stream of accepted usage and Segment deliveries, each entry a validated body waiting to
+    be folded into the rollups (integration/store/ingest_stream.py)."""
+    return f"{PREFIX}:ingest"
+
+
+# The consumer group that folds the ingest stream (`integration fold`).
+INGEST_GROUP = "fold"
+
+
+def ingest_dead_letters() -> str:
+    """Stream of ingest entries the fold could not read (a body this release cannot parse):
+    kept for an admin, never folded."""
+    return f"{PREFIX}:ingest:dead"
+
+
 def dirty_accounts() -> str:
     """Sorted set: accounts with new usage since their last evaluation, scored by when their
     rollups last changed (0: nothing new to settle, as the daily run and a retry add them)."""

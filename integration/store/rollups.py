@@ -108,7 +108,8 @@ _Ring = TypeVar("_Ring", bytes, "array[int]")
 _SCRIPTS = Path(__file__).parent
 
 
-_DUPLICATE, _MESSAGES_TAKEN, _OUTDATED_LAYOUT = 1, 2, 3  # fold_usage.lua's first reply
+# fold_usage.lua's first reply
+_DUPLICATE, _MESSAGES_TAKEN, _OUTDATED_LAYOUT, _ENTRIES_LOST = 1, 2, 3, 4
 _NEXT_JOB = 2  # its second: schedule the next interval's evaluation job
 # The layout ring.lua writes; integration/store/layout.py converts the one before it.
 LAYOUT = "2"
@@ -132,9 +133,22 @@ class FoldResult:
     duplicate: bool
     needs_evaluation_job: bool
     messages_taken: bool = False  # some message was stored by another delivery: nothing written
-    taken: frozenset[str] = frozenset()  # which message keys those were
+    taken: frozenset[str] = frozenset()  # which message keys (or stream entry ids) those were
     # This interval's evaluation job exists (it may have run) and the next one does not.
     needs_next_evaluation_job: bool = False
+    # Some stream entries are no longer pending on this consumer (another claimed them): nothing
+    # written; `taken` names them.
+    entries_lost: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntries:
+    """Ingest stream entries (integration/store/ingest_stream.py) a fold acknowledges and deletes
+    in its own script, so an entry is folded once whenever its consumer dies. Only entries still
+    pending on `consumer` are folded."""
+
+    ids: Sequence[str]
+    consumer: str
 
 
 def day_number(day: date) -> int:
@@ -152,6 +166,7 @@ def fold_usage(
     source: str = "usage",
     message_ttl_seconds: int = MESSAGE_DEDUPE_SECONDS,
     next_evaluation_job_key: str = "-",
+    stream: StreamEntries | None = None,
 ) -> FoldResult:
     """Write a whole delivery in one round trip; a delivery seen before writes nothing.
 
@@ -170,6 +185,10 @@ def fold_usage(
     moves it to `now`, so a backfill waits until it has all arrived, and notes on the account
     when history came and the newest day that delivery brought it (`history_at`,
     `history_day`): until the backfill goes quiet, the account is judged through that day only.
+
+    With `stream`, the fold is of accepted entries (their delivery ids were deduplicated when
+    they were accepted; pass "-" as `delivery_key`): if any is no longer pending on the
+    consumer, nothing is written and `taken` names them; else they are acknowledged and deleted.
     """
     now = now or datetime.now(UTC)
     forget_before = (now - LAST_SEEN_KEEP).timestamp()
@@ -184,6 +203,7 @@ def fold_usage(
             keys.rollups_layout(),
             keys.watermarks(),
             next_evaluation_job_key,
+            keys.ingest_stream(),
         ],
         args=[
             DELIVERY_DEDUPE_SECONDS,
@@ -203,6 +223,9 @@ def fold_usage(
             now.timestamp(),
             complete_day,
             day_number(now.date()) - 1,
+            keys.INGEST_GROUP,
+            stream.consumer if stream else "",
+            json.dumps(list(stream.ids) if stream else []),
         ],
         client=redis,
     )
@@ -214,6 +237,7 @@ def fold_usage(
         status == _MESSAGES_TAKEN,
         frozenset(keys.text(key) for key in (taken[0] if taken else [])),
         needs_job == _NEXT_JOB,
+        status == _ENTRIES_LOST,
     )
 
 

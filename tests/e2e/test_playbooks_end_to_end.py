@@ -25,6 +25,7 @@ from tests.conftest import (
     USAGE_SECRET_ENV,
     daily_usage,
     drain,
+    fold,
     post_signed,
     usage_complete_through_yesterday,
 )
@@ -221,8 +222,9 @@ def test_a_crm_outage_during_evaluation_loses_no_account_and_later_creates_one_t
 def test_evaluate_replays_history_as_of_a_date_and_writes_nothing(
     client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str], settings: Any
 ) -> None:
-    # Usage arrives, but no worker runs: nothing is evaluated or written yet.
+    # Usage arrives and is folded, but no worker runs: nothing is evaluated or written yet.
     post_usage(client, webhook_secrets, daily_usage("acme", DROPPING))
+    fold(redis)
     env = {"REDIS_URL": settings.redis_url}
     before_drop = (datetime.now(UTC) - timedelta(days=9)).date().isoformat()
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()

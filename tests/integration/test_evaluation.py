@@ -17,7 +17,7 @@ from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context
 from integration.jobs.queues import EVALUATE, SIGNALS
 from integration.store import waiting
-from tests.conftest import USAGE_SECRET_ENV, daily_usage, drain, post_signed
+from tests.conftest import USAGE_SECRET_ENV, daily_usage, drain, fold, post_signed
 
 
 def sandbox(context: Context) -> SandboxCrm:
@@ -38,15 +38,27 @@ def test_accounts_taken_by_a_worker_that_died_are_evaluated_by_the_sweep(
     assert redis.exists("ci:{acct:acme}:assessment")
 
 
-def test_a_redelivery_queues_the_evaluation_a_lost_answer_did_not(
+def test_a_redelivery_is_a_duplicate_and_the_fold_still_queues_the_evaluation(
     client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
 ) -> None:
     events = daily_usage("acme", [10] * 3)
     secret = webhook_secrets[USAGE_SECRET_ENV]
-    post_signed(client, "/webhooks/usage", secret, events, msg_id="msg_lost")
-    Queue(EVALUATE, connection=redis).empty()  # as if Redis failed right after storing the usage
+    post_signed(client, "/webhooks/usage", secret, events, msg_id="msg_lost")  # answer lost
     again = post_signed(client, "/webhooks/usage", secret, events, msg_id="msg_lost")
     assert again.json["status"] == "duplicate"
+    fold(redis)
+    assert Queue(EVALUATE, connection=redis).count == 1
+
+
+def test_a_later_fold_queues_the_evaluation_a_failed_enqueue_did_not(
+    client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str]
+) -> None:
+    secret = webhook_secrets[USAGE_SECRET_ENV]
+    post_signed(client, "/webhooks/usage", secret, daily_usage("acme", [10] * 3))
+    fold(redis)
+    Queue(EVALUATE, connection=redis).empty()  # as if Redis failed right after the fold
+    post_signed(client, "/webhooks/usage", secret, daily_usage("acme", [10]))
+    fold(redis)
     assert Queue(EVALUATE, connection=redis).count == 1
 
 
@@ -80,8 +92,10 @@ def test_a_late_event_does_not_overwrite_a_newer_seat_count(
 ) -> None:
     secret = webhook_secrets[USAGE_SECRET_ENV]
     post_signed(client, "/webhooks/usage", secret, daily_usage("acme", [1], seats=50))
+    fold(redis)
     late = daily_usage("acme", [1], end=datetime.now(UTC) - timedelta(days=10), seats=20)
     post_signed(client, "/webhooks/usage", secret, late)
+    fold(redis)
     assert redis.hget("ci:{acct:acme}:meta", "seats") == b"50"
 
 

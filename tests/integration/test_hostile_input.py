@@ -15,7 +15,7 @@ from rq.job import Job
 
 from integration.jobs.queues import SIGNALS
 from integration.store import waiting
-from tests.conftest import nothing_stored
+from tests.conftest import fold, nothing_stored
 from tests.integration.hostile import ENV, hostile_app, post, valid
 
 YEAR_ONE = "0001-01-01T00:00:00+01:00"
@@ -222,6 +222,7 @@ def test_segment_takes_a_whole_number_company_id_as_the_account(client: Any, red
     message = valid("segment") | {"context": {"traits": {"company": {"id": 42}}}}
     answer = post(client, "segment", body(message))
     assert answer.json["events"] == 1
+    fold(redis, client.application.extensions["integration.config"])
     assert waiting.waiting_accounts(redis) == {"42"}
 
 

@@ -16,9 +16,9 @@ from redis import Redis
 
 from integration.config.settings import Settings
 from integration.jobs.context import read_config
-from integration.store import waiting
-from tests.conftest import nothing_stored
-from webhooks import segment as segment_webhook
+from integration.jobs.fold import fold as fold_entries
+from integration.store import ingest_stream, keys, waiting
+from tests.conftest import fold, nothing_stored
 from webhooks.app import create_app
 
 SEGMENT = Path(__file__).resolve().parents[1] / "fixtures" / "segment"
@@ -42,6 +42,11 @@ def client(config_file: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -
     app = create_app(settings, read_config(config_file))
     yield app.test_client()
     app.extensions["integration.redis"].close()
+
+
+def folded(client: Any, redis: Redis) -> None:
+    """What the `integration fold` consumer does moments later, with the web app's config."""
+    fold(redis, client.application.extensions["integration.config"])
 
 
 def post(client: Any, body: str, signature: str | None = None) -> Any:
@@ -81,7 +86,8 @@ def test_a_track_with_context_group_id_is_counted_for_that_account(
 ) -> None:
     message = sample("track__context_group_id.json")
     answer = post(client, json.dumps(message))
-    assert answer.json == {"status": "accepted", "events": 1, "unattributed": 0, "skipped": {}}
+    assert answer.json == {"status": "accepted", "events": 1, "skipped": {}}
+    folded(client, redis)
     assert waiting.waiting_accounts(redis) == {"northwind"}
 
 
@@ -92,8 +98,9 @@ def test_a_group_call_ties_the_users_later_tracks_to_the_account(client: Any, re
     post(client, json.dumps([group]))
     answer = post(client, json.dumps(track))
     assert answer.json["events"] == 1
-    assert answer.json["unattributed"] == 0
+    folded(client, redis)
     assert redis.smembers("ci:known_accounts") == {group["groupId"].encode()}
+    assert redis.hkeys("ci:unmatched") == []  # the track was tied to the group's account
 
 
 def test_a_batch_envelope_with_an_unpadded_date_is_taken_not_rejected(
@@ -115,67 +122,66 @@ def test_tracks_without_any_account_are_listed_not_silently_dropped(
     track = sample("track.json", userId="stranger")
     track.get("context", {}).pop("groupId", None)
     answer = post(client, json.dumps(track))
-    assert answer.json["unattributed"] == 1
+    assert answer.json["events"] == 1  # accepted: whether it has an account is the fold's call
+    folded(client, redis)
     assert b"segment:events without an account" in redis.hkeys("ci:unmatched")
 
 
 def test_deletions_are_answered_2xx_and_ignored(client: Any, redis: Redis) -> None:
     delete = sample("delete.json")
     answer = post(client, json.dumps(delete))
-    assert answer.json == {
-        "status": "accepted",
-        "events": 0,
-        "unattributed": 0,
-        "skipped": {"type delete": 1},
-    }
+    assert answer.json == {"status": "accepted", "events": 0, "skipped": {"type delete": 1}}
+    assert nothing_stored(redis)
 
 
 def test_a_retried_delivery_counts_once(client: Any, redis: Redis) -> None:
     body = json.dumps(sample("track__context_group_id.json"))
-    post(client, body)
-    post(client, body)
+    assert post(client, body).status_code == 202
+    again = post(client, body)
+    assert (again.status_code, again.json["status"]) == (200, "duplicate")
+    folded(client, redis)
     events = redis.get("ci:{acct:northwind}:daily:events") or b""
     assert sum(events) == 1
 
 
-def test_a_message_resent_in_a_different_batch_counts_once(client: Any, redis: Redis) -> None:
+@pytest.mark.parametrize("folded_between", [True, False], ids=["stored before", "same fold"])
+def test_a_message_resent_in_a_different_batch_counts_once(
+    client: Any, redis: Redis, folded_between: bool
+) -> None:
     first = sample("track__context_group_id.json", messageId="m-1")
     second = sample("track__context_group_id.json", messageId="m-2")
     post(client, json.dumps([first]))
+    if folded_between:
+        folded(client, redis)
     answer = post(client, json.dumps([first, second]))  # Segment batched the retry with m-2
+    assert answer.json["events"] == 2  # accepted; the fold drops the message it has
+    folded(client, redis)
     events = redis.get("ci:{acct:northwind}:daily:events") or b""
     assert sum(events) == 2
-    assert answer.json["events"] == 1
-    assert answer.json["skipped"] == {"messageId already taken": 1}
 
 
 def test_the_same_message_twice_in_one_batch_counts_once(client: Any, redis: Redis) -> None:
     track = sample("track__context_group_id.json", messageId="m-1")
     answer = post(client, json.dumps([track, track]))
+    folded(client, redis)
     events = redis.get("ci:{acct:northwind}:daily:events") or b""
     assert sum(events) == 1
     assert answer.json["skipped"] == {"repeated messageId": 1}
 
 
-def test_a_message_stored_by_a_concurrent_delivery_counts_once(
-    client: Any, redis: Redis, monkeypatch: pytest.MonkeyPatch
+def test_a_message_stored_by_another_consumer_meanwhile_counts_once(
+    client: Any, redis: Redis
 ) -> None:
     first = sample("track__context_group_id.json", messageId="m-1")
     second = sample("track__context_group_id.json", messageId="m-2")
-    look_up = segment_webhook._known_groups
-    other: list[Any] = []
-
-    def racing_look_up(store: Redis, batch: Any) -> Any:
-        found = look_up(store, batch)
-        if not other:  # the other delivery stores m-1 before this one folds
-            other.append(None)
-            other[0] = post(client, json.dumps([first]))
-        return found
-
-    monkeypatch.setattr(segment_webhook, "_known_groups", racing_look_up)
-    answer = post(client, json.dumps([first, second]))
-    assert other[0].json["events"] == 1
-    assert answer.json["events"] == 1
-    assert answer.json["skipped"] == {"messageId already taken": 1}
+    post(client, json.dumps([first, second]))
+    post(client, json.dumps([first]))  # a retry made up differently, accepted after
+    config = client.application.extensions["integration.config"]
+    ingest_stream.ensure_group(redis)
+    held_by_a = ingest_stream.read(redis, "a", 1, None)
+    held_by_b = ingest_stream.read(redis, "b", 1, None)
+    assert fold_entries(redis, held_by_b, "b", config) == 1  # b stores m-1 before a folds
+    assert fold_entries(redis, held_by_a, "a", config) == 1  # a finds m-1 taken: m-2 only
     events = redis.get("ci:{acct:northwind}:daily:events") or b""
     assert sum(events) == 2
+    assert redis.xlen(keys.ingest_stream()) == 0

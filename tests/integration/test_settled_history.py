@@ -20,7 +20,7 @@ from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context, build_context, read_config
 from integration.jobs.queues import EVALUATE, next_interval
 from integration.store import freshness, keys, rollups, waiting
-from tests.conftest import USAGE_SECRET_ENV, daily_usage, drain, post_signed
+from tests.conftest import USAGE_SECRET_ENV, daily_usage, drain, fold, post_signed
 from webhooks import edge
 from webhooks.app import create_app
 
@@ -101,7 +101,11 @@ def sweep(redis: Redis) -> None:
 
 
 def usage(client: Any, secrets: dict[str, str], events: list[dict[str, Any]]) -> Any:
-    return post_signed(client, "/webhooks/usage", secrets[USAGE_SECRET_ENV], events)
+    """Post, then fold what was accepted, as the `integration fold` consumer does at once."""
+    answer = post_signed(client, "/webhooks/usage", secrets[USAGE_SECRET_ENV], events)
+    app = client.application.extensions
+    fold(app["integration.redis"], app["integration.config"])
+    return answer
 
 
 def tasks(context: Context) -> list[str]:
@@ -272,11 +276,11 @@ def test_an_event_resent_under_a_new_webhook_id_is_counted_once(
         "events": 1,
         "accounts": 1,
     }
+    # Accepted as sent (less the repeat within the body); the fold drops the re-sent ev-1.
     assert usage(client, webhook_secrets, again).json == {
         "status": "accepted",
-        "events": 1,
+        "events": 2,
         "accounts": 1,
-        "duplicate_events": 1,
     }
     metrics = ("events", "logins")
     history = rollups.load_history(redis, "acme", when, when.date(), 1, metrics)

@@ -15,10 +15,11 @@ from rq import Queue
 from integration.cli.devredis import free_port
 from integration.config.settings import Settings
 from integration.jobs.queues import EVALUATE, SIGNALS
-from integration.store import waiting
+from integration.store import keys, waiting
 from tests.conftest import (
     PEOPLE_SECRET_ENV,
     USAGE_SECRET_ENV,
+    fold,
     nothing_stored,
     post_signed,
     sign,
@@ -51,6 +52,9 @@ def test_a_signed_usage_event_is_accepted_and_stored(
     )
     assert answer.status_code == 202
     assert answer.json == {"status": "accepted", "events": 2, "accounts": 1}
+    assert redis.xlen(keys.ingest_stream()) == 1  # accepted: durably in the ingest stream
+    assert fold(redis) == 2  # what the `integration fold` consumer does moments later
+    assert redis.xlen(keys.ingest_stream()) == 0
     assert waiting.waiting_accounts(redis) == {"acme"}
     assert Queue(EVALUATE, connection=redis).count == 1
 
@@ -215,6 +219,8 @@ def test_a_redelivered_usage_webhook_is_counted_once(
     again = post_signed(client, "/webhooks/usage", secret, events, msg_id="msg_same")
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.json == {"status": "duplicate", "delivery_id": "msg_same"}
+    assert redis.xlen(keys.ingest_stream()) == 1  # the re-delivery never entered the stream
+    fold(redis)
     assert Queue(EVALUATE, connection=redis).count == 1
     daily_events = redis.get("ci:{acct:acme}:daily:events") or b""
     assert sum(daily_events) == 2  # two events, stored once, whatever the day slot

@@ -135,6 +135,7 @@ class World:
             self.client, "/webhooks/usage", self.secrets[conftest.USAGE_SECRET_ENV], events
         )
         assert response.status_code == 202, response.get_data(as_text=True)
+        conftest.fold(self.redis, self.context.config)  # as the fold consumer does at once
 
     def evaluate(self, now: datetime, *account_ids: str) -> None:
         """What the evaluation job does for these accounts, at `now`."""

@@ -1,0 +1,137 @@
+"""`integration fold` (Procfile `fold:`): folds the ingest stream into the usage rollups.
+
+The web edge only accepts (integration/store/ingest_stream.py); this consumer reads entries in
+the stream's consumer group, folds them (integration/jobs/fold_batch.py), and queues the
+dirty-account evaluation the fold asks for, as the web edge did when it folded: a job always
+follows usage, with or without cron. Run one or more; each takes over a dead one's entries
+after a few seconds. Its Redis client waits out a restart, as the worker's does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from integration.config.schema import Config
+from integration.errors import StorageUnavailableError
+from integration.jobs.fold_batch import Folded, JobKeys, fold_entries
+from integration.jobs.queues import (
+    enqueue_dirty_evaluation,
+    evaluation_job_key,
+    next_evaluation_job_key,
+    next_interval,
+)
+from integration.store import ingest_stream
+from integration.store.ingest_stream import Entry
+
+logger = logging.getLogger(__name__)
+
+# Entries read per fold: a hundred 100-event deliveries make a fold of about 10,000 events that
+# takes Redis some tens of milliseconds (bench/ingest.py), short enough not to stall the web
+# edge's accepts behind it, long enough to merge many deliveries' account-days.
+READ_COUNT = 100
+BLOCK_MS = 1_000  # under the client's 5 s socket timeout (integration/jobs/context.py)
+CLAIM_EVERY_SECONDS = 2.0
+RETRY_SECONDS = 2.0
+
+
+def consumer_name() -> str:
+    """Unique per process, readable in XINFO CONSUMERS."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def job_keys(interval_seconds: int) -> JobKeys:
+    def keys_at(now: datetime) -> tuple[str, str]:
+        return (
+            evaluation_job_key(now, interval_seconds),
+            next_evaluation_job_key(now, interval_seconds),
+        )
+
+    return keys_at
+
+
+def fold(redis: Redis, entries: Sequence[Entry], consumer: str, config: Config) -> int:
+    """Fold entries this consumer holds and queue the evaluations asked for; events folded."""
+    interval = config.evaluation.interval_seconds
+    folds = fold_entries(redis, entries, consumer, config, job_keys(interval))
+    for folded in folds:
+        queue_evaluation(redis, folded, interval)
+    return sum(folded.events for folded in folds)
+
+
+def queue_evaluation(redis: Redis, folded: Folded, interval: int) -> None:
+    """Queue the dirty-account evaluation the fold found missing: now, or at the start of the
+    next interval when this interval's job exists but may have run before these accounts
+    changed. So a job always follows usage, with or without the cron sweep."""
+    result = folded.result
+    if not folded.events or not (result.needs_evaluation_job or result.needs_next_evaluation_job):
+        return
+    at = None if result.needs_evaluation_job else next_interval(folded.now, interval)
+    try:
+        enqueue_dirty_evaluation(redis, folded.now, interval, at=at)
+    except RedisError:
+        # The usage is folded and its accounts are marked dirty: the next fold, or the sweep
+        # in integration/jobs/cron.py, queues the evaluation.
+        logger.warning("evaluation not queued; the next fold or the sweep will")
+
+
+def fold_backlog(redis: Redis, config: Config, consumer: str = "in-process") -> int:
+    """Fold everything the stream holds, in this process, until it is empty, taking over any
+    entry another consumer holds (tests and tools, where no other consumer runs)."""
+    ingest_stream.ensure_group(redis)
+    total = 0
+    while True:
+        entries = ingest_stream.claim(redis, consumer, READ_COUNT, idle_ms=0)
+        entries += ingest_stream.read(redis, consumer, READ_COUNT, None)
+        if not entries:
+            return total
+        total += fold(redis, entries, consumer, config)
+
+
+class Consumer:
+    """One fold consumer: claims a dead consumer's entries now and then, folds what it reads."""
+
+    def __init__(self, redis: Redis, config: Config, name: str | None = None) -> None:
+        self.redis, self.config = redis, config
+        self.name = name or consumer_name()
+        self.claimed_at = float("-inf")
+
+    def step(self, block_ms: int | None = BLOCK_MS) -> int:
+        """One read (after a claim when one is due) and its fold; events folded."""
+        entries: list[Entry] = []
+        if time.monotonic() - self.claimed_at >= CLAIM_EVERY_SECONDS:
+            self.claimed_at = time.monotonic()
+            entries = ingest_stream.claim(self.redis, self.name, READ_COUNT)
+        if not entries:
+            entries = ingest_stream.read(self.redis, self.name, READ_COUNT, block_ms)
+        return fold(self.redis, entries, self.name, self.config) if entries else 0
+
+    def run(self, stopped: Callable[[], bool]) -> None:
+        """Fold until `stopped()`; Redis errors and a refused layout wait and try again (the
+        entries stay pending on this consumer and are claimed back)."""
+        ingest_stream.ensure_group(self.redis)
+        logger.info("fold consumer started", extra={"consumer": self.name})
+        while not stopped():
+            try:
+                self.step()
+            except StorageUnavailableError as exc:
+                logger.error("fold refused: %s", exc)  # noqa: TRY400 - the message says what to do
+                time.sleep(RETRY_SECONDS)
+            except RedisError as exc:
+                logger.warning("fold failed, retrying: %s", type(exc).__name__)
+                time.sleep(RETRY_SECONDS)
+                self._ensure_group()
+
+    def _ensure_group(self) -> None:
+        """A Redis that lost its data lost the group too (NOGROUP): create it again."""
+        try:
+            ingest_stream.ensure_group(self.redis)
+        except RedisError:
+            logger.warning("could not create the ingest consumer group yet")
