@@ -166,8 +166,10 @@ def _update_field(context: ExecutionContext, action: UpdateField) -> str:
 
 
 def _remember_task(context: ExecutionContext, action: CreateTask, task_id: str) -> None:
-    """Keep our open tasks per account: a new owner takes them over, a completion is an outcome."""
-    pipe = context.redis.pipeline()
+    """Keep our open tasks per account: a new owner takes them over, a completion is an outcome.
+    The task's own record is written first, and apart: it and the account's set are in two
+    slots of a Redis Cluster, and a completion must always find the account of a listed task."""
+    pipe = context.redis.pipeline(transaction=True)
     pipe.hset(
         keys.crm_task(context.crm.name, task_id),
         mapping={
@@ -178,8 +180,8 @@ def _remember_task(context: ExecutionContext, action: CreateTask, task_id: str) 
         },
     )
     pipe.expire(keys.crm_task(context.crm.name, task_id), DONE_KEEP_SECONDS)
-    pipe.sadd(keys.open_tasks(action.account_id), task_id)
     pipe.execute()
+    context.redis.sadd(keys.open_tasks(action.account_id), task_id)
 
 
 def _notify(context: ExecutionContext, action: NotifyOwner, now: datetime) -> str:

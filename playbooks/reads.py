@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from integration.risk.assess import RiskAssessment, assessment_from_json
 from integration.store import keys
 from integration.store import runs as stored_runs
+from integration.store.cluster import get_many
 from playbooks.execution import ExecutionContext, user
 from playbooks.runs import Calendar, Run
 
@@ -53,7 +54,7 @@ def open_tasks(context: ExecutionContext, account_ids: Sequence[str]) -> dict[st
 
 def assessments(context: ExecutionContext, account_ids: Sequence[str]) -> dict[str, RiskAssessment]:
     """The assessments the evaluation kept (the latest judgement of each account)."""
-    raws = context.redis.mget([keys.assessment(a) for a in account_ids]) if account_ids else []
+    raws = get_many(context.redis, [keys.assessment(a) for a in account_ids])
     return {
         account_id: assessment_from_json(json.loads(raw))
         for account_id, raw in zip(account_ids, raws, strict=True)

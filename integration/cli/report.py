@@ -8,6 +8,7 @@ from adapters.sandbox.adapter import SandboxCrm
 from integration.jobs.context import Context
 from integration.risk.assess import assessment_from_json
 from integration.store import keys
+from integration.store.cluster import get_many
 from playbooks.waterfall import report as playbook_figures
 
 
@@ -15,9 +16,10 @@ def render_report(context: Context) -> str:
     crm = context.crm
     if not isinstance(crm, SandboxCrm):
         return f"{_playbook_line(context)}\n(tasks and flags are in your CRM: open it to see them)"
-    assessments = []
-    for key in sorted(context.redis.scan_iter(match=keys.assessment("*"), count=1000)):
-        assessments.append(assessment_from_json(json.loads(context.redis.get(key) or "{}")))
+    # The known accounts, not a SCAN of the keyspace (every node of a cluster, all keys).
+    known = sorted(keys.text(a) for a in context.redis.sscan_iter(keys.known_accounts()))
+    raws = get_many(context.redis, [keys.assessment(account_id) for account_id in known])
+    assessments = [assessment_from_json(json.loads(raw)) for raw in raws if raw]
     accounts = crm.find_accounts([a.account_id for a in assessments])
     tasks = crm.tasks()
     notes = crm.notes()

@@ -121,7 +121,7 @@ def _task_completed(context: Context, change: CrmChange) -> str:
         "task_id": change.subject_id,
         "completed_at": change.occurred_at.isoformat(),
     }
-    pipe = context.redis.pipeline()
+    pipe = context.redis.pipeline(transaction=True)  # one account's keys: one slot
     pipe.srem(keys.open_tasks(account_id), change.subject_id)
     pipe.lpush(keys.outcomes(account_id), json.dumps(outcome))
     pipe.ltrim(keys.outcomes(account_id), 0, OUTCOMES_KEEP - 1)
@@ -165,7 +165,7 @@ def process_record_snapshot(payload: dict[str, Any]) -> str:
     derive = SNAPSHOT_RULES.get(str(payload["sobject_type"]))
     changes = derive(crm, before, fields, str(payload["notification_id"])) if derive else []
     results = [HANDLERS[change.kind](context, change) for change in changes]
-    pipe = context.redis.pipeline()
+    pipe = context.redis.pipeline(transaction=True)  # one key; a cluster's default is none
     pipe.hset(key, mapping=fields)
     pipe.expire(key, SNAPSHOT_KEEP_SECONDS)
     pipe.execute()

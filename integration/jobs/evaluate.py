@@ -16,7 +16,6 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
-from redis import Redis
 from rq import get_current_job
 
 from adapters.protocol import CrmAccount, FieldUpdate
@@ -41,7 +40,8 @@ from integration.risk.assess import (
 from integration.risk.fields import field_values
 from integration.signals.accounts import AccountState, UsageHistory
 from integration.signals.events import ChangeType, JobChanged
-from integration.store import freshness, keys, rollups, waiting
+from integration.store import freshness, keys, renames, rollups, waiting
+from integration.store.cluster import StateRedis, get_many
 from integration.store.metrics import count
 from integration.store.unmatched import forget_unmatched, record_unmatched
 from playbooks.runs import Run
@@ -180,9 +180,11 @@ def _queue_next_evaluation(context: Context) -> None:
 def sweep_accounts() -> int:
     """Every few seconds (jobs/cron.py): put back the accounts of batches whose lease ran out
     (their worker died), and those a worker of an older release took without a lease and held
-    past STALE_PROCESSING; then evaluate the waiting ones."""
+    past STALE_PROCESSING; then evaluate the waiting ones. Accounts a process of a release
+    before 2026-12 left under the keys' untagged names are taken over first."""
     context = current_context()
     now = _now()
+    renames.adopt_untagged_keys(context.redis)
     released = waiting.release_abandoned_accounts(context.redis, now)
     released += waiting.requeue_stale_accounts(context.redis, now - STALE_PROCESSING)
     if released:
@@ -379,13 +381,11 @@ def _people(raw_signals: Sequence[bytes], now: datetime) -> tuple[JobChanged, ..
     return tuple(sorted(people, key=lambda person: person.detected_at))
 
 
-def _load_previous(redis: Redis, account_ids: Sequence[str]) -> dict[str, RiskAssessment | None]:
-    """Each account's last assessment, for a whole batch in one round trip."""
-    raws = (
-        redis.mget([keys.assessment(account_id) for account_id in account_ids])
-        if account_ids
-        else []
-    )
+def _load_previous(
+    redis: StateRedis, account_ids: Sequence[str]
+) -> dict[str, RiskAssessment | None]:
+    """Each account's last assessment, for a whole batch in one round trip (per node)."""
+    raws = get_many(redis, [keys.assessment(account_id) for account_id in account_ids])
     return {
         account_id: assessment_from_json(json.loads(raw)) if raw else None
         for account_id, raw in zip(account_ids, raws, strict=True)
@@ -406,7 +406,7 @@ def _write_fields(context: Context, evaluated: Sequence[Judged]) -> None:
         for item in evaluated
     }
     written_keys = [keys.crm_fields(account_id) for account_id, _ in wanted.values()]
-    last = dict(zip(wanted, context.redis.mget(written_keys) if written_keys else [], strict=True))
+    last = dict(zip(wanted, get_many(context.redis, written_keys), strict=True))
     updates = [
         FieldUpdate(crm_id, values)
         for crm_id, (_, values) in wanted.items()

@@ -68,7 +68,9 @@ def hold(
 ) -> None:
     """Keep a task for a later day; holding it again changes nothing."""
     name = member(idempotency_key)
-    pipe = redis.pipeline()
+    # Both keys share the {held} tag, so this stays one transaction on a Redis Cluster too
+    # (where a bare pipeline() is not one): no held task without its place in the order.
+    pipe = redis.pipeline(transaction=True)
     pipe.set(keys.held_task(name), json.dumps({"held_on": day.isoformat(), "task": task}))
     # Highest risk first; among equals, the earliest held (day number as a fraction).
     pipe.zadd(keys.tasks_held(), {name: -risk_score + day.toordinal() / 1e7}, nx=True)

@@ -165,10 +165,15 @@ def ingest_dead_letters() -> str:
     return f"{PREFIX}:ingest:dead"
 
 
+# The hash tag of the evaluation's hand-off keys: the scripts of integration/store/waiting.py
+# touch several of them at once, and on a Redis Cluster one script keeps to one slot.
+COORDINATION_TAG = "{ci}"
+
+
 def dirty_accounts() -> str:
     """Sorted set: accounts with new usage since their last evaluation, scored by when their
     rollups last changed (0: nothing new to settle, as the daily run and a retry add them)."""
-    return f"{PREFIX}:dirty_accounts:by_change"
+    return f"{PREFIX}:{COORDINATION_TAG}:dirty_accounts:by_change"
 
 
 def legacy_dirty_accounts() -> str:
@@ -179,7 +184,7 @@ def legacy_dirty_accounts() -> str:
 def evaluation_ran() -> str:
     """When the dirty-account evaluation last took accounts (Unix seconds): it runs at most
     once per `evaluation.interval_seconds`."""
-    return f"{PREFIX}:evaluation:last_run"
+    return f"{PREFIX}:{COORDINATION_TAG}:evaluation:last_run"
 
 
 def watermarks() -> str:
@@ -190,18 +195,18 @@ def watermarks() -> str:
 
 def processing_accounts() -> str:
     """Sorted set: accounts an evaluation job took, scored by when; cleared when it finishes."""
-    return f"{PREFIX}:processing_accounts"
+    return f"{PREFIX}:{COORDINATION_TAG}:processing_accounts"
 
 
 def processing_holders() -> str:
     """Hash: account -> the batch (holder id) that took it, while that batch holds it."""
-    return f"{PREFIX}:processing_holders"
+    return f"{PREFIX}:{COORDINATION_TAG}:processing_holders"
 
 
 def batch_leases() -> str:
     """Sorted set: batch (holder id) -> when its lease runs out (Unix seconds), renewed while
     the worker holding it lives (integration/jobs/holding.py)."""
-    return f"{PREFIX}:batch_leases"
+    return f"{PREFIX}:{COORDINATION_TAG}:batch_leases"
 
 
 def known_accounts() -> str:
@@ -301,12 +306,36 @@ def task_cap(kind: str, who: str, period: str) -> str:
 
 def tasks_held() -> str:
     """Sorted set: tasks held back by a cap (hashed idempotency keys), highest risk first
-    (the score is minus the risk score, then the day held)."""
-    return f"{PREFIX}:tasks:held"
+    (the score is minus the risk score, then the day held). Tagged with its tasks, so one
+    transaction writes both on a Redis Cluster (integration/store/caps.py)."""
+    return f"{PREFIX}:{{held}}:tasks:held"
 
 
 def held_task(member: str) -> str:
     """The held task itself (JSON), by its member in tasks_held, until it is released."""
+    return f"{PREFIX}:{{held}}:tasks:held:{member}"
+
+
+def untagged_names() -> dict[str, str]:
+    """The names the evaluation's hand-off keys had before the {ci} tag (until 2026-12), each
+    with its name now: `integration migrate` and the sweep move them over
+    (integration/store/renames.py)."""
+    return {
+        f"{PREFIX}:dirty_accounts:by_change": dirty_accounts(),
+        f"{PREFIX}:evaluation:last_run": evaluation_ran(),
+        f"{PREFIX}:processing_accounts": processing_accounts(),
+        f"{PREFIX}:processing_holders": processing_holders(),
+        f"{PREFIX}:batch_leases": batch_leases(),
+    }
+
+
+def untagged_tasks_held() -> str:
+    """tasks_held before the {held} tag; its tasks move with it, member by member."""
+    return f"{PREFIX}:tasks:held"
+
+
+def untagged_held_task(member: str) -> str:
+    """A held task's key before the {held} tag."""
     return f"{PREFIX}:tasks:held:{member}"
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.exceptions import RedisError, WatchError
 
-from integration.store import keys, rollups
+from integration.store import keys, renames, rollups
 from integration.store.rollups import LAYOUT
 
 _OLD_RING_DAYS = 448
@@ -44,6 +44,7 @@ class MigrationSummary:
     accounts: int = 0
     rings: int = 0
     already_current: bool = False
+    keys_renamed: int = 0
 
 
 def migrate(redis: Redis) -> MigrationSummary:
@@ -51,7 +52,7 @@ def migrate(redis: Redis) -> MigrationSummary:
     processes stopped: they neither read nor respect the mark, and would write their layout
     into converted rings. Each account is converted in a WATCH transaction (a write meanwhile
     makes it start over) and marked, so two runs, or an interrupted one, convert it once."""
-    summary = MigrationSummary()
+    summary = MigrationSummary(keys_renamed=_rename_untagged_keys(redis))
     stored = redis.get(keys.rollups_layout())
     if stored is not None and keys.text(stored) == LAYOUT:
         summary.already_current = True
@@ -70,10 +71,20 @@ def migrate(redis: Redis) -> MigrationSummary:
     return summary
 
 
+def _rename_untagged_keys(redis: Redis) -> int:
+    """First, whatever the layout: move the keys written before the hash tags to their tagged
+    names (integration/store/renames.py); a second run finds nothing to move."""
+    moved = renames.adopt_untagged_keys(redis)
+    if moved:
+        logger.info("keys moved to their hash-tagged names", extra={"keys": moved})
+    return moved
+
+
 def _convert_account(redis: Redis, account_id: str) -> int | None:
     """Convert one account's rings; None when it is in the current layout already."""
     meta_key = keys.account_meta(account_id)
-    with redis.pipeline() as pipe:
+    # One account's keys (one slot): a cluster allows WATCH only in a transaction pipeline.
+    with redis.pipeline(transaction=True) as pipe:
         pipe.watch(meta_key)  # type: ignore[no-untyped-call]  # redis-py leaves watch untyped
         meta = {keys.text(k): keys.text(v) for k, v in pipe.hgetall(meta_key).items()}
         if meta.get("ring_layout") == LAYOUT:

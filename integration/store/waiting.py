@@ -13,6 +13,9 @@ from typing import cast
 from redis import Redis
 
 from integration.store import keys
+from integration.store.cluster import is_cluster
+
+KNOWN_CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,18 +48,11 @@ local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
 local requeued = 0
 for _, account in ipairs(stale) do
   -- A held account is released by its lease (release_abandoned_accounts), never by its age.
-  if redis.call('HEXISTS', KEYS[4], account) == 0 then
+  if redis.call('HEXISTS', KEYS[3], account) == 0 then
     redis.call('ZADD', KEYS[1], 'NX', 0, account)
     redis.call('ZREM', KEYS[2], account)
     requeued = requeued + 1
   end
-end
--- Accounts a release before 2026-12 left waiting in its plain set join the sorted one.
-if redis.call('TYPE', KEYS[3])['ok'] == 'set' then
-  for _, account in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-    redis.call('ZADD', KEYS[1], 'NX', 0, account)
-  end
-  redis.call('DEL', KEYS[3])
 end
 return requeued
 """
@@ -210,10 +206,9 @@ def requeue_stale_accounts(redis: Redis, older_than: datetime) -> int:
     (a worker of a release before 2026-12 that died)."""
     stale = redis.eval(
         _REQUEUE_STALE,
-        4,
+        3,
         keys.dirty_accounts(),
         keys.processing_accounts(),
-        keys.legacy_dirty_accounts(),
         keys.processing_holders(),
         older_than.timestamp(),
     )
@@ -226,6 +221,15 @@ def remember_account(redis: Redis, account_id: str) -> None:
 
 def mark_all_accounts_dirty(redis: Redis) -> int:
     """Queue every known account for evaluation: quiet accounts must be judged too. An account
-    still settling keeps its time (a known account's weight 0 loses to it)."""
+    still settling keeps its time (a known account's weight 0 loses to it). On a cluster the
+    known set is in another slot than the dirty one, so it is read in chunks and added with
+    NX (the same result: scores are never below 0), not in one ZUNIONSTORE."""
     dirty = keys.dirty_accounts()
-    return int(redis.zunionstore(dirty, {dirty: 1, keys.known_accounts(): 0}, aggregate="MAX"))
+    if not is_cluster(redis):
+        return int(redis.zunionstore(dirty, {dirty: 1, keys.known_accounts(): 0}, aggregate="MAX"))
+    cursor = None
+    while cursor != 0:
+        cursor, chunk = redis.sscan(keys.known_accounts(), cursor or 0, count=KNOWN_CHUNK)
+        if chunk:
+            redis.zadd(dirty, {keys.text(account): 0 for account in chunk}, nx=True)
+    return int(redis.zcard(dirty))

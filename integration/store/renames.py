@@ -1,0 +1,105 @@
+"""Moving keys written under their names before the hash tags (until 2026-12) to the new ones.
+
+The evaluation's hand-off keys (dirty, processing, holders, leases, last run) now share the
+`{ci}` tag and held tasks the `{held}` tag, so that each script or transaction over them keeps to
+one slot of a Redis Cluster. Data written before sits under the old names on a single Redis:
+`integration migrate` moves it (integration/store/layout.py), and the sweep does the same every
+few seconds (jobs/evaluate.py), so work a process of the previous release leaves there is
+still found. Both are safe to repeat: with nothing under an old name they change nothing.
+
+A cluster never holds old names (state is moved to one after `integration migrate`), and a
+script naming them there would cross slots, so on a cluster this does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from redis import Redis
+
+from integration.store import keys
+from integration.store.cluster import is_cluster
+
+HELD_CHUNK = 500
+
+# KEYS: the plain dirty set of releases before 2026-11, the dirty sorted set, then pairs (old
+# name, new name). A name only under its old name is renamed; one under both is merged into the
+# new: sorted sets keep each member's higher score, hashes keep the new entry; a string (when
+# the last run took accounts) keeps the new value.
+_ADOPT = """
+local moved = 0
+if redis.call('TYPE', KEYS[1])['ok'] == 'set' then
+  for _, account in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+    redis.call('ZADD', KEYS[2], 'NX', 0, account)
+  end
+  redis.call('DEL', KEYS[1])
+  moved = moved + 1
+end
+for i = 3, #KEYS, 2 do
+  local old, new = KEYS[i], KEYS[i + 1]
+  local kind = redis.call('TYPE', old)['ok']
+  if kind ~= 'none' then
+    if redis.call('EXISTS', new) == 0 then
+      redis.call('RENAME', old, new)
+    elseif kind == 'zset' then
+      redis.call('ZUNIONSTORE', new, 2, new, old, 'AGGREGATE', 'MAX')
+      redis.call('DEL', old)
+    elseif kind == 'hash' then
+      local entries = redis.call('HGETALL', old)
+      for j = 1, #entries, 2 do redis.call('HSETNX', new, entries[j], entries[j + 1]) end
+      redis.call('DEL', old)
+    else
+      redis.call('DEL', old)
+    end
+    moved = moved + 1
+  end
+end
+return moved
+"""
+# KEYS: old tasks_held, new tasks_held, then per member of ARGV (old task key, new task key).
+# A member moves with its task, so no held task is ever listed without its body.
+_ADOPT_HELD = """
+local moved = 0
+for i, member in ipairs(ARGV) do
+  local score = redis.call('ZSCORE', KEYS[1], member)
+  if score then
+    local old_task, new_task = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+    if redis.call('EXISTS', old_task) == 1 then redis.call('RENAME', old_task, new_task) end
+    redis.call('ZADD', KEYS[2], 'NX', score, member)
+    redis.call('ZREM', KEYS[1], member)
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
+def adopt_untagged_keys(redis: Redis) -> int:
+    """Move what sits under the names before the tags to the tagged ones; returns how many
+    keys and held tasks moved (0 on a cluster, and once nothing is left to move)."""
+    if is_cluster(redis):
+        return 0
+    names = [keys.legacy_dirty_accounts(), keys.dirty_accounts()]
+    for old, new in keys.untagged_names().items():
+        names += [old, new]
+    moved = int(redis.eval(_ADOPT, len(names), *names))
+    return moved + _adopt_held_tasks(redis)
+
+
+def _adopt_held_tasks(redis: Redis) -> int:
+    """Held tasks, HELD_CHUNK at a time; bounded by the count at the start, so a process of
+    the previous release still holding tasks there cannot keep this going (the next call
+    moves what it added)."""
+    old = keys.untagged_tasks_held()
+    passes = int(redis.zcard(old)) // HELD_CHUNK + 1
+    moved = 0
+    for _ in range(passes):
+        chunk = cast("list[bytes]", redis.zrange(old, 0, HELD_CHUNK - 1))
+        members = [keys.text(member) for member in chunk]
+        if not members:
+            break
+        names = [old, keys.tasks_held()]
+        for member in members:
+            names += [keys.untagged_held_task(member), keys.held_task(member)]
+        moved += int(redis.eval(_ADOPT_HELD, len(names), *names, *members))
+    return moved
