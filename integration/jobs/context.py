@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import cast
 
 from redis import Redis
-from redis.cluster import RedisCluster
 
 from adapters import build_adapter
 from adapters.channels.email import EmailSender
@@ -23,7 +22,7 @@ from integration.config.settings import Settings, lookup_env
 from integration.errors import ConfigError, InvalidConfigError
 from integration.jobs.worker import PatientRedis
 from integration.store import layout
-from integration.store.cluster import StateRedis
+from integration.store.cluster import StateCluster, StateRedis
 from playbooks.catalogue import resolve_playbooks
 from playbooks.engine import Playbook, shipped_definitions
 
@@ -76,7 +75,7 @@ def connect_state_redis(settings: Settings, queue_redis: Redis) -> StateRedis:
         return queue_redis
     if not settings.state_redis_cluster:
         return connect_redis(url)
-    cluster = RedisCluster.from_url(
+    cluster = StateCluster.from_url(
         url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
     )
     return cast("StateRedis", cluster)  # see StateRedis: typed as Redis for now

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TypeAlias
 
 from redis import Redis
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterPipeline, RedisCluster
 
 # The client of per-account state: a `Redis`, or a `RedisCluster` when the state is on a
 # cluster. Typed as `Redis` while the ingest path (webhooks/usage.py, segment.py, jobs/fold*.py,
@@ -36,3 +36,23 @@ def get_many(redis: StateRedis, names: Sequence[str]) -> list[bytes | str | None
     if isinstance(redis, RedisCluster):
         return list(redis.mget_nonatomic(list(names)))
     return list(redis.mget(names))
+
+
+class _OneSlotMgetPipeline(ClusterPipeline):
+    """redis-py blocks MGET in every cluster pipeline, since it cannot split one across slots.
+    One account's keys share a slot, so their MGET is one plain command for one node: it is
+    queued like any other (a cross-slot one still fails, when the pipeline runs)."""
+
+    def mget(self, keys: Sequence[str], *args: str) -> ClusterPipeline:  # type: ignore[override]  # redis-py types it as the client's reply
+        # redis-py leaves the pipeline's execute_command unannotated; it returns the pipeline.
+        return self.execute_command("MGET", *keys, *args)  # type: ignore[no-untyped-call,no-any-return]
+
+
+class StateCluster(RedisCluster):
+    """The state client on a Redis Cluster: its pipelines take one account's MGET, which the
+    evaluation's reads (rollups.load_histories) send once per account."""
+
+    def pipeline(self, transaction: bool | None = None, shard_hint: None = None) -> ClusterPipeline:
+        pipe = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        pipe.__class__ = _OneSlotMgetPipeline  # the same object, with MGET allowed
+        return pipe  # type: ignore[no-any-return]

@@ -20,7 +20,8 @@ from redis import Redis
 
 from integration.errors import StorageUnavailableError
 from integration.signals.limits import account_id_problem
-from integration.store import keys, rollups
+from integration.store import freshness, keys, rollups
+from integration.store.cluster import is_cluster
 
 REQUIRED = ("account_id", "date")
 NOT_METRICS = frozenset({"account_id", "date", "seats"})
@@ -134,48 +135,75 @@ def import_rows(redis: Redis, records: Iterable[tuple[int, dict[str, Any] | str]
 
 
 def _write(redis: Redis, rows: list[DayRow], summary: ImportSummary) -> None:
+    """One batch: each account's rows in a script over its own keys (one slot of a Redis
+    Cluster), then the accounts marked dirty and known, then the import's watermark raised, in
+    that order, so an evaluation never takes an account before its rows are in."""
     now = datetime.now(UTC)
     # An export holds whole days, except one made today: today's row is still filling up.
     complete = min(max(row.day for row in rows), now.date() - timedelta(days=1))
+    _check_layout(redis)
+    by_account: dict[str, list[DayRow]] = {}
+    for row in rows:
+        by_account.setdefault(row.account_id, []).append(row)
+    placed = _place(redis, by_account)
+    accounts = list(by_account)
+    redis.zadd(keys.dirty_accounts(), dict.fromkeys(accounts, now.timestamp()), gt=True)
+    redis.sadd(keys.known_accounts(), *accounts)
+    freshness.raise_watermark(redis, freshness.IMPORT, complete)
+    summary.accepted += placed
+    summary.too_old += len(rows) - placed
+    summary.accounts.update(accounts)
+    for row in rows:
+        summary.metrics.update(row.metrics)
+
+
+def _check_layout(redis: Redis) -> None:
+    """Write rings only into a Redis marked with the current layout; a Redis that knows no
+    account yet is marked here (integration/store/layout.py)."""
+    stored = redis.get(keys.rollups_layout())
+    if stored is None and not redis.exists(keys.known_accounts()):
+        redis.set(keys.rollups_layout(), rollups.LAYOUT, nx=True)
+        stored = redis.get(keys.rollups_layout())
+    if stored is None or keys.text(stored) != rollups.LAYOUT:
+        raise StorageUnavailableError(rollups.OUTDATED_LAYOUT)
+
+
+def _place(redis: Redis, by_account: dict[str, list[DayRow]]) -> int:
+    """Run import_days.lua once per account: pipelined on one Redis (one round trip, as one
+    script for the batch was); one call each on a cluster, which cannot pipeline scripts."""
+    script = rollups.registered(redis, "import_days.lua")
+    calls = [_account_call(account_id, rows) for account_id, rows in by_account.items()]
+    if is_cluster(redis):
+        return sum(int(script(keys=names, args=args)) for names, args in calls)
+    pipe = redis.pipeline(transaction=False)
+    for names, args in calls:
+        script(keys=names, args=args, client=pipe)
+    return sum(int(placed) for placed in pipe.execute())
+
+
+def _account_call(account_id: str, rows: list[DayRow]) -> tuple[list[str], list[Any]]:
+    """KEYS: the account's meta, then a ring per metric its rows name; ARGV as in the script."""
+    metrics = sorted({name for row in rows for name in row.metrics})
+    ring_index = {name: index + 2 for index, name in enumerate(metrics)}  # Lua counts from 1
     payload = [
         {
-            "account": row.account_id,
             "day": rollups.day_number(row.day),
-            "meta_key": keys.account_meta(row.account_id),
             "seats": row.seats,
             # Seats from a row count as reported at the end of its day, in the same order as the
             # seats live events carry, so an older row never overwrites a newer count.
             "seats_ts": datetime.combine(row.day, datetime.max.time(), UTC).timestamp(),
             "metrics": [
-                [name, keys.daily_metric(row.account_id, name), value]
-                for name, value in sorted(row.metrics.items())
+                [name, ring_index[name], value] for name, value in sorted(row.metrics.items())
             ],
         }
         for row in rows
     ]
-    placed = int(
-        rollups.registered(redis, "import_days.lua")(
-            keys=[
-                keys.dirty_accounts(),
-                keys.known_accounts(),
-                keys.rollups_layout(),
-                keys.watermarks(),
-            ],
-            args=[
-                now.timestamp(),
-                rollups.RECENT_DAYS,
-                rollups.OLD_DAYS,
-                json.dumps(payload, separators=(",", ":")),
-                rollups.LAYOUT,
-                rollups.day_number(complete),
-            ],
-            client=redis,
-        )
-    )
-    if placed < 0:
-        raise StorageUnavailableError(rollups.OUTDATED_LAYOUT)
-    summary.accepted += placed
-    summary.too_old += len(rows) - placed
-    summary.accounts.update(row.account_id for row in rows)
-    for row in rows:
-        summary.metrics.update(row.metrics)
+    ring_keys = [keys.daily_metric(account_id, name) for name in metrics]
+    args = [
+        0,  # (the batch's time, before: unused)
+        rollups.RECENT_DAYS,
+        rollups.OLD_DAYS,
+        json.dumps(payload, separators=(",", ":")),
+        rollups.LAYOUT,
+    ]
+    return [keys.account_meta(account_id), *ring_keys], args
