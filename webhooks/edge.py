@@ -40,9 +40,9 @@ def body_text() -> str:
         raise PayloadError(request.blueprint or "webhook", "(body)", msg) from exc
 
 
-def parse_json(text: str) -> Any:  # noqa: ANN401 - JSON is any shape until validated
+def parse_json(text: str, scan_depth: bool = True) -> Any:  # noqa: ANN401 - JSON is any shape until validated
     """The body as JSON, depth-limited before any recursive parse (webhooks/json_body.py)."""
-    return json_body.loads(text, request.blueprint or "webhook")
+    return json_body.loads(text, request.blueprint or "webhook", scan_depth)
 
 
 def signed_json(secret_env: str) -> tuple[str, Any]:
@@ -51,11 +51,11 @@ def signed_json(secret_env: str) -> tuple[str, Any]:
     return delivery_id, body
 
 
-def signed_text(secret_env: str) -> tuple[str, str, Any]:
+def signed_text(secret_env: str, scan_depth: bool = True) -> tuple[str, str, Any]:
     """As signed_json, also returning the body's text (what the ingest stream stores)."""
     text = body_text()
     delivery_id = verify_standard_webhook(config().secret(secret_env), text, dict(request.headers))
-    return delivery_id, text, parse_json(text)
+    return delivery_id, text, parse_json(text, scan_depth)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -47,9 +47,15 @@ def check_depth(text: str, source: str) -> None:
         raise PayloadError(source, "(body)", TOO_DEEP)
 
 
-def loads(text: str, source: str) -> Any:  # noqa: ANN401 - JSON is any shape until validated
-    """The parsed body, or PayloadError naming `(body)`."""
-    check_depth(text, source)
+def loads(text: str, source: str, scan_depth: bool = True) -> Any:  # noqa: ANN401 - JSON is any shape until validated
+    """The parsed body, or PayloadError naming `(body)`.
+
+    `scan_depth=False` is for a signed body on the hot path (/webhooks/usage, where the scan
+    would cost twice the parse): the parser's own guard then bounds the depth, raising
+    RecursionError at the interpreter's limit, a 400 here. Whatever parses here parses again
+    in the fold, whose stack is shallower than a request's."""
+    if scan_depth:
+        check_depth(text, source)
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except ValueError as exc:  # JSONDecodeError, NaN, or an int past 4,300 digits

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from integration.signals.events import parse_usage
+from integration.signals.events import count_usage
 from integration.store import freshness, ingest_stream, keys
 from webhooks import edge
 from webhooks.edge import config, signed_text
@@ -20,11 +20,10 @@ bp = Blueprint("usage", __name__)
 @bp.post("/webhooks/usage")
 def receive_usage() -> tuple[Response, int]:
     settings = config().webhooks
-    delivery_id, text, body = signed_text(settings.usage.secret_env)
+    delivery_id, text, body = signed_text(settings.usage.secret_env, scan_depth=False)
     now = edge.now()
-    events = parse_usage(body, now, settings.max_events_per_request)
+    events, accounts = count_usage(body, now, settings.max_events_per_request)
     delivery_key = keys.delivery_seen("usage", delivery_id)
     if not ingest_stream.accept(edge.redis(), freshness.USAGE, delivery_key, text, now):
         return jsonify(status="duplicate", delivery_id=delivery_id), 200
-    accounts = len({event.account_id for event in events})
-    return jsonify(status="accepted", events=len(events), accounts=accounts), 202
+    return jsonify(status="accepted", events=events, accounts=accounts), 202
