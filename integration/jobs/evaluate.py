@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 EVALUATION_BATCH = 200
 # How long one evaluation job runs before the rest of its run waits behind the signals queued.
-EVALUATION_JOB_SECONDS = 1.0
+EVALUATION_JOB_SECONDS = 0.5
 # Tries left to a job that failed for another reason than the CRM's (a Redis blip, a bug).
 OTHER_FAILURE_RETRIES = 2
 PEOPLE_MEMORY = timedelta(days=730)
