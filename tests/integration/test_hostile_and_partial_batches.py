@@ -8,7 +8,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,6 +26,7 @@ from playbooks.actions import CreateTask
 from playbooks.execution import run_actions
 from tests.conftest import nothing_stored
 from tests.contract.salesforce.conftest import API, LIMIT_INFO, Org, make_crm
+from tests.e2e.test_crm_storm import checkin
 from tests.e2e.test_hubspot_end_to_end import hubspot_settings, start
 from tests.fakes.hubspot_server import FakeHubSpot
 from tests.integration.hostile import ENV, hostile_app, post, valid
@@ -149,28 +150,12 @@ def running(
     context.redis.close()
 
 
-def _task(n: int, owner: str, company: str) -> CreateTask:
-    account = f"acct-{n}"
-    return CreateTask(
-        idempotency_key=f"review-{account}",
-        playbook="usage_drop_checkin",
-        account_id=account,
-        account_crm_id=company,
-        owner_id=owner,
-        subject=f"Check in with {account}",
-        body="Usage is down.",
-        due_date=date(2026, 12, 3),
-        priority="high",
-        task_type="call",
-        contact_email="",
-    )
-
-
 def _owed_tasks(hub: FakeHubSpot, count: int) -> list[CreateTask]:
     """`count` tasks for as many accounts, spread over owners so no cap holds one."""
     owners = [hub.add_owner(f"rep{n}@vendor.example")["id"] for n in range(count // 5 + 1)]
     return [
-        _task(n, owners[n // 5], hub.add_company({"name": f"Company {n}"})) for n in range(count)
+        checkin(f"acct-{n}", hub.add_company({"name": f"Company {n}"}), owners[n // 5], "")
+        for n in range(count)
     ]
 
 
@@ -283,7 +268,7 @@ def test_a_rate_limit_on_the_locked_row_resend_never_doubles_the_tasks_already_c
             slack=None,
             email=None,
         )
-        tasks = [_task(n, "005xx0000001", f"001xx{n:013d}") for n in range(3)]
+        tasks = [checkin(f"acct-{n}", f"001xx{n:013d}", "005xx0000001", "") for n in range(3)]
         now = datetime.now(UTC)
         first = run_actions(context, tasks, now)
         assert calls == [3, 1]
