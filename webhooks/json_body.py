@@ -63,7 +63,10 @@ def loads(text: str, source: str, scan_depth: bool = True) -> Any:  # noqa: ANN4
     except RecursionError as exc:  # unreachable below MAX_DEPTH; kept as the last guard
         raise PayloadError(source, "(body)", TOO_DEEP) from exc
     if _SURROGATE_ESCAPE.search(text):
-        _check_unicode(value, source)
+        try:
+            _check_unicode(value, source)
+        except RecursionError as exc:  # as deep as the parser goes: the re-encoding is deeper
+            raise PayloadError(source, "(body)", TOO_DEEP) from exc
     return value
 
 

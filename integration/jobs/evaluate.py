@@ -16,6 +16,8 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import get_current_job
 
 from adapters.protocol import CrmAccount, FieldUpdate
@@ -82,8 +84,9 @@ def crm_job(job_function: Callable[P, R]) -> Callable[P, R]:
 
     A refusal (4xx) will not change on retry: the job goes straight to the failed registry with
     the CRM's message. A wait the CRM asked for (HubSpot's daily limit, a Retry-After) sets the
-    delay of the next retry instead of RQ's fixed intervals. A CRM outage is retried for a day
-    (queues.CRM_RETRY); anything else, a bug say, a few times only: waiting does not mend it.
+    delay of the next retry instead of RQ's fixed intervals. A CRM or Redis outage is retried for
+    a day (queues.CRM_RETRY); anything else, a bug say, a few times only: waiting does not mend
+    it.
     """
 
     @functools.wraps(job_function)
@@ -105,6 +108,8 @@ def crm_job(job_function: Callable[P, R]) -> Callable[P, R]:
                     else list(CRM_RETRY_INTERVALS_SECONDS)
                 )
             raise
+        except (RedisConnectionError, RedisTimeoutError):
+            raise  # Redis restarting or out of reach: an outage, waited out like a CRM's
         except Exception:
             if job is not None and job.retries_left:
                 job.retries_left = min(job.retries_left, OTHER_FAILURE_RETRIES)
@@ -114,7 +119,7 @@ def crm_job(job_function: Callable[P, R]) -> Callable[P, R]:
 
 
 @crm_job
-def evaluate_dirty_accounts(rest_of_run: bool = False) -> int:
+def evaluate_dirty_accounts(run_began: float | None = None) -> int:
     """Evaluate, in batches, every account that received usage since it was last evaluated and
     has settled (no change for `evaluation.settle_seconds`). Runs at most once per
     `evaluation.interval_seconds` however often it is queued: a run too soon takes nothing.
@@ -122,24 +127,32 @@ def evaluate_dirty_accounts(rest_of_run: bool = False) -> int:
     (the cron sweep also looks every few seconds). The run holds its batches under a lease
     (jobs/holding.py): should this worker die, the sweep releases them within seconds.
 
-    After EVALUATION_JOB_SECONDS the run gives way: the rest is a job of its own (`rest_of_run`,
-    which the interval does not stop), queued behind the signals waiting, so a champion's
-    departure is not kept from its task by thousands of accounts' usage."""
+    After EVALUATION_JOB_SECONDS the run gives way: the rest is a job of its own (`run_began`,
+    the Unix time the run began: the interval does not stop it, and it takes only accounts that
+    had settled by then), queued behind the signals waiting, so a champion's departure is not
+    kept from its task by thousands of accounts' usage."""
     context = current_context()
     timing = context.config.evaluation
     total = 0
     started = time.monotonic()
+    began = _now() if run_began is None else datetime.fromtimestamp(run_began, UTC)
     # Checked, and recorded, by the first batch of a run only.
-    interval = 0 if rest_of_run else timing.interval_seconds
+    interval = 0 if run_began is not None else timing.interval_seconds
     with holding.held_batches(context.redis) as lease:
         while batch := waiting.take_dirty_accounts(
-            context.redis, EVALUATION_BATCH, _now(), timing.settle_seconds, interval, lease
+            context.redis,
+            EVALUATION_BATCH,
+            _now(),
+            timing.settle_seconds,
+            interval,
+            lease,
+            settled_by=began,
         ):
             interval = 0
             _evaluate_batch(context, batch, lease.holder)
             total += len(batch)
             if time.monotonic() - started > EVALUATION_JOB_SECONDS:
-                enqueue_evaluation_rest(context.queue_redis, lease.holder)
+                enqueue_evaluation_rest(context.queue_redis, lease.holder, began.timestamp())
                 return total
     _queue_next_evaluation(context)
     return total

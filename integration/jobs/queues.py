@@ -108,14 +108,14 @@ def enqueue_playbook_step(redis: Redis, account_id: str, slot: str, step: int) -
         return
 
 
-def enqueue_evaluation_rest(redis: Redis, run_id: str) -> None:
+def enqueue_evaluation_rest(redis: Redis, run_id: str, run_began: float) -> None:
     """The rest of a dirty-account evaluation that gave way after its time budget, queued at
     once: behind the people signals and CRM changes waiting (their queue comes first), so a
     backlog of usage never holds a signal's task back by more than one budget. One per run."""
     try:
         queue(EVALUATE, redis).enqueue(
             f"{EVALUATION_JOBS}.evaluate_dirty_accounts",
-            True,
+            run_began,
             job_id=f"evaluate-rest-{hashlib.sha256(run_id.encode()).hexdigest()[:32]}",
             unique=True,
             result_ttl=0,

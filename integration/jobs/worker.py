@@ -21,7 +21,8 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
@@ -32,7 +33,10 @@ from redis.retry import Retry
 from rq import worker_registration
 from rq.worker import SimpleWorker
 
+from integration.jobs import stops
+
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Reconnect attempts start 0.1 s apart and double up to this: a Redis back after a restart is
 # seen within this long.
@@ -45,10 +49,39 @@ RESTART_CAP_SECONDS = 30.0
 SHUTDOWN_RETRIES = 3
 
 
+class _UntilStopped(Retry):
+    """redis-py's Retry for ever, until this process is asked to stop (jobs/stops.py): the
+    error is then raised at once, so a stop never waits for a Redis that is down."""
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        self._backoff.reset()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        failures = 0
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                if is_retryable and not is_retryable(error):
+                    raise
+                failures += 1
+                if with_failure_count:
+                    fail(error, failures)
+                else:
+                    fail(error)
+                if stops.requested(self._backoff.compute(failures)):
+                    raise
+
+
 def patient_retry() -> Retry:
-    """Retry every command on a lost connection or a timeout, forever (-1), backing off."""
+    """Retry every command on a lost connection or a timeout, backing off, until a stop."""
+    stops.watch()
     backoff = ExponentialBackoff(cap=RECONNECT_CAP_SECONDS, base=RECONNECT_BASE_SECONDS)
-    return Retry(backoff, -1, (RedisConnectionError, RedisTimeoutError))
+    return _UntilStopped(backoff, -1, (RedisConnectionError, RedisTimeoutError))
 
 
 class PatientRedis(Redis):

@@ -94,9 +94,12 @@ def take_dirty_accounts(
     settle_seconds: int = 0,
     interval_seconds: int = 0,
     lease: Lease | None = None,
+    settled_by: datetime | None = None,
 ) -> list[str]:
     """Take up to `limit` accounts with new usage whose rollups have not changed for
-    `settle_seconds` (the rest wait); they stay in a processing set until finished, so a worker
+    `settle_seconds` before `settled_by` (default `now`: the rest of a run takes only what had
+    settled when the run began, what changed since is the next interval's); the rest wait.
+    Taken accounts stay in a processing set until finished, so a worker
     that dies mid-batch loses nothing. With a `lease`, the accounts are held by its holder
     until it runs out (release_abandoned_accounts); without, for STALE_PROCESSING (the rule of
     releases before 2026-12: requeue_stale_accounts).
@@ -113,7 +116,7 @@ def take_dirty_accounts(
         keys.batch_leases(),
         limit,
         now.timestamp(),
-        now.timestamp() - settle_seconds,
+        (settled_by or now).timestamp() - settle_seconds,
         interval_seconds,
         lease.holder if lease else "",
         (now + lease.length).timestamp() if lease else 0,
