@@ -11,19 +11,22 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import get_current_job
 
-from adapters.protocol import CrmAccount, FieldUpdate
+from adapters.protocol import CrmAccount
 from integration.config.settings import Settings
 from integration.errors import CrmFatalError, CrmRetriableError
 from integration.jobs import holding
+from integration.jobs.account_state import judged_now as judged_now  # the CLI's `evaluate`
+from integration.jobs.account_state import load_previous, write_fields
+from integration.jobs.account_state import load_states as load_states
 from integration.jobs.context import Context, build_context
 from integration.jobs.queues import (
     CRM_RETRY_INTERVALS_SECONDS,
@@ -32,18 +35,11 @@ from integration.jobs.queues import (
     enqueue_playbook_step,
 )
 from integration.risk.assess import (
-    RiskAssessment,
     assess,
-    assessment_from_json,
     assessment_to_json,
-    history_days_needed,
-    other_days_needed,
 )
-from integration.risk.fields import field_values
-from integration.signals.accounts import AccountState, UsageHistory
 from integration.signals.events import ChangeType, JobChanged
-from integration.store import freshness, keys, renames, rollups, waiting
-from integration.store.cluster import StateRedis, get_many
+from integration.store import freshness, keys, renames, waiting
 from integration.store.metrics import count
 from integration.store.unmatched import forget_unmatched, record_unmatched
 from playbooks.runs import Run
@@ -56,7 +52,6 @@ EVALUATION_BATCH = 200
 EVALUATION_JOB_SECONDS = 0.5
 # Tries left to a job that failed for another reason than the CRM's (a Redis blip, a bug).
 OTHER_FAILURE_RETRIES = 2
-PEOPLE_MEMORY = timedelta(days=730)
 # An account a worker took without a lease (a release before 2026-12) this long ago and never
 # finished belongs to a dead worker. Leased batches are released when their lease runs out.
 STALE_PROCESSING = timedelta(minutes=10)
@@ -290,7 +285,7 @@ def evaluate_accounts(
         now,
         {account_id: account.facts for account_id, account in found.items()},
     )
-    previous = _load_previous(context.redis, sorted(found))
+    previous = load_previous(context.redis, sorted(found))
     judged = []
     for account_id, account in sorted(found.items()):
         before = previous[account_id]
@@ -299,7 +294,7 @@ def evaluate_accounts(
             state = replace(state, previous_reasons={r.key: r.details for r in before.reasons})
         after = assess(state, context.config.risk, judged_now(now, state.usage.last_day))
         judged.append(Judged(account, before, after))
-    _write_fields(context, judged)
+    write_fields(context, judged)
     receiving = freshness.receiving_history_until(
         context.redis, sorted(found), now, context.config.evaluation.backfill_quiet_seconds
     )
@@ -337,108 +332,3 @@ def step_refused(context: Context) -> Callable[[Run], None]:
         enqueue_playbook_step(context.queue_redis, run.account_id, run.slot, run.next_step)
 
     return hand_over
-
-
-def judged_now(now: datetime, last_day: date) -> datetime:
-    """The moment the rules judge at: `now` moved back by as many days as the account's
-    judged day lags yesterday (a source behind, integration/store/freshness.py), so days
-    without data yet read neither as inactivity nor as a drop."""
-    return now - timedelta(days=max(0, (now.date() - timedelta(days=1) - last_day).days))
-
-
-def load_states(
-    context: Context,
-    account_ids: Sequence[str],
-    now: datetime,
-    facts: Mapping[str, Mapping[str, str]] | None = None,
-) -> dict[str, AccountState]:
-    """Everything the rules read for many accounts, in three round trips. Each account's
-    history ends on its judged day: the freshness watermark of the sources that feed it, never
-    later than yesterday (the current day is still filling up; judging it against full days
-    would invent drops)."""
-    days = history_days_needed(context.config.risk)
-    other_days = other_days_needed(context.config.risk)
-    last_days = freshness.judged_days(
-        context.redis,
-        account_ids,
-        now.date() - timedelta(days=1),
-        now,
-        context.config.evaluation.backfill_quiet_seconds,
-    )
-    names = context.config.metrics.names()
-    usage: dict[str, UsageHistory] = {}
-    for last_day in sorted(set(last_days.values())):
-        ids = [account_id for account_id in account_ids if last_days[account_id] == last_day]
-        usage |= rollups.load_histories(
-            context.redis, ids, judged_now(now, last_day), last_day, days, names, other_days
-        )
-    pipe = context.redis.pipeline(transaction=False)
-    for account_id in account_ids:
-        pipe.hvals(keys.people_signals(account_id))
-    people = pipe.execute()
-    return {
-        account_id: AccountState(
-            account_id, usage[account_id], _people(raw, now), (facts or {}).get(account_id, {})
-        )
-        for account_id, raw in zip(account_ids, people, strict=True)
-    }
-
-
-def _people(raw_signals: Sequence[bytes], now: datetime) -> tuple[JobChanged, ...]:
-    """People signals known as of `now` (a replay as of a past date sees none from after it)."""
-    people = []
-    for raw in raw_signals:
-        change = JobChanged.from_json(json.loads(raw))
-        if timedelta(0) <= now - change.detected_at <= PEOPLE_MEMORY:
-            people.append(change)
-    return tuple(sorted(people, key=lambda person: person.detected_at))
-
-
-def _load_previous(
-    redis: StateRedis, account_ids: Sequence[str]
-) -> dict[str, RiskAssessment | None]:
-    """Each account's last assessment, for a whole batch in one round trip (per node)."""
-    raws = get_many(redis, [keys.assessment(account_id) for account_id in account_ids])
-    return {
-        account_id: assessment_from_json(json.loads(raw)) if raw else None
-        for account_id, raw in zip(account_ids, raws, strict=True)
-    }
-
-
-def _loaded(raw: bytes | str | None) -> object:
-    return json.loads(raw) if raw is not None else None
-
-
-def _write_fields(context: Context, evaluated: Sequence[Judged]) -> None:
-    """Write what differs from what the CRM last accepted. A postponed write (rate limit, the
-    daily API budget) is skipped, not fatal: the actions still run, and the next evaluation
-    compares against the last values the CRM took, so it writes them then."""
-    mapping = context.config.fields
-    wanted = {
-        item.account.crm_id: (item.after.account_id, field_values(item.after, mapping))
-        for item in evaluated
-    }
-    written_keys = [keys.crm_fields(account_id) for account_id, _ in wanted.values()]
-    last = dict(zip(wanted, get_many(context.redis, written_keys), strict=True))
-    updates = [
-        FieldUpdate(crm_id, values)
-        for crm_id, (_, values) in wanted.items()
-        if _loaded(last[crm_id]) != values
-    ]
-    if not updates:
-        return
-    try:
-        result = context.crm.write_fields(updates)
-    except CrmRetriableError as exc:
-        logger.warning("field writes postponed; tasks go on", extra={"error": str(exc)})
-        return
-    pipe = context.redis.pipeline(transaction=False)
-    for crm_id in result.written:
-        account_id, values = wanted[crm_id]
-        pipe.set(keys.crm_fields(account_id), json.dumps(values))
-    pipe.execute()
-    for crm_id, message in result.rejected.items():
-        logger.error(
-            "CRM refused field update",
-            extra={"crm_id": crm_id, "error": message, "crm": context.crm.name},
-        )
