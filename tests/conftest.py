@@ -184,22 +184,34 @@ def client(settings: Settings, context: Context) -> Iterator[Any]:
     app.extensions["integration.redis"].close()
 
 
-def fold(redis: Redis, config: Config | None = None) -> int:
-    """Fold what the ingest stream holds into the rollups, in this process, with the code the
-    `integration fold` consumer runs (the installed jobs context's config unless given)."""
+def fold(redis: Redis, config: Config | None = None, queue_redis: Redis | None = None) -> int:
+    """Fold what the ingest stream on the state Redis `redis` holds into the rollups, in this
+    process, with the code the `integration fold` consumer runs; evaluations are queued on
+    `queue_redis` (the same Redis unless given). The config is the installed jobs context's
+    when one is installed, else the defaults: this never builds a context from the
+    environment (which would point at another database)."""
     if not redis.xlen(keys.ingest_stream()):
-        return 0  # nothing to fold: no config needed (tests of jobs alone install none)
-    return fold_backlog(redis, config or jobs.current_context().config)
+        return 0  # nothing to fold
+    return fold_backlog(redis, queue_redis or redis, config or installed_config())
 
 
-def drain(redis: Redis, config: Config | None = None) -> bool:
-    """Fold the ingest stream, then run every queued job in this process with a real RQ
-    worker; again until both are empty."""
-    queues = [Queue(name, connection=redis) for name in QUEUE_NAMES]
+def installed_config() -> Config:
+    """The config of the jobs context a test installed, else the defaults (metrics, evaluation
+    interval) a config with nothing but a CRM has."""
+    installed = jobs._context  # not current_context(): that would build one from the env
+    return installed.config if installed else Config.model_validate({"crm": {"kind": "sandbox"}})
+
+
+def drain(redis: Redis, config: Config | None = None, queue_redis: Redis | None = None) -> bool:
+    """Fold the ingest stream (on the state Redis `redis`), then run every queued job in this
+    process with a real RQ worker on `queue_redis` (the same Redis unless given); again until
+    both are empty."""
+    queue_redis = queue_redis or redis
+    queues = [Queue(name, connection=queue_redis) for name in QUEUE_NAMES]
     worked = False
     while True:
-        fold(redis, config)
-        worked = SimpleWorker(queues, connection=redis).work(burst=True) or worked
+        fold(redis, config, queue_redis)
+        worked = SimpleWorker(queues, connection=queue_redis).work(burst=True) or worked
         if not redis.xlen(keys.ingest_stream()):
             return worked
 

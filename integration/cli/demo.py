@@ -54,6 +54,13 @@ DEMO_INTERVAL_SECONDS = 5
 DEMO_BACKFILL_QUIET_SECONDS = 5
 WATERFALL_DAYS = 7
 HEALTH_TIMEOUT_SECONDS = 2
+# A state Redis named in the environment is not the demo's: its processes keep state in the
+# database claimed for the run, beside the queues, and emptying that one empties both.
+_STATE_SETTINGS = (
+    "INTEGRATION_STATE_REDIS_URL",
+    "STATE_REDIS_URL",
+    "INTEGRATION_STATE_REDIS_CLUSTER",
+)
 
 
 def phase(text: str) -> None:
@@ -148,12 +155,15 @@ def _run(workdir: Path, redis_url: str, stack: ExitStack) -> None:
     waited = wait_ready(f"{base_url}/healthz", READY_SECONDS, lambda: _check_alive(processes))
     click.echo(f"    ready after {waited:.1f} s")
     os.environ.update(env)
-    context = build_context(Settings(config=Path(env["INTEGRATION_CONFIG"]), redis_url=redis_url))
+    for name in _STATE_SETTINGS:
+        os.environ.pop(name, None)
+    config = Path(env["INTEGRATION_CONFIG"])
+    context = build_context(Settings(config=config, redis_url=redis_url, state_redis_url=None))
     phase("replaying the samples twice, as a sender that retries")
     for line in replay_folder(EXAMPLES, base_url, context.config, twice=True):
         click.echo(f"    {line}")
     phase("waiting for the worker to evaluate the accounts")
-    _wait_drained(context.redis, processes)
+    _wait_drained(context, processes)
     phase("report: what a rep sees in the sandbox CRM")
     click.echo(render_report(context))
     if not context.crm.tasks():  # type: ignore[attr-defined]  # the demo's CRM is the sandbox
@@ -210,6 +220,8 @@ def _demo_env(workdir: Path, redis_url: str) -> dict[str, str]:
     for source in ("usage", "job_changes"):
         secret_env = example["webhooks"][source]["secret_env"]
         env[secret_env] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    for name in _STATE_SETTINGS:  # the demo's state is in its claimed database too
+        env.pop(name, None)
     env |= {
         "INTEGRATION_CONFIG": str(config_path),
         "REDIS_URL": redis_url,
@@ -266,16 +278,17 @@ def wait_ready(
     raise click.ClickException(msg)
 
 
-def _wait_drained(redis: Redis, processes: dict[str, subprocess.Popen[bytes]]) -> None:
-    """Wait until nothing accepted waits to be folded, no job is queued or running and no
-    account waits for evaluation."""
+def _wait_drained(context: Context, processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Wait until nothing accepted waits to be folded (the stream, on the state Redis), no job
+    is queued or running (RQ, on the queue Redis) and no account waits for evaluation."""
     deadline = time.monotonic() + DRAIN_SECONDS
-    queues = [Queue(name, connection=redis) for name in QUEUE_NAMES]
+    state = context.redis
+    queues = [Queue(name, connection=context.queue_redis) for name in QUEUE_NAMES]
     while time.monotonic() < deadline:
         _check_alive(processes)
         busy = any(q.count or StartedJobRegistry(queue=q).count for q in queues)
-        busy = busy or bool(redis.xlen(keys.ingest_stream()))
-        if not busy and not redis.exists(keys.dirty_accounts()):
+        busy = busy or bool(state.xlen(keys.ingest_stream()))
+        if not busy and not state.exists(keys.dirty_accounts()):
             return
         time.sleep(POLL_SECONDS)
     msg = f"the worker did not finish within {DRAIN_SECONDS} s"

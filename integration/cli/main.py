@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import click
+from redis import Redis
 from rq import Queue
 
 from integration.cli.errors import CliError, ExplainingGroup, remember_config_path
@@ -17,7 +18,13 @@ from integration.config.schema import Config
 from integration.config.settings import Settings, masked
 from integration.errors import InvalidConfigError, StorageUnavailableError
 from integration.jobs import evaluate as jobs
-from integration.jobs.context import Context, build_context, connect_redis, read_config
+from integration.jobs.context import (
+    Context,
+    build_context,
+    connect_redis,
+    connect_state_redis,
+    read_config,
+)
 from integration.jobs.evaluate import EVALUATION_BATCH, judged_now, load_states
 from integration.jobs.failures import list_failed, retry_failed
 from integration.jobs.queues import QUEUE_NAMES
@@ -26,6 +33,7 @@ from integration.logs import configure_logging
 from integration.risk.assess import assess, assessment_to_json
 from integration.signals.accounts import AccountState
 from integration.store import keys
+from integration.store.cluster import StateRedis
 from integration.store.freshness import read_watermarks
 from integration.store.rollups import RING_DAYS
 from integration.store.unmatched import list_unmatched
@@ -129,12 +137,27 @@ def _settings(config_path: Path) -> Settings:
 
 
 def _context(settings: Settings, config: Config | None = None) -> Context:
-    """What a command works with. Redis is asked first, so one that is down stops the command
-    with one line (cli/errors.py), not after start-up has logged a warning about it too."""
+    """What a command works with. Both Redis are asked first (the queue Redis, and the state
+    Redis when it has its own URL), so one that is down stops the command with one line
+    (cli/errors.py), not after start-up has logged a warning about it too."""
     config = config or read_config(settings.config)
     with connect_redis(settings.redis_url) as probe:
         probe.ping()
+        state = connect_state_redis(settings, probe)
+        if state is not probe:
+            with state:
+                state.ping()
     return build_context(settings, config)
+
+
+def _fold_clients(settings: Settings) -> tuple[StateRedis, Redis]:
+    """The fold consumer's clients: the state Redis, whose stream it reads and whose rollups
+    it writes, and the queue Redis, where it queues the evaluation. Both wait out a restart (a
+    cluster client finds a failed-over master by itself)."""
+    queue_redis = connect_redis(settings.redis_url, patient=True)
+    if settings.state_redis_url and not settings.state_redis_cluster:
+        return connect_redis(settings.state_redis_url, patient=True), queue_redis
+    return connect_state_redis(settings, queue_redis), queue_redis
 
 
 @main.command()
@@ -163,22 +186,30 @@ def fold(config_path: Path, burst: bool) -> None:
     settings = _settings(config_path)
     configure_logging(settings.log_level)
     config = read_config(settings.config)
-    redis = connect_redis(settings.redis_url, patient=True)
+    redis, queue_redis = _fold_clients(settings)
     if burst:
-        click.echo(f"folded {fold_backlog(redis, config)} event(s)")
+        click.echo(f"folded {fold_backlog(redis, queue_redis, config)} event(s)")
         return
     stop: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, _frame: stop.append(number))
-    Consumer(redis, config).run(lambda: bool(stop))
+    Consumer(redis, queue_redis, config).run(lambda: bool(stop))
 
 
 @main.command()
 def migrate() -> None:
-    """Convert the usage rollups in Redis to the current layout (once, before starting)."""
+    """Move keys to their hash-tagged names and convert the usage rollups to the current layout,
+    on the state Redis (once, before starting). The queue Redis holds none of those keys."""
     from integration.store.layout import migrate as migrate_rollups
+    from integration.store.renames import adopt_delivery_marks
 
-    summary = migrate_rollups(connect_redis(Settings().redis_url))
+    settings = Settings()
+    with connect_redis(settings.redis_url) as queue_redis:
+        state = connect_state_redis(settings, queue_redis)
+        marks = adopt_delivery_marks(state)
+        summary = migrate_rollups(state)
+    if marks:
+        click.echo(f"delivery marks: {marks} moved to their tagged names")
     if summary.already_current:
         click.echo("usage rollups: already in the current layout")
     else:
@@ -243,7 +274,7 @@ def import_usage(file: Path, config_path: Path) -> None:
             msg = f"nothing imported: {exc}"
             raise CliError(msg) from exc
     enqueue_dirty_evaluation(
-        context.redis, datetime.now(UTC), context.config.evaluation.interval_seconds
+        context.queue_redis, datetime.now(UTC), context.config.evaluation.interval_seconds
     )
     click.echo(
         f"accepted {summary.accepted} row(s) for {len(summary.accounts)} account(s); "
@@ -306,7 +337,7 @@ def unmatched(config_path: Path, limit: int) -> None:
 def failed(config_path: Path) -> None:
     """List jobs that failed for good, newest first, with the CRM's error."""
     context = _context(_settings(config_path))
-    jobs_failed = list_failed(context.redis)
+    jobs_failed = list_failed(context.queue_redis)
     if not jobs_failed:
         click.echo("no failed jobs")
     for job in jobs_failed:
@@ -324,7 +355,7 @@ def retry(config_path: Path, job_ids: tuple[str, ...], retry_all: bool) -> None:
         msg = "name the job ids to retry (see `integration failed`), or --all"
         raise click.UsageError(msg)
     context = _context(_settings(config_path))
-    retried = retry_failed(context.redis, None if retry_all else job_ids)
+    retried = retry_failed(context.queue_redis, None if retry_all else job_ids)
     if retried.requeued or not retried.unknown:
         click.echo(f"re-queued {retried.requeued} job(s)")
     if retried.unknown:

@@ -1,10 +1,11 @@
 """`integration fold` (Procfile `fold:`): folds the ingest stream into the usage rollups.
 
 The web edge only accepts (integration/store/ingest_stream.py); this consumer reads entries in
-the stream's consumer group, folds them (integration/jobs/fold_batch.py), and queues the
-dirty-account evaluation the fold asks for, as the web edge did when it folded: a job always
-follows usage, with or without cron. Run one or more; each takes over a dead one's entries
-after a few seconds. Its Redis client waits out a restart, as the worker's does.
+the stream's consumer group on the state Redis, folds them (integration/jobs/fold_batch.py),
+and queues the dirty-account evaluation on the queue Redis when none is queued, as the web edge
+did when it folded: a job always follows usage, with or without cron. Run one or more; each
+takes over a dead one's entries after a few seconds. Its Redis clients wait out a restart, as
+the worker's does.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from redis.exceptions import RedisError
 
 from integration.config.schema import Config
 from integration.errors import StorageUnavailableError
-from integration.jobs.fold_batch import Folded, JobKeys, fold_entries
+from integration.jobs.fold_batch import Folded, fold_entries
 from integration.jobs.queues import (
     enqueue_dirty_evaluation,
     evaluation_job_key,
@@ -29,6 +30,7 @@ from integration.jobs.queues import (
     next_interval,
 )
 from integration.store import ingest_stream
+from integration.store.cluster import StateRedis
 from integration.store.ingest_stream import Entry
 
 logger = logging.getLogger(__name__)
@@ -47,59 +49,82 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def job_keys(interval_seconds: int) -> JobKeys:
-    def keys_at(now: datetime) -> tuple[str, str]:
-        return (
-            evaluation_job_key(now, interval_seconds),
-            next_evaluation_job_key(now, interval_seconds),
-        )
+class EvaluationQueue:
+    """Queues the dirty-account evaluation after a fold, on the queue Redis: now when this
+    interval's job does not exist, else at the start of the next interval when that one does
+    not (this interval's may have run before these accounts changed). The enqueue is idempotent
+    (unique job ids); once both jobs are seen to exist, this process asks no more until the
+    interval changes: one round trip per interval, not per fold."""
 
-    return keys_at
+    def __init__(self, redis: Redis, interval_seconds: int) -> None:
+        self.redis, self.interval = redis, interval_seconds
+        self.seen: tuple[str, str] | None = None
+
+    def after(self, folded: Folded) -> None:
+        if not folded.accounts:
+            return
+        now = folded.now
+        job_key = evaluation_job_key(now, self.interval)
+        next_key = next_evaluation_job_key(now, self.interval)
+        if self.seen == (job_key, next_key):
+            return
+        try:
+            self._queue(now, job_key, next_key)
+        except RedisError:
+            # The usage is folded and its accounts are marked dirty: the next fold, or the
+            # sweep in integration/jobs/cron.py, queues the evaluation.
+            logger.warning("evaluation not queued; the next fold or the sweep will")
+
+    def _queue(self, now: datetime, job_key: str, next_key: str) -> None:
+        exists, next_exists = (bool(self.redis.exists(key)) for key in (job_key, next_key))
+        if not exists:
+            enqueue_dirty_evaluation(self.redis, now, self.interval)
+        elif not next_exists:
+            at = next_interval(now, self.interval)
+            enqueue_dirty_evaluation(self.redis, now, self.interval, at=at)
+        else:
+            self.seen = (job_key, next_key)
 
 
-def fold(redis: Redis, entries: Sequence[Entry], consumer: str, config: Config) -> int:
+def fold(
+    redis: StateRedis,
+    entries: Sequence[Entry],
+    consumer: str,
+    config: Config,
+    queue: EvaluationQueue,
+) -> int:
     """Fold entries this consumer holds and queue the evaluations asked for; events folded."""
-    interval = config.evaluation.interval_seconds
-    folds = fold_entries(redis, entries, consumer, config, job_keys(interval))
+    folds = fold_entries(redis, entries, consumer, config)
     for folded in folds:
-        queue_evaluation(redis, folded, interval)
+        queue.after(folded)
     return sum(folded.events for folded in folds)
 
 
-def queue_evaluation(redis: Redis, folded: Folded, interval: int) -> None:
-    """Queue the dirty-account evaluation the fold found missing: now, or at the start of the
-    next interval when this interval's job exists but may have run before these accounts
-    changed. So a job always follows usage, with or without the cron sweep."""
-    result = folded.result
-    if not folded.events or not (result.needs_evaluation_job or result.needs_next_evaluation_job):
-        return
-    at = None if result.needs_evaluation_job else next_interval(folded.now, interval)
-    try:
-        enqueue_dirty_evaluation(redis, folded.now, interval, at=at)
-    except RedisError:
-        # The usage is folded and its accounts are marked dirty: the next fold, or the sweep
-        # in integration/jobs/cron.py, queues the evaluation.
-        logger.warning("evaluation not queued; the next fold or the sweep will")
-
-
-def fold_backlog(redis: Redis, config: Config, consumer: str = "in-process") -> int:
-    """Fold everything the stream holds, in this process, until it is empty, taking over any
-    entry another consumer holds (tests and tools, where no other consumer runs)."""
+def fold_backlog(
+    redis: StateRedis, queue_redis: Redis, config: Config, consumer: str = "in-process"
+) -> int:
+    """Fold everything the stream on the state Redis holds, in this process, until it is
+    empty, taking over any entry another consumer holds (tests and tools, where no other
+    consumer runs); evaluations are queued on `queue_redis`."""
     ingest_stream.ensure_group(redis)
+    queue = EvaluationQueue(queue_redis, config.evaluation.interval_seconds)
     total = 0
     while True:
         entries = ingest_stream.claim(redis, consumer, READ_COUNT, idle_ms=0)
         entries += ingest_stream.read(redis, consumer, READ_COUNT, None)
         if not entries:
             return total
-        total += fold(redis, entries, consumer, config)
+        total += fold(redis, entries, consumer, config, queue)
 
 
 class Consumer:
     """One fold consumer: claims a dead consumer's entries now and then, folds what it reads."""
 
-    def __init__(self, redis: Redis, config: Config, name: str | None = None) -> None:
+    def __init__(
+        self, redis: StateRedis, queue_redis: Redis, config: Config, name: str | None = None
+    ) -> None:
         self.redis, self.config = redis, config
+        self.queue = EvaluationQueue(queue_redis, config.evaluation.interval_seconds)
         self.name = name or consumer_name()
         self.claimed_at = float("-inf")
 
@@ -111,7 +136,7 @@ class Consumer:
             entries = ingest_stream.claim(self.redis, self.name, READ_COUNT)
         if not entries:
             entries = ingest_stream.read(self.redis, self.name, READ_COUNT, block_ms)
-        return fold(self.redis, entries, self.name, self.config) if entries else 0
+        return fold(self.redis, entries, self.name, self.config, self.queue) if entries else 0
 
     def run(self, stopped: Callable[[], bool]) -> None:
         """Fold until `stopped()`; Redis errors and a refused layout wait and try again (the

@@ -1,11 +1,14 @@
 """One fold of ingest stream entries: parse the accepted bodies again, merge, fold, acknowledge.
 
-Entries of one source accepted on the same day are folded in one fold_usage.lua call, so the
-events of an account-day are merged across deliveries (a hundred single-event deliveries of one
-account become one group). What a delivery's own request used to decide at accept time is
-decided here, in stream order, exactly as consecutive requests decided it: an `event_id` or a
-Segment messageId stored before (or earlier in the same fold) counts once, and a Segment track
-is tied to its account by the last group call seen for its user, also earlier in this fold.
+Entries of one source accepted on the same day are folded together, so the events of an
+account-day are merged across deliveries (a hundred single-event deliveries of one account
+become one group), each account in a script of its own (integration/store/folding.py). What a
+delivery's own request used to decide at accept time is decided here, in stream order, exactly
+as consecutive requests decided it: an `event_id` or a Segment messageId stored before (or
+earlier in the same fold) counts once, and a Segment track is tied to its account by the last
+group call seen for its user, also earlier in this fold. The entries are acknowledged once their
+accounts are written and marked dirty; a consumer that dies in between leaves them pending, and
+the one that takes them over finds them recorded as folded in each account it wrote.
 """
 
 from __future__ import annotations
@@ -13,36 +16,34 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import groupby
-
-from redis import Redis
 
 from integration.config.schema import Config
 from integration.errors import PayloadError
 from integration.signals.events import UsageEvent, parse_usage
 from integration.signals.segment import SegmentBatch, parse_segment, resolve
-from integration.store import freshness, ingest_stream, keys, rollups
+from integration.store import folding, freshness, ingest_stream, keys, rollups
+from integration.store.cluster import StateRedis
+from integration.store.folding import Item, Lease
 from integration.store.ingest_stream import Entry
 from integration.store.unmatched import record_unmatched
 
 logger = logging.getLogger(__name__)
 
-# The evaluation job keys to look for at a time: this interval's and the next one's.
-JobKeys = Callable[[datetime], tuple[str, str]]
 UNREADABLE = "the body no longer parses in this release"
 
 
 @dataclass(frozen=True, slots=True)
 class Folded:
-    """What one fold call did: enough for the caller to queue the evaluation it asks for."""
+    """What one fold of a source's entries did: enough to queue the evaluation it asks for."""
 
     now: datetime
-    result: rollups.FoldResult
     entries: int
     events: int
+    accounts: int
 
 
 @dataclass(slots=True)
@@ -52,24 +53,49 @@ class _Parsed:
     segment: SegmentBatch | None = None
 
 
+class _Holding:
+    """The entries this consumer holds and its lease on them, renewed when an account script
+    says it is over (then the entries another consumer took meanwhile are dropped)."""
+
+    def __init__(self, redis: StateRedis, consumer: str, held: ingest_stream.Held) -> None:
+        self.redis, self.consumer = redis, consumer
+        self.ids, self.lease = set(held.ids), held.lease
+
+    def renew(self) -> tuple[Lease, frozenset[str]]:
+        held = ingest_stream.hold(self.redis, self.consumer, sorted(self.ids))
+        lost = frozenset(self.ids - held.ids)
+        self.ids, self.lease = set(held.ids), held.lease
+        return held.lease, lost
+
+
 def fold_entries(
-    redis: Redis, entries: Sequence[Entry], consumer: str, config: Config, job_keys: JobKeys
+    redis: StateRedis, entries: Sequence[Entry], consumer: str, config: Config
 ) -> list[Folded]:
-    """Fold entries this consumer holds; unreadable ones are set aside (dead letters)."""
-    parsed, unreadable = _parse_all(entries, config)
+    """Fold entries this consumer holds; unreadable ones are set aside (dead letters); ones
+    another consumer took over meanwhile are left to it."""
+    held = ingest_stream.hold(redis, consumer, [entry.id for entry in entries])
+    if held.layout != rollups.LAYOUT:
+        ingest_stream.copy_layout(redis)  # refuses while the rollups are in another layout
+    holding = _Holding(redis, consumer, held)
+    parsed, unreadable = _parse_all([e for e in entries if e.id in held.ids], config)
     if unreadable:
         logger.error("ingest entries set aside", extra={"entries": [e.id for e in unreadable]})
         ingest_stream.set_aside(redis, unreadable, UNREADABLE)
     folds = []
     for _, part in groupby(parsed, key=_part_key):
-        held = list(part)
-        folded = (
-            _fold_usage(redis, held, consumer, config, job_keys)
-            if held[0].entry.source == freshness.USAGE
-            else _fold_segment(redis, held, consumer, config, job_keys)
+        its = [p for p in part if p.entry.id in holding.ids]
+        if not its:
+            continue
+        now = datetime.fromtimestamp(max(p.entry.accepted_at for p in its), UTC)
+        source = its[0].entry.source
+        usage = source == freshness.USAGE
+        items = _usage_items(its) if usage else _segment_items(redis, its, now)
+        ttl = rollups.EVENT_DEDUPE_SECONDS if usage else rollups.MESSAGE_DEDUPE_SECONDS
+        outcome = folding.fold_items(
+            redis, items, config.metrics, now, source, ttl, holding.lease, holding.renew
         )
-        if folded is not None:
-            folds.append(folded)
+        ingest_stream.acknowledge(redis, consumer, [p.entry.id for p in its])
+        folds.append(Folded(now, len(its), outcome.events, len(outcome.accounts)))
     return folds
 
 
@@ -102,129 +128,63 @@ def _stream_order(entry_id: str) -> tuple[int, int]:
     return int(millis), int(sequence or 0)
 
 
-def _fold_usage(
-    redis: Redis, held: list[_Parsed], consumer: str, config: Config, job_keys: JobKeys
-) -> Folded | None:
-    taken: set[str] = set()
-    while held:
-        events, marks = _usage_events(held, taken)
-        result, now = _fold(redis, held, events, marks, consumer, config, job_keys)
-        if result.entries_lost:
-            held = [p for p in held if p.entry.id not in result.taken]
-        elif result.messages_taken:
-            taken |= result.taken
-        else:
-            return Folded(now, result, len(held), len(events))
-    return None
-
-
-def _usage_events(held: list[_Parsed], taken: set[str]) -> tuple[list[UsageEvent], list[str]]:
-    """The events to fold, in stream order; an event id seen before in this fold or stored
-    before (`taken`) drops its event."""
-    events, marks, seen = [], [], set(taken)
+def _usage_items(held: list[_Parsed]) -> list[Item]:
+    """The events to fold, in stream order; an event id seen before in this fold drops its
+    event (one stored before is dropped by its account's script)."""
+    items, seen = [], set()
     for parsed in held:
         for event in parsed.usage or ():
-            if event.event_id:
-                mark = usage_mark(event)
-                if mark in seen:
+            mark = usage_mark(event) if event.event_id else None
+            if mark is not None:
+                if (event.account_id, mark) in seen:
                     continue
-                seen.add(mark)
-                marks.append(mark)
-            events.append(event)
-    return events, marks
+                seen.add((event.account_id, mark))
+            items.append(Item(event, parsed.entry.id, mark))
+    return items
 
 
 def usage_mark(event: UsageEvent) -> str:
-    """The event's mark: its id within its account (two accounts may number events alike)."""
-    return keys.message_seen("usage", json.dumps([event.account_id, event.event_id]))
+    """The event's mark, among its account's marks (two accounts may number events alike)."""
+    return keys.message_mark(freshness.USAGE, event.event_id or "")
 
 
-def _fold_segment(
-    redis: Redis, held: list[_Parsed], consumer: str, config: Config, job_keys: JobKeys
-) -> Folded | None:
+def _segment_items(redis: StateRedis, held: list[_Parsed], now: datetime) -> list[Item]:
+    """Each delivery resolved as its own request would have been, in stream order: with the
+    links known before it and its own. Deliveries holding events without an account are
+    recorded as unmatched (a retry after its group call is still counted)."""
     batches = [p.segment for p in held if p.segment is not None]
     known = _known_groups(redis, batches)
     links = [part for batch in batches for link in batch.links.items() for part in link]
     if links:  # a group call's link stands whether or not its usage is folded yet
         redis.hset(keys.segment_user_groups(), items=links)
-    taken: set[str] = set()
-    while held:
-        events, marks, unattributed = _segment_events(held, known, taken)
-        result, now = _fold(redis, held, events, marks, consumer, config, job_keys)
-        if result.entries_lost:
-            held = [p for p in held if p.entry.id not in result.taken]
-        elif result.messages_taken:
-            taken |= result.taken
-        else:
-            for dedupe_id in unattributed:
-                record_unmatched(redis, "segment", "events without an account", dedupe_id, now)
-            return Folded(now, result, len(held), len(events))
-    return None
-
-
-def _segment_events(
-    held: list[_Parsed], known: dict[str, str], taken: set[str]
-) -> tuple[list[UsageEvent], list[str], list[str]]:
-    """Each delivery resolved as its own request would have been, in stream order: with the
-    links known before it and its own. A delivery whose messages all lack an account marks
-    none of them (a retry after its group call is still counted). Also returns the deliveries
-    that held events without an account."""
-    events, marks, unattributed, seen = [], [], [], set(taken)
+    items: list[Item] = []
+    seen: set[str] = set()
     running = dict(known)
     for parsed in held:
         batch = parsed.segment or SegmentBatch()
-        ids = {e.message_id for e in batch.events if segment_mark(e.message_id) in seen}
-        batch = batch.without(ids)
+        batch = batch.without({e.message_id for e in batch.events if e.message_id in seen})
+        linked = {**running, **batch.links}
+        attributed = [
+            e for e in batch.events if e.account_id or linked.get(e.user_id) or e.property_account
+        ]
         resolved, missing = resolve(batch, running)
         running.update(batch.links)
         if missing:
-            unattributed.append(batch.dedupe_id)
-        if resolved:
-            events += resolved
-            own = [segment_mark(e.message_id) for e in batch.events]
-            marks += own
-            seen.update(own)
-    return events, marks, unattributed
+            record_unmatched(redis, "segment", "events without an account", batch.dedupe_id, now)
+        for message, event in zip(attributed, resolved, strict=True):
+            seen.add(message.message_id)
+            items.append(Item(event, parsed.entry.id, segment_mark(message.message_id)))
+    return items
 
 
 def segment_mark(message_id: str) -> str:
-    return keys.message_seen("segment", message_id)
+    return keys.message_mark(freshness.SEGMENT, message_id)
 
 
-def _known_groups(redis: Redis, batches: Sequence[SegmentBatch]) -> dict[str, str]:
+def _known_groups(redis: StateRedis, batches: Sequence[SegmentBatch]) -> dict[str, str]:
     """The stored account of each user whose tracks carry none (a round trip only if any)."""
     unknown = sorted({e.user_id for b in batches for e in b.events if not e.account_id})
     if not unknown:
         return {}
     found = redis.hmget(keys.segment_user_groups(), unknown)
     return {user: keys.text(group) for user, group in zip(unknown, found, strict=True) if group}
-
-
-def _fold(
-    redis: Redis,
-    held: list[_Parsed],
-    events: list[UsageEvent],
-    marks: list[str],
-    consumer: str,
-    config: Config,
-    job_keys: JobKeys,
-) -> tuple[rollups.FoldResult, datetime]:
-    """One fold_usage.lua call for the held entries, at the time the newest was accepted."""
-    now = datetime.fromtimestamp(max(p.entry.accepted_at for p in held), UTC)
-    job_key, next_job_key = job_keys(now)
-    source = held[0].entry.source
-    usage = source == freshness.USAGE
-    result = rollups.fold_usage(
-        redis,
-        "-",
-        events,
-        job_key,
-        config.metrics,
-        marks,
-        now,
-        source,
-        rollups.EVENT_DEDUPE_SECONDS if usage else rollups.MESSAGE_DEDUPE_SECONDS,
-        next_job_key,
-        rollups.StreamEntries([p.entry.id for p in held], consumer),
-    )
-    return result, now

@@ -1,12 +1,13 @@
 """The ingest stream: accepted deliveries wait here, durably, until the fold consumer folds them.
 
-The web edge does only what durability needs: verify, validate, then `accept` (one script: mark
-the delivery id, append the body). Folding into the rollups costs several times that, so it
-runs in `integration fold` (integration/jobs/fold.py), which reads entries in a consumer group
-(XREADGROUP), merges the events of the same account-day across deliveries, and acknowledges
-and deletes the entries in the very script that folds them (fold_usage.lua): an entry is folded
-once even when its consumer dies at any point, and a dead consumer's entries are claimed by
-another after CLAIM_IDLE_MS (XAUTOCLAIM).
+The web edge does only what durability needs: verify, validate, then `accept` (one script on the
+{ingest} tag: mark the delivery id, append the body). Folding into the rollups costs several
+times that, so it runs in `integration fold` (integration/jobs/fold.py), which reads entries in a
+consumer group (XREADGROUP), merges the events of the same account-day across deliveries, folds
+each account in a script of its own (integration/store/folding.py), and only then acknowledges
+and deletes the entries. Before it writes, `hold` renews its lease on the entries it still
+holds; a dead consumer's entries are claimed by another after CLAIM_IDLE_MS (XAUTOCLAIM), and the
+accounts' record of the entries folded into them keeps a second fold from counting them twice.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import ResponseError
 
 from integration.errors import StorageUnavailableError
-from integration.store import keys, rollups
+from integration.store import folding, keys, rollups
+from integration.store.cluster import StateRedis
+from integration.store.folding import Lease
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ _ACCEPTED, _DUPLICATE, _OUTDATED_LAYOUT = 0, 1, 3  # accept.lua's reply
 # An entry its consumer has held this long unacknowledged is taken over by another: a fold of
 # a full batch takes well under a second, so only a dead or stuck consumer holds one this long.
 CLAIM_IDLE_MS = 5_000
+# A consumer's lease on its entries ends this long before another could claim them: room for
+# the clocks of a cluster's masters to differ (fold_account.lua compares its node's time).
+LEASE_MARGIN_MS = 2_000
 DEAD_LETTERS_KEPT = 10_000
 
 
@@ -45,26 +50,41 @@ class Entry:
     body: str
 
 
-def accept(redis: Redis, source: str, delivery_key: str, body: str, now: datetime) -> bool:
+def accept(redis: StateRedis, source: str, delivery_key: str, body: str, now: datetime) -> bool:
     """Store a validated delivery for the fold, in one round trip; False for a re-delivery
     (nothing stored). A Redis holding rollups in another layout refuses it (503, so the
     sender retries once `integration migrate` has run)."""
-    status = _accept_script(redis)(
-        keys=[delivery_key, keys.ingest_stream(), keys.rollups_layout(), keys.known_accounts()],
-        args=[rollups.DELIVERY_DEDUPE_SECONDS, rollups.LAYOUT, source, now.timestamp(), body],
-        client=redis,
-    )
+    names = [delivery_key, keys.ingest_stream(), keys.ingest_layout()]
+    args: list[str | float] = [
+        rollups.DELIVERY_DEDUPE_SECONDS,
+        rollups.LAYOUT,
+        source,
+        now.timestamp(),
+        body,
+    ]
+    status = _accept_script(redis)(keys=names, args=args, client=redis)
+    if status == _OUTDATED_LAYOUT:
+        copy_layout(redis)
+        status = _accept_script(redis)(keys=names, args=args, client=redis)
     if status == _OUTDATED_LAYOUT:
         raise StorageUnavailableError(rollups.OUTDATED_LAYOUT)
     return bool(status == _ACCEPTED)
 
 
+def copy_layout(redis: StateRedis) -> None:
+    """Copy the rollups' layout marker beside the stream once the rollups are in this
+    release's layout (or marked so now: a Redis that knows no account), so accept.lua checks
+    it in its own slot; refuse, as a storage error, while they are not."""
+    folding.require_layout(redis)
+    redis.set(keys.ingest_layout(), rollups.LAYOUT)
+
+
 @cache
-def _accept_script(redis: Redis) -> Script:
+def _accept_script(redis: StateRedis) -> Script:
     return redis.register_script((Path(__file__).parent / "accept.lua").read_text("utf-8"))
 
 
-def ensure_group(redis: Redis) -> None:
+def ensure_group(redis: StateRedis) -> None:
     """Create the stream and its consumer group (from the stream's start) unless they exist."""
     try:
         redis.xgroup_create(keys.ingest_stream(), keys.INGEST_GROUP, id="0", mkstream=True)
@@ -73,7 +93,7 @@ def ensure_group(redis: Redis) -> None:
             raise
 
 
-def read(redis: Redis, consumer: str, count: int, block_ms: int | None) -> list[Entry]:
+def read(redis: StateRedis, consumer: str, count: int, block_ms: int | None) -> list[Entry]:
     """New entries for this consumer (they stay pending on it until folded)."""
     reply: Any = redis.xreadgroup(
         keys.INGEST_GROUP, consumer, {keys.ingest_stream(): ">"}, count=count, block=block_ms
@@ -81,7 +101,9 @@ def read(redis: Redis, consumer: str, count: int, block_ms: int | None) -> list[
     return [entry for _, found in reply or () for entry in _entries(found)]
 
 
-def claim(redis: Redis, consumer: str, count: int, idle_ms: int = CLAIM_IDLE_MS) -> list[Entry]:
+def claim(
+    redis: StateRedis, consumer: str, count: int, idle_ms: int = CLAIM_IDLE_MS
+) -> list[Entry]:
     """Entries another consumer took and has not folded for `idle_ms`: it died or hangs."""
     claimed: list[Entry] = []
     start = "0-0"
@@ -96,20 +118,71 @@ def claim(redis: Redis, consumer: str, count: int, idle_ms: int = CLAIM_IDLE_MS)
     return claimed
 
 
-def backlog(redis: Redis) -> int:
+def backlog(redis: StateRedis) -> int:
     """Entries accepted and not yet folded (read or not)."""
     return int(redis.xlen(keys.ingest_stream()))
 
 
-def set_aside(redis: Redis, entries: Sequence[Entry], why: str) -> None:
+def set_aside(redis: StateRedis, entries: Sequence[Entry], why: str) -> None:
     """Move entries the fold cannot read to the dead letters, so they block nothing."""
-    pipe = redis.pipeline(transaction=True)
+    pipe = redis.pipeline(transaction=True)  # one slot ({ingest}): a transaction on a cluster too
     for entry in entries:
         fields = {"s": entry.source, "t": entry.accepted_at, "b": entry.body, "why": why}
         pipe.xadd(keys.ingest_dead_letters(), fields, maxlen=DEAD_LETTERS_KEPT)  # type: ignore[arg-type]
         pipe.xack(keys.ingest_stream(), keys.INGEST_GROUP, entry.id)
         pipe.xdel(keys.ingest_stream(), entry.id)
     pipe.execute()
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What `hold` found: the entries still held, the lease on them, the layout copy."""
+
+    ids: frozenset[str]
+    lease: Lease
+    layout: str
+
+
+def hold(redis: StateRedis, consumer: str, ids: Sequence[str]) -> Held:
+    """Renew this consumer's lease on the entries it still holds (hold.lua): the accounts take
+    its writes until the lease ends, LEASE_MARGIN_MS before another consumer could claim them."""
+    reply = _hold_script(redis)(
+        keys=[keys.ingest_stream(), keys.ingest_layout()],
+        args=[keys.INGEST_GROUP, consumer, *ids],
+        client=redis,
+    )
+    now_ms, oldest, layout, *held = reply
+    floor = keys.text(oldest).partition("-")[0]
+    lease = Lease(int(now_ms) + CLAIM_IDLE_MS - LEASE_MARGIN_MS, int(floor) if floor else 0)
+    return Held(frozenset(keys.text(i) for i in held), lease, keys.text(layout))
+
+
+# KEYS[1] the stream; ARGV[1] the group, ARGV[2] the consumer, ARGV[3..] entry ids. Only the
+# entries still pending on this consumer: one another consumer took over is its to acknowledge
+# once it has folded it (acknowledged sooner, the accounts could forget it while it folds).
+_ACKNOWLEDGE = """
+local done = 0
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+    redis.call('XDEL', KEYS[1], ARGV[i])
+    done = done + 1
+  end
+end
+return done
+"""
+
+
+def acknowledge(redis: StateRedis, consumer: str, ids: Sequence[str]) -> int:
+    """The entries are folded: acknowledge and delete those this consumer still holds."""
+    if not ids:
+        return 0
+    return int(redis.eval(_ACKNOWLEDGE, 1, keys.ingest_stream(), keys.INGEST_GROUP, consumer, *ids))
+
+
+@cache
+def _hold_script(redis: StateRedis) -> Script:
+    return redis.register_script((Path(__file__).parent / "hold.lua").read_text("utf-8"))
 
 
 def _entries(found: Any) -> list[Entry]:  # noqa: ANN401 - redis-py's reply

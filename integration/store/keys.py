@@ -7,6 +7,7 @@ together.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from functools import lru_cache
 
 PREFIX = "ci"
@@ -20,38 +21,64 @@ def account_prefix(account_id: str) -> str:
     return f"{PREFIX}:{account_tag(account_id)}:"
 
 
-# What follows the account prefix in the usage keys. fold_usage.lua gets these names (see
-# usage_key_suffixes) and builds the keys itself: sending a prefix per account instead of eight
-# keys keeps the ingest payload, and the script's JSON decoding of it, a third the size.
 DAILY, DAY_USERS, META = "daily:", "users:", "meta"
 USER_LAST_SEEN, ACTIVE_30D = "user_last_seen", "active_30d"
 OPEN_TICKETS, CLOSED_TICKETS = "open_tickets", "closed_tickets"
 
 
-def usage_key_suffixes() -> dict[str, str]:
-    return {
-        "daily": DAILY,
-        "day_users": DAY_USERS,
-        "meta": META,
-        "user_last_seen": USER_LAST_SEEN,
-        "active_30d": ACTIVE_30D,
-        "open_tickets": OPEN_TICKETS,
-        "closed_tickets": CLOSED_TICKETS,
-    }
+def account_fold_keys(account_id: str, rings: Sequence[str], user_days: Sequence[int]) -> list[str]:
+    """Every key one account's fold writes, in the order fold_account.lua reads its KEYS: the
+    meta hash, last-seen, 30-day snapshots, open and closed tickets, message marks, folded
+    entries, then the rings of `rings`, then the user records of `user_days`."""
+    prefix = account_prefix(account_id)
+    fixed = (META, USER_LAST_SEEN, ACTIVE_30D, OPEN_TICKETS, CLOSED_TICKETS, "marks", "folded")
+    return [
+        *(prefix + suffix for suffix in fixed),
+        *(f"{prefix}{DAILY}{metric}" for metric in rings),
+        *(f"{prefix}{DAY_USERS}{day}" for day in user_days),
+    ]
+
+
+# The hash tag of the ingest stream and what accept.lua writes with it (delivery marks, the
+# layout copy): one slot, so each accept is one script on one node of a Redis Cluster.
+INGEST_TAG = "{ingest}"
 
 
 def delivery_seen(source: str, delivery_id: str) -> str:
     """Set when a webhook delivery was taken, so a re-delivery is dropped."""
-    return f"{PREFIX}:delivery:{source}:{delivery_id}"
+    return f"{PREFIX}:{INGEST_TAG}:delivery:{source}:{delivery_id}"
 
 
-@lru_cache(maxsize=4096)  # a Segment delivery asks twice per message (look, then mark)
-def message_seen(source: str, message_id: str) -> str:
-    """Set once an event's usage is stored (a Segment messageId, a usage `event_id`); the same
-    event re-sent in another delivery is dropped. Hashed to 80 bits: one key per event adds
-    up, and ids run to 100 characters."""
+def untagged_delivery_seen_match() -> str:
+    """A glob of the delivery marks' names before the {ingest} tag (until 2026-12)."""
+    return f"{PREFIX}:delivery:*"
+
+
+def tagged_delivery_seen(untagged: str) -> str:
+    """The name now of a delivery mark written under its name before the {ingest} tag."""
+    return f"{PREFIX}:{INGEST_TAG}:{untagged.removeprefix(PREFIX + ':')}"
+
+
+def message_marks(account_id: str) -> str:
+    """Sorted set: the events of this account whose usage is stored (see message_mark), scored
+    by when; the same event re-sent in another delivery is dropped. Trimmed by age in the fold
+    (fold_account.lua), so it holds a day or so of an account's marks."""
+    return account_fold_keys(account_id, (), ())[5]
+
+
+@lru_cache(maxsize=4096)
+def message_mark(source: str, message_id: str) -> str:
+    """An event's member in message_marks (a Segment messageId, a usage `event_id`): hashed to
+    80 bits, as ids run to 100 characters and every event with an id keeps one."""
     digest = hashlib.blake2b(message_id.encode(), digest_size=10).hexdigest()
-    return f"{PREFIX}:msg:{source}:{digest}"
+    return f"{source}:{digest}"
+
+
+def folded_entries(account_id: str) -> str:
+    """Sorted set: the ingest stream entries already folded into this account (entry id,
+    scored by its milliseconds), so an entry folded again after its consumer died between
+    folding and acknowledging changes nothing (integration/store/folding.py)."""
+    return account_fold_keys(account_id, (), ())[6]
 
 
 def daily_metric(account_id: str, metric: str) -> str:
@@ -93,7 +120,7 @@ def open_tickets(account_id: str) -> str:
 def ticket_closings_seen() -> str:
     """When the first closing event arrived: tickets opened before it cannot be told to be
     open still (their closings were never sent), so long-open counts only later ones."""
-    return f"{PREFIX}:tickets:closings_seen"
+    return f"{PREFIX}:{COORDINATION_TAG}:tickets:closings_seen"
 
 
 def closed_tickets(account_id: str) -> str:
@@ -152,7 +179,7 @@ def crm_snapshot(crm: str, record_id: str) -> str:
 def ingest_stream() -> str:
     """Stream of accepted usage and Segment deliveries, each entry a validated body waiting to
     be folded into the rollups (integration/store/ingest_stream.py)."""
-    return f"{PREFIX}:ingest"
+    return f"{PREFIX}:{INGEST_TAG}:stream"
 
 
 # The consumer group that folds the ingest stream (`integration fold`).
@@ -162,7 +189,19 @@ INGEST_GROUP = "fold"
 def ingest_dead_letters() -> str:
     """Stream of ingest entries the fold could not read (a body this release cannot parse):
     kept for an admin, never folded."""
-    return f"{PREFIX}:ingest:dead"
+    return f"{PREFIX}:{INGEST_TAG}:dead"
+
+
+def ingest_layout() -> str:
+    """A copy of rollups_layout beside the stream, so accept.lua checks it in its own slot
+    (integration/store/ingest_stream.py copies it once the rollups are in this layout)."""
+    return f"{PREFIX}:{INGEST_TAG}:layout"
+
+
+def untagged_ingest_names() -> dict[str, str]:
+    """The ingest streams' names before the {ingest} tag (until 2026-12), each with its name
+    now (integration/store/renames.py)."""
+    return {f"{PREFIX}:ingest": ingest_stream(), f"{PREFIX}:ingest:dead": ingest_dead_letters()}
 
 
 # The hash tag of the evaluation's hand-off keys: the scripts of integration/store/waiting.py
@@ -190,7 +229,7 @@ def evaluation_ran() -> str:
 def watermarks() -> str:
     """Hash: source (usage, segment, import) -> day number of the last complete day it
     delivered for any account (integration/store/freshness.py)."""
-    return f"{PREFIX}:watermarks"
+    return f"{PREFIX}:{COORDINATION_TAG}:watermarks"
 
 
 def processing_accounts() -> str:
@@ -211,7 +250,7 @@ def batch_leases() -> str:
 
 def known_accounts() -> str:
     """Set of every account we have heard of, for the daily evaluation of all of them."""
-    return f"{PREFIX}:known_accounts"
+    return f"{PREFIX}:{COORDINATION_TAG}:known_accounts"
 
 
 def segment_user_groups() -> str:
@@ -317,15 +356,18 @@ def held_task(member: str) -> str:
 
 
 def untagged_names() -> dict[str, str]:
-    """The names the evaluation's hand-off keys had before the {ci} tag (until 2026-12), each
-    with its name now: `integration migrate` and the sweep move them over
-    (integration/store/renames.py)."""
+    """The names the coordination keys (the evaluation's hand-off, known accounts, watermarks,
+    when ticket closings began) had before the {ci} tag (until 2026-12), each with its name
+    now: `integration migrate` and the sweep move them over (integration/store/renames.py)."""
     return {
         f"{PREFIX}:dirty_accounts:by_change": dirty_accounts(),
         f"{PREFIX}:evaluation:last_run": evaluation_ran(),
         f"{PREFIX}:processing_accounts": processing_accounts(),
         f"{PREFIX}:processing_holders": processing_holders(),
         f"{PREFIX}:batch_leases": batch_leases(),
+        f"{PREFIX}:known_accounts": known_accounts(),
+        f"{PREFIX}:watermarks": watermarks(),
+        f"{PREFIX}:tickets:closings_seen": ticket_closings_seen(),
     }
 
 

@@ -13,16 +13,13 @@ so importing the same file twice changes nothing.
 
 from __future__ import annotations
 
-import json
 import sys
 from array import array
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis import Redis
 from redis.commands.core import Script
@@ -32,6 +29,9 @@ from integration.errors import StorageUnavailableError
 from integration.signals.accounts import UsageHistory
 from integration.signals.events import UsageEvent
 from integration.store import keys
+
+if TYPE_CHECKING:
+    from integration.store.folding import FoldResult
 
 RING_DAYS = HISTORY_DAYS_KEPT
 # 26 weeks: the longest window (60 days) plus the longest lookback (16 weeks) is 172 days.
@@ -89,9 +89,6 @@ EVENT_DEDUPE_SECONDS = MESSAGE_DEDUPE_SECONDS
 # Late events up to this age still count users distinctly per day.
 DAY_USERS_TTL_SECONDS = 3 * 24 * 3600
 UTILIZATION_WINDOW = timedelta(days=30)
-NPS_DETRACTOR_MAX = 6  # NPS: 0-6 detractors, 7-8 passives, 9-10 promoters
-# Segment calls that describe people and accounts rather than product use.
-NOT_PRODUCT_USE = frozenset({"identify", "group"})
 LAST_SEEN_KEEP = timedelta(days=31)  # per-user last activity: 30-day actives read it
 # Daily 30-day-active snapshots kept: a month ago, give or take a week of quiet days.
 SNAPSHOT_DAYS = 40
@@ -101,16 +98,12 @@ SNAPSHOT_LOOKBACK_DAYS = 7
 TICKETS_KEPT = 500
 OPEN_TICKETS_READ = 100  # the oldest this many are what long-open tickets are about
 _EPOCH = date(1970, 1, 1)
-_SUFFIXES = json.dumps(keys.usage_key_suffixes())
 # The series the seasonal rules read a year of; the others are read only as far as rules look.
 LONG_HISTORY = frozenset({"active_users", "logins"})
 _Ring = TypeVar("_Ring", bytes, "array[int]")
 _SCRIPTS = Path(__file__).parent
 
 
-# fold_usage.lua's first reply
-_DUPLICATE, _MESSAGES_TAKEN, _OUTDATED_LAYOUT, _ENTRIES_LOST = 1, 2, 3, 4
-_NEXT_JOB = 2  # its second: schedule the next interval's evaluation job
 # The layout ring.lua writes; integration/store/layout.py converts the one before it.
 LAYOUT = "2"
 OUTDATED_LAYOUT = (
@@ -128,29 +121,6 @@ def check_layout(stored: bytes | str | None) -> None:
         raise StorageUnavailableError(OUTDATED_LAYOUT)
 
 
-@dataclass(frozen=True, slots=True)
-class FoldResult:
-    duplicate: bool
-    needs_evaluation_job: bool
-    messages_taken: bool = False  # some message was stored by another delivery: nothing written
-    taken: frozenset[str] = frozenset()  # which message keys (or stream entry ids) those were
-    # This interval's evaluation job exists (it may have run) and the next one does not.
-    needs_next_evaluation_job: bool = False
-    # Some stream entries are no longer pending on this consumer (another claimed them): nothing
-    # written; `taken` names them.
-    entries_lost: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEntries:
-    """Ingest stream entries (integration/store/ingest_stream.py) a fold acknowledges and deletes
-    in its own script, so an entry is folded once whenever its consumer dies. Only entries still
-    pending on `consumer` are folded."""
-
-    ids: Sequence[str]
-    consumer: str
-
-
 def day_number(day: date) -> int:
     return (day - _EPOCH).days
 
@@ -161,83 +131,16 @@ def fold_usage(
     events: Sequence[UsageEvent],
     evaluation_job_key: str,
     metrics: Metrics,
-    message_keys: Sequence[str] = (),
     now: datetime | None = None,
     source: str = "usage",
-    message_ttl_seconds: int = MESSAGE_DEDUPE_SECONDS,
-    next_evaluation_job_key: str = "-",
-    stream: StreamEntries | None = None,
 ) -> FoldResult:
-    """Write a whole delivery in one round trip; a delivery seen before writes nothing.
+    """Fold one delivery directly (integration/store/folding.py fold_usage), for the tools,
+    tests and benches that fold usage without the ingest stream. `evaluation_job_key` is no
+    longer looked at: the fold consumer asks the queue Redis (integration/jobs/fold.py)."""
+    from integration.store import folding  # it builds on this module
 
-    The same round trip tells whether an evaluation job exists for the waiting accounts, so the
-    caller queues one only when needed, also on a re-delivery (the first try may have stored the
-    usage and then lost its answer); or, when this interval's job exists but may have run
-    before these accounts changed, schedules the next interval's. `message_keys` are marked in
-    the same script, so a message is remembered only once its usage is stored; if one is marked
-    already, nothing is written and the caller drops the stored messages (`taken`) and folds
-    the rest.
-
-    The same script raises the source's freshness watermark (integration/store/freshness.py) to
-    the newest event day less one, and scores the accounts dirty at `now`: the settle time
-    counts from there. Live usage (today's or yesterday's) keeps an account's earlier score, so
-    an account sending more often than the settle time is still taken; history (an older day)
-    moves it to `now`, so a backfill waits until it has all arrived, and notes on the account
-    when history came and the newest day that delivery brought it (`history_at`,
-    `history_day`): until the backfill goes quiet, the account is judged through that day only.
-
-    With `stream`, the fold is of accepted entries (their delivery ids were deduplicated when
-    they were accepted; pass "-" as `delivery_key`): if any is no longer pending on the
-    consumer, nothing is written and `taken` names them; else they are acknowledged and deleted.
-    """
-    now = now or datetime.now(UTC)
-    forget_before = (now - LAST_SEEN_KEEP).timestamp()
-    groups = _groups(events, metrics)
-    complete_day = max((group[2] for group in groups), default=0) - 1
-    status, needs_job, *taken = registered(redis, "fold_usage.lua")(
-        keys=[
-            delivery_key,
-            keys.dirty_accounts(),
-            keys.known_accounts(),
-            evaluation_job_key,
-            keys.rollups_layout(),
-            keys.watermarks(),
-            next_evaluation_job_key,
-            keys.ingest_stream(),
-        ],
-        args=[
-            DELIVERY_DEDUPE_SECONDS,
-            RECENT_DAYS,
-            OLD_DAYS,
-            DAY_USERS_TTL_SECONDS,
-            forget_before,
-            message_ttl_seconds,
-            json.dumps(list(message_keys)),
-            json.dumps(groups, separators=(",", ":")),
-            SNAPSHOT_DAYS,
-            TICKETS_KEPT,
-            _SUFFIXES,
-            keys.ticket_closings_seen(),
-            LAYOUT,
-            source,
-            now.timestamp(),
-            complete_day,
-            day_number(now.date()) - 1,
-            keys.INGEST_GROUP,
-            stream.consumer if stream else "",
-            json.dumps(list(stream.ids) if stream else []),
-        ],
-        client=redis,
-    )
-    if status == _OUTDATED_LAYOUT:
-        raise StorageUnavailableError(OUTDATED_LAYOUT)
-    return FoldResult(
-        status == _DUPLICATE,
-        needs_job == 1,
-        status == _MESSAGES_TAKEN,
-        frozenset(keys.text(key) for key in (taken[0] if taken else [])),
-        needs_job == _NEXT_JOB,
-        status == _ENTRIES_LOST,
+    return folding.fold_usage(
+        redis, delivery_key, events, metrics, now or datetime.now(UTC), source
     )
 
 
@@ -252,78 +155,6 @@ def script(name: str) -> str:
     """A Lua script with the shared ring helpers (ring.lua) in front of it."""
     prelude = (_SCRIPTS / "ring.lua").read_text(encoding="utf-8")
     return prelude + "\n" + (_SCRIPTS / name).read_text(encoding="utf-8")
-
-
-@dataclass(slots=True)
-class _Group:
-    """One account's events on one day, summed in Python before Redis sees them."""
-
-    last_ts: float = 0.0
-    seats: int | None = None
-    seats_ts: float = 0.0
-    users: dict[str, float] = field(default_factory=dict)  # user id -> last activity ts
-    tally: Counter[str] = field(default_factory=Counter)
-    tickets_opened: list[tuple[float, str]] = field(default_factory=list)  # (ts, hashed id)
-    tickets_closed: list[tuple[float, str]] = field(default_factory=list)
-
-
-def _groups(events: Sequence[UsageEvent], metrics: Metrics) -> list[list[Any]]:
-    """Group events per account and day, so Redis does one update per group, each laid out as
-    the array fold_usage.lua reads."""
-    counted = {name: frozenset(events) for name, events in metrics.counted.items()}
-    logins = frozenset(metrics.login_events)
-    nps, tickets = frozenset(metrics.nps_events), frozenset(metrics.ticket_opened_events)
-    csat, closed = frozenset(metrics.csat_events), frozenset(metrics.ticket_closed_events)
-    not_usage = nps | tickets | csat | closed | NOT_PRODUCT_USE
-    grouped: dict[tuple[str, int], _Group] = {}
-    for event in events:
-        key = (event.account_id, day_number(event.occurred_at.date()))
-        group = grouped.get(key) or grouped.setdefault(key, _Group())
-        ts = event.occurred_at.timestamp()
-        if event.seats is not None and ts >= group.seats_ts:
-            group.seats, group.seats_ts = event.seats, ts
-        if event.event not in not_usage:  # NPS answers and tickets are not product use
-            group.last_ts = max(group.last_ts, ts)
-            group.users[event.user_id] = max(group.users.get(event.user_id, 0.0), ts)
-        tally = group.tally
-        tally["events"] += 1
-        if event.event in logins:
-            tally["logins"] += 1
-        if event.event in nps:
-            tally["nps_responses"] += 1
-            score = event.properties.get(metrics.nps_score_property)
-            if isinstance(score, int | float) and score <= NPS_DETRACTOR_MAX:
-                tally["nps_detractors"] += 1
-        if event.event in csat:
-            tally["csat_responses"] += 1
-            score = event.properties.get(metrics.csat_score_property)
-            if isinstance(score, int | float) and score >= metrics.csat_satisfied_min:
-                tally["csat_satisfied"] += 1
-        if event.event in tickets:
-            tally["tickets_opened"] += 1
-        if event.event in tickets or event.event in closed:
-            ticket = event.properties.get(metrics.ticket_id_property)
-            if isinstance(ticket, str | int) and not isinstance(ticket, bool):
-                track = group.tickets_opened if event.event in tickets else group.tickets_closed
-                track.append((ts, keys.ticket_member(str(ticket))))
-        for name, names in counted.items():
-            if event.event in names:
-                tally[name] += 1
-    return [
-        [
-            account,
-            keys.account_prefix(account),
-            day,
-            group.last_ts,
-            group.seats,
-            group.seats_ts,
-            [item for user, seen in group.users.items() for item in (seen, user)],
-            sorted(group.tally.items()),
-            group.tickets_opened,
-            group.tickets_closed,
-        ]
-        for (account, day), group in grouped.items()
-    ]
 
 
 def load_history(

@@ -17,9 +17,10 @@ import pytest
 from redis import Redis
 
 from integration.config.settings import Settings
+from integration.jobs.fold import EvaluationQueue
 from integration.jobs.fold import fold as fold_entries
 from integration.signals.events import parse_usage
-from integration.store import freshness, ingest_stream, keys, rollups
+from integration.store import folding, ingest_stream, keys, waiting
 from tests.conftest import USAGE_SECRET_ENV, fold, post_signed, signed_headers
 from webhooks import edge
 
@@ -63,7 +64,9 @@ def snapshot(redis: Redis) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for raw in redis.scan_iter():
         key = keys.text(raw)
-        if key.startswith(("rq:", keys.ingest_stream(), keys.delivery_seen("usage", ""))):
+        if key.startswith(("rq:", f"{keys.PREFIX}:{keys.INGEST_TAG}:")):  # stream, marks, layout
+            continue
+        if key.endswith(":folded"):  # the entries folded into an account: the stream's alone
             continue
         kind = keys.text(redis.type(key))
         if kind == "string" and f":{keys.DAY_USERS}" in key:  # a day's HyperLogLog: its count
@@ -91,24 +94,8 @@ def test_accepted_then_folded_equals_the_fold_on_the_request_path(
     # The release before: each delivery folded on its own, in its request.
     for number, body in enumerate(deliveries()):
         events = parse_usage(body, NOW, 1000)
-        taken: set[str] = set()
-        while True:
-            marks = [rollups_mark(e) for e in events if e.event_id]
-            result = rollups.fold_usage(
-                redis,
-                f"ci:delivery:usage:d{number}",
-                events,
-                "rq:job:none",
-                context.config.metrics,
-                marks,
-                NOW,
-                freshness.USAGE,
-                rollups.EVENT_DEDUPE_SECONDS,
-            )
-            if not result.messages_taken:
-                break
-            taken |= result.taken
-            events = [e for e in events if not e.event_id or rollups_mark(e) not in taken]
+        delivery = keys.delivery_seen("usage", f"d{number}")
+        folding.fold_usage(redis, delivery, events, context.config.metrics, NOW)
     before = snapshot(redis)
     assert keys.account_meta("initech") in before
     redis.flushdb()
@@ -118,10 +105,6 @@ def test_accepted_then_folded_equals_the_fold_on_the_request_path(
         assert post_signed(client, "/webhooks/usage", secret, body).status_code == 202
     assert fold(redis) == 9  # 10 sent, e1 re-sent
     assert snapshot(redis) == before
-
-
-def rollups_mark(event: Any) -> str:
-    return keys.message_seen("usage", json.dumps([event.account_id, event.event_id]))
 
 
 def test_a_duplicate_delivery_never_enters_the_stream(
@@ -154,13 +137,77 @@ def test_a_consumer_that_dies_holding_entries_has_them_folded_once_by_another(
     assert ingest_stream.claim(redis, "alive", 10) == []  # not idle long enough yet
     claimed = ingest_stream.claim(redis, "alive", 10, idle_ms=0)
     assert [e.id for e in claimed] == [e.id for e in held]
-    assert fold_entries(redis, claimed, "alive", context.config) == 3
+    queue = EvaluationQueue(redis, 0)
+    assert fold_entries(redis, claimed, "alive", context.config, queue) == 3
     # The stale consumer wakes up and folds what it held: another folded it, so nothing is.
-    assert fold_entries(redis, held, "dead", context.config) == 0
-    assert fold_entries(redis, claimed, "alive", context.config) == 0  # a second try: nothing
+    assert fold_entries(redis, held, "dead", context.config, queue) == 0
+    assert fold_entries(redis, claimed, "alive", context.config, queue) == 0  # again: nothing
     assert acme_events(redis) == 3
     assert redis.xlen(keys.ingest_stream()) == 0
     assert redis.xpending(keys.ingest_stream(), keys.INGEST_GROUP)["pending"] == 0
+
+
+class KilledError(Exception):
+    """The consumer process dies here."""
+
+
+def test_entries_folded_by_a_consumer_killed_before_acknowledging_count_once(
+    client: Any,
+    redis: Redis,
+    context: Any,
+    webhook_secrets: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = webhook_secrets[USAGE_SECRET_ENV]
+    for account in ("acme", "acme", "globex"):
+        event = {"account_id": account, "user_id": "u1", "event": "login"}
+        post_signed(client, "/webhooks/usage", secret, event | {"timestamp": NOW.isoformat()})
+    ingest_stream.ensure_group(redis)
+    held = ingest_stream.read(redis, "dying", 10, None)
+    queue = EvaluationQueue(redis, 0)
+
+    def killed(*_: Any) -> int:
+        raise KilledError
+
+    # Its accounts are written and marked dirty, then it dies before acknowledging the entries.
+    monkeypatch.setattr(ingest_stream, "acknowledge", killed)
+    with pytest.raises(KilledError):
+        fold_entries(redis, held, "dying", context.config, queue)
+    monkeypatch.undo()
+    assert (acme_events(redis), redis.xlen(keys.ingest_stream())) == (2, 3)
+
+    claimed = ingest_stream.claim(redis, "alive", 10, idle_ms=0)
+    assert fold_entries(redis, claimed, "alive", context.config, queue) == 0
+    assert acme_events(redis) == 2
+    assert sum(redis.get(keys.daily_metric("globex", "events")) or b"") == 1
+    assert redis.xlen(keys.ingest_stream()) == 0
+    assert waiting.waiting_accounts(redis) == {"acme", "globex"}
+
+
+def test_a_consumer_whose_lease_ran_out_writes_only_what_it_still_holds(
+    client: Any, redis: Redis, context: Any, webhook_secrets: dict[str, str]
+) -> None:
+    secret = webhook_secrets[USAGE_SECRET_ENV]
+    event = {"account_id": "acme", "user_id": "u1", "event": "login"}
+    post_signed(client, "/webhooks/usage", secret, event | {"timestamp": NOW.isoformat()})
+    ingest_stream.ensure_group(redis)
+    held = ingest_stream.read(redis, "slow", 10, None)
+    ended = folding.Lease(ends_ms=1)  # long over: it stalled, and another took the entry over
+    assert ingest_stream.claim(redis, "alive", 10, idle_ms=0)
+    items = [
+        folding.Item(parse_usage([event | {"timestamp": NOW.isoformat()}], NOW, 9)[0], held[0].id)
+    ]
+
+    def renew() -> tuple[folding.Lease, frozenset[str]]:
+        kept = ingest_stream.hold(redis, "slow", [held[0].id])
+        return kept.lease, frozenset({held[0].id}) - kept.ids
+
+    outcome = folding.fold_items(
+        redis, items, context.config.metrics, NOW, "usage", 60, ended, renew
+    )
+    assert (outcome.events, acme_events(redis)) == (0, 0)
+    assert fold(redis) == 1
+    assert acme_events(redis) == 1
 
 
 def test_a_redis_failure_at_accept_answers_503_and_stores_nothing(

@@ -95,7 +95,7 @@ def test_a_redis_emptied_under_running_processes_is_marked_by_the_next_fold(
 ) -> None:
     redis.flushdb()  # a restart without persistence, or a FLUSHALL: the mark is gone too
     event = UsageEvent("acme", "u1", "login", NOW)
-    rollups.fold_usage(redis, "ci:delivery:usage:d1", [event], "rq:job:none", Metrics())
+    rollups.fold_usage(redis, keys.delivery_seen("usage", "d1"), [event], "-", Metrics())
     assert redis.get(keys.rollups_layout()) == rollups.LAYOUT.encode()
 
 
@@ -103,7 +103,7 @@ def test_migrate_leaves_current_accounts_alone_when_the_mark_was_lost(
     redis: Redis, settings: Settings
 ) -> None:
     event = UsageEvent("globex", "u1", "login", NOW - timedelta(days=1))
-    rollups.fold_usage(redis, "ci:delivery:usage:d1", [event], "rq:job:none", Metrics())
+    rollups.fold_usage(redis, keys.delivery_seen("usage", "d1"), [event], "-", Metrics())
     before = rollups.load_history(redis, "globex", NOW, NOW.date(), 3, ("logins",))
     write_layout_1(redis)  # an old account, and no mark
     assert migrate(settings) == ["usage rollups: 1 ring(s) of 1 account(s) converted"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from redis import Redis
 
 from integration.config.schema import Metrics
 from integration.signals.events import UsageEvent
-from integration.store import keys, rollups
+from integration.store import folding, keys, rollups
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 METRICS = Metrics(counted={"reports_created": ("report_created", "report_duplicated")})
@@ -61,8 +62,6 @@ def test_a_metric_that_starts_later_reads_zeros_before_it_not_old_slots(redis: R
 def test_nps_scores_of_six_or_less_count_as_detractors_and_tickets_are_counted(
     redis: Redis,
 ) -> None:
-    from dataclasses import replace
-
     events = [
         replace(event(f"u{n}", "nps_submitted", 1), properties={"score": score})
         for n, score in enumerate((9, 6, 3, 7))
@@ -110,13 +109,18 @@ def test_a_small_teams_daily_users_are_counted_exactly_across_deliveries(redis: 
     assert history.daily_active_users == (12,)
 
 
-def test_a_fold_holding_a_message_stored_meanwhile_writes_nothing(redis: Redis) -> None:
-    marks = [keys.message_seen("segment", "m-1"), keys.message_seen("segment", "m-2")]
-    redis.set(marks[1], "1")  # another delivery stored m-2 a moment ago
-    events = [event("u1", "page", 0), event("u2", "page", 0)]
-    folded = rollups.fold_usage(redis, "ci:delivery:x", events, "-", METRICS, marks)
-    assert folded.messages_taken
-    assert not redis.exists(keys.daily_metric("acme", "events"), "ci:delivery:x", marks[0])
+def test_an_event_whose_id_was_stored_meanwhile_is_dropped_and_the_rest_folded(
+    redis: Redis,
+) -> None:
+    sent = [replace(event("u1", "page", 0), event_id="m-1"), event("u2", "page", 0)]
+    assert folding.fold_usage(redis, "-", sent[:1], METRICS, NOW).events == 1
+    folded = folding.fold_usage(redis, keys.delivery_seen("usage", "x"), sent, METRICS, NOW)
+    assert (folded.events, folded.taken) == (1, {keys.message_mark("usage", "m-1")})
+    history = rollups.load_history(redis, "acme", NOW, NOW.date(), 1, METRICS.names())
+    assert history.daily_metrics["events"] == (2,)
+    marks = redis.zrange(keys.message_marks("acme"), 0, -1)
+    assert marks == [keys.message_mark("usage", "m-1").encode()]
+    assert 0 < redis.ttl(keys.message_marks("acme")) <= rollups.EVENT_DEDUPE_SECONDS
 
 
 def test_a_days_user_record_always_expires_however_many_users_it_holds(redis: Redis) -> None:

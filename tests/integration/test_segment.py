@@ -16,6 +16,7 @@ from redis import Redis
 
 from integration.config.settings import Settings
 from integration.jobs.context import read_config
+from integration.jobs.fold import EvaluationQueue
 from integration.jobs.fold import fold as fold_entries
 from integration.store import ingest_stream, keys, waiting
 from tests.conftest import fold, nothing_stored
@@ -99,7 +100,7 @@ def test_a_group_call_ties_the_users_later_tracks_to_the_account(client: Any, re
     answer = post(client, json.dumps(track))
     assert answer.json["events"] == 1
     folded(client, redis)
-    assert redis.smembers("ci:known_accounts") == {group["groupId"].encode()}
+    assert redis.smembers("ci:{ci}:known_accounts") == {group["groupId"].encode()}
     assert redis.hkeys("ci:unmatched") == []  # the track was tied to the group's account
 
 
@@ -180,8 +181,9 @@ def test_a_message_stored_by_another_consumer_meanwhile_counts_once(
     ingest_stream.ensure_group(redis)
     held_by_a = ingest_stream.read(redis, "a", 1, None)
     held_by_b = ingest_stream.read(redis, "b", 1, None)
-    assert fold_entries(redis, held_by_b, "b", config) == 1  # b stores m-1 before a folds
-    assert fold_entries(redis, held_by_a, "a", config) == 1  # a finds m-1 taken: m-2 only
+    queue = EvaluationQueue(redis, 0)
+    assert fold_entries(redis, held_by_b, "b", config, queue) == 1  # b stores m-1 first
+    assert fold_entries(redis, held_by_a, "a", config, queue) == 1  # a finds m-1 taken: m-2
     events = redis.get("ci:{acct:northwind}:daily:events") or b""
     assert sum(events) == 2
     assert redis.xlen(keys.ingest_stream()) == 0
