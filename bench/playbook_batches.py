@@ -3,7 +3,7 @@
     python -m bench.playbook_batches [--accounts 10000]
 
 Every flagged account gets one task, as the sweep's playbooks plan them, run through the
-service's own execution path (playbooks.execution.run_actions: the idempotency claims in Redis,
+service's own execution path (playbooks.batches.run_actions: the idempotency claims in Redis,
 the caps, then `create_tasks`: HubSpot batch create, 100 a call; Salesforce sObject
 Collections, 200 a call) and, as the baseline in the same run, through `run_action` one task at
 a time (one `create_task` each, as before batching).
@@ -41,7 +41,8 @@ from integration.config.schema import HubSpotCrm as HubSpotSettings
 from integration.config.schema import SalesforceCrm as SalesforceSettings
 from integration.config.settings import Settings
 from playbooks.actions import CreateTask
-from playbooks.execution import run_action, run_actions
+from playbooks.batches import run_actions
+from playbooks.execution import run_action
 from tests.fakes.hubspot_server import FakeHubSpot
 
 INSTANCE = "https://bench.my.salesforce.com"

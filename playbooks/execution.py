@@ -6,19 +6,22 @@ A claim in Redis guards each idempotency key:
 - `pending:<time>` younger than CLAIM_LIVE_SECONDS: another worker is on it, try again later;
 - `pending:` older than that (the worker died) or `unknown` (the CRM call failed in a way that
   may have saved the task): take it over, look for the task in the CRM first, create only if absent;
+- `unsent` (refused, or rate-limited before the CRM did anything): take it over and send it,
+  without looking for it and without counting it against the caps again;
 - anything else is the CRM id: done already.
+
+Many actions at once go through playbooks/batches.py: tasks and notes in the CRM's batch calls.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, replace
 from datetime import date, datetime
 from typing import Any
 
 from adapters.protocol import (
-    BatchOutcome,
     FieldUpdate,
     NoteRequest,
     OwnerNotification,
@@ -52,14 +55,14 @@ CLAIM_KEEP_SECONDS = 7 * 24 * 3600
 DONE_KEEP_SECONDS = 400 * 24 * 3600
 CONTACT_CACHE_SECONDS = 60
 HELD = "held"
-_PENDING = "pending:"
-_UNKNOWN = "unknown"
+PENDING = "pending:"
+UNKNOWN = "unknown"
 # Claimed and counted against the caps, but surely not created (refused, or rate-limited before
 # the CRM did anything): the next try sends it without counting it again or looking for it.
-_UNSENT = "unsent"
+UNSENT = "unsent"
 
 
-_TAKE_OVER = """
+TAKE_OVER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
   return 1
@@ -71,37 +74,37 @@ return 0
 def run_action(context: ExecutionContext, action: Action, now: datetime) -> str:
     """Run the action once and return the CRM id; raise CrmRetriableError to be tried later."""
     redis, key = context.redis, keys.action_done(action.idempotency_key)
-    mine = f"{_PENDING}{now.timestamp()}"
+    mine = f"{PENDING}{now.timestamp()}"
     look_first = False
     if not redis.set(key, mine, nx=True, ex=CLAIM_KEEP_SECONDS):
         held = keys.text(redis.get(key) or b"")
-        if held and not held.startswith((_PENDING, _UNKNOWN, _UNSENT)):
+        if held and not held.startswith((PENDING, UNKNOWN, UNSENT)):
             return held
-        claimed_at = float(held[len(_PENDING) :]) if held.startswith(_PENDING) else 0.0
+        claimed_at = float(held[len(PENDING) :]) if held.startswith(PENDING) else 0.0
         if now.timestamp() - claimed_at < CLAIM_LIVE_SECONDS:
             msg = "another worker is running this action; trying again after its claim expires"
             raise CrmRetriableError(
                 context.crm.name, "run_action", msg, retry_after_seconds=CLAIM_LIVE_SECONDS
             )
-        if not redis.eval(_TAKE_OVER, 1, key, held, mine, CLAIM_KEEP_SECONDS):
+        if not redis.eval(TAKE_OVER, 1, key, held, mine, CLAIM_KEEP_SECONDS):
             msg = "another worker took this action over; trying again later"
             raise CrmRetriableError(context.crm.name, "run_action", msg)
-        look_first = held != _UNSENT
+        look_first = held != UNSENT
     try:
         crm_id = _perform(context, action, now, look_first)
     except CrmFatalError:
-        redis.set(key, _UNSENT, ex=CLAIM_KEEP_SECONDS)  # the CRM refused it: nothing created
+        redis.set(key, UNSENT, ex=CLAIM_KEEP_SECONDS)  # the CRM refused it: nothing created
         raise
     except CrmRetriableError as exc:
         # Rate-limited, nothing created, unless an earlier try's outcome is still unknown.
         unsent = exc.nothing_done and not look_first
-        redis.set(key, _UNSENT if unsent else _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
+        redis.set(key, UNSENT if unsent else UNKNOWN, ex=CLAIM_KEEP_SECONDS)
         raise
     except Exception:
-        redis.set(key, _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
+        redis.set(key, UNKNOWN, ex=CLAIM_KEEP_SECONDS)
         raise
     redis.set(key, crm_id, ex=DONE_KEEP_SECONDS)
-    _done(context, action, crm_id, now)
+    record_done(context, action, crm_id, now)
     return crm_id
 
 
@@ -109,12 +112,12 @@ def _perform(context: ExecutionContext, action: Action, now: datetime, look_firs
     if isinstance(action, CreateTask):
         found = context.crm.find_task(action.idempotency_key) if look_first else None
         task_id = found or _create_task(context, action)
-        _remember_task(context, action, task_id)
+        remember_task(context, action, task_id)
         return task_id
     if isinstance(action, NotifyOwner):
         return _notify(context, action, now)
     if isinstance(action, CreateNote):
-        return context.crm.create_note(_note_request(context, action, now))
+        return context.crm.create_note(note_request(context, action, now))
     if isinstance(action, UpdateField):
         return _update_field(context, action)
     if isinstance(action, SendSlack | SendEmail):
@@ -122,7 +125,7 @@ def _perform(context: ExecutionContext, action: Action, now: datetime, look_firs
     return _enroll(context, action, now)
 
 
-def _note_request(context: ExecutionContext, action: CreateNote, now: datetime) -> NoteRequest:
+def note_request(context: ExecutionContext, action: CreateNote, now: datetime) -> NoteRequest:
     return NoteRequest(
         action.body,
         now,
@@ -132,7 +135,7 @@ def _note_request(context: ExecutionContext, action: CreateNote, now: datetime) 
     )
 
 
-def _task_request(context: ExecutionContext, action: CreateTask) -> TaskRequest:
+def task_request(context: ExecutionContext, action: CreateTask) -> TaskRequest:
     if action.owner_id is None:
         logger.warning(
             "task has no owner: set owners.fallback_owner",
@@ -165,7 +168,7 @@ def _update_field(context: ExecutionContext, action: UpdateField) -> str:
     return f"{crm_field}={action.value}"[:200]
 
 
-def _remember_task(context: ExecutionContext, action: CreateTask, task_id: str) -> None:
+def remember_task(context: ExecutionContext, action: CreateTask, task_id: str) -> None:
     """Keep our open tasks per account: a new owner takes them over, a completion is an outcome.
     The task's own record is written first, and apart: it and the account's set are in two
     slots of a Redis Cluster, and a completion must always find the account of a listed task."""
@@ -199,7 +202,7 @@ def _notify(context: ExecutionContext, action: NotifyOwner, now: datetime) -> st
         )
         if action.fallback is None:
             return f"unavailable: {exc}"
-        if _first_try(context, action.fallback) and not _within_caps(context, action.fallback, now):
+        if _first_try(context, action.fallback) and not within_caps(context, action.fallback, now):
             return HELD
         return run_action(context, action.fallback, now)
 
@@ -247,7 +250,7 @@ def _enroll(context: ExecutionContext, action: EnrollInSequence, now: datetime) 
     fallback = replace(
         action.fallback, body=f"{action.fallback.body}\nWhy it was not automatic: {why}"
     )
-    if _first_try(context, fallback) and not _within_caps(context, fallback, now):
+    if _first_try(context, fallback) and not within_caps(context, fallback, now):
         return HELD
     return run_action(context, fallback, now)
 
@@ -264,132 +267,7 @@ def _contact_in_role(context: ExecutionContext, account_crm_id: str, role: str) 
     return wanted[0].crm_id if wanted else None
 
 
-@dataclass(frozen=True, slots=True)
-class Outcomes:
-    """What became of many actions, by idempotency key: the CRM id (or `held`), or the error."""
-
-    done: dict[str, str]
-    failed: dict[str, CrmRetriableError | CrmFatalError]
-
-
-def run_actions(context: ExecutionContext, actions: Sequence[Action], now: datetime) -> Outcomes:
-    """Run many actions: tasks and notes with the CRM's batch calls, the rest one by one.
-    Every action is tried; one refusal costs the others nothing."""
-    outcomes = Outcomes({}, {})
-    tasks = [a for a in actions if isinstance(a, CreateTask)]
-    notes = [a for a in actions if isinstance(a, CreateNote)]
-    _run_batch(context, tasks, now, outcomes)
-    _run_batch(context, notes, now, outcomes)
-    for action in actions:
-        if not isinstance(action, CreateTask | CreateNote):
-            _run_one(context, action, now, outcomes)
-    return outcomes
-
-
-def _run_one(context: ExecutionContext, action: Action, now: datetime, outcomes: Outcomes) -> None:
-    try:
-        outcomes.done[action.idempotency_key] = run_action(context, action, now)
-    except (CrmRetriableError, CrmFatalError) as exc:
-        outcomes.failed[action.idempotency_key] = exc
-
-
-def _run_batch(
-    context: ExecutionContext,
-    actions: Sequence[CreateTask] | Sequence[CreateNote],
-    now: datetime,
-    outcomes: Outcomes,
-) -> None:
-    """Claim each key; create the claimed ones in one batch; store what the CRM gave back."""
-    redis = context.redis
-    claimed: list[Any] = []
-    for action in actions:
-        key = keys.action_done(action.idempotency_key)
-        held = keys.text(redis.get(key) or b"")
-        if held and not held.startswith((_PENDING, _UNKNOWN, _UNSENT)):
-            outcomes.done[action.idempotency_key] = held
-            continue
-        mine = f"{_PENDING}{now.timestamp()}"
-        if held == _UNSENT and redis.eval(_TAKE_OVER, 1, key, held, mine, CLAIM_KEEP_SECONDS):
-            claimed.append(action)  # counted against the caps when first claimed
-            continue
-        if isinstance(action, CreateTask) and not held and not _within_caps(context, action, now):
-            outcomes.done[action.idempotency_key] = HELD
-            continue
-        if held or not redis.set(key, mine, nx=True, ex=CLAIM_KEEP_SECONDS):
-            _run_one(context, action, now, outcomes)  # another's claim, or an unknown outcome
-            continue
-        claimed.append(action)
-    requests = _requests(context, claimed, now, outcomes)
-    if not requests:
-        return
-    sent = [action for action, _ in requests]
-    try:
-        if isinstance(sent[0], CreateTask):
-            created = context.crm.create_tasks([request for _, request in requests])
-        else:
-            created = context.crm.create_notes([request for _, request in requests])
-    except (CrmFatalError, CrmRetriableError) as exc:
-        # Refused, or rate-limited: nothing was created. After a 5xx or a timeout some may
-        # have been: the next try looks for them before creating (run_action).
-        unknown = isinstance(exc, CrmRetriableError) and not exc.nothing_done
-        for action in sent:
-            key = keys.action_done(action.idempotency_key)
-            redis.set(key, _UNKNOWN if unknown else _UNSENT, ex=CLAIM_KEEP_SECONDS)
-            outcomes.failed[action.idempotency_key] = exc
-        return
-    for action, outcome in zip(sent, created, strict=True):
-        _settle(context, action, outcome, now, outcomes)
-
-
-def _requests(
-    context: ExecutionContext, claimed: Sequence[Any], now: datetime, outcomes: Outcomes
-) -> list[tuple[Any, Any]]:
-    """Each claimed action's request. Building one may ask the CRM (a contact's id): when that
-    fails, only that action fails, its claim given back (nothing was sent for it)."""
-    requests: list[tuple[Any, Any]] = []
-    for action in claimed:
-        try:
-            if isinstance(action, CreateTask):
-                requests.append((action, _task_request(context, action)))
-            else:
-                requests.append((action, _note_request(context, action, now)))
-        except (CrmFatalError, CrmRetriableError) as exc:
-            context.redis.set(
-                keys.action_done(action.idempotency_key), _UNSENT, ex=CLAIM_KEEP_SECONDS
-            )
-            outcomes.failed[action.idempotency_key] = exc
-    return requests
-
-
-def _settle(
-    context: ExecutionContext,
-    action: CreateTask | CreateNote,
-    outcome: BatchOutcome,
-    now: datetime,
-    outcomes: Outcomes,
-) -> None:
-    key = keys.action_done(action.idempotency_key)
-    if outcome.crm_id:
-        context.redis.set(key, outcome.crm_id, ex=DONE_KEEP_SECONDS)
-        if isinstance(action, CreateTask):
-            _remember_task(context, action, outcome.crm_id)
-        _done(context, action, outcome.crm_id, now)
-        outcomes.done[action.idempotency_key] = outcome.crm_id
-        return
-    message = outcome.error or "the CRM gave no id"
-    if outcome.retriable:
-        context.redis.set(key, _UNSENT if outcome.unsent else _UNKNOWN, ex=CLAIM_KEEP_SECONDS)
-        outcomes.failed[action.idempotency_key] = CrmRetriableError(
-            context.crm.name, "batch create", message
-        )
-    else:
-        context.redis.set(key, _UNSENT, ex=CLAIM_KEEP_SECONDS)
-        outcomes.failed[action.idempotency_key] = CrmFatalError(
-            context.crm.name, "batch create", message
-        )
-
-
-def _within_caps(context: ExecutionContext, action: CreateTask, now: datetime) -> bool:
+def within_caps(context: ExecutionContext, action: CreateTask, now: datetime) -> bool:
     """Count the task against the caps, or hold it for a later working day."""
     limits = context.config.work.caps
     if caps.try_take(
@@ -417,7 +295,7 @@ def held_task(raw: Mapping[str, Any]) -> CreateTask:
     return CreateTask(**{**raw, "due_date": date.fromisoformat(raw["due_date"])})
 
 
-def _done(context: ExecutionContext, action: Action, crm_id: str, now: datetime) -> None:
+def record_done(context: ExecutionContext, action: Action, crm_id: str, now: datetime) -> None:
     count(context.redis, "crm_actions", {"crm": context.crm.name, "action": type(action).__name__})
     logger.info(
         "%s done",
@@ -427,7 +305,7 @@ def _done(context: ExecutionContext, action: Action, crm_id: str, now: datetime)
 
 
 def _create_task(context: ExecutionContext, action: CreateTask) -> str:
-    return context.crm.create_task(_task_request(context, action))
+    return context.crm.create_task(task_request(context, action))
 
 
-__all__ = ["HELD", "ExecutionContext", "Outcomes", "held_task", "run_action", "run_actions", "user"]
+__all__ = ["HELD", "ExecutionContext", "held_task", "run_action", "user"]

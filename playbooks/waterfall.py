@@ -24,8 +24,9 @@ from integration.risk.assess import RiskAssessment
 from integration.store import caps, waiting
 from integration.store import runs as stored_runs
 from playbooks.actions import CreateTask
+from playbooks.batches import Outcomes, run_actions
 from playbooks.engine import Playbook, runs_to_clear, runs_to_start
-from playbooks.execution import HELD, ExecutionContext, Outcomes, run_actions
+from playbooks.execution import HELD, ExecutionContext
 from playbooks.exits import end_run, task_completed
 from playbooks.held import held_name, release_held_tasks
 from playbooks.planning import StepInputs, StepPlan, plan_step

@@ -22,7 +22,7 @@ from integration.jobs.context import Context
 from integration.jobs.evaluate import OTHER_FAILURE_RETRIES
 from integration.jobs.queues import CRM_RETRY, QUEUE_NAMES
 from playbooks.actions import CreateTask
-from playbooks.execution import run_actions
+from playbooks.batches import run_actions
 from tests.conftest import (
     CHAMPION_LEFT,
     PEOPLE_SECRET_ENV,

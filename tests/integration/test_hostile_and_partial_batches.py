@@ -23,7 +23,7 @@ from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context, read_config
 from integration.store import keys
 from playbooks.actions import CreateTask
-from playbooks.execution import run_actions
+from playbooks.batches import run_actions
 from tests.conftest import nothing_stored
 from tests.contract.salesforce.conftest import API, LIMIT_INFO, Org, make_crm
 from tests.e2e.test_crm_storm import checkin
