@@ -107,7 +107,7 @@ def _part_key(parsed: _Parsed) -> tuple[str, int]:
 def _parse_all(entries: Sequence[Entry], config: Config) -> tuple[list[_Parsed], list[Entry]]:
     parsed, unreadable = [], []
     account_path = config.webhooks.segment.account_path if config.webhooks.segment else ""
-    ordered = sorted(entries, key=lambda e: (e.source, _stream_order(e.id)))
+    ordered = sorted(entries, key=lambda e: (e.source, ingest_stream.stream_order(e.id)))
     for entry in ordered:
         now = datetime.fromtimestamp(entry.accepted_at, UTC)
         try:
@@ -121,11 +121,6 @@ def _parse_all(entries: Sequence[Entry], config: Config) -> tuple[list[_Parsed],
         except (ValueError, PayloadError):
             unreadable.append(entry)
     return parsed, unreadable
-
-
-def _stream_order(entry_id: str) -> tuple[int, int]:
-    millis, _, sequence = entry_id.partition("-")
-    return int(millis), int(sequence or 0)
 
 
 def _usage_items(held: list[_Parsed]) -> list[Item]:

@@ -148,7 +148,7 @@ def hold(redis: StateRedis, consumer: str, ids: Sequence[str]) -> Held:
     its writes until the lease ends, LEASE_MARGIN_MS before another consumer could claim them."""
     reply = _hold_script(redis)(
         keys=[keys.ingest_stream(), keys.ingest_layout()],
-        args=[keys.INGEST_GROUP, consumer, *ids],
+        args=[keys.INGEST_GROUP, consumer, *sorted(ids, key=stream_order)],
         client=redis,
     )
     now_ms, oldest, layout, *held = reply
@@ -157,19 +157,23 @@ def hold(redis: StateRedis, consumer: str, ids: Sequence[str]) -> Held:
     return Held(frozenset(keys.text(i) for i in held), lease, keys.text(layout))
 
 
-# KEYS[1] the stream; ARGV[1] the group, ARGV[2] the consumer, ARGV[3..] entry ids. Only the
+# KEYS[1] the stream; ARGV[1] the group, ARGV[2] the consumer, ARGV[3..] entry ids in stream
+# order (one XPENDING between the first and the last, not one per entry). Only the
 # entries still pending on this consumer: one another consumer took over is its to acknowledge
 # once it has folded it (acknowledged sooner, the accounts could forget it while it folds).
 _ACKNOWLEDGE = """
-local done = 0
+local mine, done = {}, {}
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[#ARGV], 1000000, ARGV[2])
+for _, p in ipairs(pending) do mine[p[1]] = true end
 for i = 3, #ARGV do
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) > 0 then
-    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
-    redis.call('XDEL', KEYS[1], ARGV[i])
-    done = done + 1
-  end
+  if mine[ARGV[i]] then table.insert(done, ARGV[i]) end
 end
-return done
+for start = 1, #done, 500 do
+  local part = {unpack(done, start, math.min(start + 499, #done))}
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(part))
+  redis.call('XDEL', KEYS[1], unpack(part))
+end
+return #done
 """
 
 
@@ -177,12 +181,20 @@ def acknowledge(redis: StateRedis, consumer: str, ids: Sequence[str]) -> int:
     """The entries are folded: acknowledge and delete those this consumer still holds."""
     if not ids:
         return 0
-    return int(redis.eval(_ACKNOWLEDGE, 1, keys.ingest_stream(), keys.INGEST_GROUP, consumer, *ids))
+    ordered = sorted(ids, key=stream_order)
+    stream, group = keys.ingest_stream(), keys.INGEST_GROUP
+    return int(redis.eval(_ACKNOWLEDGE, 1, stream, group, consumer, *ordered))
 
 
 @cache
 def _hold_script(redis: StateRedis) -> Script:
     return redis.register_script((Path(__file__).parent / "hold.lua").read_text("utf-8"))
+
+
+def stream_order(entry_id: str) -> tuple[int, int]:
+    """A stream id's place in the stream ("1700000000000-12" after "1700000000000-9")."""
+    millis, _, sequence = entry_id.partition("-")
+    return int(millis), int(sequence or 0)
 
 
 def _entries(found: Any) -> list[Entry]:  # noqa: ANN401 - redis-py's reply
