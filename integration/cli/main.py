@@ -201,15 +201,18 @@ def migrate() -> None:
     """Move keys to their hash-tagged names and convert the usage rollups to the current layout,
     on the state Redis (once, before starting). The queue Redis holds none of those keys."""
     from integration.store.layout import migrate as migrate_rollups
-    from integration.store.renames import adopt_delivery_marks
+    from integration.store.renames import adopt_delivery_marks, adopt_message_marks
 
     settings = Settings()
     with connect_redis(settings.redis_url) as queue_redis:
         state = connect_state_redis(settings, queue_redis)
         marks = adopt_delivery_marks(state)
+        messages = adopt_message_marks(state)
         summary = migrate_rollups(state)
     if marks:
         click.echo(f"delivery marks: {marks} moved to their tagged names")
+    if messages:
+        click.echo(f"segment message marks: {messages} carried over to their claims")
     if summary.already_current:
         click.echo("usage rollups: already in the current layout")
     else:

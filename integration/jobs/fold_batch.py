@@ -6,9 +6,12 @@ become one group), each account in a script of its own (integration/store/foldin
 delivery's own request used to decide at accept time is decided here, in stream order, exactly
 as consecutive requests decided it: an `event_id` or a Segment messageId stored before (or
 earlier in the same fold) counts once, and a Segment track is tied to its account by the last
-group call seen for its user, also earlier in this fold. The entries are acknowledged once their
-accounts are written and marked dirty; a consumer that dies in between leaves them pending, and
-the one that takes them over finds them recorded as folded in each account it wrote.
+group call seen for its user, also earlier in this fold. A Segment messageId counts once across
+all accounts (a claim on the {ingest} tag, set before the accounts are folded); an `event_id`
+once per account (its account's marks). The entries are acknowledged, and the user links their
+group calls bring stored, once their accounts are written and marked dirty; a consumer that
+dies in between leaves them pending, and the one that takes them over resolves them with the
+same links and finds them recorded as folded in each account it wrote.
 """
 
 from __future__ import annotations
@@ -89,12 +92,12 @@ def fold_entries(
         now = datetime.fromtimestamp(max(p.entry.accepted_at for p in its), UTC)
         source = its[0].entry.source
         usage = source == freshness.USAGE
-        items = _usage_items(its) if usage else _segment_items(redis, its, now)
+        items, links = (_usage_items(its), []) if usage else _segment_items(redis, its, now)
         ttl = rollups.EVENT_DEDUPE_SECONDS if usage else rollups.MESSAGE_DEDUPE_SECONDS
         outcome = folding.fold_items(
             redis, items, config.metrics, now, source, ttl, holding.lease, holding.renew
         )
-        ingest_stream.acknowledge(redis, consumer, [p.entry.id for p in its])
+        ingest_stream.acknowledge(redis, consumer, [p.entry.id for p in its], links)
         folds.append(Folded(now, len(its), outcome.events, len(outcome.accounts)))
     return folds
 
@@ -143,20 +146,27 @@ def usage_mark(event: UsageEvent) -> str:
     return keys.message_mark(freshness.USAGE, event.event_id or "")
 
 
-def _segment_items(redis: StateRedis, held: list[_Parsed], now: datetime) -> list[Item]:
+def _segment_items(
+    redis: StateRedis, held: list[_Parsed], now: datetime
+) -> tuple[list[Item], list[tuple[str, list[str]]]]:
     """Each delivery resolved as its own request would have been, in stream order: with the
-    links known before it and its own. Deliveries holding events without an account are
-    recorded as unmatched (a retry after its group call is still counted)."""
+    links known before it and its own; and the links each entry brings, which the
+    acknowledgement stores (stored before the fold, they would re-route the tracks of an entry
+    folded again after its consumer died). A messageId is claimed across all accounts before
+    they are folded: one claimed by another entry (or the release before) is dropped, one
+    claimed by the same entry is a fold again, and the accounts' record of folded entries
+    keeps it from counting twice. Deliveries holding events without an account are recorded
+    as unmatched (a retry after its group call is still counted)."""
     batches = [p.segment for p in held if p.segment is not None]
     known = _known_groups(redis, batches)
-    links = [part for batch in batches for link in batch.links.items() for part in link]
-    if links:  # a group call's link stands whether or not its usage is folded yet
-        redis.hset(keys.segment_user_groups(), items=links)
-    items: list[Item] = []
+    resolved_items: list[tuple[str, Item]] = []
+    links: list[tuple[str, list[str]]] = []
     seen: set[str] = set()
     running = dict(known)
     for parsed in held:
         batch = parsed.segment or SegmentBatch()
+        if batch.links:
+            links.append((parsed.entry.id, [part for link in batch.links.items() for part in link]))
         batch = batch.without({e.message_id for e in batch.events if e.message_id in seen})
         linked = {**running, **batch.links}
         attributed = [
@@ -168,12 +178,11 @@ def _segment_items(redis: StateRedis, held: list[_Parsed], now: datetime) -> lis
             record_unmatched(redis, "segment", "events without an account", batch.dedupe_id, now)
         for message, event in zip(attributed, resolved, strict=True):
             seen.add(message.message_id)
-            items.append(Item(event, parsed.entry.id, segment_mark(message.message_id)))
-    return items
-
-
-def segment_mark(message_id: str) -> str:
-    return keys.message_mark(freshness.SEGMENT, message_id)
+            resolved_items.append((message.message_id, Item(event, parsed.entry.id)))
+    claims = [(message, item.entry) for message, item in resolved_items]
+    duplicates = ingest_stream.claim_messages(redis, claims, rollups.MESSAGE_DEDUPE_SECONDS)
+    items = [item for message, item in resolved_items if message not in duplicates]
+    return items, links
 
 
 def _known_groups(redis: StateRedis, batches: Sequence[SegmentBatch]) -> dict[str, str]:

@@ -12,6 +12,7 @@ accounts' record of the entries folded into them keeps a second fold from counti
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -157,16 +158,28 @@ def hold(redis: StateRedis, consumer: str, ids: Sequence[str]) -> Held:
     return Held(frozenset(keys.text(i) for i in held), lease, keys.text(layout))
 
 
-# KEYS[1] the stream; ARGV[1] the group, ARGV[2] the consumer, ARGV[3..] entry ids in stream
-# order (one XPENDING between the first and the last, not one per entry). Only the
-# entries still pending on this consumer: one another consumer took over is its to acknowledge
-# once it has folded it (acknowledged sooner, the accounts could forget it while it folds).
+# KEYS[1] the stream, KEYS[2] the Segment user links; ARGV[1] the group, ARGV[2] the consumer,
+# ARGV[3] JSON [[entry id, [user, group, ...]], ...]: the links the entries' group calls bring,
+# in stream order; ARGV[4..] entry ids in stream order (one XPENDING between the first and the
+# last, not one per entry). Only the entries still pending on this consumer: one another
+# consumer took over is its to acknowledge once it has folded it (acknowledged sooner, the
+# accounts could forget it while it folds), and its links are that consumer's to set. The links
+# are set here, not before the fold: an entry folded again after its consumer died resolves its
+# tracks with the links the first fold saw.
 _ACKNOWLEDGE = """
 local mine, done = {}, {}
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[#ARGV], 1000000, ARGV[2])
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[4], ARGV[#ARGV], 1000000, ARGV[2])
 for _, p in ipairs(pending) do mine[p[1]] = true end
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   if mine[ARGV[i]] then table.insert(done, ARGV[i]) end
+end
+for _, entry in ipairs(cjson.decode(ARGV[3])) do
+  local links = entry[2]
+  if mine[entry[1]] and #links > 0 then
+    for start = 1, #links, 1000 do
+      redis.call('HSET', KEYS[2], unpack(links, start, math.min(start + 999, #links)))
+    end
+  end
 end
 for start = 1, #done, 500 do
   local part = {unpack(done, start, math.min(start + 499, #done))}
@@ -177,13 +190,56 @@ return #done
 """
 
 
-def acknowledge(redis: StateRedis, consumer: str, ids: Sequence[str]) -> int:
-    """The entries are folded: acknowledge and delete those this consumer still holds."""
+def acknowledge(
+    redis: StateRedis,
+    consumer: str,
+    ids: Sequence[str],
+    links: Sequence[tuple[str, Sequence[str]]] = (),
+) -> int:
+    """The entries are folded: set the Segment user links they bring (`links`: entry id and
+    its flat user, group pairs, in stream order) and acknowledge and delete them, those this
+    consumer still holds, in one script."""
     if not ids:
         return 0
     ordered = sorted(ids, key=stream_order)
-    stream, group = keys.ingest_stream(), keys.INGEST_GROUP
-    return int(redis.eval(_ACKNOWLEDGE, 1, stream, group, consumer, *ordered))
+    names = [keys.ingest_stream(), keys.segment_user_groups()]
+    payload = json.dumps([[entry, list(pairs)] for entry, pairs in links if pairs])
+    args = [keys.INGEST_GROUP, consumer, payload, *ordered]
+    return int(redis.eval(_ACKNOWLEDGE, len(names), *names, *args))
+
+
+# KEYS: one segment_claim per message; ARGV[1] their TTL seconds, ARGV[2..] the entry each
+# message came in, in KEYS' order. A message nobody claimed is claimed for its entry; one
+# claimed by the same entry (folded again after its consumer died) stays this entry's; one
+# claimed by another entry, or by the release before, is a duplicate. Returns, per key, 1 for
+# this entry's and 0 for a duplicate.
+_CLAIM = """
+local reply = {}
+for i, key in ipairs(KEYS) do
+  local entry = ARGV[i + 1]
+  if redis.call('SET', key, entry, 'NX', 'EX', ARGV[1]) then
+    reply[i] = 1
+  elseif redis.call('GET', key) == entry then
+    reply[i] = 1
+  else
+    reply[i] = 0
+  end
+end
+return reply
+"""
+
+
+def claim_messages(
+    redis: StateRedis, messages: Sequence[tuple[str, str]], ttl_seconds: int
+) -> set[str]:
+    """Claim Segment messageIds (message id, the entry it came in) across all accounts, in one
+    script on the {ingest} tag, before their accounts are folded; the ids that are duplicates
+    (claimed by another entry, or by the release before), whose events are dropped."""
+    if not messages:
+        return set()
+    names = [keys.segment_claim(message) for message, _ in messages]
+    reply = redis.eval(_CLAIM, len(names), *names, ttl_seconds, *(e for _, e in messages))
+    return {message for (message, _), ours in zip(messages, reply, strict=True) if not int(ours)}
 
 
 @cache

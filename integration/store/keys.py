@@ -199,9 +199,35 @@ def ingest_layout() -> str:
 
 
 def untagged_ingest_names() -> dict[str, str]:
-    """The ingest streams' names before the {ingest} tag (until 2026-12), each with its name
-    now (integration/store/renames.py)."""
-    return {f"{PREFIX}:ingest": ingest_stream(), f"{PREFIX}:ingest:dead": ingest_dead_letters()}
+    """The ingest streams' and the Segment user links' names before the {ingest} tag (until
+    2026-12), each with its name now (integration/store/renames.py)."""
+    return {
+        f"{PREFIX}:ingest": ingest_stream(),
+        f"{PREFIX}:ingest:dead": ingest_dead_letters(),
+        untagged_segment_user_groups(): segment_user_groups(),
+    }
+
+
+def segment_claim(message_id: str) -> str:
+    """Set (NX) by the fold that takes a Segment messageId, to the stream entry it came in:
+    a messageId counts once across all accounts (integration/store/ingest_stream.py
+    `claim_messages`). Lives MESSAGE_DEDUPE_SECONDS."""
+    return f"{PREFIX}:{INGEST_TAG}:msg:{message_mark('segment', message_id)}"
+
+
+# A segment_claim's value for a mark the release before the {ingest} claims set: taken, by no
+# entry of this stream (renames.adopt_message_marks).
+CLAIMED_BY_EARLIER_RELEASE = "earlier-release"
+
+
+def untagged_segment_mark_match() -> str:
+    """A glob of the global Segment message marks before the {ingest} claims (until 2026-12)."""
+    return f"{PREFIX}:msg:segment:*"
+
+
+def tagged_segment_mark(untagged: str) -> str:
+    """The segment_claim name of a global Segment message mark of the release before."""
+    return f"{PREFIX}:{INGEST_TAG}:{untagged.removeprefix(PREFIX + ':')}"
 
 
 # The hash tag of the evaluation's hand-off keys: the scripts of integration/store/waiting.py
@@ -254,7 +280,15 @@ def known_accounts() -> str:
 
 
 def segment_user_groups() -> str:
-    """Hash: Segment user id -> group (account) id, learned from group calls."""
+    """Hash: Segment user id -> group (account) id, learned from group calls. Under the {ingest}
+    tag: a fold sets the links of its entries in the script that acknowledges them
+    (integration/store/ingest_stream.py), so an entry folded again after its consumer died
+    resolves its tracks with the links the first fold saw."""
+    return f"{PREFIX}:{INGEST_TAG}:segment:user_groups"
+
+
+def untagged_segment_user_groups() -> str:
+    """segment_user_groups before the {ingest} tag (until 2026-12)."""
     return f"{PREFIX}:segment:user_groups"
 
 

@@ -9,7 +9,9 @@ under the old names on a single Redis: `integration migrate` moves it
 (jobs/evaluate.py), so work a process of the previous release leaves there is still found
 (an entry its web app appends to the old stream is moved to the new one, unfolded). The
 delivery marks, one key per delivery of the last week, are moved by `integration migrate`
-alone (adopt_delivery_marks: a SCAN). All are safe to repeat: with nothing under an old name
+alone (adopt_delivery_marks: a SCAN), as are the global Segment message marks, which become
+{ingest} claims (adopt_message_marks). The Segment user links move under `{ingest}` too (the
+fold sets them as it acknowledges). All are safe to repeat: with nothing under an old name
 they change nothing.
 
 A cluster never holds old names (state is moved to one after `integration migrate`), and a
@@ -131,6 +133,44 @@ def adopt_delivery_marks(redis: Redis) -> int:
     while chunk := [keys.text(name) for _, name in zip(range(HELD_CHUNK), found, strict=False)]:
         names = [part for old in chunk for part in (old, keys.tagged_delivery_seen(old))]
         moved += int(redis.eval(_ADOPT_MARKS, len(names), *names))
+    return moved
+
+
+# KEYS: pairs (old global Segment message mark, its claim's name now); ARGV[1] the value of a
+# claim by the release before (taken: no entry of this stream holds it). RENAME keeps the mark's
+# time to live, the SET with KEEPTTL gives it the claim's meaning; a claim already set (the
+# message folded again meanwhile) stands.
+_ADOPT_MESSAGE_MARKS = """
+local moved = 0
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i + 1]) == 1 then
+    redis.call('DEL', KEYS[i])
+  elseif redis.call('EXISTS', KEYS[i]) == 1 then  -- it may have expired since the SCAN
+    redis.call('RENAME', KEYS[i], KEYS[i + 1])
+    redis.call('SET', KEYS[i + 1], ARGV[1], 'KEEPTTL')
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
+def adopt_message_marks(redis: Redis) -> int:
+    """Carry the global Segment message marks of the release before (`ci:msg:segment:*`) over
+    to the {ingest} claims, as claimed by that release, each with its time to live, so a message
+    it stored and Segment re-sends within the dedupe window still counts once; how many moved
+    (0 on a cluster). Its usage `event_id` marks (`ci:msg:usage:*`) were global too and name no
+    account, so they cannot become the per-account marks: they are left to expire. A SCAN of the
+    keyspace: `integration migrate` runs it once."""
+    if is_cluster(redis):
+        return 0
+    moved = 0
+    found = redis.scan_iter(match=keys.untagged_segment_mark_match(), count=1000)
+    while chunk := [keys.text(name) for _, name in zip(range(HELD_CHUNK), found, strict=False)]:
+        names = [part for old in chunk for part in (old, keys.tagged_segment_mark(old))]
+        moved += int(
+            redis.eval(_ADOPT_MESSAGE_MARKS, len(names), *names, keys.CLAIMED_BY_EARLIER_RELEASE)
+        )
     return moved
 
 
