@@ -67,7 +67,6 @@ def test_a_cluster_client_connects_to_three_masters_that_share_every_slot(
 ) -> None:
     assert client.ping()
     assert sorted(primary_ports(client)) == sorted(cluster.ports)
-    assert cluster.startup_seconds < 5
     for port in cluster.ports:
         with cluster.node(port) as node:
             info = node.execute_command("CLUSTER INFO")
