@@ -42,6 +42,9 @@ class Run:
     # CRM task ids by the step that created them.
     tasks: dict[str, tuple[str, ...]] = field(default_factory=dict)
     version: int = 0  # bumped by each save (integration/store/runs.py compares it)
+    # In the playbook's control group: tracked like the others (started, cleared) but no step
+    # runs, so `integration report` can compare treated accounts with untouched ones.
+    control: bool = False
 
     @property
     def slot(self) -> str:
@@ -101,6 +104,7 @@ class Run:
             "steps": [[s.name, s.at, s.outcome] for s in self.steps],
             "tasks": {name: list(ids) for name, ids in self.tasks.items()},
             "version": self.version,
+            "control": self.control,
         }
 
     @classmethod
@@ -118,6 +122,7 @@ class Run:
             steps=tuple(StepRecord(*step) for step in raw.get("steps", [])),
             tasks={name: tuple(ids) for name, ids in raw.get("tasks", {}).items()},
             version=int(raw.get("version", 0)),
+            control=bool(raw.get("control", False)),
         )
 
 

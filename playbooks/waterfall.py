@@ -87,9 +87,10 @@ def advance(
                 if first.after_days
                 else today
             )
-            run = replace(run, due_on=due)
+            # A control run is tracked (started, cleared) but never due: no step runs.
+            run = replace(run, due_on=None if run.control else due)
             if not stored_runs.save_run(
-                context.redis, run.account_id, run.slot, run.to_json(), None, due
+                context.redis, run.account_id, run.slot, run.to_json(), None, run.due_on
             ):
                 continue  # another worker started it
             logger.info(
@@ -100,7 +101,7 @@ def advance(
                     "trigger": run.trigger_key,
                 },
             )
-            if due <= today:
+            if not run.control and due <= today:
                 due_now.append(
                     (replace(run, version=1), by_name[run.playbook], item.account, item.after)
                 )

@@ -241,12 +241,53 @@ def replay(folder: Path, url: str, config_path: Path, twice: bool) -> None:
 
 @main.command()
 @CONFIG_OPTION
-def report(config_path: Path) -> None:
-    """Print each account's risk flags and the CRM tasks created for them."""
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Count runs started on or after this day (default: all kept).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def report(config_path: Path, since: datetime | None, as_json: bool) -> None:
+    """Per playbook: fired, steps run, tasks completed and how fast, reasons cleared, tasks
+    held by caps, treated against control; then each account's flags and tasks (sandbox)."""
     from integration.cli.report import render_report
 
     context = _context(_settings(config_path))
-    click.echo(render_report(context))
+    day = since.date() if since else None
+    click.echo(render_report(context, day, as_json=as_json, now=datetime.now(UTC)))
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--account", "account_ids", multiple=True, help="Only this account (repeatable).")
+@click.option("--playbook", "playbook_name", help="Only this playbook's work.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def plan(
+    config_path: Path, account_ids: tuple[str, ...], playbook_name: str | None, as_json: bool
+) -> None:
+    """Show, writing nothing, what the next run would do: per account its reasons, the CRM
+    writes, tasks, enrollments and alerts, the steps waiting, and their cost in API calls
+    against today's budget."""
+    from integration.cli.plan import render_plan
+
+    context = _context(_settings(config_path))
+    click.echo(
+        render_plan(context, account_ids, playbook_name, as_json=as_json, now=datetime.now(UTC))
+    )
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("account_id")
+@click.option("--limit", default=100, show_default=True, help="Newest entries shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, one entry per line.")
+def history(config_path: Path, account_id: str, limit: int, as_json: bool) -> None:
+    """The account's audit trail, newest first: signals, assessments, playbook steps, the CRM
+    records they made (with links), outcomes."""
+    from integration.cli.history import render_history
+
+    context = _context(_settings(config_path))
+    click.echo(render_history(context, account_id, limit=limit, as_json=as_json))
 
 
 @main.group(name="import")

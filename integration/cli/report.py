@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime
 
 from adapters.sandbox.adapter import SandboxCrm
 from integration.jobs.context import Context
@@ -12,7 +13,13 @@ from integration.store.cluster import get_many
 from playbooks.waterfall import report as playbook_figures
 
 
-def render_report(context: Context) -> str:
+def render_report(
+    context: Context,
+    since: date | None = None,
+    *,
+    as_json: bool = False,
+    now: datetime | None = None,
+) -> str:
     crm = context.crm
     if not isinstance(crm, SandboxCrm):
         return f"{_playbook_line(context)}\n(tasks and flags are in your CRM: open it to see them)"

@@ -232,6 +232,15 @@ class PlaybookSpec(_Strict):
     cooldown_days: int = Field(0, ge=0, le=365)
     steps: tuple[Step, ...]
     exit: Exit = Exit()
+    # Urgent playbooks (champion left, renewal at risk) may spend the API budget's reserve,
+    # which bulk field refreshes and other playbooks leave alone (adapters/budget.py).
+    urgent: bool = False
+    # A control group: this share (percent) of the accounts that would start the playbook are
+    # tracked the same way but get no action, chosen by a stable hash of account and playbook,
+    # so `integration report` can compare treated with control. `control: never` keeps every
+    # account treated whatever control_pct says (a playbook for critical reasons).
+    control_pct: float = Field(0, ge=0, le=50)
+    control: Literal["sample", "never"] = "sample"
 
     @model_validator(mode="after")
     def _unique_step_names(self) -> PlaybookSpec:
@@ -260,6 +269,9 @@ class PlaybookEntry(_Strict):
     # Shipped steps changed by name: after_days, only_if, or enabled: false to leave one out.
     tune_steps: dict[Name, StepTuning] = Field(default_factory=dict)
     exit: Exit | None = None
+    urgent: bool | None = None
+    control_pct: float | None = Field(None, ge=0, le=50)
+    control: Literal["sample", "never"] | None = None
     # Shortcuts over every action of the playbook:
     sequence_id: str | None = Field(None, max_length=40)  # for sequence actions without one
     priority: Priority | None = None  # every task
@@ -304,7 +316,17 @@ def merged_definition(shipped: dict[str, Any] | None, entry: dict[str, Any]) -> 
     playbook): whole keys replace and shortcuts apply to every action. Validated afterwards as
     a PlaybookSpec; `tune_steps` is applied to that (playbooks/catalogue.py)."""
     merged: dict[str, Any] = dict(shipped or {})
-    for key in ("title", "trigger", "conditions", "cooldown_days", "exit", "enabled"):
+    for key in (
+        "title",
+        "trigger",
+        "conditions",
+        "cooldown_days",
+        "exit",
+        "enabled",
+        "urgent",
+        "control_pct",
+        "control",
+    ):
         if key in entry:
             merged[key] = entry[key]
     if isinstance(entry.get("steps"), list):

@@ -247,6 +247,9 @@ class AccountFacts(_Strict):
     # Lookups to a CRM user holding the account's CSM and AE: playbook tasks can go to either.
     csm: ApiName | None = None
     ae: ApiName | None = None
+    # A field saying how the renewal went (an opportunity stage or a status picklist): its
+    # values are read as renewed or churned by `outcomes` below, for `integration report`.
+    renewal_status: ApiName | None = None
     # Any other field playbook conditions and templates may read, by the name they use,
     # e.g. industry: Industry.
     extra: dict[MetricName, ApiName] = Field(default_factory=dict)
@@ -566,6 +569,38 @@ class Evaluation(_Strict):
     backfill_quiet_seconds: int = Field(900, ge=0, le=86400)
 
 
+class History(_Strict):
+    """The audit trail kept per account (`integration history`): bounded, never the only copy."""
+
+    keep_entries: int = Field(500, ge=10, le=100_000)
+    keep_days: int = Field(400, ge=1, le=3650)
+
+
+class Outcomes(_Strict):
+    """What counts as a playbook's outcome, for `integration report`."""
+
+    # A run's reason counts as cleared when it clears within this many days of the run's start.
+    cleared_within_days: int = Field(30, ge=1, le=365)
+    # Values of account_facts.renewal_status (case-insensitive) that mean renewed / churned.
+    renewed_values: tuple[str, ...] = ("renewed", "closed won")
+    churned_values: tuple[str, ...] = ("churned", "closed lost", "cancelled")
+
+
+class Budget(_Strict):
+    """One daily API budget per CRM, shared by every worker through Redis (adapters/budget.py),
+    fed by the CRMs' own figures (HubSpot's X-HubSpot-RateLimit-Daily headers, Salesforce's
+    Sforce-Limit-Info)."""
+
+    # This share of the daily quota is kept for urgent playbooks: once only the reserve is
+    # left, bulk field refreshes and other playbooks wait for the reset.
+    reserve_share: float = Field(0.2, ge=0, lt=1)
+    # HubSpot does not send the daily headers to OAuth apps: the daily limit to count against
+    # then (None: unknown, nothing is held back).
+    hubspot_daily_limit: int | None = Field(None, ge=1)
+    # HubSpot's daily counter resets at midnight in the portal's time zone (an IANA name).
+    hubspot_time_zone: str = "UTC"
+
+
 class Config(_Strict):
     crm: CrmConfig = CrmConfig()
     account_match: AccountMatch = AccountMatch()
@@ -581,6 +616,9 @@ class Config(_Strict):
     work: Work = Work()
     # Slack and email, for playbook alerts beside the CRM's own.
     channels: Channels = Channels()
+    history: History = History()
+    outcomes: Outcomes = Outcomes()
+    budget: Budget = Budget()
 
     _secrets: dict[str, str] = PrivateAttr(default_factory=dict)
 

@@ -166,6 +166,23 @@ def outcomes(account_id: str) -> str:
     return f"{PREFIX}:{account_tag(account_id)}:outcomes"
 
 
+def history(account_id: str) -> str:
+    """Stream: the account's audit trail (signal, assessment, step, action, outcome), capped
+    by config `history` (integration/store/history.py)."""
+    return f"{PREFIX}:{account_tag(account_id)}:history"
+
+
+def api_budget(crm: str) -> str:
+    """Hash: the CRM's daily API figures as it last reported them, shared by every worker
+    (adapters/budget.py)."""
+    return f"{PREFIX}:api_budget:{crm}"
+
+
+def api_budget_calls(crm: str) -> str:
+    """Sorted set: our own calls to the CRM in the last day, by time, for the rate forecast."""
+    return f"{PREFIX}:api_budget_calls:{crm}"
+
+
 def change_seen(ordering_key: str) -> str:
     """When the newest CRM change to this thing happened, so an older redelivery changes nothing."""
     return f"{PREFIX}:change_seen:{hashlib.sha256(ordering_key.encode()).hexdigest()[:40]}"
