@@ -26,6 +26,7 @@ from integration.config.playbooks import (
 )
 from integration.risk.assess import RiskAssessment
 from integration.risk.reasons import RiskLevel
+from playbooks.control import ControlCount, in_control
 from playbooks.runs import Run, RunStatus
 from playbooks.templates import compile_template
 
@@ -85,9 +86,15 @@ def runs_to_start(
     playbooks: Sequence[Playbook],
     runs: Mapping[str, Run],
     today: date,
+    controls: Mapping[str, ControlCount] | None = None,
 ) -> list[Run]:
     """A run for each playbook whose trigger `after` newly meets and whose conditions hold,
-    unless the same trigger's run is still going or the playbook is cooling down."""
+    unless the same trigger's run is still going or the playbook is cooling down.
+
+    A run is a control run (`Run.control`: tracked, no step runs) when the playbook keeps a
+    control group and the account falls in it (playbooks/control.py), given `controls`: each
+    playbook's runs started so far (none given: no control run, as the group has no room)."""
+    counts = dict(controls or {})
     started: list[Run] = []
     for playbook in playbooks:
         spec = playbook.spec
@@ -102,7 +109,12 @@ def runs_to_start(
             run_id = f"{spec.name}:{after.account_id}:{key}:{today.isoformat()}"
             if current is not None and current.run_id.startswith(run_id):
                 run_id = f"{run_id}#{_attempt(current.run_id) + 1}"  # back the same day
-            started.append(Run(run_id, spec.name, after.account_id, key, today, due_on=today))
+            count = counts.get(spec.name, ControlCount())
+            control = in_control(spec, after.account_id, count)
+            counts[spec.name] = count.after(control)
+            started.append(
+                Run(run_id, spec.name, after.account_id, key, today, due_on=today, control=control)
+            )
     return started
 
 

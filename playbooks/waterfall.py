@@ -21,7 +21,7 @@ from jinja2 import TemplateError
 from adapters.protocol import CrmAccount
 from integration.errors import CrmFatalError, CrmRetriableError
 from integration.risk.assess import RiskAssessment
-from integration.store import caps, waiting
+from integration.store import caps, history, waiting
 from integration.store import runs as stored_runs
 from playbooks.actions import CreateTask
 from playbooks.batches import Outcomes, run_actions
@@ -32,6 +32,7 @@ from playbooks.held import held_name, release_held_tasks
 from playbooks.planning import StepInputs, StepPlan, plan_step
 from playbooks.reads import HELD_PREFIX, assessments, calendar, manager_of, open_tasks, runs_of
 from playbooks.runs import Run, RunStatus
+from playbooks.starts import cleared_event, control_counts, save_started, started_event
 
 logger = logging.getLogger(__name__)
 
@@ -73,46 +74,54 @@ def advance(
     raised, and run the first steps that are due at once (in batches across accounts)."""
     by_name = {playbook.name: playbook for playbook in playbooks}
     stored = runs_of(context, [item.after.account_id for item in judged])
+    counts = control_counts(context, playbooks)
     today = now.date()
     due_now = []
+    trail = []  # run_started and run_ended entries, written in one round trip
     for item in judged:
         runs = stored[item.after.account_id]
         for run in runs_to_clear(runs.values(), item.after):
-            if run.playbook in by_name:
-                _clear(context, run, by_name[run.playbook], item.after, now)
-        for run in runs_to_start(item.before, item.after, item.account, playbooks, runs, today):
-            first = by_name[run.playbook].spec.steps[0]
+            if run.playbook in by_name and _clear(
+                context, run, by_name[run.playbook], item.after, now
+            ):
+                trail.append(cleared_event(run, now))
+        for new in runs_to_start(
+            item.before, item.after, item.account, playbooks, runs, today, counts
+        ):
+            first = by_name[new.playbook].spec.steps[0]
             due = (
                 calendar(context).add_working_days(today, first.after_days)
                 if first.after_days
                 else today
             )
             # A control run is tracked (started, cleared) but never due: no step runs.
-            run = replace(run, due_on=None if run.control else due)
-            if not stored_runs.save_run(
-                context.redis, run.account_id, run.slot, run.to_json(), None, run.due_on
-            ):
+            saved = save_started(context, new, by_name[new.playbook], due, counts)
+            if saved is None:
                 continue  # another worker started it
+            run = saved
+            trail.append(started_event(run, item.after, now))
             logger.info(
                 "playbook started",
                 extra={
                     "account_id": run.account_id,
                     "playbook": run.playbook,
                     "trigger": run.trigger_key,
+                    "control": run.control,
                 },
             )
             if not run.control and due <= today:
                 due_now.append(
                     (replace(run, version=1), by_name[run.playbook], item.account, item.after)
                 )
+    history.record(context.redis, trail, context.config.history)
     run_steps(context, due_now, now, on_refused, judged_now=True)
 
 
 def _clear(
     context: ExecutionContext, run: Run, playbook: Playbook, after: RiskAssessment, now: datetime
-) -> None:
-    """End a run whose trigger cleared; if its step is running, or the CRM fails, the account
-    is judged again in a minute (the clear is then tried again)."""
+) -> bool:
+    """End a run whose trigger cleared (True when it ended); if its step is running, or the CRM
+    fails, the account is judged again in a minute (the clear is then tried again)."""
     try:
         ended = end_run(context, run, playbook, RunStatus.CLEARED, now, after)
     except (CrmRetriableError, CrmFatalError) as exc:
@@ -125,6 +134,7 @@ def _clear(
         # Judged again in a minute (not at once: the step holding it needs that long at most).
         due = {run.account_id: now.timestamp() + CLEAR_RETRY_SECONDS}
         waiting.wait_until(context.redis, due, context.config.evaluation.settle_seconds)
+    return ended
 
 
 def run_due_steps(

@@ -254,6 +254,18 @@ class PlaybookSpec(_Strict):
             raise ValueError(msg)
         return self
 
+    @model_validator(mode="after")
+    def _control_sampled(self) -> PlaybookSpec:
+        # A share with `control: never` would hold no account out: say so, not ignore it.
+        if self.control == "never" and self.control_pct > 0:
+            msg = (
+                f"control_pct is {self.control_pct:g} but this playbook says control: never "
+                "(every account it starts on is treated): drop control_pct, or set "
+                "control: sample to keep a control group"
+            )
+            raise ValueError(msg)
+        return self
+
 
 class PlaybookEntry(_Strict):
     """What config.yaml says about one playbook. For a shipped one, every key is optional and

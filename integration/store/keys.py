@@ -172,6 +172,12 @@ def history(account_id: str) -> str:
     return f"{PREFIX}:{account_tag(account_id)}:history"
 
 
+def control_groups() -> str:
+    """Hash: per playbook, runs started and how many of them are control runs, so a control
+    group never grows past its share (integration/store/control_groups.py)."""
+    return f"{PREFIX}:control_groups"
+
+
 def api_budget(crm: str) -> str:
     """Hash: the CRM's daily API figures as it last reported them, shared by every worker
     (adapters/budget.py)."""

@@ -1,0 +1,190 @@
+"""What each playbook did and whether it worked, counted from the audit trail's events
+(integration/store/history.py), for `integration report`.
+
+Pure: the events come in (read at the edge, integration/cli/report.py), figures come out.
+
+- Activity is counted by when it happened, within the period: runs started (treated and
+  control), steps run, tasks completed and how long they took, tasks held back by caps.
+- Outcomes are counted per account, from its first run of the playbook in the period: its
+  reason cleared when, within `cleared_within_days` of that run's start, the run ended as
+  cleared, its reason cleared, or (a risk-level trigger) an assessment fell below the level.
+  An account still inside its days and not cleared yet has no outcome yet; it is left out of
+  the shares rather than counted as not cleared (which would make new playbooks look bad).
+- Treated against control: the cleared share of each group, the difference and its 95%
+  interval (playbooks/stats.py), only once each group has MIN_ACCOUNTS_PER_GROUP accounts
+  with an outcome; below that the report says it cannot tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from statistics import median
+
+from integration.risk.reasons import RiskLevel
+from integration.store.history import Event
+from playbooks.engine import LEVEL_KEY, RANK
+from playbooks.stats import Difference, difference
+
+# Fewer accounts with an outcome than this in either group: too few to tell.
+MIN_ACCOUNTS_PER_GROUP = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One arm of a playbook (treated or control), one account each."""
+
+    accounts: int = 0  # accounts it started on in the period
+    decided: int = 0  # ...whose outcome is known: cleared in time, or the days have passed
+    cleared: int = 0  # ...whose reason cleared within the days
+    renewed: int = 0  # ...that renewed after the run started (where recorded)
+    churned: int = 0
+
+    @property
+    def still_open(self) -> int:
+        return self.accounts - self.decided
+
+    @property
+    def cleared_share(self) -> float | None:
+        return self.cleared / self.decided if self.decided else None
+
+    def plus(self, other: Group) -> Group:
+        return Group(
+            self.accounts + other.accounts,
+            self.decided + other.decided,
+            self.cleared + other.cleared,
+            self.renewed + other.renewed,
+            self.churned + other.churned,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybookFigures:
+    playbook: str
+    fired: int  # runs started, treated and control
+    fired_control: int
+    steps_run: int
+    tasks_completed: int
+    median_completion_seconds: float | None
+    tasks_held: int  # tasks a cap held back to a later working day
+    treated: Group
+    control: Group
+    lift: Difference | None  # None: too few accounts to tell
+
+    @property
+    def everyone(self) -> Group:
+        return self.treated.plus(self.control)
+
+
+@dataclass
+class _Tally:
+    fired: int = 0
+    fired_control: int = 0
+    steps_run: int = 0
+    held: int = 0
+    seconds: list[float] = field(default_factory=list)
+    groups: dict[bool, Group] = field(default_factory=lambda: {False: Group(), True: Group()})
+
+
+def playbook_figures(
+    trails: Iterable[tuple[str, Sequence[Event]]],
+    now: datetime,
+    cleared_within_days: int,
+    since: datetime | None = None,
+    playbooks: Sequence[str] = (),
+) -> list[PlaybookFigures]:
+    """Figures per playbook (those named first, in order, then any other the events name)
+    from each account's events, oldest first; events before `since` are not counted."""
+    window = timedelta(days=cleared_within_days)
+    tallies: dict[str, _Tally] = {name: _Tally() for name in playbooks}
+    for _, trail in trails:
+        events = [e for e in trail if since is None or e.at >= since]
+        events.sort(key=lambda e: e.at)
+        _count_activity(tallies, events)
+        for start in _first_runs(events):
+            tally = tallies.setdefault(str(start.fields["playbook"]), _Tally())
+            control = bool(start.fields.get("control"))
+            tally.groups[control] = tally.groups[control].plus(_outcome(start, events, window, now))
+    return [_figures(name, tally) for name, tally in tallies.items()]
+
+
+def _count_activity(tallies: dict[str, _Tally], events: Sequence[Event]) -> None:
+    for item in events:
+        name = item.fields.get("playbook")
+        if not name:
+            continue
+        tally = tallies.setdefault(str(name), _Tally())
+        if item.kind == "run_started":
+            tally.fired += 1
+            tally.fired_control += int(bool(item.fields.get("control")))
+        elif item.kind == "step" and item.fields.get("outcome") == "ran":
+            tally.steps_run += 1
+        elif item.kind == "task_completed":
+            tally.seconds.append(float(item.fields.get("seconds") or 0))
+        elif item.kind == "action" and item.fields.get("held") and not item.fields.get("released"):
+            tally.held += 1
+
+
+def _first_runs(events: Sequence[Event]) -> list[Event]:
+    """The account's first run_started of each playbook."""
+    first: dict[str, Event] = {}
+    for item in events:
+        if item.kind == "run_started":
+            first.setdefault(str(item.fields.get("playbook")), item)
+    return list(first.values())
+
+
+def _outcome(start: Event, events: Sequence[Event], window: timedelta, now: datetime) -> Group:
+    """One account's Group: whether its run's reason cleared in time, and its renewal."""
+    deadline = start.at + window
+    cleared = any(start.at <= e.at <= deadline and _clears(e, start) for e in events)
+    renewal = next(
+        (e.fields.get("outcome") for e in events if e.kind == "renewal" and e.at >= start.at),
+        None,
+    )
+    return Group(
+        accounts=1,
+        decided=int(cleared or now >= deadline),
+        cleared=int(cleared),
+        renewed=int(renewal == "renewed"),
+        churned=int(renewal == "churned"),
+    )
+
+
+def _clears(item: Event, start: Event) -> bool:
+    """Whether `item` says the reason behind the run `start` cleared."""
+    fields, trigger = item.fields, str(start.fields.get("trigger_key", ""))
+    if item.kind == "run_ended":
+        return fields.get("run_id") == start.fields.get("run_id") and (
+            fields.get("status") == "cleared"
+        )
+    if item.kind == "reason_cleared":
+        return bool(trigger) and fields.get("key") == trigger
+    if item.kind == "assessment" and trigger.startswith(LEVEL_KEY):
+        try:
+            level = RiskLevel(str(fields.get("level")))
+            wanted = RiskLevel(trigger[len(LEVEL_KEY) :])
+        except ValueError:
+            return False
+        return RANK[level] < RANK[wanted]
+    return False
+
+
+def _figures(name: str, tally: _Tally) -> PlaybookFigures:
+    treated, control = tally.groups[False], tally.groups[True]
+    lift = None
+    if min(treated.decided, control.decided) >= MIN_ACCOUNTS_PER_GROUP:
+        lift = difference(treated.cleared, treated.decided, control.cleared, control.decided)
+    return PlaybookFigures(
+        playbook=name,
+        fired=tally.fired,
+        fired_control=tally.fired_control,
+        steps_run=tally.steps_run,
+        tasks_completed=len(tally.seconds),
+        median_completion_seconds=median(tally.seconds) if tally.seconds else None,
+        tasks_held=tally.held,
+        treated=treated,
+        control=control,
+        lift=lift,
+    )
