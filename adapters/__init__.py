@@ -29,13 +29,15 @@ def build_adapter(config: Config, redis: Redis) -> CrmAdapter:
 
         settings = config.crm.salesforce
         login = login_with(settings, config.secret)
-        return SalesforceCrm(
+        salesforce = SalesforceCrm(
             settings,
             config.account_match.crm_field,
             login,
             redis,
             facts=config.account_facts.crm_fields(),
         )
+        salesforce.transport.budget = config.budget  # the API budget (adapters/budget.py)
+        return salesforce
     path, msg = "crm.kind", f"the {config.crm.kind} adapter is not part of this build yet"
     raise ConfigError(path, msg)
 
@@ -58,10 +60,12 @@ def _hubspot(config: Config, redis: Redis) -> CrmAdapter:
     else:
         assert settings.access_token_env is not None  # noqa: S101 - validation requires one
         tokens = PrivateAppToken(config.secret(settings.access_token_env))
-    return HubSpotCrm(
+    hubspot = HubSpotCrm(
         settings,
         config.account_match.crm_field,
         tokens,
         redis,
         facts=config.account_facts.crm_fields(),
     )
+    hubspot.transport.budget = config.budget  # the API budget (adapters/budget.py)
+    return hubspot

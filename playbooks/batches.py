@@ -1,7 +1,11 @@
 """Many planned actions at once: tasks and notes in the CRM's batch calls, the rest one by one
 (playbooks/execution.py), each under the same claim its idempotency key has there. Every action
 is tried; one account's failure (a contact lookup, a record the CRM refused) costs the others
-nothing, and what the CRM created keeps its id whatever happened to the rest of the batch."""
+nothing, and what the CRM created keeps its id whatever happened to the rest of the batch.
+
+The API budget: urgent playbooks' actions go first and may spend the reserve of the daily quota;
+the others are bulk work, held by the transports once only the reserve is left
+(adapters/budget.py), and fail as retriable: their steps stay due."""
 
 from __future__ import annotations
 
@@ -10,11 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from adapters.budget import Priority, spending
 from adapters.protocol import BatchOutcome
 from integration.errors import CrmFatalError, CrmRetriableError
 from integration.store import keys
 from playbooks.actions import Action, CreateNote, CreateTask
+from playbooks.catalogue import resolve_playbooks
 from playbooks.edge import ExecutionContext
+from playbooks.engine import Playbook
 from playbooks.execution import (
     CLAIM_KEEP_SECONDS,
     DONE_KEEP_SECONDS,
@@ -42,8 +49,31 @@ class Outcomes:
 
 def run_actions(context: ExecutionContext, actions: Sequence[Action], now: datetime) -> Outcomes:
     """Run many actions: tasks and notes with the CRM's batch calls, the rest one by one.
-    Every action is tried; one refusal costs the others nothing."""
+    Every action is tried; one refusal costs the others nothing. Urgent playbooks' actions go
+    first, spending the budget's reserve if need be; the rest are bulk work."""
     outcomes = Outcomes({}, {})
+    urgent = urgent_playbooks(context)
+    for priority in (Priority.URGENT, Priority.BULK):
+        wanted = Priority.URGENT is priority
+        group = [a for a in actions if (a.playbook in urgent) is wanted]
+        if group:
+            with spending(priority):
+                _run_group(context, group, now, outcomes)
+    return outcomes
+
+
+def urgent_playbooks(context: ExecutionContext) -> frozenset[str]:
+    """Names of the playbooks marked `urgent`: the worker's context has them compiled; a
+    context without them (a test's, a tool's) resolves them from the config."""
+    compiled: list[Playbook] | None = getattr(context, "playbooks", None)
+    if compiled is None:
+        compiled = resolve_playbooks(context.config)
+    return frozenset(playbook.name for playbook in compiled if playbook.spec.urgent)
+
+
+def _run_group(
+    context: ExecutionContext, actions: Sequence[Action], now: datetime, outcomes: Outcomes
+) -> None:
     tasks = [a for a in actions if isinstance(a, CreateTask)]
     notes = [a for a in actions if isinstance(a, CreateNote)]
     _run_batch(context, tasks, now, outcomes)
@@ -51,7 +81,6 @@ def run_actions(context: ExecutionContext, actions: Sequence[Action], now: datet
     for action in actions:
         if not isinstance(action, CreateTask | CreateNote):
             _run_one(context, action, now, outcomes)
-    return outcomes
 
 
 def _run_one(context: ExecutionContext, action: Action, now: datetime, outcomes: Outcomes) -> None:

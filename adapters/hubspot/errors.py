@@ -19,9 +19,10 @@ LOCKED_WAIT_SECONDS = 2.0
 # HubSpot's burst window; used when a 429 does not say how long to wait.
 TEN_SECONDLY_WAIT_SECONDS = 10.0
 SECONDLY_WAIT_SECONDS = 1.0
-# The daily limit resets at midnight in the portal's time zone, which we do not know: come back
-# in an hour rather than hammer.
+# The daily limit resets at midnight in the portal's time zone (budget.hubspot_time_zone): the
+# transport sets the wait until then (adapters/budget.py); this stands in without a transport.
 DAILY_WAIT_SECONDS = 3600.0
+DAILY_POLICY = "DAILY"
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, 521, 523, 524})
 # https://developers.hubspot.com/docs/api-reference/error-handling: the detail code of a property
 # the portal does not have, its name in context.propertyName (reference/hubspot.md 5.2).
@@ -40,6 +41,15 @@ _NETWORK_ERROR_NAMES = frozenset(
         "ReadTimeout",
     }
 )
+
+
+class DailyLimitError(CrmRetriableError):
+    """HubSpot refused for the portal's daily limit: nothing goes until its midnight reset."""
+
+    def __init__(self, operation: str, message: str, asked_seconds: float | None) -> None:
+        wait = asked_seconds if asked_seconds is not None else DAILY_WAIT_SECONDS
+        super().__init__(CRM, operation, message, 429, wait)
+        self.asked_seconds = asked_seconds  # a Retry-After HubSpot sent, which wins
 
 
 def translate(exc: Exception, operation: str) -> CrmError | None:
@@ -61,6 +71,10 @@ def from_response(
     error = _parse(body)
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     message = _describe(status, error)
+    if status == 429 and error.get("policyName") == DAILY_POLICY:
+        # https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines: the
+        # daily limit resets at midnight in the account's time zone; a Retry-After wins.
+        return DailyLimitError(operation, message, _retry_after(headers))
     if status == 429:
         return CrmRetriableError(CRM, operation, message, status, _rate_limit_wait(error, headers))
     if status == 423:
@@ -122,8 +136,6 @@ def _rate_limit_wait(error: Mapping[str, Any], headers: Mapping[str, str]) -> fl
     if asked is not None:
         return asked
     policy = str(error.get("policyName", ""))
-    if policy == "DAILY":
-        return DAILY_WAIT_SECONDS
     if policy == "TEN_SECONDLY_ROLLING":
         interval_ms = headers.get("x-hubspot-ratelimit-interval-milliseconds", "")
         return float(interval_ms) / 1000 if interval_ms.isdigit() else TEN_SECONDLY_WAIT_SECONDS

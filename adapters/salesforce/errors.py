@@ -17,7 +17,8 @@ from adapters.batching import INVALID_REQUEST_STATUSES, InvalidRecordsError
 from integration.errors import CrmError, CrmFatalError, CrmRetriableError
 
 CRM = "salesforce"
-# The daily allocation is a rolling 24 hours: come back in an hour rather than hammer.
+# The daily allocation is a rolling 24 hours: come back in an hour rather than hammer (the
+# transport estimates better from the ledger when it can: adapters/budget.py).
 DAILY_LIMIT_WAIT_SECONDS = 3600.0
 # Too many concurrent long requests: a short wait is enough.
 CONCURRENCY_WAIT_SECONDS = 30.0
@@ -29,6 +30,11 @@ TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
 # 'X' on sobject of type Account" (wording UNCONFIRMED by a primary source; `fields` is used too).
 UNKNOWN_FIELD_CODE = "INVALID_FIELD"
 UNKNOWN_COLUMN = re.compile(r"No such column '([^']+)'")
+
+
+class DailyLimitError(CrmRetriableError):
+    """The org's rolling 24 h API allocation is spent (REQUEST_LIMIT_EXCEEDED, TotalRequests):
+    calls free up only as the oldest leave the window."""
 
 
 def first_error(content: Any) -> tuple[str, str]:  # noqa: ANN401 - parsed JSON of any shape
@@ -60,9 +66,9 @@ def classify(
     """Wait-and-retry, or stop; a 400 may be one record's fault, so a batch can be split."""
     text = f"{code}: {message}" if code else message
     if code == "REQUEST_LIMIT_EXCEEDED":
-        daily = "TotalRequests" in message
-        wait = DAILY_LIMIT_WAIT_SECONDS if daily else CONCURRENCY_WAIT_SECONDS
-        return CrmRetriableError(CRM, operation, text, status, wait)
+        if "TotalRequests" in message:
+            return DailyLimitError(CRM, operation, text, status, DAILY_LIMIT_WAIT_SECONDS)
+        return CrmRetriableError(CRM, operation, text, status, CONCURRENCY_WAIT_SECONDS)
     if code == "UNABLE_TO_LOCK_ROW":
         return CrmRetriableError(CRM, operation, text, status, LOCKED_ROW_WAIT_SECONDS)
     if status in TRANSIENT_STATUSES or code in TRANSIENT_CODES:

@@ -2,10 +2,12 @@
 
 - Login is lazy (the first call) with the configured flow; simple-salesforce logs in again and
   retries once a session expires (401 INVALID_SESSION_ID).
-- After each call the `Sforce-Limit-Info` header (`sf.api_usage`) is kept in Redis, shared by all
-  workers; non-urgent writes stop once `api_budget_share` of the daily allocation is used.
-- REQUEST_LIMIT_EXCEEDED pauses every worker's calls for the wait it implies, instead of
-  hammering; short waits (a locked row, a 5xx) are retried in-process with back-off.
+- After each call the `Sforce-Limit-Info` header (`sf.api_usage`) goes into the API ledger every
+  worker shares (adapters/budget.py); bulk work (field writes, non-urgent playbooks) stops once
+  only the reserve is left (`budget.reserve_share`, or `api_budget_share` if lower).
+- REQUEST_LIMIT_EXCEEDED for the daily allocation pauses every worker's calls until calls leave
+  the rolling 24 h window (estimated from the ledger), instead of hammering; short waits (a
+  locked row, a 5xx) are retried in-process with back-off.
 """
 
 from __future__ import annotations
@@ -13,25 +15,32 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import requests
 from redis import Redis
 from simple_salesforce.api import Salesforce
 
-from adapters.salesforce.errors import CRM, translate
+from adapters import budget as budgets
+from adapters.ledger import Ledger
+from adapters.salesforce.errors import CRM, DailyLimitError, translate
+from adapters.spend import BudgetGate
 from adapters.waits import WaitPolicy
+from integration.config.schema import Budget
 from integration.config.schema import SalesforceCrm as SalesforceSettings
-from integration.errors import CrmRetriableError
+from integration.errors import CrmError, CrmRetriableError
 from integration.store import keys
-from integration.store.keys import text
 
 MAX_ATTEMPTS = 3
 BACKOFF_SECONDS = (1.0, 2.0)
 PAUSE_KEY = keys.crm_paused("salesforce")
-USAGE_KEY = keys.crm_api_usage("salesforce")
-BUDGET_WAIT_SECONDS = 1800.0
+LIMIT_EXCEEDED = "REQUEST_LIMIT_EXCEEDED"
 T = TypeVar("T")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -40,6 +49,9 @@ class SalesforceTransport:
     login: Callable[[requests.Session], Salesforce]
     redis: Redis
     sleep: Callable[[float], None] = time.sleep
+    # config.budget, set by adapters.build_adapter (the adapter is built from crm.salesforce).
+    budget: Budget = field(default_factory=Budget)
+    clock: Callable[[], datetime] = _utcnow
     _client: Salesforce | None = field(default=None, init=False, repr=False)
     waits: WaitPolicy = field(init=False, repr=False)
 
@@ -67,38 +79,68 @@ class SalesforceTransport:
         urgent: bool = True,
         creates: bool = False,
     ) -> T:
-        """Send with the budget, waits and retries. A create is not retried here: after a
-        timeout or a 5xx it may exist, so the caller looks (by the task key field) first."""
+        """Send with the budget, waits and retries. `urgent=False` marks bulk work (field
+        writes) whatever the caller's priority (adapters/budget.py `spending`) says. A create is
+        not retried here: after a timeout or a 5xx it may exist, so the caller looks (by the
+        task key field) first."""
+        gate = self.gate()
+        priority = budgets.Priority.BULK if not urgent else budgets.current_priority()
 
         def attempt() -> T:
             client = self.client()
-            result = send(client)
-            self._record_usage(client)
+            try:
+                result = send(client)
+            except Exception:
+                gate.count()  # sf.api_usage is only read from successful answers
+                raise
+            self._record_usage(gate, client)
             return result
 
-        # run() checks for a pause first (it says how long), then the budget (it only says why).
-        budget = None if urgent else (lambda: self._check_budget(operation))
-        return self.waits.run(operation, attempt, translate, lambda error: not creates, budget)
+        def translated(exc: Exception, operation: str) -> CrmError | None:
+            error = translate(exc, operation)
+            daily = isinstance(error, DailyLimitError) or self._spent_by_ledger(error)
+            if daily and isinstance(error, CrmRetriableError):
+                gate.spent()
+                error.retry_after_seconds = gate.seconds_until_reset()
+            return error
+
+        # run() checks for a pause first (it says how long), then the budget.
+        return self.waits.run(
+            operation,
+            attempt,
+            translated,
+            lambda error: not creates,
+            lambda: gate.check(operation, priority),
+        )
+
+    def gate(self) -> BudgetGate:
+        return BudgetGate(
+            Ledger(self.redis, CRM),
+            CRM,
+            "Salesforce",
+            self.budget,
+            self.settings.api_budget_share,
+            self.clock,
+        )
 
     def api_usage(self) -> tuple[int, int] | None:
-        raw = self.redis.hgetall(USAGE_KEY)
-        if not raw:
+        """(used, allocation) as Salesforce last said, from the shared ledger."""
+        figures = Ledger(self.redis, CRM).figures()
+        if figures is None or figures.limit is None:
             return None
-        return int(text(raw[b"used"])), int(text(raw[b"total"]))
+        return figures.used, figures.limit
 
-    def _record_usage(self, client: Salesforce) -> None:
+    def _record_usage(self, gate: BudgetGate, client: Salesforce) -> None:
         usage = (getattr(client, "api_usage", None) or {}).get("api-usage")
-        if usage is not None:
-            self.redis.hset(USAGE_KEY, mapping={"used": usage.used, "total": usage.total})
+        if usage is None:
+            gate.count()
+        else:
+            gate.report(usage.used, usage.total, "sforce-limit-info")
 
-    def _check_budget(self, operation: str) -> None:
+    def _spent_by_ledger(self, error: CrmError | None) -> bool:
+        """A REQUEST_LIMIT_EXCEEDED naming no limit counts as the daily one when the ledger
+        says the allocation is spent."""
+        if not isinstance(error, CrmRetriableError) or LIMIT_EXCEEDED not in str(error):
+            return False
         usage = self.api_usage()
-        if usage is None or not usage[1]:
-            return
-        used, total = usage
-        if used / total >= self.settings.api_budget_share:
-            msg = (
-                f"{used} of the org's {total} daily API requests are used, past the "
-                f"{self.settings.api_budget_share:.0%} kept for non-urgent writes"
-            )
-            raise CrmRetriableError(CRM, operation, msg, None, BUDGET_WAIT_SECONDS)
+        return usage is not None and usage[0] >= usage[1]

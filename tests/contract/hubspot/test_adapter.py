@@ -156,6 +156,7 @@ def test_the_daily_limit_is_left_to_rq_instead_of_holding_the_worker(
 ) -> None:
     body = json.loads((FIXTURES / "error_rate_limit__daily.json").read_text())
     hub.fail_next("POST", "/batch/read", 429, body)
+    crm.transport.clock = lambda: datetime(2026, 12, 1, 23, 0, tzinfo=UTC)  # reset at midnight
     with pytest.raises(CrmRetriableError) as caught:
         crm.find_accounts(["acct-0"])
     assert caught.value.retry_after_seconds == 3600
@@ -167,6 +168,7 @@ def test_after_the_daily_limit_no_worker_calls_hubspot_until_the_wait_is_over(
 ) -> None:
     body = json.loads((FIXTURES / "error_rate_limit__daily.json").read_text())
     hub.fail_next("POST", "/batch/read", 429, body)
+    crm.transport.clock = lambda: datetime(2026, 12, 1, 23, 0, tzinfo=UTC)  # reset at midnight
     with pytest.raises(CrmRetriableError):
         crm.find_accounts(["acct-0"])
     another_worker = make_adapter(hub, redis, sleeps)
