@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
-from adapters.protocol import FieldUpdate
+from adapters.protocol import CrmAccount, FieldUpdate, FieldValue
+from integration.config.schema import FieldMap
 from integration.errors import CrmRetriableError
 from integration.jobs.context import Context
 from integration.risk.assess import (
     RiskAssessment,
+    assess,
     assessment_from_json,
     history_days_needed,
     other_days_needed,
@@ -100,32 +103,65 @@ def _loaded(raw: bytes | str | None) -> object:
     return json.loads(raw) if raw is not None else None
 
 
-def write_fields(context: Context, evaluated: Sequence[Judged]) -> None:
-    """Write what differs from what the CRM last accepted. A postponed write (rate limit, the
-    daily API budget) is skipped, not fatal: the actions still run, and the next evaluation
-    compares against the last values the CRM took, so it writes them then."""
-    mapping = context.config.fields
+def judge_accounts(
+    context: Context, found: Mapping[str, CrmAccount], now: datetime
+) -> tuple[list[Judged], dict[str, date]]:
+    """Judge the accounts the CRM has, as an evaluation does: each against its last
+    assessment (so a reason keeps its details), on the days its sources have delivered.
+    Also returns the day each account was judged through."""
+    ids = sorted(found)
+    states = load_states(context, ids, now, {a: account.facts for a, account in found.items()})
+    previous = load_previous(context.redis, ids)
+    judged = []
+    for account_id in ids:
+        before, state = previous[account_id], states[account_id]
+        if before is not None:
+            state = replace(state, previous_reasons={r.key: r.details for r in before.reasons})
+        after = assess(state, context.config.risk, judged_now(now, state.usage.last_day))
+        judged.append(Judged(found[account_id], before, after))
+    return judged, {account_id: states[account_id].usage.last_day for account_id in ids}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldWrites:
+    """The CRM fields to write: what differs from what the CRM last accepted."""
+
+    updates: list[FieldUpdate]
+    # Every judged account's values, by CRM id, with its product account id.
+    wanted: dict[str, tuple[str, dict[str, FieldValue]]]
+
+
+def fields_to_write(redis: StateRedis, mapping: FieldMap, judged: Sequence[Judged]) -> FieldWrites:
+    """Which accounts' fields to write (shared by the run and `integration plan`)."""
     wanted = {
         item.account.crm_id: (item.after.account_id, field_values(item.after, mapping))
-        for item in evaluated
+        for item in judged
     }
     written_keys = [keys.crm_fields(account_id) for account_id, _ in wanted.values()]
-    last = dict(zip(wanted, get_many(context.redis, written_keys), strict=True))
+    last = dict(zip(wanted, get_many(redis, written_keys), strict=True))
     updates = [
         FieldUpdate(crm_id, values)
         for crm_id, (_, values) in wanted.items()
         if _loaded(last[crm_id]) != values
     ]
-    if not updates:
+    return FieldWrites(updates, wanted)
+
+
+def write_fields(context: Context, evaluated: Sequence[Judged]) -> None:
+    """Write what differs from what the CRM last accepted. A postponed write (rate limit, the
+    daily API budget) is skipped, not fatal: the actions still run, and the next evaluation
+    compares against the last values the CRM took, so it writes them then."""
+    writes = fields_to_write(context.redis, context.config.fields, evaluated)
+    if not writes.updates:
         return
     try:
-        result = context.crm.write_fields(updates)
+        result = context.crm.write_fields(writes.updates)
     except CrmRetriableError as exc:
         logger.warning("field writes postponed; tasks go on", extra={"error": str(exc)})
         return
     pipe = context.redis.pipeline(transaction=False)
     for crm_id in result.written:
-        account_id, values = wanted[crm_id]
+        account_id, values = writes.wanted[crm_id]
         pipe.set(keys.crm_fields(account_id), json.dumps(values))
     pipe.execute()
     for crm_id, message in result.rejected.items():
