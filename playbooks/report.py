@@ -8,8 +8,10 @@ Pure: the events come in (read at the edge, integration/cli/report.py), figures 
 - Outcomes are counted per account, from its first run of the playbook in the period: its
   reason cleared when, within `cleared_within_days` of that run's start, the run ended as
   cleared, its reason cleared, or (a risk-level trigger) an assessment fell below the level.
-  An account still inside its days and not cleared yet has no outcome yet; it is left out of
-  the shares rather than counted as not cleared (which would make new playbooks look bad).
+  Only accounts whose days have all passed have an outcome: one still inside them is left out
+  of the shares, cleared or not (counting the early clears alone would flatter the playbook,
+  counting the rest as not cleared would slight it); it is "too soon", with how many of those
+  cleared so far.
 - Treated against control: the cleared share of each group, the difference and its 95%
   interval (playbooks/stats.py), only once each group has MIN_ACCOUNTS_PER_GROUP accounts
   with an outcome; below that the report says it cannot tell.
@@ -36,8 +38,9 @@ class Group:
     """One arm of a playbook (treated or control), one account each."""
 
     accounts: int = 0  # accounts it started on in the period
-    decided: int = 0  # ...whose outcome is known: cleared in time, or the days have passed
-    cleared: int = 0  # ...whose reason cleared within the days
+    decided: int = 0  # ...whose days have passed: the outcome is known
+    cleared: int = 0  # ...of those, whose reason cleared within the days
+    cleared_so_far: int = 0  # ...of the others (too soon to tell), cleared already
     renewed: int = 0  # ...that renewed after the run started (where recorded)
     churned: int = 0
 
@@ -54,6 +57,7 @@ class Group:
             self.accounts + other.accounts,
             self.decided + other.decided,
             self.cleared + other.cleared,
+            self.cleared_so_far + other.cleared_so_far,
             self.renewed + other.renewed,
             self.churned + other.churned,
         )
@@ -143,10 +147,12 @@ def _outcome(start: Event, events: Sequence[Event], window: timedelta, now: date
         (e.fields.get("outcome") for e in events if e.kind == "renewal" and e.at >= start.at),
         None,
     )
+    known = now >= deadline
     return Group(
         accounts=1,
-        decided=int(cleared or now >= deadline),
-        cleared=int(cleared),
+        decided=int(known),
+        cleared=int(cleared and known),
+        cleared_so_far=int(cleared and not known),
         renewed=int(renewal == "renewed"),
         churned=int(renewal == "churned"),
     )

@@ -88,7 +88,7 @@ def _table(context: Context, figures: Sequence[PlaybookFigures], since: date | N
     lines = [
         f"Playbooks {period}: runs started (fired), steps run, tasks completed and held by caps.",
         f"cleared: accounts whose reason cleared within {days} days of their run's start; "
-        f"too soon: started less than {days} days ago, not cleared yet.",
+        f"too soon: started less than {days} days ago, no outcome yet.",
         "",
     ]
     fired = [f for f in figures if f.fired or f.steps_run or f.tasks_completed or f.tasks_held]
@@ -125,7 +125,7 @@ def _cells(item: PlaybookFigures) -> tuple[str, ...]:
         str(item.tasks_completed),
         _duration(item.median_completion_seconds),
         _share(everyone),
-        str(everyone.still_open),
+        _too_soon(everyone),
         str(item.tasks_held),
     )
 
@@ -135,11 +135,15 @@ def _lift_lines(context: Context, figures: Sequence[PlaybookFigures]) -> list[st
     sampling = {p.name for p in context.playbooks if samples(p.spec)}
     compared = [f for f in figures if f.playbook in sampling or f.fired_control]
     if not compared:
-        return ["Treated against control: no playbook keeps a control group (control_pct).", ""]
+        return [
+            "Treated against control: no playbook keeps a control group; give one a "
+            "control_pct (docs/playbooks.md) to see whether it works.",
+            "",
+        ]
     days = context.config.outcomes.cleared_within_days
     lines = [f"Treated against control (reason cleared within {days} days):"]
     for item in compared:
-        groups = f"treated {_share(item.treated)}, control {_share(item.control)}"
+        groups = f"treated {_arm(item.treated)}, control {_arm(item.control)}"
         lines.append(f"  {item.playbook}: {groups}: {_verdict(item)}")
     return [*lines, ""]
 
@@ -175,6 +179,22 @@ def _share(group: Group) -> str:
     if share is None:
         return "-"
     return f"{group.cleared} of {group.decided} ({share:.0%})"
+
+
+def _arm(group: Group) -> str:
+    """One group's cleared share, and the accounts it cannot count yet."""
+    if not group.accounts:
+        return "no accounts yet"
+    waiting = f"{group.still_open} too soon, {group.cleared_so_far} of them cleared so far"
+    if not group.decided:
+        return f"no outcome yet ({waiting})"
+    return _share(group) + (f" ({waiting})" if group.still_open else "")
+
+
+def _too_soon(group: Group) -> str:
+    if group.cleared_so_far:
+        return f"{group.still_open} ({group.cleared_so_far} cleared so far)"
+    return str(group.still_open)
 
 
 def _duration(seconds: float | None) -> str:
@@ -257,6 +277,7 @@ def _group_json(group: Group) -> dict[str, Any]:
         "cleared": group.cleared,
         "cleared_share": group.cleared_share,
         "too_soon": group.still_open,
+        "too_soon_cleared_so_far": group.cleared_so_far,
         "renewed": group.renewed,
         "churned": group.churned,
     }

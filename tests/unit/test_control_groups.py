@@ -236,12 +236,13 @@ def test_a_reason_counts_as_cleared_only_within_the_days_and_open_accounts_wait(
         "c": [started("c", START), ended("c", late, START)],
         # Another reason cleared: not this run's.
         "d": [started("d", START), event("d", "reason_cleared", START, key="nps_low")],
-        # Started 5 days ago, not cleared yet: too soon to tell, left out of the share.
+        # Started 5 days ago: too soon to tell, cleared or not, left out of the share.
         "e": [started("e", recent)],
+        "f": [started("f", recent), ended("f", recent + timedelta(days=1), recent)],
     }
     everyone = figures_of(trails, now).everyone
-    assert (everyone.accounts, everyone.decided, everyone.cleared) == (5, 4, 2)
-    assert everyone.still_open == 1
+    assert (everyone.accounts, everyone.decided, everyone.cleared) == (6, 4, 2)
+    assert (everyone.still_open, everyone.cleared_so_far) == (2, 1)
     assert everyone.cleared_share == 0.5
 
 
