@@ -112,9 +112,11 @@ def _account_text(plan: AccountPlan) -> list[str]:
     if plan.receiving:
         lines.append("  history still arriving: judged again once quiet; no playbook moves yet")
     if plan.field_writes:
-        values = "; ".join(f"{k} = {v!r}" for k, v in plan.field_writes.items())
         wait = f" [waits: {plan.fields_wait}]" if plan.fields_wait else ""
-        lines.append(f"  fields to write{wait}: {values}")
+        lines.append(f"  fields to write (they differ from what the CRM last took){wait}:")
+        lines += [
+            f"    {k} = {json.dumps(v, ensure_ascii=False)}" for k, v in plan.field_writes.items()
+        ]
     lines += [_started_text(run) for run in plan.started]
     for cleared in plan.cleared:
         lines += _cleared_text(cleared)
@@ -122,7 +124,7 @@ def _account_text(plan: AccountPlan) -> list[str]:
         lines += _step_text(step)
     for released in plan.released:
         lines += _planned_text(released, "  held task goes out: ")
-    lines += [_waiting_text(run) for run in plan.waiting]
+    lines += [_waiting_text(run, step) for run, step in plan.waiting]
     return lines
 
 
@@ -195,11 +197,11 @@ def _describe(action: Action, contact: str | None) -> tuple[str, list[str]]:
     return f"email to {where}: {action.subject}", action.body.splitlines()
 
 
-def _waiting_text(run: Run) -> str:
+def _waiting_text(run: Run, step: str) -> str:
     if run.control:
         return f"  {run.playbook} (control group): tracked until its flag clears, no step runs"
     due = f"due {run.due_on}" if run.due_on else "not scheduled"
-    return f"  waiting: {run.playbook} step {run.next_step + 1} {due}"
+    return f"  waiting: {run.playbook} step {run.next_step + 1} {step}, {due}"
 
 
 def _cost_text(plan: Plan) -> list[str]:
@@ -293,7 +295,10 @@ def _account_json(plan: AccountPlan) -> dict[str, Any]:
             for step in plan.steps
         ],
         "held_tasks_released": [_planned_json(p) for p in plan.released],
-        "waiting": [_run_json(run) | {"next_step": run.next_step + 1} for run in plan.waiting],
+        "waiting": [
+            _run_json(run) | {"next_step": run.next_step + 1, "step": step}
+            for run, step in plan.waiting
+        ],
     }
 
 

@@ -79,7 +79,7 @@ class AccountPlan:
     cleared: list[Cleared] = field(default_factory=list)
     steps: list[PlannedStep] = field(default_factory=list)
     released: list[Planned] = field(default_factory=list)
-    waiting: list[Run] = field(default_factory=list)
+    waiting: list[tuple[Run, str]] = field(default_factory=list)  # with the next step's name
 
     @property
     def busy(self) -> bool:
@@ -193,8 +193,14 @@ def _with_playbooks(plan: AccountPlan, books: PlaybookDryRun, playbook: str | No
             for p in books.released
             if p.action.account_id == account_id and mine(p.action.playbook)
         ],
-        waiting=[r for r in books.waiting(account_id) if mine(r.playbook)],
+        waiting=[(r, _next_step(books, r)) for r in books.waiting(account_id) if mine(r.playbook)],
     )
+
+
+def _next_step(books: PlaybookDryRun, run: Run) -> str:
+    book = books.by_name.get(run.playbook)
+    steps = book.spec.steps if book else ()
+    return steps[run.next_step].name if run.next_step < len(steps) else "-"
 
 
 def cost_model(config: Config) -> CostModel:

@@ -158,15 +158,22 @@ def test_plan_shows_reasons_fields_task_and_cost_and_the_run_then_does_it(
         "  reason: Only 10 of 20 licensed seats were used in the last 30 days (50%, below 60%)."
         " [license_utilization]",
     ]
-    assert lines[4].startswith("  fields to write: churn_risk_level = 'high'; ")
-    assert lines[5] == f"  starts usage_drop_checkin (trigger usage_drop), first step due {today}"
-    assert lines[6].startswith("  usage_drop_checkin step 1 rep_task (usage_drop): runs, next ")
-    due = lines[7].split("due ")[1].split(",")[0]
-    assert lines[7] == (
+    assert lines[4:7] == [
+        "  fields to write (they differ from what the CRM last took):",
+        '    churn_risk_level = "high"',
+        '    churn_risk_reasons = "Daily active users fell 60% below their 4-week normal '
+        "(4.0 vs 10.0 a day) over the last 7 days.\\nOnly 10 of 20 licensed seats were used in "
+        'the last 30 days (50%, below 60%)."',
+    ]
+    lines = lines[6:]  # the other fields: trend, utilization, last activity
+    assert lines[4] == f"  starts usage_drop_checkin (trigger usage_drop), first step due {today}"
+    assert lines[5].startswith("  usage_drop_checkin step 1 rep_task (usage_drop): runs, next ")
+    due = lines[6].split("due ")[1].split(",")[0]
+    assert lines[6] == (
         f"    - task for owner-ana, due {due}, high call: "
         "Check in with Acme Analytics: product usage is down 60%"
     )
-    assert lines[8].startswith("        | Why: Daily active users fell 60% below")
+    assert lines[7].startswith("        | Why: Daily active users fell 60% below")
     assert "globex (Globex, CRM id 1002, owner owner-ben): risk NONE, score 0" in result.output
     assert lines[-2:] == [
         "CRM API calls (sandbox): 3 = 1 field batch update(s), 1 task create(s), "
