@@ -10,9 +10,11 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 FieldValue = str | int | float | bool | None
+# The records `object_url` links to.
+RecordKind = Literal["task", "note", "account"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,15 @@ class CrmAdapter(Protocol):
 
     def record_url(self, account_crm_id: str) -> str | None:
         """A link to the account a rep can click (Slack, email); None when it cannot be made."""
+        ...
+
+    def object_url(
+        self, kind: RecordKind, crm_id: str, account_crm_id: str | None = None
+    ) -> str | None:
+        """A link to a record we made or wrote (`integration history`): a task, a note, or
+        the account itself. Where the CRM has no page of its own for the record (HubSpot's
+        tasks and notes), the account's page, where it shows on the timeline
+        (`account_crm_id`); None when no link can be made."""
         ...
 
     def notify_owner(self, notification: OwnerNotification) -> str:

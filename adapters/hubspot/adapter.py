@@ -30,6 +30,7 @@ from adapters.protocol import (
     FieldUpdate,
     NoteRequest,
     OwnerNotification,
+    RecordKind,
     SequenceEnrollment,
     TaskRequest,
     WriteResult,
@@ -260,6 +261,16 @@ class HubSpotCrm:
         if not portal:
             return None
         return people.record_url(self.settings.base_url, portal, account_crm_id)
+
+    def object_url(
+        self, kind: RecordKind, crm_id: str, account_crm_id: str | None = None
+    ) -> str | None:
+        """A company's record page. Tasks and notes are activities: HubSpot documents no page
+        of their own (they show on the timeline of the records they are associated with, and
+        the tasks tool's links are not a documented format), so they link to their company's
+        page; None for those without a company, or until crm.hubspot.portal_id is set."""
+        company = crm_id if kind == "account" else account_crm_id
+        return self.record_url(company) if company else None
 
     def reassign_task(self, task_crm_id: str, owner_id: str) -> None:
         body = {"properties": {"hubspot_owner_id": owner_id}}

@@ -25,6 +25,7 @@ from adapters.protocol import (
     FieldUpdate,
     NoteRequest,
     OwnerNotification,
+    RecordKind,
     SequenceEnrollment,
     TaskRequest,
     WriteResult,
@@ -54,6 +55,8 @@ DOMAIN_CANDIDATES = 20
 # How an org without Sales Engagement or the notification type answers (UNCONFIRMED: the
 # reference expects a 404, or a 400 naming INVALID_TYPE / FUNCTIONALITY_NOT_ENABLED).
 FEATURE_MISSING_CODES = frozenset({"NOT_FOUND", "INVALID_TYPE", "FUNCTIONALITY_NOT_ENABLED"})
+# The sObjects behind `object_url`'s kinds (playbook notes are classic Notes: create_note).
+LIGHTNING_OBJECTS = {"task": "Task", "note": "Note", "account": "Account"}
 
 
 @dataclass
@@ -66,6 +69,7 @@ class SalesforceCrm:
     facts: Mapping[str, str] = field(default_factory=dict)  # fact -> Account field
     name: str = CRM
     transport: SalesforceTransport = field(init=False, repr=False)
+    _instance: str | None = field(default=None, init=False, repr=False)  # the org's host
 
     def __post_init__(self) -> None:
         self.transport = SalesforceTransport(self.settings, self.login, self.redis, self.sleep)
@@ -190,11 +194,19 @@ class SalesforceCrm:
     def record_url(self, account_crm_id: str) -> str | None:
         """The Account's Lightning page on the org's own host (from the login); None when
         the login cannot be had now."""
-        try:
-            instance = self._call("instance_url", lambda sf: sf.sf_instance)
-        except CrmError:
-            return None
-        return f"https://{instance}/lightning/r/Account/{account_crm_id}/view"
+        return self.object_url("account", account_crm_id)
+
+    def object_url(
+        self, kind: RecordKind, crm_id: str, account_crm_id: str | None = None
+    ) -> str | None:
+        """The record's Lightning page, `{instance}/lightning/r/<Object>/<id>/view`: Tasks,
+        Notes and Accounts each have one. None when the login cannot be had now."""
+        if self._instance is None:
+            try:
+                self._instance = self._call("instance_url", lambda sf: sf.sf_instance)
+            except CrmError:
+                return None
+        return f"https://{self._instance}/lightning/r/{LIGHTNING_OBJECTS[kind]}/{crm_id}/view"
 
     def find_contact(self, email: str) -> CrmContact | None:
         soql = format_soql(

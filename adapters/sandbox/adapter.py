@@ -28,6 +28,7 @@ from adapters.protocol import (
     FieldUpdate,
     NoteRequest,
     OwnerNotification,
+    RecordKind,
     SequenceEnrollment,
     TaskRequest,
     WriteResult,
@@ -215,6 +216,12 @@ class SandboxCrm:
 
     def record_url(self, account_crm_id: str) -> str | None:
         return f"sandbox://company/{account_crm_id}"
+
+    def object_url(
+        self, kind: RecordKind, crm_id: str, account_crm_id: str | None = None
+    ) -> str | None:
+        """The record's row in the sandbox file (`integration report` lists them)."""
+        return f"sandbox://{'company' if kind == 'account' else kind}/{crm_id}"
 
     def account_by_id(self, crm_id: str) -> CrmAccount | None:
         with self._db() as db:
