@@ -16,7 +16,7 @@ Many actions at once go through playbooks/batches.py: tasks and notes in the CRM
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import date, datetime
 from typing import Any
@@ -112,7 +112,7 @@ def _perform(context: ExecutionContext, action: Action, now: datetime, look_firs
     if isinstance(action, CreateTask):
         found = context.crm.find_task(action.idempotency_key) if look_first else None
         task_id = found or _create_task(context, action)
-        remember_task(context, action, task_id)
+        remember_task(context, action, task_id, now)
         return task_id
     if isinstance(action, NotifyOwner):
         return _notify(context, action, now)
@@ -168,13 +168,18 @@ def _update_field(context: ExecutionContext, action: UpdateField) -> str:
     return f"{crm_field}={action.value}"[:200]
 
 
-def remember_task(context: ExecutionContext, action: CreateTask, task_id: str) -> None:
+def remember_task(
+    context: ExecutionContext, action: CreateTask, task_id: str, created: datetime | None = None
+) -> None:
     """Keep our open tasks per account: a new owner takes them over, a completion is an outcome.
     The task's own record is written first, and apart: it and the account's set are in two
-    slots of a Redis Cluster, and a completion must always find the account of a listed task."""
+    slots of a Redis Cluster, and a completion must always find the account of a listed task.
+    `created`: when it was made, for the time to its completion (tasks made in a batch get it
+    from remember_created)."""
+    key = keys.crm_task(context.crm.name, task_id)
     pipe = context.redis.pipeline(transaction=True)
     pipe.hset(
-        keys.crm_task(context.crm.name, task_id),
+        key,
         mapping={
             "account_id": action.account_id,
             "playbook": action.playbook,
@@ -182,9 +187,22 @@ def remember_task(context: ExecutionContext, action: CreateTask, task_id: str) -
             "step": action.step,
         },
     )
-    pipe.expire(keys.crm_task(context.crm.name, task_id), DONE_KEEP_SECONDS)
+    if created is not None:
+        pipe.hsetnx(key, "created_at", created.isoformat())
+    pipe.expire(key, DONE_KEEP_SECONDS)
     pipe.execute()
     context.redis.sadd(keys.open_tasks(action.account_id), task_id)
+
+
+def remember_created(context: ExecutionContext, task_ids: Sequence[str], now: datetime) -> None:
+    """When these tasks were made (kept with each, unless it has a time already: a step tried
+    again finds its task made before), in one round trip."""
+    if not task_ids:
+        return
+    pipe = context.redis.pipeline(transaction=False)
+    for task_id in task_ids:
+        pipe.hsetnx(keys.crm_task(context.crm.name, task_id), "created_at", now.isoformat())
+    pipe.execute()
 
 
 def _notify(context: ExecutionContext, action: NotifyOwner, now: datetime) -> str:

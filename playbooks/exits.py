@@ -11,13 +11,15 @@ from datetime import datetime
 
 from integration.errors import CrmFatalError
 from integration.risk.assess import RiskAssessment
-from integration.store import keys
+from integration.store import history, keys
 from integration.store import runs as stored_runs
+from integration.store.history import Event
 from playbooks.actions import CreateNote
 from playbooks.engine import LEVEL_KEY, Playbook
 from playbooks.execution import ExecutionContext, run_action
 from playbooks.reads import open_tasks, run_by_id
 from playbooks.runs import Run, RunStatus
+from playbooks.steps_trail import action_event, ended_event
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +37,13 @@ def end_run(
     moved it meanwhile): the caller tries again later."""
     if not stored_runs.claim_step(context.redis, run.run_id, run.next_step):
         return False
+    trail: list[Event] = []
     try:
         why = "the flag cleared" if status is RunStatus.CLEARED else "the rep completed the task"
         if status is RunStatus.CLEARED:
             # The CRM first: if it fails, the run stays as it was and the next evaluation,
             # still seeing the trigger cleared, tries again (the note's key makes it one note).
-            _tell_open_tasks(context, run, playbook, assessment, now)
+            trail += _tell_open_tasks(context, run, playbook, assessment, now)
         ended = run.ended(status, now, why)
         if not stored_runs.save_run(
             context.redis, run.account_id, run.slot, ended.to_json(), run.version, None
@@ -48,6 +51,9 @@ def end_run(
             return False
     finally:
         stored_runs.release_step(context.redis, run.run_id, run.next_step)
+    if status is not RunStatus.CLEARED:  # a cleared run's end: playbooks/starts.py
+        trail.append(ended_event(ended, now, why))
+    history.record(context.redis, trail, context.config.history)
     logger.info(
         "playbook ended",
         extra={"account_id": run.account_id, "playbook": run.playbook, "why": why},
@@ -61,20 +67,21 @@ def _tell_open_tasks(
     playbook: Playbook,
     assessment: RiskAssessment | None,
     now: datetime,
-) -> None:
-    """The run's tasks still open get a note saying the flag cleared, or are completed."""
+) -> list[Event]:
+    """The run's tasks still open get a note saying the flag cleared, or are completed; the
+    note, for the trail."""
     open_ids = run.open_task_ids(open_tasks(context, [run.account_id])[run.account_id])
     exit_ = playbook.spec.exit.when_trigger_clears
     if not open_ids or exit_ == "nothing":
-        return
+        return []
     if exit_ == "complete":
         for task_id in open_ids:
             context.crm.complete_task(task_id)
             context.redis.srem(keys.open_tasks(run.account_id), task_id)
-        return
+        return []
     account = context.crm.find_accounts([run.account_id]).get(run.account_id)
     if account is None:
-        return
+        return []
     note = CreateNote(
         f"{run.run_id}:exit:note",
         run.playbook,
@@ -86,13 +93,15 @@ def _tell_open_tasks(
         step="exit",
     )
     try:
-        run_action(context, note, now)
+        note_id = run_action(context, note, now)
     except CrmFatalError as exc:
         # A refusal no retry mends (an inactive owner, say): the run ends without it.
         logger.error(
             "CRM refused the note that a flag cleared; the run ends without it",
             extra={"account_id": run.account_id, "playbook": run.playbook, "error": str(exc)},
         )
+        return []
+    return [action_event(context, note, note_id, now)]
 
 
 def cleared_text(

@@ -10,13 +10,15 @@ from dataclasses import replace
 from datetime import date, datetime
 
 from integration.errors import CrmFatalError, CrmRetriableError
-from integration.store import caps
+from integration.store import caps, history
 from integration.store import runs as stored_runs
+from integration.store.history import Event
 from playbooks.actions import CreateTask
 from playbooks.engine import Playbook, trigger_holds
 from playbooks.execution import ExecutionContext, held_task, run_action
 from playbooks.reads import HELD_PREFIX, assessments, calendar, run_by_id
 from playbooks.runs import RunStatus
+from playbooks.steps_trail import action_event
 
 logger = logging.getLogger(__name__)
 
@@ -39,22 +41,27 @@ def release_held_tasks(
     if not calendar(context).is_working_day(today):
         return 0
     released, start = 0, 0
-    while page := caps.held(context.redis, HELD_PAGE, start):
-        start += len(page)
-        for member, score, held_on, raw in page:
-            if held_on >= today:
-                continue
-            task = held_task(raw)
-            if not _still_wanted(context, task):
-                caps.release(context.redis, member)
-                caps.forget(context.redis, member)
-                start -= 1
-                continue
-            sent = _send(context, task, member, score, held_on, now)
-            if sent is not None:
-                released += 1
-                start -= 1
-                _add_task_to_run(context, task, sent, {p.name: p for p in playbooks}, now)
+    trail: list[Event] = []  # each task sent, with its CRM record, for the audit trail
+    try:
+        while page := caps.held(context.redis, HELD_PAGE, start):
+            start += len(page)
+            for member, score, held_on, raw in page:
+                if held_on >= today:
+                    continue
+                task = held_task(raw)
+                if not _still_wanted(context, task):
+                    caps.release(context.redis, member)
+                    caps.forget(context.redis, member)
+                    start -= 1
+                    continue
+                sent = _send(context, task, member, score, held_on, now)
+                if sent is not None:
+                    released += 1
+                    start -= 1
+                    _add_task_to_run(context, task, sent, {p.name: p for p in playbooks}, now)
+                    trail.append(action_event(context, task, sent, now, released=True))
+    finally:
+        history.record(context.redis, trail, context.config.history)
     return released
 
 

@@ -23,16 +23,18 @@ from integration.errors import CrmFatalError, CrmRetriableError
 from integration.risk.assess import RiskAssessment
 from integration.store import caps, history, waiting
 from integration.store import runs as stored_runs
+from integration.store.history import Event
 from playbooks.actions import CreateTask
 from playbooks.batches import Outcomes, run_actions
 from playbooks.engine import Playbook, runs_to_clear, runs_to_start
-from playbooks.execution import HELD, ExecutionContext
+from playbooks.execution import HELD, ExecutionContext, remember_created
 from playbooks.exits import end_run, task_completed
 from playbooks.held import held_name, release_held_tasks
 from playbooks.planning import StepInputs, StepPlan, plan_step
 from playbooks.reads import HELD_PREFIX, assessments, calendar, manager_of, open_tasks, runs_of
 from playbooks.runs import Run, RunStatus
 from playbooks.starts import cleared_event, control_counts, save_started, started_event
+from playbooks.steps_trail import ended_event, made_tasks, settled_events, step_event
 
 logger = logging.getLogger(__name__)
 
@@ -196,9 +198,14 @@ def run_steps(
     planned = _claimed_plans(context, items, now, judged_now)
     outcomes = run_actions(context, [action for _, plan in planned for action in plan.actions], now)
     ran = 0
-    for run, plan in planned:
-        if _settle(context, run, plan, outcomes, now, on_refused):
-            ran += 1
+    trail: list[Event] = []  # each step and its actions, for the audit trail
+    try:
+        for run, plan in planned:
+            if _settle(context, run, plan, outcomes, now, on_refused, trail):
+                ran += 1
+    finally:  # a refusal raised still leaves the steps settled before it in the trail
+        remember_created(context, made_tasks(trail), now)
+        history.record(context.redis, trail, context.config.history)
     return ran
 
 
@@ -277,10 +284,16 @@ def _plan(
 
 
 def _finish(context: ExecutionContext, run: Run, moved: Run) -> None:
-    stored_runs.save_run(
+    """Save the run as moved without a step (waiting, or ended: then the trail says why)."""
+    saved = stored_runs.save_run(
         context.redis, run.account_id, run.slot, moved.to_json(), run.version, moved.due_on
     )
     stored_runs.release_step(context.redis, run.run_id, run.next_step)
+    if saved and moved.status is not RunStatus.ACTIVE:
+        # Rare (a completion asked for, a template failing): its own round trip.
+        last = moved.steps[-1]
+        ended = ended_event(moved, datetime.fromisoformat(last.at), last.outcome)
+        history.record(context.redis, [ended], context.config.history)
 
 
 def _settle(
@@ -290,8 +303,12 @@ def _settle(
     outcomes: Outcomes,
     now: datetime,
     on_refused: Refused | None,
+    trail: list[Event] | None = None,
 ) -> bool:
-    """Save the run once its step's actions all went through; True when it moved on."""
+    """Save the run once its step's actions all went through; True when it moved on. The
+    step, its actions (with the CRM records they made) and the run's end, if it ended, go
+    to `trail`."""
+    trail = [] if trail is None else trail
     failed = [
         outcomes.failed[a.idempotency_key]
         for a in plan.actions
@@ -300,6 +317,8 @@ def _settle(
     if failed:
         stored_runs.release_step(context.redis, run.run_id, run.next_step)
         if not any(isinstance(error, CrmRetriableError) for error in failed):
+            why = f"refused by the CRM: {failed[0]}"[:300]
+            trail.append(step_event(run, plan.step.name, why, now))
             _refused(context, run, failed[0], on_refused)
         return False
     # A task held by a cap is the run's too, by its held name, until it goes out.
@@ -313,9 +332,13 @@ def _settle(
     # A step skipped ends the run as done (plan.next_due is None); if its trigger cleared, the
     # next evaluation ends it as cleared and tells the rep (playbooks/exits.py).
     moved = run.after_step(plan.step.name, now, plan.skipped or "ran", task_ids, plan.next_due)
-    stored_runs.save_run(
+    if stored_runs.save_run(
         context.redis, run.account_id, run.slot, moved.to_json(), run.version, moved.due_on
-    )
+    ):
+        trail += settled_events(context, run, plan, outcomes.done, now)
+        if not moved.active:
+            why = f"{plan.step.name} skipped: {plan.skipped}" if plan.skipped else "every step ran"
+            trail.append(ended_event(moved, now, why))
     return True
 
 

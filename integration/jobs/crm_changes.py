@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +12,8 @@ from integration.jobs.context import Context
 from integration.jobs.evaluate import crm_job, current_context, record_people_signal
 from integration.signals.crm_changes import ChangeKind, CrmChange
 from integration.signals.events import ChangeType, JobChanged
-from integration.store import keys
+from integration.store import history, keys
+from integration.store.history import Event
 from integration.store.unmatched import record_unmatched
 from playbooks.waterfall import task_completed
 
@@ -103,6 +104,12 @@ def _account_owner_changed(context: Context, change: CrmChange) -> str:
     )
     for task_id in task_ids:
         context.crm.reassign_task(task_id, change.value)
+    summary = f"account owner changed to {change.value}: {len(task_ids)} open task(s) moved"
+    history.record(
+        context.redis,
+        [_signal(account.product_account_id, change, summary)],
+        context.config.history,
+    )
     logger.info(
         "open tasks moved to the new owner",
         extra={"account_id": account.product_account_id, "tasks": len(task_ids)},
@@ -126,11 +133,52 @@ def _task_completed(context: Context, change: CrmChange) -> str:
     pipe.lpush(keys.outcomes(account_id), json.dumps(outcome))
     pipe.ltrim(keys.outcomes(account_id), 0, OUTCOMES_KEEP - 1)
     pipe.execute()
+    history.record(
+        context.redis,
+        [
+            _signal(account_id, change, f"task {change.subject_id} completed"),
+            _completed(account_id, change, ours),
+        ],
+        context.config.history,
+    )
     logger.info("playbook task completed", extra={"account_id": account_id, "playbook": playbook})
     if not run_id:
         return "outcome_recorded"
     ended = task_completed(context, account_id, run_id, context.playbooks, change.occurred_at)
     return f"outcome_recorded; {ended}"
+
+
+def _signal(account_id: str, change: CrmChange, summary: str) -> Event:
+    """A CRM webhook that mattered, for the trail: the CRM, its event, what it said."""
+    return history.event(
+        account_id,
+        "signal",
+        change.occurred_at,
+        source=change.crm,
+        delivery_id=change.delivery_key,
+        summary=summary,
+        change_type=change.kind.value,
+    )
+
+
+def _completed(account_id: str, change: CrmChange, ours: Mapping[Any, Any]) -> Event:
+    """The task_completed outcome, with the seconds from its creation (playbooks/execution.py
+    keeps the created time with the task; tasks made before it did have none)."""
+    created_raw = ours.get(b"created_at")
+    created = datetime.fromisoformat(keys.text(created_raw)) if created_raw else None
+    seconds = max(0, round((change.occurred_at - created).total_seconds())) if created else None
+    return history.event(
+        account_id,
+        "task_completed",
+        change.occurred_at,
+        playbook=keys.text(ours[b"playbook"]),
+        run_id=keys.text(ours.get(b"run_id", b"")),
+        step=keys.text(ours.get(b"step", b"")),
+        task_id=change.subject_id,
+        created_at=created.isoformat() if created else None,
+        completed_at=change.occurred_at.isoformat(),
+        seconds=seconds,
+    )
 
 
 HANDLERS: dict[ChangeKind, Callable[[Context, CrmChange], str]] = {

@@ -23,7 +23,7 @@ from rq import get_current_job
 from adapters.protocol import CrmAccount
 from integration.config.settings import Settings
 from integration.errors import CrmFatalError, CrmRetriableError
-from integration.jobs import holding
+from integration.jobs import holding, trail
 from integration.jobs.account_state import judged_now as judged_now  # the CLI's `evaluate`
 from integration.jobs.account_state import load_previous, write_fields
 from integration.jobs.account_state import load_states as load_states
@@ -39,7 +39,7 @@ from integration.risk.assess import (
     assessment_to_json,
 )
 from integration.signals.events import ChangeType, JobChanged
-from integration.store import freshness, keys, renames, waiting
+from integration.store import freshness, history, keys, renames, waiting
 from integration.store.metrics import count
 from integration.store.unmatched import forget_unmatched, record_unmatched
 from playbooks.runs import Run
@@ -244,9 +244,13 @@ def record_people_signal(context: Context, change: JobChanged, account_id: str) 
     """Store the signal on the account (once, by its dedupe id) and re-evaluate the account,
     unless it waits for the dirty-account evaluation (new usage, maybe still settling): that
     one judges the usage and the signal together, once."""
-    context.redis.hset(
+    new = context.redis.hset(
         keys.people_signals(account_id), change.dedupe_id, json.dumps(change.to_json())
     )
+    if new:  # the same change sent again is the same signal: one entry in the trail
+        history.record(
+            context.redis, [trail.people_signal(change, account_id, _now())], context.config.history
+        )
     waiting.remember_account(context.redis, account_id)
     if context.redis.zscore(keys.dirty_accounts(), account_id) is not None:
         _queue_next_evaluation(context)
@@ -299,6 +303,13 @@ def evaluate_accounts(
         context.redis, sorted(found), now, context.config.evaluation.backfill_quiet_seconds
     )
     whole = [item for item in judged if item.after.account_id not in receiving]
+    # The trail before the playbooks, so it reads signal, assessment, then steps. (Should the
+    # playbooks fail, the retry records the same assessment again: a repeated entry, no more.)
+    renewals, renewal_values = trail.renewal_events(context, whole, now)
+    history.record(
+        context.redis, [*trail.assessment_events(whole, now), *renewals], context.config.history
+    )
+    trail.remember_renewals(context, renewal_values)
     # The playbooks first: should this fail, the assessments kept so far still differ from
     # these, so the retry raises the same triggers again (a run already started is not doubled).
     advance(context, whole, context.playbooks, now, step_refused(context))

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from integration.config.schema import Config
 from integration.errors import StorageUnavailableError
 from integration.jobs.fold_batch import Folded, fold_entries
+from integration.jobs.fold_signals import SignalBuffer, every_seconds
 from integration.jobs.queues import (
     enqueue_dirty_evaluation,
     evaluation_job_key,
@@ -93,9 +94,11 @@ def fold(
     consumer: str,
     config: Config,
     queue: EvaluationQueue,
+    signals: SignalBuffer | None = None,
 ) -> int:
-    """Fold entries this consumer holds and queue the evaluations asked for; events folded."""
-    folds = fold_entries(redis, entries, consumer, config)
+    """Fold entries this consumer holds and queue the evaluations asked for; events folded.
+    The audit trail's signals go through `signals` (integration/jobs/fold_signals.py)."""
+    folds = fold_entries(redis, entries, consumer, config, signals)
     for folded in folds:
         queue.after(folded)
     return sum(folded.events for folded in folds)
@@ -109,13 +112,15 @@ def fold_backlog(
     consumer runs); evaluations are queued on `queue_redis`."""
     ingest_stream.ensure_group(redis)
     queue = EvaluationQueue(queue_redis, config.evaluation.interval_seconds)
+    signals = SignalBuffer(config.history, every_seconds(config.evaluation.settle_seconds))
     total = 0
     while True:
         entries = ingest_stream.claim(redis, consumer, READ_COUNT, idle_ms=0)
         entries += ingest_stream.read(redis, consumer, READ_COUNT, None)
         if not entries:
+            signals.flush(redis)
             return total
-        total += fold(redis, entries, consumer, config, queue)
+        total += fold(redis, entries, consumer, config, queue, signals)
 
 
 class Consumer:
@@ -126,6 +131,7 @@ class Consumer:
     ) -> None:
         self.redis, self.config = redis, config
         self.queue = EvaluationQueue(queue_redis, config.evaluation.interval_seconds)
+        self.signals = SignalBuffer(config.history, every_seconds(config.evaluation.settle_seconds))
         self.name = name or consumer_name()
         self.claimed_at = float("-inf")
 
@@ -137,7 +143,10 @@ class Consumer:
             entries = ingest_stream.claim(self.redis, self.name, READ_COUNT)
         if not entries:
             entries = ingest_stream.read(self.redis, self.name, READ_COUNT, block_ms)
-        return fold(self.redis, entries, self.name, self.config, self.queue) if entries else 0
+        if not entries:
+            self.signals.flush(self.redis)  # nothing to fold: the trail's signals now
+            return 0
+        return fold(self.redis, entries, self.name, self.config, self.queue, self.signals)
 
     def run(self, stopped: Callable[[], bool]) -> None:
         """Fold until `stopped()`; Redis errors and a refused layout wait and try again (the
@@ -154,6 +163,10 @@ class Consumer:
                 logger.warning("fold failed, retrying: %s", type(exc).__name__)
                 time.sleep(RETRY_SECONDS)
                 self._ensure_group()
+        try:
+            self.signals.flush(self.redis)
+        except RedisError:
+            logger.warning("the audit trail's last usage signals were not written")
 
     def _ensure_group(self) -> None:
         """A Redis that lost its data lost the group too (NOGROUP): create it again."""

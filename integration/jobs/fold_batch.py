@@ -26,9 +26,10 @@ from itertools import groupby
 
 from integration.config.schema import Config
 from integration.errors import PayloadError
+from integration.jobs.fold_signals import SignalBuffer
 from integration.signals.events import UsageEvent, parse_usage
 from integration.signals.segment import SegmentBatch, parse_segment, resolve
-from integration.store import folding, freshness, ingest_stream, keys, rollups
+from integration.store import folding, freshness, history, ingest_stream, keys, rollups
 from integration.store.cluster import StateRedis
 from integration.store.folding import Item, Lease
 from integration.store.ingest_stream import Entry
@@ -72,10 +73,16 @@ class _Holding:
 
 
 def fold_entries(
-    redis: StateRedis, entries: Sequence[Entry], consumer: str, config: Config
+    redis: StateRedis,
+    entries: Sequence[Entry],
+    consumer: str,
+    config: Config,
+    signals: SignalBuffer | None = None,
 ) -> list[Folded]:
     """Fold entries this consumer holds; unreadable ones are set aside (dead letters); ones
-    another consumer took over meanwhile are left to it."""
+    another consumer took over meanwhile are left to it. Each account's signal goes to the
+    audit trail through `signals` (at once without one)."""
+    signals = signals or SignalBuffer(config.history, every_seconds=0)
     held = ingest_stream.hold(redis, consumer, [entry.id for entry in entries])
     if held.layout != rollups.LAYOUT:
         ingest_stream.copy_layout(redis)  # refuses while the rollups are in another layout
@@ -97,9 +104,20 @@ def fold_entries(
         outcome = folding.fold_items(
             redis, items, config.metrics, now, source, ttl, holding.lease, holding.renew
         )
+        signals.add(redis, _received(outcome, source, now))
         ingest_stream.acknowledge(redis, consumer, [p.entry.id for p in its], links)
         folds.append(Folded(now, len(its), outcome.events, len(outcome.accounts)))
     return folds
+
+
+def _received(outcome: folding.Outcome, source: str, now: datetime) -> list[history.Received]:
+    """Each account's signal for the trail: its events and deliveries (stream ids)."""
+    return [
+        history.Received(
+            account, source, now, events, sorted(entries, key=ingest_stream.stream_order)
+        )
+        for account, (events, entries) in outcome.received.items()
+    ]
 
 
 def _part_key(parsed: _Parsed) -> tuple[str, int]:

@@ -70,6 +70,9 @@ class Outcome:
     closed_since: float | None = None
     complete_day: int = -1
     taken: set[str] = field(default_factory=set)  # marks stored before: their events dropped
+    # Per account written: its events and the stream entries they came in (the audit trail's
+    # signal, integration/jobs/fold_batch.py).
+    received: dict[str, tuple[int, set[str]]] = field(default_factory=dict)
 
     @property
     def accounts(self) -> set[str]:
@@ -107,6 +110,8 @@ def fold_items(  # noqa: PLR0913 - what one fold is about
             if status == _WRITTEN:
                 outcome.events += len(its)
                 _note(outcome, account, days, yesterday)
+                events, entries = outcome.received.get(account, (0, set()))
+                outcome.received[account] = (events + len(its), entries | {i.entry for i in its})
             elif status == _FOLDED_ALREADY:
                 _note(outcome, account, days, yesterday)  # its dirty mark may be missing still
                 again[account] = [i for i in its if i.entry not in named]

@@ -172,6 +172,12 @@ def history(account_id: str) -> str:
     return f"{PREFIX}:{account_tag(account_id)}:history"
 
 
+def renewal_seen(account_id: str) -> str:
+    """String: the account's renewal status field (account_facts.renewal_status) as the last
+    evaluation saw it, so a change to renewed or churned is an outcome once."""
+    return f"{PREFIX}:{account_tag(account_id)}:renewal_seen"
+
+
 def control_groups() -> str:
     """Hash: per playbook, runs started and how many of them are control runs, so a control
     group never grows past its share (integration/store/control_groups.py)."""
