@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from integration.config.channels import Channels
 from integration.config.playbooks import PlaybookEntry, Work
@@ -599,6 +608,16 @@ class Budget(_Strict):
     hubspot_daily_limit: int | None = Field(None, ge=1)
     # HubSpot's daily counter resets at midnight in the portal's time zone (an IANA name).
     hubspot_time_zone: str = "UTC"
+
+    @field_validator("hubspot_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = f"unknown time zone {value!r}: give an IANA name such as Europe/Paris or UTC"
+            raise ValueError(msg) from None
+        return value
 
 
 class Config(_Strict):

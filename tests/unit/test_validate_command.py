@@ -170,6 +170,17 @@ fields: {risk_level: 5}
             "  playbooks.usage_drop_checkin.priorty: unknown key 'priorty'",
         ),
         (
+            "budget: {hubspot_time_zone: Europe/Pariss}",
+            BOTH_SECRETS,
+            "  budget.hubspot_time_zone: unknown time zone 'Europe/Pariss': give an IANA name "
+            "such as Europe/Paris or UTC",
+        ),
+        (
+            "playbooks: {usage_drop_checkin: {control_pct: 80}}",
+            BOTH_SECRETS,
+            "  playbooks.usage_drop_checkin.control_pct: input should be less than or equal to 50, got 80",
+        ),
+        (
             "owners: {fallback_owner: ana}",
             {"USAGE_WEBHOOK_SECRET": SECRET, "JOB_CHANGES_WEBHOOK_SECRET": "hunter2"},
             "  webhooks.job_changes.secret_env: environment variable JOB_CHANGES_WEBHOOK_SECRET is "
