@@ -25,7 +25,11 @@ def render_history(context: Context, account_id: str, *, limit: int, as_json: bo
     if limit < 1:
         msg = f"--limit must be 1 or more, got {limit}"
         raise CliError(msg)
-    events = history.read(context.redis, account_id, limit=limit)
+    # Newest first by time: an entry written late (a fold's signal held, or merged with the
+    # next) goes where its time puts it; entries of one moment keep the order they were written.
+    events = sorted(
+        history.read(context.redis, account_id, limit=limit), key=lambda e: e.at, reverse=True
+    )
     if not events:
         msg = (
             f"no history for account {account_id!r}: nothing was received or done for it "
@@ -60,7 +64,10 @@ def _assessment(fields: Mapping[str, Any]) -> str:
     was = fields.get("previous_level")
     level = f"risk {fields.get('level')}" + (f" (was {was})" if was else "")
     reasons = fields.get("reasons") or []
-    said = "; ".join(f"{r.get('key')} [{r.get('severity')}]: {r.get('text')}" for r in reasons)
+    said = "; ".join(
+        f"{r.get('key')} [{r.get('severity')}]: {str(r.get('text', '')).removesuffix('.')}"
+        for r in reasons
+    )
     return f"{level}, score {fields.get('score')}: {said or 'nothing flagged'}"
 
 

@@ -106,7 +106,8 @@ def test_history_reads_signal_assessment_step_task_with_link_then_its_completion
         f'{rep.crm_id} sandbox://task/{rep.crm_id} "{rep.subject}"',
         f"{stamp(day(0))}  step            usage_drop_checkin step rep_task: ran",
         f"{stamp(day(0))}  run_started     usage_drop_checkin started by usage_drop [high]",
-        f"{stamp(day(0))}  assessment      risk high, score 60: usage_drop [high]: {drop}",
+        f"{stamp(day(0))}  assessment      risk high, score 60: usage_drop [high]: "
+        f"{drop.removesuffix('.')}",
     ]
     # The usage as it came in: folded when it arrived (the wall clock), one delivery.
     usage = re.fullmatch(
