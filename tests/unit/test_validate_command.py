@@ -178,7 +178,8 @@ fields: {risk_level: 5}
         (
             "playbooks: {usage_drop_checkin: {control_pct: 80}}",
             BOTH_SECRETS,
-            "  playbooks.usage_drop_checkin.control_pct: input should be less than or equal to 50, got 80",
+            "  playbooks.usage_drop_checkin.control_pct: input should be less than or equal to 50, "
+            "got 80",
         ),
         (
             "owners: {fallback_owner: ana}",
