@@ -27,6 +27,7 @@ from integration.config.schema import Config
 from integration.errors import CrmRetriableError
 from integration.jobs.account_state import fields_to_write, judge_accounts
 from integration.jobs.context import Context
+from integration.jobs.evaluate import EVALUATION_BATCH  # the daily run's batches
 from integration.store import freshness
 from integration.store.read_only import held_back, read_only
 from playbooks.dry_actions import DryContext, Planned, Spend
@@ -34,7 +35,6 @@ from playbooks.dry_run import Cleared, PlannedStep, PlaybookDryRun
 from playbooks.runs import Run
 from playbooks.waterfall import Judged
 
-EVALUATION_BATCH = 200  # integration/jobs/evaluate.py: the daily run's batches
 # The adapters' calls that only read, by operation name; any other is refused here.
 READ_OPERATIONS = frozenset(
     {

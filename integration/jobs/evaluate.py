@@ -24,8 +24,8 @@ from adapters.protocol import CrmAccount
 from integration.config.settings import Settings
 from integration.errors import CrmFatalError, CrmRetriableError
 from integration.jobs import holding, trail
+from integration.jobs.account_state import judge_accounts, write_fields
 from integration.jobs.account_state import judged_now as judged_now  # the CLI's `evaluate`
-from integration.jobs.account_state import load_previous, write_fields
 from integration.jobs.account_state import load_states as load_states
 from integration.jobs.context import Context, build_context
 from integration.jobs.queues import (
@@ -35,7 +35,6 @@ from integration.jobs.queues import (
     enqueue_playbook_step,
 )
 from integration.risk.assess import (
-    assess,
     assessment_to_json,
 )
 from integration.signals.events import ChangeType, JobChanged
@@ -283,21 +282,7 @@ def evaluate_accounts(
     for account_id in account_ids:
         if account_id not in found:
             record_unmatched(context.redis, "account", account_id, "", now)
-    states = load_states(
-        context,
-        sorted(found),
-        now,
-        {account_id: account.facts for account_id, account in found.items()},
-    )
-    previous = load_previous(context.redis, sorted(found))
-    judged = []
-    for account_id, account in sorted(found.items()):
-        before = previous[account_id]
-        state = states[account_id]
-        if before is not None:
-            state = replace(state, previous_reasons={r.key: r.details for r in before.reasons})
-        after = assess(state, context.config.risk, judged_now(now, state.usage.last_day))
-        judged.append(Judged(account, before, after))
+    judged, _ = judge_accounts(context, found, now)  # as `integration plan` judges them
     write_fields(context, judged)
     receiving = freshness.receiving_history_until(
         context.redis, sorted(found), now, context.config.evaluation.backfill_quiet_seconds
