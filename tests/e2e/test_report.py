@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from redis import Redis
 
+from adapters.protocol import FieldUpdate
 from integration.cli.main import main
 from integration.cli.report import render_report
 from integration.config.settings import Settings
@@ -256,3 +257,59 @@ def test_the_report_command_prints_the_table_then_the_sandbox_accounts(
     # Nothing started before --since counts.
     after = world.cli("--since", (MONDAY + timedelta(days=1)).isoformat()).splitlines()
     assert "(no playbook has started a run in this period)" in after
+
+
+def test_the_report_counts_steps_completed_tasks_and_what_the_caps_held(
+    make_world: Callable[..., World],
+) -> None:
+    # Ana takes at most eight new tasks a day.
+    caps = {"caps": {"tasks_per_assignee_per_day": 8, "tasks_per_account_per_week": None}}
+    world = make_world(playbooks={PLAYBOOK: {"control_pct": 50}}, work=caps)
+    treated = TREATED[:10]
+    flag(world, day(0), **drop(treated + HELD_OUT_50))
+    assert len(world.tasks()) == 8  # two held back by the cap until tomorrow
+    world.run_due_steps(day(1))
+    assert len(world.tasks()) == 10
+
+    # Ana completes four of Monday's calls on Wednesday afternoon, 54 hours after they came.
+    for task in world.tasks()[:4]:
+        world.complete_in_crm(task, day(2, 15))
+    # Thursday: Monday's four calls still open escalate to Mia (Tuesday's two wait a day more).
+    world.run_due_steps(day(3))
+    assert len(world.tasks()) == 14
+
+    report = json.loads(render_report(world.context, None, as_json=True, now=day(4)))
+    [usage] = [p for p in report["playbooks"] if p["playbook"] == PLAYBOOK]
+    assert (usage["fired"], usage["fired_control"]) == (20, 10)
+    assert usage["steps_run"] == 14  # ten calls, four escalations
+    assert (usage["tasks_completed"], usage["median_completion_seconds"]) == (4, 54 * 3600)
+    assert usage["tasks_held"] == 2
+    row = cells(render_report(world.context, None, now=day(4)).splitlines(), PLAYBOOK)
+    assert (row["steps run"], row["tasks done"], row["median to done"], row["held by caps"]) == (
+        "14",
+        "4",
+        "2.2 days",
+        "2",
+    )
+
+
+def test_renewals_recorded_after_a_run_started_are_counted_for_its_playbook(
+    make_world: Callable[..., World],
+) -> None:
+    world = make_world(account_facts={"renewal_status": "renewal_stage"}, work=NO_CAPS)
+    accounts = TREATED[:4]
+    for account in accounts:
+        world.crm.write_fields([FieldUpdate(COMPANIES[account][0], {"renewal_stage": "Open"})])
+    flag(world, day(0), **drop(accounts))
+
+    # Three weeks on, one renewal closes won and one lost; two are still open.
+    world.crm.write_fields([FieldUpdate(COMPANIES["a-00"][0], {"renewal_stage": "Closed Won"})])
+    world.crm.write_fields([FieldUpdate(COMPANIES["a-01"][0], {"renewal_stage": "Closed Lost"})])
+    world.evaluate(day(21), *accounts)
+
+    report = json.loads(render_report(world.context, None, as_json=True, now=day(40)))
+    [usage] = [p for p in report["playbooks"] if p["playbook"] == PLAYBOOK]
+    assert (usage["all"]["renewed"], usage["all"]["churned"]) == (1, 1)
+    lines = render_report(world.context, None, now=day(40)).splitlines()
+    assert "Renewals recorded after a run started:" in lines
+    assert f"  {PLAYBOOK}: 1 renewed, 1 churned" in lines
