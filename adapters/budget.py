@@ -32,6 +32,9 @@ HOUR_SECONDS = 3600
 ROLLING = frozenset({"salesforce"})
 OWNERS = {"hubspot": "the portal's", "salesforce": "the org's"}
 LABELS = {"hubspot": "HubSpot", "salesforce": "Salesforce"}
+# A rolling window's figures older than this do not hold bulk work back: the next call goes
+# and brings fresh ones (else a quiet hour would keep stale figures, and the hold, for ever).
+STALE_SECONDS = 900
 
 
 class Priority(StrEnum):
@@ -75,11 +78,14 @@ class BudgetStatus:
     calls_last_hour: int
     runs_out_at: datetime | None
     reserve_reached_at: datetime | None
+    # A rolling window's figures too old to hold anything back (the gate lets the next call
+    # go to bring fresh ones): shown as last reported, never as a hold.
+    stale: bool = False
 
     @property
     def bulk_held(self) -> bool:
         """Only the reserve is left: field refreshes and non-urgent playbooks wait."""
-        return self.remaining <= self.reserved
+        return self.remaining <= self.reserved and not self.stale
 
     def available(self, urgent: bool) -> int:
         """Calls this kind of work may still spend before the reset."""
@@ -102,6 +108,7 @@ class BudgetStatus:
             "source": self.source,
             "calls_last_hour": self.calls_last_hour,
             "bulk_held": self.bulk_held,
+            "stale": self.stale,
             **{name: at.isoformat() if at else None for name, at in stamps.items()},
         }
 
@@ -197,7 +204,16 @@ def status_of(
         reserve_reached_at=None
         if reserve is None or remaining <= reserved
         else now + timedelta(seconds=reserve),
+        stale=is_stale(crm, current.reported_at, now),
     )
+
+
+def is_stale(crm: str, reported_at: float | None, now: datetime) -> bool:
+    """Figures of a rolling window last reported more than STALE_SECONDS ago (the gate and
+    the status shown to people share this rule)."""
+    if crm not in ROLLING or reported_at is None:
+        return False
+    return now.timestamp() - reported_at > STALE_SECONDS
 
 
 def budget_status(
@@ -239,6 +255,11 @@ def describe(status: BudgetStatus) -> str:
         f"{status.remaining:,} left ({status.reserved:,} kept for urgent playbooks); "
         f"{status.calls_last_hour:,} calls in the last hour"
     )
+    if status.stale and status.reported_at is not None:
+        return (
+            f"{line}, as last reported at {_when(status.reported_at)}: too old to hold work "
+            "back (the next call brings fresh figures)"
+        )
     if status.remaining <= 0:
         return f"{line}; the quota is spent: every call waits until {zone_note}"
     if status.bulk_held:

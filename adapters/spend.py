@@ -24,9 +24,6 @@ from integration.errors import CrmRetriableError
 logger = logging.getLogger(__name__)
 # Nothing was sent: the caller may send it again without looking for it first (errors.py).
 NOT_SENT_STATUS = 429
-# A rolling window's figures older than this do not hold bulk work back: the next call goes
-# and brings fresh ones (else a quiet hour would keep stale figures, and the hold, for ever).
-STALE_SECONDS = 900
 # When our own calls cannot tell when a rolling window frees enough, come back in this long.
 UNKNOWN_WAIT_SECONDS = 1800.0
 
@@ -122,6 +119,4 @@ class BudgetGate:
         return budgets.period(self.crm, self.budget, now)
 
     def _stale(self, figures: Figures, now: datetime) -> bool:
-        if self.crm not in budgets.ROLLING or figures.reported_at is None:
-            return False
-        return now.timestamp() - figures.reported_at > STALE_SECONDS
+        return budgets.is_stale(self.crm, figures.reported_at, now)

@@ -232,11 +232,31 @@ def _perform(dry: DryContext, action: Action, now: datetime, look_first: bool) -
         return Planned(action, Fate.SENT)
     if isinstance(action, SendSlack | SendEmail):
         # The person's address, from the CRM (cached an hour), and the account's link.
-        if action.owner_id:
-            user(dry, action.owner_id)
+        person = user(dry, action.owner_id) if action.owner_id else None
         dry.crm.record_url(action.account_crm_id)
-        return Planned(action, Fate.SENT)
+        return _alert(dry, action, person.email if person else None)
     return _enroll(dry, action, now)
+
+
+def _alert(dry: DryContext, action: SendSlack | SendEmail, address: str | None) -> Planned:
+    """Where the run's alert would go, or why it would fail (playbooks/alerts.py decides the
+    same way): a channel not set up, or nobody to send it to, sends nothing."""
+    who = f"CRM user {action.owner_id}"
+    if isinstance(action, SendSlack):
+        settings = dry.config.channels.slack
+        if settings is None:
+            return Planned(action, Fate.NOTHING, "not sent: channels.slack is not configured")
+        if action.channel or address:
+            return Planned(action, Fate.SENT)
+        if settings.default_channel:
+            why = f"to {settings.default_channel}: {who} has no email to find them in Slack"
+            return Planned(action, Fate.SENT, why)
+        return Planned(action, Fate.NOTHING, f"not sent: no email for {who} to find them in Slack")
+    if dry.config.channels.email is None:
+        return Planned(action, Fate.NOTHING, "not sent: channels.email is not configured")
+    if not (action.to or address):
+        return Planned(action, Fate.NOTHING, f"not sent: no email address for {who}")
+    return Planned(action, Fate.SENT)
 
 
 def _notify(dry: DryContext, action: NotifyOwner, now: datetime) -> Planned:

@@ -80,11 +80,14 @@ class SalesforceTransport:
         creates: bool = False,
     ) -> T:
         """Send with the budget, waits and retries. `urgent=False` marks bulk work (field
-        writes) whatever the caller's priority (adapters/budget.py `spending`) says. A create is
-        not retried here: after a timeout or a 5xx it may exist, so the caller looks (by the
-        task key field) first."""
+        writes) unless the caller set a priority (adapters/budget.py `spending`): an urgent
+        playbook's field update may spend the reserve, as on HubSpot. A create is not retried
+        here: after a timeout or a 5xx it may exist, so the caller looks (by the task key
+        field) first."""
         gate = self.gate()
-        priority = budgets.Priority.BULK if not urgent else budgets.current_priority()
+        priority = budgets.current_priority()
+        if priority is None and not urgent:
+            priority = budgets.Priority.BULK
 
         def attempt() -> T:
             client = self.client()

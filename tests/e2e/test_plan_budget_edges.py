@@ -1,5 +1,5 @@
-"""Review of issue 15 items 1 (`integration plan`) and 6 (one API budget): defects a RevOps
-admin or an operator would hit, each shown by a test that fails today (xfail, strict).
+"""Found in review of issue 15 items 1 (`integration plan`) and 6 (one API budget): what a
+RevOps admin or an operator would have hit, each kept as a test now that it is fixed.
 
 Real Redis; Salesforce mocked with `responses` (tests/contract/salesforce's org, its requests
 checked against the vendor's collection); the sandbox CRM for the plan's Slack promise; time
@@ -41,11 +41,6 @@ def org() -> Iterator[Org]:
         assert [p for call in rsps.calls for p in problems(call.request)] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Salesforce transport marks every field write bulk (urgent=False), so an urgent "
-    "playbook's field_update is held by the reserve it is entitled to (HubSpot lets it go)",
-)
 def test_an_urgent_playbooks_field_update_on_salesforce_may_spend_the_reserve(
     org: Org, redis: Redis
 ) -> None:
@@ -68,11 +63,6 @@ def test_an_urgent_playbooks_field_update_on_salesforce_may_spend_the_reserve(
     assert result.written == ("001xx000003DGb2AAG",)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan's budget line (and JSON bulk_held) says bulk work waits on Salesforce figures "
-    "hours old, while the gate lets bulk work go and the plan lists it as sent",
-)
 def test_the_plans_budget_line_agrees_with_the_gate_on_old_salesforce_figures(
     redis: Redis,
 ) -> None:
@@ -93,11 +83,6 @@ def test_the_plans_budget_line_agrees_with_the_gate_on_old_salesforce_figures(
     assert status.to_json()["bulk_held"] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plan shows a Slack message as sent when channels.slack is not configured; the run "
-    "records it as failed and nothing reaches Slack",
-)
 def test_the_plan_does_not_promise_a_slack_message_the_run_cannot_send(
     context: Context, redis: Redis
 ) -> None:
