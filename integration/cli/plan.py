@@ -214,7 +214,11 @@ def _cost_text(plan: Plan) -> list[str]:
     if not plan.budgeted:
         return [*lines, f"budget: the {plan.crm} CRM has no API budget"]
     if plan.budget is None:
-        return [*lines, "budget: today's limit is not known yet (no figures from the CRM)"]
+        return [
+            *lines,
+            "budget: today's limit is not known yet (no figures from the CRM so far; for a "
+            "HubSpot OAuth app, which gets none, set budget.hubspot_daily_limit)",
+        ]
     lines.append(f"budget: {describe(plan.budget)}")
     lines.append(f"  after this run: {_after(plan.budget, plan.total_calls):,} left")
     if plan.bulk_waits:
