@@ -87,7 +87,8 @@ class _Tally:
     fired_control: int = 0
     steps_run: int = 0
     held: int = 0
-    seconds: list[float] = field(default_factory=list)
+    completed: int = 0
+    seconds: list[float] = field(default_factory=list)  # of the completions with a duration
     groups: dict[bool, Group] = field(default_factory=lambda: {False: Group(), True: Group()})
 
 
@@ -114,9 +115,12 @@ def playbook_figures(
 
 
 def _count_activity(tallies: dict[str, _Tally], events: Sequence[Event]) -> None:
+    """Runs, steps, completions and holds. A run or a task the trail names twice (a retried
+    job, a completion the CRM sent again) counts once."""
+    seen: set[tuple[str, str]] = set()
     for item in events:
         name = item.fields.get("playbook")
-        if not name:
+        if not name or _repeated(item, seen):
             continue
         tally = tallies.setdefault(str(name), _Tally())
         if item.kind == "run_started":
@@ -125,9 +129,24 @@ def _count_activity(tallies: dict[str, _Tally], events: Sequence[Event]) -> None
         elif item.kind == "step" and item.fields.get("outcome") == "ran":
             tally.steps_run += 1
         elif item.kind == "task_completed":
-            tally.seconds.append(float(item.fields.get("seconds") or 0))
+            tally.completed += 1
+            seconds = item.fields.get("seconds")
+            if seconds is not None:  # a task made before created times were kept: no duration
+                tally.seconds.append(float(seconds))
         elif item.kind == "action" and item.fields.get("held") and not item.fields.get("released"):
             tally.held += 1
+
+
+def _repeated(item: Event, seen: set[tuple[str, str]]) -> bool:
+    field_name = {"run_started": "run_id", "task_completed": "task_id"}.get(item.kind)
+    value = item.fields.get(field_name) if field_name else None
+    if not value:
+        return False
+    key = (item.kind, str(value))
+    if key in seen:
+        return True
+    seen.add(key)
+    return False
 
 
 def _first_runs(events: Sequence[Event]) -> list[Event]:
@@ -187,7 +206,7 @@ def _figures(name: str, tally: _Tally) -> PlaybookFigures:
         fired=tally.fired,
         fired_control=tally.fired_control,
         steps_run=tally.steps_run,
-        tasks_completed=len(tally.seconds),
+        tasks_completed=tally.completed,
         median_completion_seconds=median(tally.seconds) if tally.seconds else None,
         tasks_held=tally.held,
         treated=treated,

@@ -136,11 +136,6 @@ def test_a_task_completed_twice_is_one_outcome(
     assert _kinds(world.redis, "acme").count("task_completed") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a completed task with no created time (seconds None) counts as done in 0 s in the "
-    "report's median time to completion (playbooks/report.py `or 0`)",
-)
 def test_a_completion_of_unknown_duration_does_not_pull_the_median_to_zero() -> None:
     def done(at: datetime, seconds: int | None) -> history.Event:
         return history.event(

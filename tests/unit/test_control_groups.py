@@ -314,3 +314,19 @@ def test_since_leaves_out_what_happened_before_it() -> None:
     }
     found = figures_of(trails, START + timedelta(days=50), since=START + timedelta(days=7))
     assert (found.fired, found.everyone.accounts, found.everyone.cleared) == (1, 1, 0)
+
+
+def test_a_run_or_a_completion_the_trail_names_twice_counts_once() -> None:
+    def done(at: datetime, seconds: int | None, task: str) -> Event:
+        return event("a", "task_completed", at, playbook="own", task_id=task, seconds=seconds)
+
+    trail = [
+        started("a", START),
+        started("a", START),  # a retried evaluation
+        done(START + timedelta(hours=2), 7200, "t1"),
+        done(START + timedelta(hours=9), 32400, "t1"),  # the CRM's completion sent again
+        done(START + timedelta(hours=10), None, "t2"),  # made before created times were kept
+    ]
+    found = figures_of({"a": trail}, START + timedelta(days=40))
+    assert (found.fired, found.tasks_completed) == (1, 2)
+    assert found.median_completion_seconds == 7200  # the unknown duration is not a zero
