@@ -39,6 +39,7 @@ from playbooks.execution import (
     PENDING,
     UNKNOWN,
     UNSENT,
+    contact_id,  # the run's own lookup: its cache writes land in the plan's scratch layer
 )
 
 Scope = tuple[str | None, str | None]  # (account id, playbook) a CRM call is made for
@@ -309,22 +310,6 @@ def _fallback(dry: DryContext, task: CreateTask, now: datetime) -> Planned:
     if full:
         return Planned(task, Fate.HELD, full)
     return run_action(dry, task, now)
-
-
-def contact_id(dry: DryContext, email: str | None) -> str | None:
-    """The contact's CRM id as the run looks it up (playbooks/execution.py _contact_id):
-    a found one is cached a minute, so the run's next action naming them reads nothing."""
-    if not email:
-        return None
-    key = keys.crm_contact(dry.crm.name, email)
-    cached = dry.redis.get(key)
-    if cached:
-        return keys.text(cached)
-    contact = dry.crm.find_contact(email)
-    if contact is None:
-        return None
-    dry.redis.set(key, contact.crm_id)
-    return contact.crm_id
 
 
 def cap_reached(dry: DryContext, task: CreateTask, now: datetime) -> str | None:

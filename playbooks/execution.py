@@ -130,7 +130,7 @@ def note_request(context: ExecutionContext, action: CreateNote, now: datetime) -
         action.body,
         now,
         action.account_crm_id,
-        _contact_id(context, action.contact_email),
+        contact_id(context, action.contact_email),
         action.owner_id,
     )
 
@@ -149,7 +149,7 @@ def task_request(context: ExecutionContext, action: CreateTask) -> TaskRequest:
         task_type=action.task_type,
         owner_id=action.owner_id,
         account_crm_id=action.account_crm_id,
-        contact_crm_id=_contact_id(context, action.contact_email),
+        contact_crm_id=contact_id(context, action.contact_email),
         idempotency_key=action.idempotency_key,
     )
 
@@ -225,7 +225,7 @@ def _notify(context: ExecutionContext, action: NotifyOwner, now: datetime) -> st
         return run_action(context, action.fallback, now)
 
 
-def _contact_id(context: ExecutionContext, email: str | None) -> str | None:
+def contact_id(context: ExecutionContext, email: str | None) -> str | None:
     """The contact's CRM id, looked up once a minute: a reason's task, note and enrollment all
     name the same person, and each lookup is a CRM API call. Only found contacts are kept, so
     a contact created in the CRM meanwhile is found on the next action."""
@@ -245,11 +245,11 @@ def _contact_id(context: ExecutionContext, email: str | None) -> str | None:
 def _enroll(context: ExecutionContext, action: EnrollInSequence, now: datetime) -> str:
     """Enroll, or give the owner the fallback task saying which sequence to start by hand."""
     if action.contact_email is None:
-        contact_id = _contact_in_role(context, action.account_crm_id, action.contact_role)
+        contact = _contact_in_role(context, action.account_crm_id, action.contact_role)
     else:
-        contact_id = _contact_id(context, action.contact_email)
+        contact = contact_id(context, action.contact_email)
     why = ""
-    if contact_id is None:
+    if contact is None:
         role = action.contact_role.replace("_", " ")
         why = f"no {role} for this account in the CRM"
     elif action.owner_id is None:
@@ -257,7 +257,7 @@ def _enroll(context: ExecutionContext, action: EnrollInSequence, now: datetime) 
     else:
         try:
             return context.crm.enroll_in_sequence(
-                SequenceEnrollment(contact_id, action.sequence_id, action.owner_id)
+                SequenceEnrollment(contact, action.sequence_id, action.owner_id)
             )
         except CrmFeatureUnavailableError as exc:
             why = str(exc)
