@@ -76,8 +76,15 @@ def _tell_open_tasks(
         return []
     if exit_ == "complete":
         for task_id in open_ids:
-            context.crm.complete_task(task_id)
+            # Out of open_tasks first: the CRM's webhook for our own completion, however soon
+            # it comes, then finds the task closed and records no rep's outcome
+            # (integration/jobs/crm_changes.py). Back in should the CRM refuse, for the retry.
             context.redis.srem(keys.open_tasks(run.account_id), task_id)
+            try:
+                context.crm.complete_task(task_id)
+            except BaseException:
+                context.redis.sadd(keys.open_tasks(run.account_id), task_id)
+                raise
         return []
     account = context.crm.find_accounts([run.account_id]).get(run.account_id)
     if account is None:

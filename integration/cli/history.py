@@ -25,11 +25,11 @@ def render_history(context: Context, account_id: str, *, limit: int, as_json: bo
     if limit < 1:
         msg = f"--limit must be 1 or more, got {limit}"
         raise CliError(msg)
-    # Newest first by time: an entry written late (a fold's signal held, or merged with the
-    # next) goes where its time puts it; entries of one moment keep the order they were written.
-    events = sorted(
-        history.read(context.redis, account_id, limit=limit), key=lambda e: e.at, reverse=True
-    )
+    # Newest first by time: an entry written late (a fold's signal held, a webhook the CRM
+    # retried) goes where its time puts it; entries of one moment keep the order they were
+    # written. So the whole trail (capped: a few hundred entries) is sorted, then cut.
+    trail = history.read(context.redis, account_id, keep=context.config.history)
+    events = sorted(trail, key=lambda e: e.at, reverse=True)[:limit]
     if not events:
         msg = (
             f"no history for account {account_id!r}: nothing was received or done for it "

@@ -581,7 +581,10 @@ class Evaluation(_Strict):
 class History(_Strict):
     """The audit trail kept per account (`integration history`): bounded, never the only copy."""
 
+    # Assessments, runs, steps, actions, outcomes and people signals.
     keep_entries: int = Field(500, ge=10, le=100_000)
+    # The folded usage and Segment signals, kept apart: a busy account sends them all day.
+    keep_signals: int = Field(200, ge=10, le=100_000)
     keep_days: int = Field(400, ge=1, le=3650)
 
 

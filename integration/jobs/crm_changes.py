@@ -10,6 +10,7 @@ from typing import Any
 
 from integration.jobs.context import Context
 from integration.jobs.evaluate import crm_job, current_context, record_people_signal
+from integration.jobs.trail import OUTCOMES_KEEP, outcome_json
 from integration.signals.crm_changes import ChangeKind, CrmChange
 from integration.signals.events import ChangeType, JobChanged
 from integration.store import history, keys
@@ -19,7 +20,6 @@ from playbooks.waterfall import task_completed
 
 logger = logging.getLogger(__name__)
 
-OUTCOMES_KEEP = 200
 ORDERING_KEEP_SECONDS = 30 * 24 * 3600
 # Set the newest time seen for a thing; refuse (0) a change older than what was already applied.
 _NEWER_ONLY = """
@@ -123,29 +123,42 @@ def _task_completed(context: Context, change: CrmChange) -> str:
         return "not_ours"
     account_id, playbook = keys.text(ours[b"account_id"]), keys.text(ours[b"playbook"])
     run_id = keys.text(ours.get(b"run_id", b""))
-    outcome = {
-        "playbook": playbook,
-        "task_id": change.subject_id,
-        "completed_at": change.occurred_at.isoformat(),
-    }
-    pipe = context.redis.pipeline(transaction=True)  # one account's keys: one slot
-    pipe.srem(keys.open_tasks(account_id), change.subject_id)
-    pipe.lpush(keys.outcomes(account_id), json.dumps(outcome))
-    pipe.ltrim(keys.outcomes(account_id), 0, OUTCOMES_KEEP - 1)
-    pipe.execute()
-    history.record(
-        context.redis,
-        [
-            _signal(account_id, change, f"task {change.subject_id} completed"),
-            _completed(account_id, change, ours),
-        ],
-        context.config.history,
+    completed = _completed(account_id, change, ours)
+    # An outcome only when this closes one of our open tasks: not a task the playbook
+    # completed itself (playbooks/exits.py takes it out of open_tasks first), nor the same
+    # task completed again (reopened, or the completion sent under another event id).
+    first = context.redis.eval(
+        _CLOSE_TASK,
+        2,
+        keys.open_tasks(account_id),
+        keys.outcomes(account_id),
+        change.subject_id,
+        json.dumps(outcome_json(completed)),
+        OUTCOMES_KEEP,
     )
-    logger.info("playbook task completed", extra={"account_id": account_id, "playbook": playbook})
+    said = f"task {change.subject_id} completed"
+    trail = [_signal(account_id, change, said if first else f"{said} (already closed)")]
+    history.record(context.redis, [*trail, completed] if first else trail, context.config.history)
+    logger.info(
+        "playbook task completed" if first else "playbook task already closed; no outcome",
+        extra={"account_id": account_id, "playbook": playbook},
+    )
+    recorded = "outcome_recorded" if first else "already_closed"
     if not run_id:
-        return "outcome_recorded"
+        return recorded
+    # Even when already closed: a retry after a worker died here still ends the run.
     ended = task_completed(context, account_id, run_id, context.playbooks, change.occurred_at)
-    return f"outcome_recorded; {ended}"
+    return f"{recorded}; {ended}"
+
+
+# KEYS[1] the account's open tasks, KEYS[2] its outcomes. ARGV[1] the task, ARGV[2] the outcome
+# (JSON), ARGV[3] how many outcomes are kept. The outcome is kept only when the task was open.
+_CLOSE_TASK = """
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+return 1
+"""
 
 
 def _signal(account_id: str, change: CrmChange, summary: str) -> Event:

@@ -288,13 +288,12 @@ def evaluate_accounts(
         context.redis, sorted(found), now, context.config.evaluation.backfill_quiet_seconds
     )
     whole = [item for item in judged if item.after.account_id not in receiving]
-    # The trail before the playbooks, so it reads signal, assessment, then steps. (Should the
-    # playbooks fail, the retry records the same assessment again: a repeated entry, no more.)
+    # The trail before the playbooks, so it reads signal, assessment, then steps. Should the
+    # playbooks fail, the retry finds its assessment in the trail already and adds none.
     renewals, renewal_values = trail.renewal_events(context, whole, now)
-    history.record(
-        context.redis, [*trail.assessment_events(whole, now), *renewals], context.config.history
-    )
-    trail.remember_renewals(context, renewal_values)
+    assessed = trail.unrecorded_assessments(context.redis, trail.assessment_events(whole, now))
+    history.record(context.redis, [*assessed, *renewals], context.config.history)
+    trail.keep_renewals(context, renewals, renewal_values)
     # The playbooks first: should this fail, the assessments kept so far still differ from
     # these, so the retry raises the same triggers again (a run already started is not doubled).
     advance(context, whole, context.playbooks, now, step_refused(context))

@@ -2,11 +2,13 @@
 a people signal with who moved where, the assessments whose reasons or level changed, each
 reason that cleared, and a renewal's outcome once the mapped field turns renewed or churned.
 
-The events are built here and recorded by the caller in one round trip per batch.
+The events are built here and recorded by the caller in one round trip per batch (after one
+that leaves out an assessment a retried evaluation finds in the trail already).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -15,9 +17,12 @@ from integration.jobs.context import Context
 from integration.risk.assess import RiskAssessment, assessment_to_json
 from integration.signals.events import ChangeType, JobChanged
 from integration.store import history, keys
-from integration.store.cluster import get_many
+from integration.store.cluster import StateRedis, get_many
 from integration.store.history import Event
 from playbooks.waterfall import Judged
+
+# Outcomes kept per account in its outcomes list (keys.outcomes), newest first.
+OUTCOMES_KEEP = 200
 
 
 def people_signal(change: JobChanged, account_id: str, now: datetime) -> Event:
@@ -45,6 +50,28 @@ def people_summary(change: JobChanged, account_id: str) -> str:
         return f"{champion}{name}{was} joined from {change.previous_company_name or 'elsewhere'}"
     where = f"for {joined}" if joined else (change.previous_company_name or "the account")
     return f"{champion}{name}{was} left {where}"
+
+
+def unrecorded_assessments(redis: StateRedis, events: Sequence[Event]) -> list[Event]:
+    """The assessment events (and the reason_cleared beside them) the trail does not say
+    already: an evaluation retried after its trail was written (a worker lost before the
+    assessment was kept) finds its assessment there, level and reasons alike, and adds none.
+    One round trip."""
+    made = {item.account_id: item for item in events if item.kind == "assessment"}
+    there = history.newest(redis, list(made), "assessment")
+    said = {
+        account_id
+        for account_id, item in made.items()
+        if account_id in there and _said_json(there[account_id]) == _said_json(item)
+    }
+    return [item for item in events if item.account_id not in said]
+
+
+def _said_json(item: Event) -> tuple[str, frozenset[tuple[str, str]]]:
+    """_said of an assessment entry."""
+    reasons = item.fields.get("reasons") or []
+    pairs = frozenset((str(r.get("key")), str(r.get("severity"))) for r in reasons)
+    return str(item.fields.get("level")), pairs
 
 
 def assessment_events(judged: Sequence[Judged], now: datetime) -> list[Event]:
@@ -101,7 +128,7 @@ def renewal_events(
     """Where account_facts.renewal_status is mapped: a `renewal` outcome for each account
     whose field changed, since the evaluation before, to a renewed or churned value (the
     first value seen is remembered, not an outcome: nobody saw it change); and the values to
-    remember (remember_renewals, once the events are recorded)."""
+    remember (keep_renewals, once the events are recorded)."""
     field = context.config.account_facts.renewal_status
     if not field or not judged:
         return [], {}
@@ -124,14 +151,23 @@ def renewal_events(
     return events, changed
 
 
-def remember_renewals(context: Context, changed: dict[str, str]) -> None:
-    """The renewal values the evaluation saw, for the next one to compare (one round trip)."""
+def keep_renewals(context: Context, events: Sequence[Event], changed: dict[str, str]) -> None:
+    """The renewal outcomes in each account's outcomes list (the trail is never their only
+    copy), then the values the evaluation saw, for the next one to compare (one round trip)."""
     if not changed:
         return
     pipe = context.redis.pipeline(transaction=False)
+    for item in events:
+        pipe.lpush(keys.outcomes(item.account_id), json.dumps(outcome_json(item)))
+        pipe.ltrim(keys.outcomes(item.account_id), 0, OUTCOMES_KEEP - 1)
     for account_id, value in changed.items():
         pipe.set(keys.renewal_seen(account_id), value)
     pipe.execute()
+
+
+def outcome_json(item: Event) -> dict[str, object]:
+    """An outcome (task_completed, renewal) as the account's outcomes list keeps it."""
+    return {"kind": item.kind, "at": item.at.isoformat(), **item.fields}
 
 
 def renewal_outcome(value: str, outcomes: Outcomes) -> str | None:

@@ -162,7 +162,7 @@ def open_tasks(account_id: str) -> str:
 
 
 def outcomes(account_id: str) -> str:
-    """List of completed playbook tasks (JSON), newest first, bounded."""
+    """List of outcomes (JSON), newest first, bounded: completed playbook tasks and renewals."""
     return f"{PREFIX}:{account_tag(account_id)}:outcomes"
 
 
@@ -170,6 +170,12 @@ def history(account_id: str) -> str:
     """Stream: the account's audit trail (signal, assessment, step, action, outcome), capped
     by config `history` (integration/store/history.py)."""
     return f"{PREFIX}:{account_tag(account_id)}:history"
+
+
+def signal_trail(account_id: str) -> str:
+    """Stream: the account's folded usage and Segment signals, the audit trail's busiest
+    entries, capped apart (config `history.keep_signals`) so they never push out the rest."""
+    return f"{PREFIX}:{account_tag(account_id)}:history:signals"
 
 
 def renewal_seen(account_id: str) -> str:

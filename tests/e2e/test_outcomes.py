@@ -22,7 +22,7 @@ from integration.cli.main import main
 from integration.config.settings import Settings
 from integration.jobs import evaluate as jobs
 from integration.jobs.context import Context
-from integration.store import history
+from integration.store import history, keys
 from tests.conftest import drain
 from tests.contract.salesforce.conftest import Org
 from tests.e2e.test_hubspot_end_to_end import (
@@ -259,6 +259,17 @@ def test_a_renewal_field_turning_closed_won_is_one_renewed_outcome(
     ]
     assert history_lines(world.settings, "acme", "--limit", "1") == [
         f"{stamp(day(1))}  renewal         renewed (renewal_stage = Closed Won)"
+    ]
+    # The trail is never the only copy: the account's outcomes list keeps it too.
+    kept = [json.loads(raw) for raw in world.redis.lrange(keys.outcomes("acme"), 0, -1)]
+    assert kept == [
+        {
+            "kind": "renewal",
+            "at": day(1).isoformat(),
+            "outcome": "renewed",
+            "value": "Closed Won",
+            "field": "renewal_stage",
+        }
     ]
 
 

@@ -1,8 +1,10 @@
 """The audit trail as stored: bounded by keep_entries, usage folded into one entry per account
-per fold and merged while nothing else happens, a held task's release with its CRM record."""
+per fold and merged while nothing else happens, kept apart and capped by keep_signals, nothing
+older than keep_days read, a held task's release with its CRM record."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,6 +80,35 @@ def test_folds_merge_into_one_signal_until_something_else_is_recorded(redis: Red
         ("signal", 90),
     ]
     assert found[1].fields["summary"] == "7 usage event(s) in 1 delivery"
+
+
+def test_usage_signals_past_keep_signals_go_and_never_push_out_the_rest(redis: Redis) -> None:
+    keep = History(keep_entries=10, keep_signals=10, keep_days=400)
+    history.record(redis, [history.event("acme", "run_started", NOW, playbook="p")], keep)
+    for hour in range(1, 31):  # an entry each: more than an hour apart
+        at = NOW + timedelta(hours=hour * 2)
+        ids = [f"{int(at.timestamp() * 1000)}-0"]
+        history.record_received(redis, [Received("acme", "usage", at, 1, ids)], keep)
+
+    found = history.read(redis, "acme")
+    assert [item.kind for item in found] == ["signal"] * 10 + ["run_started"]
+    assert found[0].at == NOW + timedelta(hours=60)
+    # What the report reads: the rest of the trail, without the usage signals.
+    assert [item.kind for item in history.read_many(redis, ["acme"])["acme"]] == ["run_started"]
+
+
+def test_entries_written_before_keep_days_are_not_read_before_any_write_trims_them(
+    redis: Redis,
+) -> None:
+    written = datetime.now(UTC) - timedelta(days=40)
+    for name in (keys.history("acme"), keys.signal_trail("acme")):
+        entry = {"kind": "signal" if "signals" in name else "step", "at": written.isoformat()}
+        redis.xadd(name, {"e": json.dumps(entry)}, id=f"{int(written.timestamp() * 1000)}-0")
+    keep = History(keep_entries=10, keep_days=30)
+
+    assert history.read(redis, "acme", keep=keep) == []
+    assert history.read_many(redis, ["acme"], keep=keep) == {"acme": []}
+    assert len(history.read(redis, "acme")) == 2  # no age asked: what is stored
 
 
 def test_one_delivery_for_two_accounts_is_one_signal_on_each(
