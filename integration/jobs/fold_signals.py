@@ -2,7 +2,8 @@
 signal per account is summed here with the account's next ones and written once it has waited
 `every_seconds` (WRITE_EVERY_SECONDS, never more than half of `evaluation.settle_seconds`), or
 at once when the consumer finds the stream empty; integration/store/history.py then merges it
-into the account's newest entry while that is the same source's.
+into the account's newest signal while that is the same source's (signals have a stream of their
+own, capped by `history.keep_signals`, so they never push out the rest of the trail).
 
 Why: under load a fold runs every few milliseconds and touches thousands of accounts; a script
 call per account per fold for the trail cost 13-17% of the fold's rate with every event from

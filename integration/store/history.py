@@ -221,7 +221,7 @@ def record_received(redis: StateRedis, received: Sequence[Received], keep: Histo
         calls.append(([keys.signal_trail(item.account_id), keys.history(item.account_id)], args))
     if is_cluster(redis):
         with ThreadPoolExecutor(max_workers=CLUSTER_THREADS) as pool:
-            list(pool.map(lambda call: script(keys=[call[0]], args=call[1]), calls))
+            list(pool.map(lambda call: script(keys=call[0], args=call[1]), calls))
         return
     pipe = redis.pipeline(transaction=False)
     for names, args in calls:
