@@ -76,7 +76,9 @@ def _trails(
 ) -> Iterator[tuple[str, list[history.Event]]]:
     for first in range(0, len(known), PAGE_ACCOUNTS):
         page = known[first : first + PAGE_ACCOUNTS]
-        yield from history.read_many(context.redis, page, since).items()
+        yield from history.read_many(
+            context.redis, page, since, keep=context.config.history
+        ).items()
 
 
 # -- text ---------------------------------------------------------------------------------------
