@@ -8,6 +8,13 @@ control only while the group stays within that share of every run the playbook s
 as `ControlCount` (kept in Redis by integration/store/control_groups.py, which checks the same
 rule again atomically): a control group is never larger than its configured share.
 
+The admin changes the config under running groups. A control run whose account the playbook no
+longer holds out (`control: never`, control_pct 0, or a lower control_pct whose share its hash
+bucket is now outside) is switched to treated when an evaluation next judges the account
+(`leaves_control`; playbooks/starts.py saves it): its first step runs, and the report counts it
+as treated from then on. Accounts still inside the share stay held out. Raising control_pct
+holds out only accounts whose runs start after it: a run already treated is never stopped.
+
 Critical reasons. A playbook the admin marks `control: never` is never sampled, whatever
 `control_pct` says (config validation refuses the two together): the account flagged by the
 reason that triggers it is always treated by it. The shipped ones are the critical reasons:
@@ -64,3 +71,16 @@ def in_control(spec: PlaybookSpec, account_id: str, count: ControlCount) -> bool
     """Whether the run the playbook is about to start on the account is a control run."""
     share = share_basis_points(spec)
     return share > 0 and bucket(spec.name, account_id) < share and within_share(count, share)
+
+
+def leaves_control(spec: PlaybookSpec, account_id: str) -> str | None:
+    """Why a control run of the playbook on the account is to be treated now (the admin
+    changed `control` or lowered `control_pct`), or None while the account stays held out."""
+    if spec.control == "never":
+        return "the playbook is marked control: never"
+    share = share_basis_points(spec)
+    if share == 0:
+        return "the playbook keeps no control group now (control_pct 0)"
+    if bucket(spec.name, account_id) >= share:
+        return f"control_pct lowered to {spec.control_pct:g}%: the account is outside the share"
+    return None

@@ -26,7 +26,7 @@ from integration.config.playbooks import (
 )
 from integration.risk.assess import RiskAssessment
 from integration.risk.reasons import RiskLevel
-from playbooks.control import ControlCount, in_control
+from playbooks.control import ControlCount, in_control, leaves_control
 from playbooks.runs import Run, RunStatus
 from playbooks.templates import compile_template
 
@@ -116,6 +116,42 @@ def runs_to_start(
                 Run(run_id, spec.name, after.account_id, key, today, due_on=today, control=control)
             )
     return started
+
+
+def started_already(
+    before: RiskAssessment | None,
+    after: RiskAssessment,
+    playbooks: Sequence[Playbook],
+    runs: Mapping[str, Run],
+    today: date,
+) -> list[Run]:
+    """Runs an earlier try of this same evaluation started today: their trigger is newly met
+    (the assessments were not kept, so the retry sees the same change) and their slot holds
+    them. A worker lost between saving them and writing their trail left them unrecorded;
+    writing run_started again is harmless (the report counts a run_id once)."""
+    found = []
+    for playbook in playbooks:
+        for key in newly_triggered(playbook.spec.trigger, before, after):
+            current = runs.get(f"{playbook.name}|{key}")
+            if current is not None and current.started_on == today and _still_going(current, today):
+                found.append(current)
+    return found
+
+
+def runs_to_treat(
+    runs: Iterable[Run], after: RiskAssessment, playbooks: Mapping[str, Playbook]
+) -> list[tuple[Run, str]]:
+    """Active control runs, their trigger still held, whose playbook no longer holds the
+    account out (the admin set `control: never` or lowered `control_pct` since they
+    started: playbooks/control.py), each with why: they are to be treated from now on."""
+    found = []
+    for run in runs:
+        if not (run.active and run.control and run.playbook in playbooks):
+            continue
+        why = leaves_control(playbooks[run.playbook].spec, run.account_id)
+        if why is not None and trigger_holds(run, after):
+            found.append((run, why))
+    return found
 
 
 def _still_going(run: Run, today: date) -> bool:

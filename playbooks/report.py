@@ -12,6 +12,9 @@ Pure: the events come in (read at the edge, integration/cli/report.py), figures 
   of the shares, cleared or not (counting the early clears alone would flatter the playbook,
   counting the rest as not cleared would slight it); it is "too soon", with how many of those
   cleared so far.
+- A control run switched to treated (run_treated: the admin lowered control_pct or set
+  `control: never`) counts as treated, not control, in `fired_control` and the groups: its
+  account got the playbook's action.
 - Treated against control: the cleared share of each group, the difference and its 95%
   interval (playbooks/stats.py), only once each group has MIN_ACCOUNTS_PER_GROUP accounts
   with an outcome; below that the report says it cannot tell.
@@ -106,17 +109,24 @@ def playbook_figures(
     for _, trail in trails:
         events = [e for e in trail if since is None or e.at >= since]
         events.sort(key=lambda e: e.at)
-        _count_activity(tallies, events)
+        treated = {str(e.fields.get("run_id")) for e in events if e.kind == "run_treated"}
+        _count_activity(tallies, events, treated)
         for start in _first_runs(events):
             tally = tallies.setdefault(str(start.fields["playbook"]), _Tally())
-            control = bool(start.fields.get("control"))
+            control = _control(start, treated)
             tally.groups[control] = tally.groups[control].plus(_outcome(start, events, window, now))
     return [_figures(name, tally) for name, tally in tallies.items()]
 
 
-def _count_activity(tallies: dict[str, _Tally], events: Sequence[Event]) -> None:
+def _control(start: Event, treated: set[str]) -> bool:
+    """Whether the run started is a control run: held out, and not switched to treated."""
+    return bool(start.fields.get("control")) and str(start.fields.get("run_id")) not in treated
+
+
+def _count_activity(tallies: dict[str, _Tally], events: Sequence[Event], treated: set[str]) -> None:
     """Runs, steps, completions and holds. A run or a task the trail names twice (a retried
-    job, a completion the CRM sent again) counts once."""
+    job, a completion the CRM sent again) counts once; `treated`: the run_ids of control runs
+    switched to treated."""
     seen: set[tuple[str, str]] = set()
     for item in events:
         name = item.fields.get("playbook")
@@ -125,7 +135,7 @@ def _count_activity(tallies: dict[str, _Tally], events: Sequence[Event]) -> None
         tally = tallies.setdefault(str(name), _Tally())
         if item.kind == "run_started":
             tally.fired += 1
-            tally.fired_control += int(bool(item.fields.get("control")))
+            tally.fired_control += int(_control(item, treated))
         elif item.kind == "step" and item.fields.get("outcome") == "ran":
             tally.steps_run += 1
         elif item.kind == "task_completed":

@@ -1,7 +1,8 @@
 """Starting runs at the edge (for playbooks/waterfall.py::advance): each run counted toward its
-playbook's control group in Redis, then saved; and the audit-trail entries for runs started and
-cleared (integration/store/history.py: run_started, run_ended), which `integration report`
-counts.
+playbook's control group in Redis, then saved; a control run the config no longer holds out
+switched to treated (`save_treated`); and the audit-trail entries for runs started, switched
+and cleared (integration/store/history.py: run_started, run_treated, run_ended), which
+`integration report` counts.
 """
 
 from __future__ import annotations
@@ -63,6 +64,31 @@ def save_started(
         count = counts[spec.name]
         counts[spec.name] = ControlCount(count.started - 1, count.control - int(control))
     return None
+
+
+def save_treated(
+    context: ExecutionContext, run: Run, due: date, counts: dict[str, ControlCount]
+) -> Run | None:
+    """Switch a control run to treated, due on `due` (playbooks/control.py leaves_control),
+    saved against its version so that only one worker switches it; its place goes back to
+    the control group and `counts` is updated. None when another worker moved it first."""
+    treated = replace(run, control=False, due_on=due)
+    if not stored_runs.save_run(
+        context.redis, run.account_id, run.slot, treated.to_json(), run.version, due
+    ):
+        return None
+    control_groups.give_back(context.redis, run.playbook)
+    if run.playbook in counts:
+        count = counts[run.playbook]
+        counts[run.playbook] = ControlCount(count.started, max(count.control - 1, 0))
+    return replace(treated, version=run.version + 1)
+
+
+def treated_event(run: Run, why: str, now: datetime) -> Event:
+    """run_treated: a control run switched to treated; the report counts it as treated."""
+    return event(
+        run.account_id, "run_treated", now, playbook=run.playbook, run_id=run.run_id, why=why
+    )
 
 
 def started_event(run: Run, after: RiskAssessment, now: datetime) -> Event:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 
 from jinja2 import TemplateError
 
@@ -26,14 +26,27 @@ from integration.store import runs as stored_runs
 from integration.store.history import Event
 from playbooks.actions import CreateTask
 from playbooks.batches import Outcomes, run_actions
-from playbooks.engine import Playbook, runs_to_clear, runs_to_start
+from playbooks.engine import (
+    Playbook,
+    runs_to_clear,
+    runs_to_start,
+    runs_to_treat,
+    started_already,
+)
 from playbooks.execution import HELD, ExecutionContext, remember_created
 from playbooks.exits import end_run, task_completed
 from playbooks.held import held_name, release_held_tasks
 from playbooks.planning import StepInputs, StepPlan, plan_step
 from playbooks.reads import HELD_PREFIX, assessments, calendar, manager_of, open_tasks, runs_of
 from playbooks.runs import Run, RunStatus
-from playbooks.starts import cleared_event, control_counts, save_started, started_event
+from playbooks.starts import (
+    cleared_event,
+    control_counts,
+    save_started,
+    save_treated,
+    started_event,
+    treated_event,
+)
 from playbooks.steps_trail import ended_event, made_tasks, settled_events, step_event
 
 logger = logging.getLogger(__name__)
@@ -72,14 +85,20 @@ def advance(
     now: datetime,
     on_refused: Refused | None = None,
 ) -> None:
-    """After an evaluation: end runs whose trigger cleared, start runs whose trigger was newly
-    raised, and run the first steps that are due at once (in batches across accounts)."""
+    """After an evaluation: end runs whose trigger cleared, treat control runs the config no
+    longer holds out (the admin lowered control_pct or set `control: never`), start runs whose
+    trigger was newly raised, and run the first steps that are due at once (in batches across
+    accounts).
+
+    Each account is judged at least daily, so a config change reaches every control run within
+    a day. A retry of an evaluation whose worker was lost writes the trail of the runs it had
+    saved already (their run_started entries: the report counts a run_id once)."""
     by_name = {playbook.name: playbook for playbook in playbooks}
     stored = runs_of(context, [item.after.account_id for item in judged])
     counts = control_counts(context, playbooks)
     today = now.date()
     due_now = []
-    trail = []  # run_started and run_ended entries, written in one round trip
+    trail = []  # run_started, run_treated and run_ended entries, written in one round trip
     for item in judged:
         runs = stored[item.after.account_id]
         for run in runs_to_clear(runs.values(), item.after):
@@ -87,15 +106,25 @@ def advance(
                 context, run, by_name[run.playbook], item.after, now
             ):
                 trail.append(cleared_event(run, now))
+        for control_run, why in runs_to_treat(runs.values(), item.after, by_name):
+            playbook = by_name[control_run.playbook]
+            due = first_due(context, playbook, today)
+            treated = save_treated(context, control_run, due, counts)
+            if treated is None:
+                continue  # another worker moved it
+            trail.append(treated_event(treated, why, now))
+            logger.info(
+                "control run treated",
+                extra={"account_id": treated.account_id, "playbook": treated.playbook, "why": why},
+            )
+            if due <= today:
+                due_now.append((treated, playbook, item.account, item.after))
+        for run in started_already(item.before, item.after, playbooks, runs, today):
+            trail.append(started_event(run, item.after, now))  # a retry: see the docstring
         for new in runs_to_start(
             item.before, item.after, item.account, playbooks, runs, today, counts
         ):
-            first = by_name[new.playbook].spec.steps[0]
-            due = (
-                calendar(context).add_working_days(today, first.after_days)
-                if first.after_days
-                else today
-            )
+            due = first_due(context, by_name[new.playbook], today)
             # A control run is tracked (started, cleared) but never due: no step runs.
             saved = save_started(context, new, by_name[new.playbook], due, counts)
             if saved is None:
@@ -117,6 +146,12 @@ def advance(
                 )
     history.record(context.redis, trail, context.config.history)
     run_steps(context, due_now, now, on_refused, judged_now=True)
+
+
+def first_due(context: ExecutionContext, playbook: Playbook, today: date) -> date:
+    """When a run starting (or treated) today takes its first step."""
+    after_days = playbook.spec.steps[0].after_days
+    return calendar(context).add_working_days(today, after_days) if after_days else today
 
 
 def _clear(

@@ -4,7 +4,8 @@ shared by every worker so a control group never grows past its share.
 The engine decides from the counts it was given (playbooks/control.py); `count_start` then counts
 the run atomically and grants the control place only if the group, counted with every other
 worker's runs, still stays within its share (the same rule, in Lua). A run refused its place
-here is treated instead. One hash, one key: a single slot on a Redis Cluster.
+here is treated instead; a control run later switched to treated gives its place back
+(`give_back`). One hash, one key: a single slot on a Redis Cluster.
 """
 
 from __future__ import annotations
@@ -60,3 +61,9 @@ def uncount_start(redis: Redis, playbook: str, control: bool) -> None:
     if control:
         pipe.hincrby(keys.control_groups(), f"{playbook}:control", -1)
     pipe.execute()
+
+
+def give_back(redis: Redis, playbook: str) -> None:
+    """A control run switched to treated (the admin lowered the share or set `control:
+    never`): its place goes back to the group; it stays counted as started."""
+    redis.hincrby(keys.control_groups(), f"{playbook}:control", -1)

@@ -30,7 +30,10 @@ Kinds and their fields (every entry has `kind` and `at`, an ISO time):
   written when the level or reasons changed, and not again while the newest assessment in the
   trail says the same (a retried evaluation: integration/jobs/trail.py)
 - reason_cleared: key, code, text, severity (with the assessment that no longer has it)
-- run_started: playbook, run_id, trigger_key, reason_code, severity, control
+- run_started: playbook, run_id, trigger_key, reason_code, severity, control. A retried
+  evaluation may write a run's entry again (the report counts a run_id once)
+- run_treated: playbook, run_id, why: a control run switched to treated (the admin lowered
+  control_pct or set `control: never`); counted as treated, not control, from then on
 - step: playbook, run_id, step, outcome ("ran", or why it was skipped or refused)
 - action: playbook, run_id, step, action (task, note, field, notify, slack, email, sequence),
   crm_id, url, held (a cap holds it: crm_id and url are None until it goes out), subject;

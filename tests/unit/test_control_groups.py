@@ -16,9 +16,10 @@ from integration.risk.assess import RiskAssessment
 from integration.risk.reasons import Reason, RiskLevel
 from integration.store.history import Event, event
 from playbooks.catalogue import resolve_playbooks
-from playbooks.control import ControlCount, bucket, in_control
-from playbooks.engine import Playbook, runs_to_start, shipped_definitions
+from playbooks.control import ControlCount, bucket, in_control, leaves_control
+from playbooks.engine import Playbook, runs_to_start, runs_to_treat, shipped_definitions
 from playbooks.report import MIN_ACCOUNTS_PER_GROUP, PlaybookFigures, playbook_figures
+from playbooks.runs import Run, RunStatus
 from playbooks.stats import difference, wilson
 
 MONDAY = date(2026, 11, 23)
@@ -113,6 +114,35 @@ def test_a_playbook_marked_control_never_holds_no_account_out() -> None:
     forced = urgent[0].spec.model_copy(update={"control_pct": 50})
     room = ControlCount(started=1000, control=0)
     assert not any(in_control(forced, f"acct-{n}", room) for n in range(1000))
+
+
+def test_a_changed_config_treats_the_control_runs_it_no_longer_holds_out() -> None:
+    accounts = [f"acct-{n:03d}" for n in range(400)]
+    half = own(control_pct=50)
+    held = [a for a, control in zip(accounts, start_all(half, accounts), strict=True) if control]
+    runs = {
+        a: Run(f"own:{a}:usage_drop:{MONDAY}", "own", a, "usage_drop", MONDAY, control=True)
+        for a in held
+    }
+
+    def treated(book: Playbook) -> list[str]:
+        by_name = {"own": book}
+        return [a for a in held if runs_to_treat([runs[a]], flagged(a), by_name)]
+
+    # Lowered to a tenth: those whose hash is outside it are treated, the rest stay held out.
+    tenth = own(control_pct=10)
+    assert set(treated(tenth)) == {a for a in held if bucket("own", a) >= 1000}
+    assert 0 < len(held) - len(treated(tenth)) < len(held)
+    # `control: never` (or a share of 0): every one of them is treated.
+    assert treated(own(control="never")) == treated(own(control_pct=0)) == held
+    assert leaves_control(own(control="never").spec, held[0]) == (
+        "the playbook is marked control: never"
+    )
+    # A run whose flag cleared is ended, not treated; an ended run stays as it ended.
+    quiet = RiskAssessment(held[0], RiskLevel.NONE, 0, (), None, None, None)
+    assert runs_to_treat([runs[held[0]]], quiet, {"own": own(control="never")}) == []
+    ended = runs[held[0]].ended(RunStatus.CLEARED, START, "the flag cleared")
+    assert runs_to_treat([ended], flagged(held[0]), {"own": own(control="never")}) == []
 
 
 def test_a_share_on_a_playbook_marked_control_never_is_refused_with_what_to_do() -> None:
@@ -330,3 +360,21 @@ def test_a_run_or_a_completion_the_trail_names_twice_counts_once() -> None:
     found = figures_of({"a": trail}, START + timedelta(days=40))
     assert (found.fired, found.tasks_completed) == (1, 2)
     assert found.median_completion_seconds == 7200  # the unknown duration is not a zero
+
+
+def test_a_control_run_switched_to_treated_counts_as_treated() -> None:
+    switched = event(
+        "b",
+        "run_treated",
+        START + timedelta(days=3),
+        playbook="own",
+        run_id=f"own:b:usage_drop:{START.date()}",
+        why="the playbook is marked control: never",
+    )
+    trails = {
+        "a": [started("a", START, control=True)],
+        "b": [started("b", START, control=True), switched],
+    }
+    found = figures_of(trails, START + timedelta(days=40))
+    assert (found.fired, found.fired_control) == (2, 1)
+    assert (found.treated.accounts, found.control.accounts) == (1, 1)

@@ -1,6 +1,9 @@
-"""Review of `integration report` and control groups (issue 15, items 4 and 5): what a RevOps
-admin or a CS leader meets when the config changes under running control groups, or a worker
-is lost between starting runs and writing their trail. Each defect is a strict xfail.
+"""`integration report` and control groups (issue 15, items 4 and 5) when the config changes
+under running control groups, or a worker is lost between starting runs and writing their
+trail. These were found in review (as strict xfails) and are kept as tests: `control: never`
+set after runs started treats the accounts it was holding out; a lowered control_pct keeps only
+the accounts still inside the new share held out; the runs a lost worker saved are counted
+once the evaluation is retried.
 
 Usage drops posted to the web app, evaluations and the step runner given their `now`, the
 sandbox CRM and a real Redis (tests/e2e/test_report.py's accounts and world).
@@ -19,6 +22,7 @@ from integration.config.schema import History
 from integration.config.settings import Settings
 from integration.store import history
 from integration.store.history import Event
+from playbooks.control import bucket
 from tests.e2e.test_report import COMPANIES, HELD_OUT_50, NO_CAPS, PLAYBOOK, TREATED, World
 from tests.integration import worlds
 from tests.integration.worlds import DROP_60, OWNERS, day, flag
@@ -46,11 +50,6 @@ def half_held_out(make_world: Callable[..., World]) -> World:
     return world
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="control: never set after runs started leaves the held-out accounts untreated "
-    "(Run.control is never re-judged against the config)",
-)
 def test_marking_a_playbook_control_never_treats_the_accounts_it_was_holding_out(
     make_world: Callable[..., World],
 ) -> None:
@@ -67,11 +66,6 @@ def test_marking_a_playbook_control_never_treats_the_accounts_it_was_holding_out
     assert [account for account in HELD_OUT_50 if not world.tasks(account)] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lowering control_pct leaves the control group at the old share "
-    "(10 of 20 runs held out under control_pct 10)",
-)
 def test_lowering_control_pct_keeps_the_accounts_held_out_within_the_new_share(
     make_world: Callable[..., World],
 ) -> None:
@@ -85,13 +79,17 @@ def test_lowering_control_pct_keeps_the_accounts_held_out_within_the_new_share(
 
     untouched = [account for account in ACCOUNTS if not world.tasks(account)]
     assert len(untouched) <= 2, untouched
+    # The account whose stable hash is still inside a tenth stays held out, untouched...
+    assert untouched == [a for a in HELD_OUT_50 if bucket(PLAYBOOK, a) < 1000] == ["z-08"]
+    # ...and the report counts the switched runs as treated from then on.
+    report = json.loads(render_report(world.context, None, as_json=True, now=day(2)))
+    [usage] = [p for p in report["playbooks"] if p["playbook"] == PLAYBOOK]
+    assert (usage["fired"], usage["fired_control"]) == (20, 1)
+    assert [entry["why"] for entry in _kinds(world, "z-03", "run_treated")] == [
+        "control_pct lowered to 10%: the account is outside the share"
+    ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a worker lost after saving runs but before their run_started entries: the retry "
-    "starts nothing, so the report never counts those runs (fired 0 for 20 runs)",
-)
 def test_runs_a_lost_worker_saved_are_counted_once_the_evaluation_is_retried(
     make_world: Callable[..., World], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -121,3 +119,8 @@ def test_runs_a_lost_worker_saved_are_counted_once_the_evaluation_is_retried(
     report = json.loads(render_report(world.context, None, as_json=True, now=day(1)))
     [usage] = [p for p in report["playbooks"] if p["playbook"] == PLAYBOOK]
     assert (usage["fired"], usage["fired_control"]) == (20, 10)
+
+
+def _kinds(world: World, account: str, kind: str) -> list[dict[str, object]]:
+    """The account's trail entries of this kind."""
+    return [dict(item.fields) for item in history.read(world.redis, account) if item.kind == kind]
