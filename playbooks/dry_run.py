@@ -26,7 +26,13 @@ from integration.store import runs as stored_runs
 from playbooks.actions import CreateNote, CreateTask
 from playbooks.control import ControlCount, samples
 from playbooks.dry_actions import DryContext, Fate, Planned, cap_reached, run_action, run_actions
-from playbooks.engine import Playbook, runs_to_clear, runs_to_start, trigger_holds
+from playbooks.engine import (
+    Playbook,
+    runs_to_clear,
+    runs_to_start,
+    runs_to_treat,
+    trigger_holds,
+)
 from playbooks.execution import held_task
 from playbooks.exits import cleared_text
 from playbooks.held import held_name
@@ -37,7 +43,7 @@ from playbooks.starts import control_counts
 
 # The run's own helpers, so a step's inputs (routes, the manager, links) are the run's:
 # private in playbooks/waterfall.py for now.
-from playbooks.waterfall import DUE_MOST, DUE_PAGE, Judged
+from playbooks.waterfall import DUE_MOST, DUE_PAGE, Judged, first_due
 from playbooks.waterfall import _inputs as step_inputs
 from playbooks.waterfall import _previous_tasks as previous_tasks
 
@@ -99,6 +105,17 @@ class PlaybookDryRun:
             for run in runs_to_clear(runs.values(), item.after):
                 if run.playbook in self.by_name:
                     self._clear(run, self.by_name[run.playbook], item.after)
+            for control_run, _ in runs_to_treat(runs.values(), item.after, self.by_name):
+                # starts.save_treated: a control run the config no longer holds out is treated
+                playbook = self.by_name[control_run.playbook]
+                due = first_due(self.dry, playbook, self.today)
+                treated = replace(control_run, control=False, due_on=due)
+                self._save(treated)
+                if playbook.name in counts:
+                    count = counts[playbook.name]
+                    counts[playbook.name] = ControlCount(count.started, max(count.control - 1, 0))
+                if due <= self.today:
+                    due_now.append((treated, playbook, item.account, item.after))
             found = runs_to_start(
                 item.before, item.after, item.account, self.playbooks, runs, self.today, counts
             )

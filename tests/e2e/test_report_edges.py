@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 import pytest
 from redis import Redis
 
+from integration.cli.plan import render_plan
 from integration.cli.report import render_report
 from integration.config.schema import History
 from integration.config.settings import Settings
@@ -59,11 +60,21 @@ def test_marking_a_playbook_control_never_treats_the_accounts_it_was_holding_out
     # treated. The worker restarts with that config; the accounts are still flagged.
     world = make_world(playbooks={PLAYBOOK: {"control": "never"}}, work=NO_CAPS)
     world.run_due_steps(day(1))
+    plan = json.loads(render_plan(world.context, HELD_OUT_50, None, as_json=True, now=day(1)))
     world.evaluate(day(1), *ACCOUNTS)
     world.run_due_steps(day(1, 10))
 
-    # Each still-flagged account now gets the rep's check-in, as the playbook says.
+    # Each still-flagged account now gets the rep's check-in, as the playbook says...
     assert [account for account in HELD_OUT_50 if not world.tasks(account)] == []
+    # ...which `integration plan` showed beforehand, task for task.
+    planned = {
+        account["account_id"]: [
+            action["subject"] for step in account["steps"] for action in step["actions"]
+        ]
+        for account in plan["accounts"]
+    }
+    made = {account: [t.subject for t in world.tasks(account)] for account in HELD_OUT_50}
+    assert planned == made
 
 
 def test_lowering_control_pct_keeps_the_accounts_held_out_within_the_new_share(
