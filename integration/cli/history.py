@@ -105,6 +105,12 @@ def _run_ended(fields: Mapping[str, Any]) -> str:
     return f"{fields.get('playbook')} {fields.get('status')}: {fields.get('why')}"
 
 
+def _run_treated(fields: Mapping[str, Any]) -> str:
+    return (
+        f"{fields.get('playbook')} leaves its control group, treated from now: {fields.get('why')}"
+    )
+
+
 def _task_completed(fields: Mapping[str, Any]) -> str:
     seconds = fields.get("seconds")
     took = f" {duration(float(seconds))} after it was created" if seconds is not None else ""
@@ -141,6 +147,7 @@ DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "step": _step,
     "action": _action,
     "run_ended": _run_ended,
+    "run_treated": _run_treated,
     "task_completed": _task_completed,
     "renewal": _renewal,
 }

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 import pytest
 from redis import Redis
 
+from integration.cli.history import render_history
 from integration.cli.plan import render_plan
 from integration.cli.report import render_report
 from integration.config.schema import History
@@ -99,6 +100,12 @@ def test_lowering_control_pct_keeps_the_accounts_held_out_within_the_new_share(
     assert [entry["why"] for entry in _kinds(world, "z-03", "run_treated")] == [
         "control_pct lowered to 10%: the account is outside the share"
     ]
+    # ...which the account's history tells an admin in words.
+    trail = render_history(world.context, "z-03", limit=100, as_json=False)
+    assert (
+        f"{PLAYBOOK} leaves its control group, treated from now: control_pct lowered to 10%: "
+        "the account is outside the share"
+    ) in trail
 
 
 def test_runs_a_lost_worker_saved_are_counted_once_the_evaluation_is_retried(
