@@ -142,6 +142,21 @@ def post_hubspot(client: Any, events: list[dict[str, Any]], timestamp_ms: int | 
     return client.post("/webhooks/hubspot", data=body, headers=headers)
 
 
+def task_completed(task_id: str, occurred_ms: int) -> dict[str, Any]:
+    """HubSpot's webhook event for a task marked complete (hs_task_status -> COMPLETED)."""
+    return {
+        "subscriptionType": "object.propertyChange",
+        "objectTypeId": "0-27",
+        "objectId": int(task_id),
+        "propertyName": "hs_task_status",
+        "propertyValue": "COMPLETED",
+        "eventId": 6,
+        "subscriptionId": 9,
+        "portalId": 33,
+        "occurredAt": occurred_ms,
+    }
+
+
 def association_removed(
     contact: str, company: str, event_id: int = 1, occurred_at: int | None = None
 ) -> dict[str, Any]:
@@ -307,19 +322,7 @@ def test_a_new_company_owner_takes_over_open_tasks_and_completion_is_an_outcome(
 
     post_hubspot(
         client,
-        [
-            {
-                "subscriptionType": "object.propertyChange",
-                "objectTypeId": "0-27",
-                "objectId": int(task_id),
-                "propertyName": "hs_task_status",
-                "propertyValue": "COMPLETED",
-                "eventId": 6,
-                "subscriptionId": 9,
-                "portalId": 33,
-                "occurredAt": int(time.time() * 1000),
-            }
-        ],
+        [task_completed(task_id, int(time.time() * 1000))],
     )
     drain(redis)
     [outcome] = [json.loads(raw) for raw in redis.lrange("ci:{acct:globex}:outcomes", 0, -1)]

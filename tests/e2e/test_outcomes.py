@@ -31,6 +31,7 @@ from tests.e2e.test_hubspot_end_to_end import (
     portal,  # noqa: F401 - the HubSpot portal fixture, shared with that file
     post_hubspot,
     start,
+    task_completed,
 )
 from tests.e2e.test_salesforce_end_to_end import (
     PRIYA,
@@ -320,17 +321,7 @@ def test_a_hubspot_task_completed_is_an_outcome_with_seconds_to_completion(
     # Completed three hours after it was made (the webhook's time is in milliseconds).
     done = datetime.fromisoformat(made["at"]) + timedelta(hours=3)
 
-    completed = {
-        "subscriptionType": "object.propertyChange",
-        "objectTypeId": "0-27",
-        "objectId": int(task_id),
-        "propertyName": "hs_task_status",
-        "propertyValue": "COMPLETED",
-        "eventId": 6,
-        "subscriptionId": 9,
-        "portalId": 33,
-        "occurredAt": int(done.timestamp() * 1000),
-    }
+    completed = task_completed(task_id, int(done.timestamp() * 1000))
     assert post_hubspot(client, [completed]).status_code == 200
     drain(redis)
 
