@@ -58,6 +58,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
+from redis.commands.core import Script
 
 from integration.config.schema import History
 from integration.store import keys
@@ -83,26 +84,78 @@ def event(account_id: str, kind: str, at: datetime, **fields: object) -> Event:
     return Event(account_id, kind, at, fields)
 
 
-def record(redis: Redis, events: Iterable[Event], keep: History) -> None:
-    """Append the events (one round trip), each to its account's trail, trimming as it goes:
-    at most keep_entries, none older than keep_days, the stream expiring keep_days after."""
-    pipe = redis.pipeline(transaction=False)
-    touched: dict[str, None] = {}
-    for item in events:
-        pipe.xadd(
-            keys.history(item.account_id),
-            {"e": json.dumps({"kind": item.kind, "at": item.at.isoformat(), **item.fields})},
-            maxlen=keep.keep_entries,
-            approximate=False,
-        )
-        touched[item.account_id] = None
+def record(redis: StateRedis, events: Iterable[Event], keep: History) -> None:
+    """Append the events, each to its account's trail, trimming as it goes: at most
+    keep_entries, none older than keep_days, the stream expiring keep_days after. Each entry's
+    id is later than the newest of both the account's streams (see _ENTRY), so the trail reads
+    in the order things were written even within one millisecond."""
+    script = redis.register_script(_ENTRY)
     oldest = _oldest_id(keep)
-    for account_id in touched:
-        # MINID in a second call: redis-py's xadd takes maxlen or minid, not both.
-        pipe.xtrim(keys.history(account_id), minid=oldest, approximate=False)
-        pipe.pexpire(keys.history(account_id), _keep_ms(keep))
-    if touched:
-        pipe.execute()
+    calls: list[tuple[list[str], list[str | int]]] = [
+        (
+            [keys.history(item.account_id), keys.signal_trail(item.account_id)],
+            [
+                json.dumps({"kind": item.kind, "at": item.at.isoformat(), **item.fields}),
+                keep.keep_entries,
+                oldest,
+                _keep_ms(keep),
+            ],
+        )
+        for item in events
+    ]
+    _run(redis, script, calls)
+
+
+# Both streams' newest ids (KEYS[1], KEYS[2]) and the server's clock give the next id: later
+# than all three, as XADD's own '*' is later than its own stream's only.
+_NEXT_ID = """
+local function id_of(entry)
+  local dash = string.find(entry[1], '-', 1, true)
+  return tonumber(string.sub(entry[1], 1, dash - 1)), tonumber(string.sub(entry[1], dash + 1))
+end
+local time = redis.call('TIME')
+local ms, seq = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000), 0
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+local other = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+for _, entry in pairs({newest or false, other or false}) do
+  if entry then
+    local m, s = id_of(entry)
+    if m > ms or (m == ms and s + 1 > seq) then ms, seq = m, s + 1 end
+  end
+end
+"""
+
+_ENTRY = (
+    _NEXT_ID
+    + """
+local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[2], string.format('%.0f-%.0f', ms, seq),
+  'e', ARGV[1])
+if type(added) == 'table' and added.err then  -- an id deleted by hand was newer: the next one
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'e', ARGV[1])
+end
+redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+)
+
+
+Calls = Sequence[tuple[list[str], list[str | int]]]  # a script's keys and args, per call
+
+
+def _run(redis: StateRedis, script: Script, calls: Calls) -> None:
+    """The script once per call: pipelined on one Redis (one round trip); on a cluster, where
+    redis-py runs no script in a pipeline, one call each (from a few threads)."""
+    if not calls:
+        return
+    if is_cluster(redis):
+        with ThreadPoolExecutor(max_workers=CLUSTER_THREADS) as pool:
+            list(pool.map(lambda call: script(keys=call[0], args=call[1]), calls))
+        return
+    pipe = redis.pipeline(transaction=False)
+    for names, args in calls:
+        script(keys=names, args=args, client=pipe)
+    pipe.execute()
 
 
 # A fold's signal is merged into the account's newest signal while that is the same source's
@@ -138,22 +191,10 @@ class Received:
 # nothing was written to the rest of the trail after it, is replaced by the sum of both. The
 # entry's id is the server's time, past both streams' newest ids, so `read` orders the two
 # streams as written (the rest of the trail's own ids: see _order).
-_RECEIVED = """
-local function id_of(entry)
-  local dash = string.find(entry[1], '-', 1, true)
-  return tonumber(string.sub(entry[1], 1, dash - 1)), tonumber(string.sub(entry[1], dash + 1))
-end
+_RECEIVED = (
+    _NEXT_ID
+    + """
 local fresh = cjson.decode(ARGV[1])
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
-local other = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
-local time = redis.call('TIME')
-local ms, seq = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000), 0
-for _, entry in pairs({newest or false, other or false}) do
-  if entry then
-    local m, s = id_of(entry)
-    if m > ms or (m == ms and s + 1 > seq) then ms, seq = m, s + 1 end
-  end
-end
 local quiet = not other
 if newest and other then
   local nm, ns = id_of(newest)
@@ -188,6 +229,7 @@ redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 return 1
 """
+)
 
 
 def record_received(redis: StateRedis, received: Sequence[Received], keep: History) -> None:
@@ -222,14 +264,7 @@ def record_received(redis: StateRedis, received: Sequence[Received], keep: Histo
             _keep_ms(keep),
         ]
         calls.append(([keys.signal_trail(item.account_id), keys.history(item.account_id)], args))
-    if is_cluster(redis):
-        with ThreadPoolExecutor(max_workers=CLUSTER_THREADS) as pool:
-            list(pool.map(lambda call: script(keys=call[0], args=call[1]), calls))
-        return
-    pipe = redis.pipeline(transaction=False)
-    for names, args in calls:
-        script(keys=names, args=args, client=pipe)
-    pipe.execute()
+    _run(redis, script, calls)
 
 
 def read(
