@@ -4,7 +4,7 @@ and events counted once, against a real Redis and real RQ workers. Time is passe
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +138,10 @@ def test_a_source_that_stops_sending_makes_no_account_inactive_or_dropping(
 def test_an_account_whose_usage_stopped_is_flagged_while_the_source_still_sends(
     client: Any, context: Context, redis: Redis, webhook_secrets: dict[str, str], clock: Clock
 ) -> None:
-    stopped = datetime.now(UTC) - timedelta(days=15)
+    # Noon of the day after YESTERDAY, so moving the clock on 15 minutes never crosses
+    # midnight (run at 23:50, "15 days" read 14 once it did).
+    clock.now = datetime.combine(YESTERDAY + timedelta(days=1), time(12), UTC)
+    stopped = clock.now - timedelta(days=15)
     usage(client, webhook_secrets, daily_usage("acme", [10] * 49, end=stopped))
     usage(client, webhook_secrets, daily_usage("globex", [10] * 53))  # up to yesterday
     freshness.raise_watermark(redis, freshness.USAGE, YESTERDAY)  # today's first events came
