@@ -310,7 +310,8 @@ def test_the_import_raises_its_own_watermark_up_to_yesterday(redis: Redis, tmp_p
     rows = [f"acme,{(today - timedelta(days=n)).isoformat()},5,7,10" for n in range(3)]
     export.write_text("account_id,date,active_users,logins,seats\n" + "\n".join(rows) + "\n")
     import_rows(redis, read_records(export))
-    assert freshness.read_watermarks(redis) == {"import": YESTERDAY}  # today is not over
+    yesterday = today - timedelta(days=1)  # not the module's YESTERDAY: midnight may have passed
+    assert freshness.read_watermarks(redis) == {"import": yesterday}  # today is not over
     assert (
         redis.hget(keys.account_meta("acme"), "fed:import")
         == str(rollups.day_number(today)).encode()
@@ -416,7 +417,8 @@ def test_users_active_after_the_judged_day_still_count_as_using_their_seats(
     usage(client, webhook_secrets, events)
     clock.advance(61)
     assert jobs.evaluate_all_accounts() == 1
-    assert freshness.read_watermarks(redis) == {"usage": YESTERDAY - timedelta(days=1)}
+    two_days_ago = clock.now.date() - timedelta(days=2)  # the clock's, whatever the hour now
+    assert freshness.read_watermarks(redis) == {"usage": two_days_ago}
     assert "license_utilization" not in reasons(redis, "initech")
 
 
